@@ -1,0 +1,1 @@
+"""Yuchi's shell: composition root and infrastructure."""

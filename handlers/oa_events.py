@@ -1,0 +1,242 @@
+"""Official Account messages and events -> normalized events. Pure, table-driven.
+
+``MESSAGES`` maps ``MsgType`` and ``EVENTS`` maps ``Event`` to a function that returns the
+event's type and properties. Anything not in the tables becomes ``oa.unknown`` with its raw
+fields, so nothing WeChat sends is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.events import IncomingEvent
+
+Fields = dict[str, Any]
+
+
+class MissingField(ValueError):
+    """A field every WeChat message carries is absent or malformed (for a 400)."""
+
+
+@dataclass(frozen=True)
+class Normalized:
+    type: str
+    properties: dict[str, Any]
+    interaction: bool = True  # counts toward the 48-hour customer-service window
+    subscribed: bool | None = None
+
+
+def _pick(fields: Fields, **names: str) -> dict[str, Any]:
+    """Properties named in snake_case from WeChat's CamelCase fields, skipping absent ones."""
+    return {key: fields[src] for key, src in names.items() if fields.get(src) not in (None, "")}
+
+
+def _float(fields: Fields, name: str) -> float | None:
+    try:
+        return float(fields[name])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# --- messages (MsgType) ------------------------------------------------------------------
+
+
+def text(f: Fields) -> Normalized:
+    return Normalized(
+        "oa.text", _pick(f, content="Content", msg_id="MsgId", biz_msg_menu_id="bizmsgmenuid")
+    )
+
+
+def image(f: Fields) -> Normalized:
+    return Normalized("oa.image", _pick(f, pic_url="PicUrl", media_id="MediaId", msg_id="MsgId"))
+
+
+def voice(f: Fields) -> Normalized:
+    return Normalized(
+        "oa.voice",
+        _pick(f, media_id="MediaId", format="Format", recognition="Recognition", msg_id="MsgId"),
+    )
+
+
+def video(f: Fields) -> Normalized:
+    kind = "oa.shortvideo" if f.get("MsgType") == "shortvideo" else "oa.video"
+    return Normalized(
+        kind, _pick(f, media_id="MediaId", thumb_media_id="ThumbMediaId", msg_id="MsgId")
+    )
+
+
+def location(f: Fields) -> Normalized:
+    props = _pick(f, label="Label", msg_id="MsgId")
+    props.update(
+        latitude=_float(f, "Location_X"),
+        longitude=_float(f, "Location_Y"),
+        scale=_float(f, "Scale"),
+    )
+    return Normalized("oa.location", props)
+
+
+def link(f: Fields) -> Normalized:
+    return Normalized(
+        "oa.link", _pick(f, title="Title", description="Description", url="Url", msg_id="MsgId")
+    )
+
+
+MESSAGES: dict[str, Callable[[Fields], Normalized]] = {
+    "text": text,
+    "image": image,
+    "voice": voice,
+    "video": video,
+    "shortvideo": video,
+    "location": location,
+    "link": link,
+}
+
+# --- events (MsgType=event, Event) ------------------------------------------------------
+
+
+def subscribe(f: Fields) -> Normalized:
+    key = str(f.get("EventKey") or "")
+    props: dict[str, Any] = _pick(f, ticket="Ticket")
+    if key.startswith("qrscene_"):
+        props["scene"] = key[len("qrscene_") :]
+    return Normalized("oa.subscribe", props, subscribed=True)
+
+
+def unsubscribe(f: Fields) -> Normalized:
+    return Normalized("oa.unsubscribe", {}, interaction=False, subscribed=False)
+
+
+def scan(f: Fields) -> Normalized:
+    props = _pick(f, ticket="Ticket")
+    props["scene"] = str(f.get("EventKey") or "")
+    return Normalized("oa.scan", props, subscribed=True)
+
+
+def location_report(f: Fields) -> Normalized:
+    props = {
+        "latitude": _float(f, "Latitude"),
+        "longitude": _float(f, "Longitude"),
+        "precision": _float(f, "Precision"),
+        "reported": True,
+    }
+    return Normalized("oa.location", props, interaction=False)
+
+
+def click(f: Fields) -> Normalized:
+    return Normalized("oa.click", _pick(f, key="EventKey"))
+
+
+def view(f: Fields) -> Normalized:
+    return Normalized("oa.view", _pick(f, url="EventKey", menu_id="MenuId"), interaction=False)
+
+
+def template_send_finished(f: Fields) -> Normalized:
+    return Normalized(
+        "oa.template_send_finished", _pick(f, msg_id="MsgID", status="Status"), interaction=False
+    )
+
+
+def mass_send_finished(f: Fields) -> Normalized:
+    props = _pick(
+        f,
+        msg_id="MsgID",
+        status="Status",
+        total="TotalCount",
+        sent="SentCount",
+        errors="ErrorCount",
+    )
+    return Normalized("oa.mass_send_finished", props, interaction=False)
+
+
+def scancode(f: Fields) -> Normalized:
+    info = f.get("ScanCodeInfo") if isinstance(f.get("ScanCodeInfo"), dict) else {}
+    props = _pick(f, key="EventKey") | _pick(info, scan_type="ScanType", result="ScanResult")
+    return Normalized("oa.scancode", props)
+
+
+def menu_photo(f: Fields) -> Normalized:
+    return Normalized(
+        "oa.menu_photo", _pick(f, key="EventKey") | {"kind": f.get("Event")}, interaction=False
+    )
+
+
+def location_select(f: Fields) -> Normalized:
+    return Normalized("oa.location_select", _pick(f, key="EventKey"), interaction=False)
+
+
+def view_miniprogram(f: Fields) -> Normalized:
+    return Normalized(
+        "oa.view_miniprogram", _pick(f, path="EventKey", menu_id="MenuId"), interaction=False
+    )
+
+
+EVENTS: dict[str, Callable[[Fields], Normalized]] = {
+    "subscribe": subscribe,
+    "unsubscribe": unsubscribe,
+    "scan": scan,
+    "location": location_report,
+    "click": click,
+    "view": view,
+    "templatesendjobfinish": template_send_finished,
+    "masssendjobfinish": mass_send_finished,
+    "scancode_push": scancode,
+    "scancode_waitmsg": scancode,
+    "pic_sysphoto": menu_photo,
+    "pic_photo_or_album": menu_photo,
+    "pic_weixin": menu_photo,
+    "location_select": location_select,
+    "view_miniprogram": view_miniprogram,
+}
+
+
+def unknown(f: Fields) -> Normalized:
+    return Normalized("oa.unknown", {"raw": f}, interaction=False)
+
+
+def _required(fields: Fields, name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise MissingField(f"missing field {name}")
+    return value
+
+
+def normalize(fields: Fields, app_id: str) -> IncomingEvent:
+    """One callback's fields -> the event to store. Raises MissingField on a broken message."""
+    openid = _required(fields, "FromUserName")
+    msg_type = _required(fields, "MsgType").lower()
+    raw_time = _required(fields, "CreateTime")
+    try:
+        occurred_at = datetime.fromtimestamp(int(raw_time), UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise MissingField(f"CreateTime {raw_time[:20]!r} is not a Unix time") from exc
+    if len(openid) > 128:
+        raise MissingField("FromUserName is too long")
+
+    if msg_type == "event":
+        event = str(fields.get("Event") or "")
+        handler = EVENTS.get(event.lower(), unknown)
+        dedupe_key = f"oa:{app_id}:evt:{openid}:{raw_time}:{event}"
+    else:
+        handler = MESSAGES.get(msg_type, unknown)
+        msg_id = fields.get("MsgId")
+        dedupe_key = (
+            f"oa:{app_id}:msg:{msg_id}"
+            if msg_id
+            else f"oa:{app_id}:evt:{openid}:{raw_time}:{msg_type}"
+        )
+    result = handler(fields)
+    return IncomingEvent(
+        type=result.type,
+        source="oa",
+        identity_kind="openid",
+        identity_value=openid,
+        app_id=app_id,
+        occurred_at=occurred_at,
+        dedupe_key=dedupe_key[:200],
+        properties=result.properties,
+        interaction=result.interaction,
+        subscribed=result.subscribed,
+    )
