@@ -125,8 +125,7 @@ def _rule_or_404(rule_id: int) -> ReplyRule:
 
 @bp.get("/replies")
 def list_replies() -> ResponseReturnValue:
-    rows = g.session.query(ReplyRule).order_by(ReplyRule.id).all()
-    return jsonify(replies=[autoreply.rule_to_json(r) for r in rows])
+    return jsonify(replies=[autoreply.rule_to_json(r) for r in autoreply.list_rules(g.session)])
 
 
 @bp.get("/replies/<int:rule_id>")

