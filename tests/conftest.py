@@ -25,6 +25,8 @@ TEST_ENV = {
     "WECHAT_OA_AES_KEY": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
     "YUCHI_SWEEP_GRACE": "0.001",
 }
+# The environment the test run started with (before fixtures point it at test servers).
+ORIGINAL_ENV = dict(os.environ)
 TABLES = ["outbox", "contact_tag", "event", "identity", "reply_rule", "contact"]
 
 
