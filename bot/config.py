@@ -27,6 +27,11 @@ DEV_DEFAULTS: dict[str, str] = {
     "WECHAT_OA_SECRET": "dev-oa-secret",
     "WECHAT_OA_TOKEN": "devtoken",
     "WECHAT_OA_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+    "WECOM_CORP_ID": "wwdevcorp00000001",
+    "WECOM_AGENT_ID": "1000002",
+    "WECOM_SECRET": "dev-wecom-secret",
+    "WECOM_TOKEN": "devwecomtoken",
+    "WECOM_AES_KEY": "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq",
 }
 
 
@@ -51,6 +56,15 @@ class Settings:
     oa_token: str
     oa_aes_key: str
     wechat_api_base: str
+    wecom_corp_id: str = ""
+    wecom_agent_id: int = 0
+    wecom_secret: str = ""
+    wecom_token: str = ""
+    wecom_aes_key: str = ""
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # Where browsers are sent for OAuth (open.weixin.qq.com) and QR images (mp.weixin.qq.com).
+    wechat_oauth_base: str = "https://open.weixin.qq.com"
+    wechat_mp_base: str = "https://mp.weixin.qq.com"
     max_body_bytes: int = 64 * 1024
     reply_cache_seconds: float = 5.0
     sweep_interval_seconds: float = 30.0
@@ -86,8 +100,25 @@ ENV_NAMES = {
     "WECHAT_OA_TOKEN": "oa_token",
     "WECHAT_OA_AES_KEY": "oa_aes_key",
     "WECHAT_API_BASE": "wechat_api_base",
+    "WECHAT_OAUTH_BASE": "wechat_oauth_base",
+    "WECHAT_MP_BASE": "wechat_mp_base",
+    "WECOM_CORP_ID": "wecom_corp_id",
+    "WECOM_AGENT_ID": "wecom_agent_id",
+    "WECOM_SECRET": "wecom_secret",
+    "WECOM_TOKEN": "wecom_token",
+    "WECOM_AES_KEY": "wecom_aes_key",
+    "WECOM_API_BASE": "wecom_api_base",
 }
-SECRET_FIELDS = {"secret_key", "api_token", "oa_secret", "oa_token", "oa_aes_key"}
+SECRET_FIELDS = {
+    "secret_key",
+    "api_token",
+    "oa_secret",
+    "oa_token",
+    "oa_aes_key",
+    "wecom_secret",
+    "wecom_token",
+    "wecom_aes_key",
+}
 
 
 def _mask(value: str) -> str:
@@ -154,9 +185,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     aes_key = get("WECHAT_OA_AES_KEY")
     if aes_key and (problem := _check_aes_key(aes_key)):
         problems.append(f"WECHAT_OA_AES_KEY {problem}")
-    api_base = env.get("WECHAT_API_BASE", "").strip() or "https://api.weixin.qq.com"
-    if problem := _check_url("WECHAT_API_BASE", api_base, ("http", "https")):
-        problems.append(problem)
+
+    def base_url(name: str, default: str) -> str:
+        value = env.get(name, "").strip() or default
+        if problem := _check_url(name, value, ("http", "https")):
+            problems.append(problem)
+        return value.rstrip("/")
+
+    # WeCom is optional in production (an Official Account alone is a valid setup): when
+    # WECOM_CORP_ID is set, the rest of the WeCom settings become required.
+    wecom_names = (
+        "WECOM_CORP_ID",
+        "WECOM_AGENT_ID",
+        "WECOM_SECRET",
+        "WECOM_TOKEN",
+        "WECOM_AES_KEY",
+    )
+    wecom_on = yuchi_env != "production" or bool(env.get("WECOM_CORP_ID", "").strip())
+    wecom = {n: get(n) if wecom_on else "" for n in wecom_names}
+    if wecom["WECOM_AES_KEY"] and (problem := _check_aes_key(wecom["WECOM_AES_KEY"])):
+        problems.append(f"WECOM_AES_KEY {problem}")
+    agent_id = wecom["WECOM_AGENT_ID"]
+    if agent_id and not (agent_id.isascii() and agent_id.isdigit()):
+        problems.append(f"WECOM_AGENT_ID={agent_id!r} must be the app's numeric AgentId")
 
     def number(name: str, default: float, integer: bool = False) -> float:
         raw = env.get(name, "").strip()
@@ -184,7 +235,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         oa_secret=get("WECHAT_OA_SECRET"),
         oa_token=get("WECHAT_OA_TOKEN"),
         oa_aes_key=aes_key,
-        wechat_api_base=api_base.rstrip("/"),
+        wechat_api_base=base_url("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+        wecom_corp_id=wecom["WECOM_CORP_ID"],
+        wecom_agent_id=int(agent_id) if agent_id.isascii() and agent_id.isdigit() else 0,
+        wecom_secret=wecom["WECOM_SECRET"],
+        wecom_token=wecom["WECOM_TOKEN"],
+        wecom_aes_key=wecom["WECOM_AES_KEY"],
+        wecom_api_base=base_url("WECOM_API_BASE", "https://qyapi.weixin.qq.com"),
+        wechat_oauth_base=base_url("WECHAT_OAUTH_BASE", "https://open.weixin.qq.com"),
+        wechat_mp_base=base_url("WECHAT_MP_BASE", "https://mp.weixin.qq.com"),
         max_body_bytes=int(number("YUCHI_MAX_BODY_BYTES", 64 * 1024, integer=True)),
         reply_cache_seconds=number("YUCHI_REPLY_CACHE_SECONDS", 5.0),
         sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),

@@ -17,7 +17,9 @@ SECRETS = {
     "WECHAT_OA_TOKEN": "prodtoken123",
     "WECHAT_OA_AES_KEY": base64.b64encode(bytes(range(32))).decode().rstrip("="),
 }
-REQUIRED = sorted(DEV_DEFAULTS)
+# Required in production; the WeCom group only once WECOM_CORP_ID is set.
+REQUIRED = sorted(n for n in DEV_DEFAULTS if not n.startswith("WECOM_"))
+WECOM = sorted(n for n in DEV_DEFAULTS if n.startswith("WECOM_"))
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_real_aes_key_fixture_is_valid() -> None:
 def test_development_uses_and_lists_defaults(var_dir: Path) -> None:
     s = load_settings(env(var_dir))
     assert s.env == "development"
-    assert sorted(s.defaults_used) == REQUIRED
+    assert sorted(s.defaults_used) == sorted(DEV_DEFAULTS)
     assert s.secret_key == DEV_DEFAULTS["YUCHI_SECRET_KEY"]
     assert s.api_token == DEV_DEFAULTS["YUCHI_API_TOKEN"]
     assert s.oa_appid == DEV_DEFAULTS["WECHAT_OA_APPID"]
@@ -67,7 +69,7 @@ def test_empty_environment_is_development(var_dir: Path) -> None:
 def test_test_env_may_use_defaults(var_dir: Path) -> None:
     s = load_settings(env(var_dir, YUCHI_ENV="test"))
     assert s.env == "test"
-    assert sorted(s.defaults_used) == REQUIRED
+    assert sorted(s.defaults_used) == sorted(DEV_DEFAULTS)
 
 
 def test_explicit_values_are_not_listed_as_defaults(var_dir: Path) -> None:
@@ -119,6 +121,14 @@ def test_production_missing_secrets_lists_every_one(var_dir: Path) -> None:
     for name in REQUIRED:
         assert any(p.startswith(f"{name} is not set") for p in problems), name
     assert len(problems) == len(REQUIRED)
+
+
+def test_production_wecom_is_optional_until_its_corp_id_is_set(var_dir: Path) -> None:
+    problems = problems_of(env(var_dir, YUCHI_ENV="production", WECOM_CORP_ID="wwcorp"))
+    for name in WECOM:
+        if name != "WECOM_CORP_ID":
+            assert any(p.startswith(f"{name} is not set") for p in problems), name
+    assert not any(p.startswith("WECOM_CORP_ID") for p in problems)
 
 
 def test_production_lists_only_what_is_missing(var_dir: Path) -> None:
