@@ -36,12 +36,14 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     text.initialize()
 
     from admin.api import bp as api_bp
+    from admin.messages import bp as messages_bp
     from bot.health import bp as health_bp
     from handlers.oa import bp as oa_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(oa_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(messages_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -240,8 +240,9 @@ def _run_worker(settings: Settings, burst: bool) -> int:
     from rq import Worker
 
     from bot import queue
+    from bot.sweeper import Sweeper
 
-    sweeper = queue.Sweeper(settings)
+    sweeper = Sweeper(settings)
     sweeper.start()
     try:
         w = Worker([queue.get_queue(settings)], connection=queue.get_redis(settings))
@@ -257,11 +258,14 @@ def _run_worker(settings: Settings, burst: bool) -> int:
 
 @main.command("sweep")
 def sweep_once() -> None:
-    """Re-enqueue outbox rows whose background job never ran (once)."""
-    from bot import queue
+    """Re-enqueue work whose background job never ran, once (outbox rows, due messages)."""
+    from bot.sweeper import sweep_all
 
-    n = queue.sweep(_settings())
-    _ok(f"{n} outbox row(s) re-enqueued")
+    counts = sweep_all(_settings())
+    _ok(
+        f"{counts['outbox']} outbox row(s) and {counts['requeued']} message(s) re-enqueued; "
+        f"{counts['unknown']} message(s) stuck mid-send marked unknown"
+    )
 
 
 def _wait_healthy(url: str, procs: dict[str, subprocess.Popen], seconds: float = 60) -> bool:

@@ -11,12 +11,15 @@ import binascii
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
+QUIET_HOURS = re.compile(r"([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d")
 
 # Well-known, public development values. They make the stack run on a fresh machine and must
 # never be used for a real account: `yuchi check-config` and the server warn about each one.
@@ -69,6 +72,11 @@ class Settings:
     reply_cache_seconds: float = 5.0
     sweep_interval_seconds: float = 30.0
     sweep_grace_seconds: float = 10.0
+    # Outbound messaging (see bot/send_rules.py).
+    marketing_cap: int = 3  # marketing messages per contact per 24 h
+    quiet_hours: str = "22:00-08:00"  # no marketing sends then ("" for none)
+    timezone: str = "Asia/Shanghai"
+    send_rate: float = 20.0  # API sends per second per app, across all workers
     defaults_used: tuple[str, ...] = field(default=())
 
     @property
@@ -224,6 +232,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             return default
         return value
 
+    raw_cap = env.get("YUCHI_MARKETING_CAP", "").strip() or "3"
+    marketing_cap = int(raw_cap) if raw_cap.isascii() and raw_cap.isdigit() else 3
+    if not (raw_cap.isascii() and raw_cap.isdigit()):
+        problems.append(
+            f"YUCHI_MARKETING_CAP={raw_cap!r} must be a whole number (0 blocks marketing)"
+        )
+    quiet_hours = env.get("YUCHI_QUIET_HOURS", "22:00-08:00").strip()
+    if quiet_hours and not QUIET_HOURS.fullmatch(quiet_hours):
+        problems.append(f"YUCHI_QUIET_HOURS={quiet_hours!r}: use HH:MM-HH:MM, or empty for none")
+    timezone = env.get("YUCHI_TIMEZONE", "").strip() or "Asia/Shanghai"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"YUCHI_TIMEZONE={timezone!r} is not a time zone name (e.g. Asia/Shanghai)")
+
     settings = Settings(
         env=yuchi_env,
         var_dir=var_dir,
@@ -248,6 +271,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reply_cache_seconds=number("YUCHI_REPLY_CACHE_SECONDS", 5.0),
         sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),
         sweep_grace_seconds=number("YUCHI_SWEEP_GRACE", 10.0),
+        marketing_cap=marketing_cap,
+        quiet_hours=quiet_hours,
+        timezone=timezone,
+        send_rate=number("YUCHI_SEND_RATE", 20.0),
         defaults_used=tuple(used_defaults),
     )
     if problems:

@@ -148,11 +148,14 @@ def _existing(session: Session, dedupe_key: str) -> Recorded:
     return Recorded(row.id, row.contact_id, None, row.reply, duplicate=True)
 
 
-def _record_once(
-    session: Session, ev: IncomingEvent, reply: str | None, tags: list[TagGrant]
-) -> Recorded:
-    now = utcnow()
-    contact_id = _find_or_create_contact(session, ev, now)
+def _insert_event(
+    session: Session,
+    contact_id: int,
+    ev: IncomingEvent,
+    reply: str | None,
+    now: datetime,
+) -> tuple[int, int] | None:
+    """Insert the event and its outbox row; None when the dedupe key is already stored."""
     event_t = Event.__table__
     event_id = session.execute(
         _insert(session, event_t)
@@ -169,16 +172,55 @@ def _record_once(
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(event_t.c.id)
     ).scalar()
-    if event_id is None:  # a retry of something already stored
-        session.rollback()
-        return _existing(session, ev.dedupe_key or "")
-    _update_contact(session, contact_id, ev)
-    add_tags(session, contact_id, tags, now)
+    if event_id is None:
+        return None
     outbox_id = session.execute(
         sa.insert(Outbox.__table__)
         .values(event_id=event_id, status="pending", attempts=0, created_at=now)
         .returning(Outbox.__table__.c.id)
     ).scalar_one()
+    return event_id, outbox_id
+
+
+def append(
+    session: Session,
+    contact_id: int,
+    type: str,
+    properties: dict[str, Any],
+    dedupe_key: str | None,
+    source: str = "bot",
+) -> int | None:
+    """Add an event Yuchi itself caused (a message sent, held, failed) to a known contact,
+    inside the caller's transaction. Returns the outbox id to enqueue after the caller
+    commits, or None if an event with this dedupe key exists already."""
+    now = utcnow()
+    ev = IncomingEvent(
+        type=type,
+        source=source,
+        identity_kind="",
+        identity_value="",
+        app_id="",
+        occurred_at=now,
+        dedupe_key=dedupe_key,
+        properties=properties,
+        interaction=False,
+    )
+    inserted = _insert_event(session, contact_id, ev, None, now)
+    return None if inserted is None else inserted[1]
+
+
+def _record_once(
+    session: Session, ev: IncomingEvent, reply: str | None, tags: list[TagGrant]
+) -> Recorded:
+    now = utcnow()
+    contact_id = _find_or_create_contact(session, ev, now)
+    inserted = _insert_event(session, contact_id, ev, reply, now)
+    if inserted is None:  # a retry of something already stored
+        session.rollback()
+        return _existing(session, ev.dedupe_key or "")
+    event_id, outbox_id = inserted
+    _update_contact(session, contact_id, ev)
+    add_tags(session, contact_id, tags, now)
     session.commit()
     return Recorded(event_id, contact_id, outbox_id, reply, duplicate=False)
 

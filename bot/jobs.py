@@ -6,6 +6,7 @@ import logging
 
 import sqlalchemy as sa
 
+from bot import messaging
 from bot.config import load_settings
 from bot.db import session_scope
 from bot.models import Event, Outbox, utcnow
@@ -36,6 +37,7 @@ def process_event(outbox_id: int) -> str:
         session.execute(sa.update(t).where(t.c.id == outbox_id).values(attempts=t.c.attempts + 1))
     with session_scope(settings.database_url) as session:
         event = session.get(Event, row.event_id)
+        contact_id = event.contact_id
         for step in PROCESSORS.get(event.type, []):
             step(session, event)
         now = utcnow()
@@ -46,4 +48,16 @@ def process_event(outbox_id: int) -> str:
             .where(Outbox.__table__.c.id == outbox_id, Outbox.__table__.c.status == "pending")
             .values(status="done", done_at=now)
         )
+    if not event.type.startswith("msg."):
+        messaging.release_held(settings, contact_id)  # they interacted: held messages may go
     return "done"
+
+
+def deliver_message(message_id: int) -> str:
+    return messaging.deliver(load_settings(), message_id)
+
+
+def fan_out_broadcast(broadcast_id: int) -> int:
+    from bot import broadcasts
+
+    return broadcasts.fan_out(load_settings(), broadcast_id)

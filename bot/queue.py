@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from datetime import timedelta
 
 import redis
@@ -81,12 +80,18 @@ def enqueue_outbox(settings: Settings, outbox_id: int) -> bool:
     return True
 
 
-def _job_alive(settings: Settings, outbox_id: int) -> bool:
+def job_alive(settings: Settings, job_id: str) -> bool:
+    """Is this job waiting or running in Redis (so enqueueing it again would double it)?"""
     try:
-        job = Job.fetch(outbox_job_id(outbox_id), connection=get_redis(settings))
+        job = Job.fetch(job_id, connection=get_redis(settings))
     except NoSuchJobError:
         return False
     return job.get_status(refresh=False) in LIVE_STATUSES
+
+
+def drop_job(settings: Settings, job_id: str) -> None:
+    """Forget a dead job's hash so the same deterministic id can be enqueued again."""
+    get_redis(settings).delete(Job.key_for(job_id))
 
 
 def sweep(settings: Settings, limit: int = 1000) -> int:
@@ -106,10 +111,9 @@ def sweep(settings: Settings, limit: int = 1000) -> int:
         )
     enqueued = 0
     for outbox_id in ids:
-        if _job_alive(settings, outbox_id):
+        if job_alive(settings, outbox_job_id(outbox_id)):
             continue
-        # Drop a dead job hash first so the same deterministic id can be enqueued again.
-        get_redis(settings).delete(Job.key_for(outbox_job_id(outbox_id)))
+        drop_job(settings, outbox_job_id(outbox_id))
         if enqueue_outbox(settings, outbox_id):
             enqueued += 1
         else:
@@ -117,25 +121,3 @@ def sweep(settings: Settings, limit: int = 1000) -> int:
     if enqueued:
         log.info("sweeper re-enqueued %d outbox row(s)", enqueued)
     return enqueued
-
-
-class Sweeper(threading.Thread):
-    """Runs sweep() every interval beside the rq worker; survives Redis outages."""
-
-    def __init__(self, settings: Settings):
-        super().__init__(name="yuchi-sweeper", daemon=True)
-        self.settings = settings
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sweep(self.settings)
-            except REDIS_ERRORS as exc:
-                log.warning("sweeper: Redis unreachable (%s); retrying", exc)
-            except Exception:
-                log.exception("sweeper run failed")
-            self.stopping.wait(self.settings.sweep_interval_seconds)
-
-    def stop(self) -> None:
-        self.stopping.set()

@@ -32,7 +32,7 @@ TEST_ENV = {
 }
 # The environment the test run started with (before fixtures point it at test servers).
 ORIGINAL_ENV = dict(os.environ)
-TABLES = ["outbox", "contact_tag", "event", "identity", "reply_rule", "contact"]
+TABLES = ["message", "broadcast", "outbox", "contact_tag", "event", "identity", "reply_rule", "contact"]
 
 
 def _reset_database(url: str) -> None:

@@ -10,9 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from bot.models import JSONType, UTCDateTime
-
-BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from bot.models import BIGINT, JSONType, UTCDateTime
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -1,0 +1,1 @@
+"""Staff-facing surfaces: the JSON API (and later the console and the WeCom sidebar)."""

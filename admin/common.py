@@ -1,0 +1,96 @@
+"""What every /api/ blueprint shares: bearer-token auth, a DB session per request, errors."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, TypeVar
+
+from flask import Blueprint, abort, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ValidationError
+from sqlmodel import Session
+
+from bot.db import get_engine
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Invalid(Exception):
+    """A 422: ``fields`` maps each bad field to what is wrong with it."""
+
+    def __init__(self, reason: str, fields: dict[str, str]):
+        self.reason, self.fields = reason, fields
+        super().__init__(reason)
+
+
+def api_blueprint(name: str, import_name: str) -> Blueprint:
+    bp = Blueprint(name, import_name, url_prefix="/api")
+    bp.before_request(_authenticate)
+    bp.teardown_request(_close_session)
+    bp.register_error_handler(Invalid, _invalid)
+    return bp
+
+
+def error(status: int, reason: str, **extra: Any) -> ResponseReturnValue:
+    return jsonify(error=reason, **extra), status
+
+
+def _invalid(exc: Invalid) -> ResponseReturnValue:
+    return error(422, exc.reason, fields=exc.fields)
+
+
+def _authenticate() -> ResponseReturnValue | None:
+    token = current_app.config["SETTINGS"].api_token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        response = jsonify(
+            error="unauthorized", reason="send Authorization: Bearer <YUCHI_API_TOKEN>"
+        )
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="yuchi"'
+        return response
+    g.session = Session(
+        get_engine(current_app.config["SETTINGS"].database_url), expire_on_commit=False
+    )
+    return None
+
+
+def _close_session(exc: BaseException | None) -> None:
+    session = g.pop("session", None)
+    if session is not None:
+        if exc is not None:
+            session.rollback()
+        session.close()
+
+
+def validated(model: type[M], what: str) -> M:
+    """The JSON body as ``model``, or Invalid (422) naming every bad field."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Invalid("body must be a JSON object", {})
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if not loc:  # a whole-object check names its field first: "keywords: ..."
+                loc, _, msg = msg.partition(": ")
+            fields[loc] = msg
+        raise Invalid(f"invalid {what}", fields) from None
+
+
+def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        abort(422, description=f"{name} must be an integer")
+    if not low <= value <= high:
+        abort(422, description=f"{name} must be between {low} and {high}")
+    return value

@@ -1,0 +1,55 @@
+"""/api/messages and /api/broadcasts: outbound sends and their progress."""
+
+from __future__ import annotations
+
+from flask import current_app, g, jsonify
+from flask.typing import ResponseReturnValue
+
+from admin.common import api_blueprint, error, int_arg, validated
+from bot import broadcasts, messaging, store
+from bot.message_payloads import SendRequest
+
+bp = api_blueprint("messages", __name__)
+
+
+@bp.post("/messages")
+def create_message() -> ResponseReturnValue:
+    req = validated(SendRequest, "message")
+    try:
+        row, created = messaging.create(current_app.config["SETTINGS"], req)
+    except messaging.UnknownContact:
+        return error(404, f"no contact {req.contact_id}")
+    return jsonify(messaging.message_json(row)), (201 if created else 200)
+
+
+@bp.get("/messages/<int:message_id>")
+def get_message(message_id: int) -> ResponseReturnValue:
+    row = messaging.get(g.session, message_id)
+    if row is None:
+        return error(404, f"no message {message_id}")
+    return jsonify(messaging.message_json(row))
+
+
+@bp.get("/contacts/<int:contact_id>/messages")
+def contact_messages(contact_id: int) -> ResponseReturnValue:
+    limit = int_arg("limit", 50, 1, 200)
+    before = int_arg("before", None, 1, 2**63)
+    if store.contact_json(g.session, contact_id, with_tags=False) is None:
+        return error(404, f"no contact {contact_id}")
+    rows, next_before = messaging.for_contact(g.session, contact_id, limit, before)
+    return jsonify(messages=[messaging.message_json(m) for m in rows], next_before=next_before)
+
+
+@bp.post("/broadcasts")
+def create_broadcast() -> ResponseReturnValue:
+    req = validated(broadcasts.BroadcastRequest, "broadcast")
+    row = broadcasts.create(current_app.config["SETTINGS"], req)
+    return jsonify(broadcasts.progress(g.session, row.id)), 202
+
+
+@bp.get("/broadcasts/<int:broadcast_id>")
+def get_broadcast(broadcast_id: int) -> ResponseReturnValue:
+    body = broadcasts.progress(g.session, broadcast_id)
+    if body is None:
+        return error(404, f"no broadcast {broadcast_id}")
+    return jsonify(body)

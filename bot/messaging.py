@@ -1,0 +1,486 @@
+"""Outbound messages: every send is a row, delivered by a background job that obeys the
+platform's rules (48-hour window, template fallback or hold, unsubscribed contacts) and ours
+(frequency caps, quiet hours, rate limit), with at-most-once delivery per row.
+
+A row moves queued → sending → sent, or to held / scheduled / skipped / failed. ``sending`` is
+committed before the API call: if the worker dies after that, the row is never sent again
+(the sweeper marks it ``unknown``), so a message is delivered at most once whatever crashes or
+retries happen; a retried job or a duplicate idempotency key finds the row and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot import events, queue, send_rules, wechat
+from bot.config import Settings
+from bot.db import session_scope
+from bot.message_payloads import SendRequest, oa_request, wecom_request
+from bot.models import Contact, Identity, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+DELIVER = "bot.jobs.deliver_message"
+FINAL = {"sent", "failed", "skipped", "unknown"}
+STALE_SENDING = timedelta(minutes=5)
+
+
+class UnknownContact(Exception):
+    pass
+
+
+def policy(settings: Settings) -> send_rules.Policy:
+    start = end = None
+    if settings.quiet_hours:
+        a, _, b = settings.quiet_hours.partition("-")
+        start, end = send_rules.parse_clock(a), send_rules.parse_clock(b)
+    return send_rules.Policy(
+        marketing_cap=settings.marketing_cap,
+        quiet_start=start,
+        quiet_end=end,
+        timezone=settings.timezone,
+    )
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    iso = lambda v: v.isoformat() if v else None  # noqa: E731
+    return {
+        "id": m.id,
+        "contact_id": m.contact_id,
+        "to_user": m.to_user.split("|") if m.to_user else None,
+        "channel": m.channel,
+        "kind": m.kind,
+        "sent_kind": m.sent_kind,
+        "payload": m.payload,
+        "marketing": m.marketing,
+        "outside_window": m.outside_window,
+        "status": m.status,
+        "attempts": m.attempts,
+        "error_code": m.error_code,
+        "error_message": m.error_message,
+        "platform_msgid": m.platform_msgid,
+        "idempotency_key": m.idempotency_key,
+        "broadcast_id": m.broadcast_id,
+        "not_before": iso(m.not_before),
+        "created_at": iso(m.created_at),
+        "sent_at": iso(m.sent_at),
+    }
+
+
+# --- creating ------------------------------------------------------------------------------
+
+
+def _new_row(req: SendRequest, broadcast_id: int | None = None) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "contact_id": req.contact_id,
+        "to_user": "|".join(req.to_user) if req.to_user else None,
+        "channel": req.channel,
+        "kind": req.kind,
+        "payload": req.payload,
+        "outside_window": req.outside_window,
+        "fallback": req.fallback.model_dump(mode="json", exclude_none=True)
+        if req.fallback
+        else None,
+        "marketing": req.marketing,
+        "reply_to_event_id": req.reply_to_event_id,
+        "broadcast_id": broadcast_id,
+        "status": "queued",
+        "attempts": 0,
+        "idempotency_key": req.idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows, skipping any whose idempotency key exists; returns the new ids."""
+    if not rows:
+        return []
+    stmt = events._insert(session, Message.__table__).values(rows)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+        Message.__table__.c.id
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
+    """Store a send and enqueue its delivery. Returns (row, created); an existing idempotency
+    key returns the row it already made (and sends nothing new)."""
+    with session_scope(settings.database_url) as session:
+        if req.contact_id is not None and session.get(Contact, req.contact_id) is None:
+            raise UnknownContact(req.contact_id)
+        ids = insert_messages(session, [_new_row(req)])
+        if ids:
+            row, created = session.get(Message, ids[0]), True
+        else:
+            key = req.idempotency_key
+            row = session.execute(
+                sa.select(Message).where(Message.idempotency_key == key)
+            ).scalar_one()
+            created = False
+    if created:
+        enqueue(settings, [row.id])
+    return row, created
+
+
+def enqueue(settings: Settings, ids: list[int], at: datetime | None = None) -> bool:
+    """Enqueue delivery jobs (deterministic ids); False if Redis is unreachable (the sweeper
+    will find the rows)."""
+    try:
+        q = queue.get_queue(settings)
+        if at is None:
+            with q.connection.pipeline() as pipe:
+                q.enqueue_many(
+                    [q.prepare_data(DELIVER, (i,), job_id=f"msg-{i}", result_ttl=300) for i in ids],
+                    pipeline=pipe,
+                )
+                pipe.execute()
+        else:
+            for i in ids:
+                q.enqueue_at(
+                    at, DELIVER, i, job_id=f"msg-{i}-at{int(at.timestamp())}", result_ttl=300
+                )
+    except queue.REDIS_ERRORS as exc:
+        log.warning(
+            "%d message job(s) not enqueued (%s); the sweeper will pick them up", len(ids), exc
+        )
+        return False
+    return True
+
+
+# --- delivering ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What phase 1 decided: call this API with this body (or nothing)."""
+
+    path: str
+    body: dict
+    sent_kind: str
+    channel: str
+
+
+def _record(session: Session, m: Message, type_: str, extra: dict[str, Any]) -> int | None:
+    if m.contact_id is None:
+        return None
+    props = {"message_id": m.id, "kind": m.sent_kind or m.kind, "marketing": m.marketing, **extra}
+    return events.append(
+        session, m.contact_id, type_, props, dedupe_key=f"msg:{m.id}:{type_}:{m.attempts}"
+    )
+
+
+def _finish(
+    session: Session, m: Message, status: str, event: str | None, **fields: Any
+) -> int | None:
+    for key, value in fields.items():
+        setattr(m, key, value)
+    m.status, m.updated_at = status, utcnow()
+    session.add(m)
+    session.flush()
+    if event is None:
+        return None
+    extra = {k: fields[k] for k in ("error_code", "error_message") if fields.get(k) is not None}
+    if status == "sent":
+        extra["platform_msgid"] = m.platform_msgid
+    return _record(session, m, event, extra)
+
+
+def _openid(session: Session, settings: Settings, contact_id: int) -> str | None:
+    return session.execute(
+        sa.select(Identity.value).where(
+            Identity.contact_id == contact_id,
+            Identity.kind == "openid",
+            Identity.app_id == settings.oa_appid,
+        )
+    ).scalar()
+
+
+def _recent_marketing(session: Session, m: Message, since: datetime) -> int:
+    t = Message.__table__.c
+    return session.execute(
+        sa.select(sa.func.count()).where(
+            t.contact_id == m.contact_id,
+            t.marketing.is_(True),
+            t.id != m.id,
+            sa.or_(
+                sa.and_(t.status == "sent", t.sent_at >= since),
+                sa.and_(t.status == "sending", t.updated_at >= since),
+            ),
+        )
+    ).scalar_one()
+
+
+def _outside_window(session: Session, m: Message, reason: str) -> tuple[str, int | None]:
+    """Apply the row's policy when the 48-hour window is closed."""
+    if m.outside_window == "fallback" and m.fallback:
+        return "fallback", None
+    if m.outside_window == "hold":
+        return "held", _finish(session, m, "held", "msg.held", error_message=reason)
+    return "failed", _finish(
+        session, m, "failed", "msg.failed", error_code=45015, error_message=reason
+    )
+
+
+def _plan(session: Session, settings: Settings, m: Message, now: datetime) -> tuple[str, Any]:
+    """Phase 1, inside the claim transaction: decide what to do with the row.
+    Returns ("send", _Plan) or (status, outbox id of the event recorded)."""
+    pol = policy(settings)
+    if m.channel == "wecom":
+        path, body = wecom_request(m.kind, m.payload, m.to_user or "", settings.wecom_agent_id)
+        return "send", _Plan(path, body, m.kind, "wecom")
+
+    contact = session.execute(
+        sa.select(Contact).where(Contact.id == m.contact_id).with_for_update()
+    ).scalar_one()
+    if not contact.subscribed:
+        return "skipped", _finish(
+            session, m, "skipped", "msg.failed", error_message="contact is not following"
+        )
+    openid = _openid(session, settings, contact.id)
+    if openid is None:
+        return "skipped", _finish(
+            session, m, "skipped", "msg.failed", error_message="contact has no openid"
+        )
+
+    exempt = not m.marketing or m.reply_to_event_id is not None
+    if not exempt:
+        talking = send_rules.in_conversation(contact.last_interaction_at, now, pol)
+        resume = None if talking else send_rules.quiet_until(now, pol)
+        if resume is not None:
+            _finish(session, m, "scheduled", None, not_before=resume)
+            return "scheduled", resume
+        if send_rules.over_cap(_recent_marketing(session, m, now - pol.cap_window), pol):
+            reason = f"frequency cap: {pol.marketing_cap} marketing messages per 24 h"
+            return "skipped", _finish(session, m, "skipped", "msg.failed", error_message=reason)
+
+    kind, payload = m.kind, m.payload
+    if kind in send_rules.CUSTOMER_SERVICE_KINDS and not send_rules.in_window(
+        contact.last_interaction_at, now
+    ):
+        outcome, outbox = _outside_window(session, m, "outside the 48-hour customer-service window")
+        if outcome != "fallback":
+            return outcome, outbox
+        kind, payload = "template", m.fallback
+    path, body = oa_request(
+        kind, payload, openid, client_msg_id=m.idempotency_key or f"yuchi-msg-{m.id}"
+    )
+    return "send", _Plan(path, body, kind, "oa")
+
+
+def deliver(settings: Settings, message_id: int, now: datetime | None = None) -> str:
+    """Deliver one message row (idempotent; safe to call again for any reason)."""
+    now = now or utcnow()
+    outbox_ids: list[int] = []
+    with session_scope(settings.database_url) as session:
+        m = session.execute(
+            sa.select(Message).where(Message.id == message_id).with_for_update()
+        ).scalar_one_or_none()
+        if m is None:
+            return "missing"
+        if m.status not in ("queued", "scheduled"):
+            return m.status  # sent, held, failed, … or another worker is sending it
+        if m.not_before and m.not_before > now:
+            outcome: str = "scheduled"
+            at = m.not_before
+        else:
+            outcome, plan = _plan(session, settings, m, now)
+            if outcome == "send":
+                m.status, m.attempts, m.updated_at, m.sent_kind = (
+                    "sending",
+                    m.attempts + 1,
+                    now,
+                    plan.sent_kind,
+                )
+                session.add(m)
+            elif outcome == "scheduled":
+                at = plan
+            elif plan is not None:
+                outbox_ids.append(plan)
+    _after_commit(settings, outbox_ids)
+    if outcome == "scheduled":
+        enqueue(settings, [message_id], at=at)
+        return "scheduled"
+    if outcome != "send":
+        return outcome
+    return _call(settings, message_id, plan)
+
+
+def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:
+    platform = wechat.oa(settings) if plan.channel == "oa" else wechat.wecom(settings)
+    try:
+        wechat.RateLimiter(queue.get_redis(settings), platform.app, settings.send_rate).acquire()
+        return platform.call("post", plan.path, data=plan.body), None
+    except wechat.PlatformError as exc:
+        return {}, exc
+
+
+def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
+    """Phase 2: the API call (outside any transaction); phase 3: record the outcome."""
+    result, error = _send(settings, plan)
+    if error is not None and error.errcode == 45015:
+        # The platform's view of the window differs from ours: apply the row's policy now.
+        with session_scope(settings.database_url) as session:
+            m = session.get(Message, message_id)
+            if m.outside_window == "fallback" and m.fallback:
+                openid = plan.body["touser"]
+                path, body = oa_request(
+                    "template", m.fallback, openid, f"yuchi-msg-{m.id}-fallback"
+                )
+                plan = _Plan(path, body, "template", "oa")
+                m.sent_kind = "template"
+                session.add(m)
+                outcome, outbox = "fallback", None
+            else:
+                outcome, outbox = _outside_window(session, m, f"platform: {error.errmsg}")
+        if outcome != "fallback":
+            _after_commit(settings, [outbox] if outbox else [])
+            return outcome
+        result, error = _send(settings, plan)
+
+    outbox_ids: list[int | None] = []
+    retry_at: datetime | None = None
+    with session_scope(settings.database_url) as session:
+        m = session.execute(
+            sa.select(Message).where(Message.id == message_id).with_for_update()
+        ).scalar_one()
+        if error is None:
+            msgid = result.get("msgid")
+            outbox_ids.append(
+                _finish(
+                    session,
+                    m,
+                    "sent",
+                    "msg.sent",
+                    sent_at=utcnow(),
+                    platform_msgid=msgid and str(msgid),
+                )
+            )
+            status = "sent"
+        elif error.transient and m.attempts < policy(settings).max_attempts:
+            delay = send_rules.backoff(m.attempts, policy(settings))
+            retry_at = utcnow() + timedelta(seconds=delay)
+            _finish(
+                session,
+                m,
+                "queued",
+                None,
+                not_before=retry_at,
+                error_code=error.errcode,
+                error_message=error.errmsg,
+            )
+            status = "retrying"
+            log.info("message %s: %s; retry %d in %.1fs", message_id, error, m.attempts, delay)
+        else:
+            outbox_ids.append(
+                _finish(
+                    session,
+                    m,
+                    "failed",
+                    "msg.failed",
+                    error_code=error.errcode,
+                    error_message=error.errmsg,
+                )
+            )
+            status = "failed"
+    _after_commit(settings, outbox_ids)
+    if retry_at is not None:
+        enqueue(settings, [message_id], at=retry_at)
+    return status
+
+
+def _after_commit(settings: Settings, outbox_ids: list[int | None]) -> None:
+    for ob in outbox_ids:
+        if ob is not None:
+            queue.enqueue_outbox(settings, ob)
+
+
+# --- held messages and the sweeper ---------------------------------------------------------
+
+
+def release_held(settings: Settings, contact_id: int) -> int:
+    """The contact interacted: queue their held messages again (if the window is open)."""
+    with session_scope(settings.database_url) as session:
+        contact = session.get(Contact, contact_id)
+        if contact is None or not send_rules.in_window(contact.last_interaction_at, utcnow()):
+            return 0
+        t = Message.__table__.c
+        ids = list(
+            session.execute(
+                sa.update(Message.__table__)
+                .where(t.contact_id == contact_id, t.status == "held")
+                .values(status="queued", updated_at=utcnow())
+                .returning(t.id)
+            ).scalars()
+        )
+    if ids:
+        enqueue(settings, ids)
+        log.info("released %d held message(s) for contact %s", len(ids), contact_id)
+    return len(ids)
+
+
+def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
+    """Re-enqueue due queued/scheduled rows whose job is gone (Redis lost or down), and close
+    rows stuck in ``sending`` (a worker died mid-call) as ``unknown`` — never resent."""
+    now = utcnow()
+    t = Message.__table__.c
+    with session_scope(settings.database_url) as session:
+        due = list(
+            session.execute(
+                sa.select(t.id)
+                .where(
+                    t.status.in_(("queued", "scheduled")),
+                    sa.or_(t.not_before.is_(None), t.not_before <= now),
+                    t.updated_at < now - timedelta(seconds=settings.sweep_grace_seconds),
+                )
+                .order_by(t.id)
+                .limit(limit)
+            ).scalars()
+        )
+        stuck = list(
+            session.execute(
+                sa.select(Message)
+                .where(t.status == "sending", t.updated_at < now - STALE_SENDING)
+                .limit(limit)
+            ).scalars()
+        )
+        reason = "worker stopped during the API call; not resent (at most once)"
+        outbox_ids = [
+            _finish(session, m, "unknown", "msg.failed", error_message=reason) for m in stuck
+        ]
+    _after_commit(settings, outbox_ids)
+    todo = [i for i in due if not queue.job_alive(settings, f"msg-{i}")]
+    for i in todo:
+        queue.drop_job(settings, f"msg-{i}")
+    if todo:
+        enqueue(settings, todo)
+    return {"requeued": len(todo), "unknown": len(stuck)}
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def get(session: Session, message_id: int) -> Message | None:
+    return session.get(Message, message_id)
+
+
+def for_contact(
+    session: Session, contact_id: int, limit: int, before: int | None
+) -> tuple[list[Message], int | None]:
+    query = (
+        sa.select(Message)
+        .where(Message.contact_id == contact_id)
+        .order_by(Message.id.desc())
+        .limit(limit + 1)
+    )
+    if before:
+        query = query.where(Message.id < before)
+    rows = list(session.execute(query).scalars())
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
