@@ -330,5 +330,17 @@ def up(host: str, port: int, workers: int | None) -> None:
         sys.exit(_supervise(procs))
 
 
+def _register_sim() -> None:
+    """`yuchi sim`: the development simulator (wxsim), when it is importable."""
+    try:
+        from wxsim.cli import sim
+    except ImportError:  # a deployment without wxsim keeps a working `yuchi`
+        return
+    main.add_command(sim)
+
+
+_register_sim()
+
+
 if __name__ == "__main__":
     main()

@@ -316,6 +316,7 @@ def deliver(settings: Settings, message_id: int, now: datetime | None = None) ->
 def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:
     platform = wechat.oa(settings) if plan.channel == "oa" else wechat.wecom(settings)
     try:
+        platform.tokens.get()  # fetch a missing token before taking a rate slot
         wechat.RateLimiter(queue.get_redis(settings), platform.app, settings.send_rate).acquire()
         return platform.call("post", plan.path, data=plan.body), None
     except wechat.PlatformError as exc:

@@ -9,7 +9,6 @@ workers makes exactly one refresh. API base URLs come from settings (the simulat
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,25 +220,31 @@ def reset_clients() -> None:
     _platforms.clear()
 
 
+# GCRA: each call reserves the next free slot, one every 1/rate seconds, on Redis's own clock
+# (so every process and machine agrees). Returns how long the caller must wait for its slot.
+_RESERVE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], string.format('%.6f', slot + interval), 'PX', math.ceil((slot + interval - now) * 1000) + 1000)
+return string.format('%.6f', slot - now)
+"""
+SPACING_MARGIN = 1.02  # slots 2 % wider than 1/rate, so network jitter does not bunch calls
+
+
 class RateLimiter:
-    """At most ``per_second`` calls per app in any one-second window, across every process."""
+    """At most ``per_second`` calls per app, spaced evenly, across every process."""
 
     def __init__(self, conn: redis.Redis, app: App, per_second: float):
-        self.conn, self.app, self.per_second = conn, app, per_second
+        self.conn, self.app = conn, app
+        self.interval = SPACING_MARGIN / per_second
+        self.key = f"yuchi:rate:{app.name}:{app.app_id}"
+        self._reserve = conn.register_script(_RESERVE_SLOT)
 
     def acquire(self) -> float:
-        """Block until a slot is free; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            now = time.time()
-            window = int(now)
-            key = f"yuchi:rate:{self.app.name}:{self.app.app_id}:{window}"
-            pipe = self.conn.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, 3)
-            count, _ = pipe.execute()
-            if count <= self.per_second:
-                return waited
-            pause = (window + 1 - now) + random.uniform(0, 0.01)
-            time.sleep(pause)
-            waited += pause
+        """Reserve the next slot and sleep until it; returns the seconds waited."""
+        wait = float(self._reserve(keys=[self.key], args=[f"{self.interval:.6f}"]))
+        if wait > 0:
+            time.sleep(wait)
+        return wait
