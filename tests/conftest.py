@@ -10,29 +10,22 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from testenv import TEST_ENV
 
 from bot import autoreply, db, queue
 from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
-TEST_ENV = {
-    "YUCHI_ENV": "test",
-    "YUCHI_SECRET_KEY": "test-secret",
-    "YUCHI_API_TOKEN": "test-api-token",
-    "WECHAT_OA_APPID": "wxtestappid000001",
-    "WECHAT_OA_SECRET": "test-oa-secret",
-    "WECHAT_OA_TOKEN": "testtoken",
-    "WECHAT_OA_AES_KEY": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
-    "WECOM_CORP_ID": "wwtestcorp0000001",
-    "WECOM_AGENT_ID": "1000005",
-    "WECOM_SECRET": "test-wecom-secret",
-    "WECOM_TOKEN": "testwecomtoken",
-    "WECOM_AES_KEY": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
-    "YUCHI_SWEEP_GRACE": "0.001",
-}
-# The environment the test run started with (before fixtures point it at test servers).
-ORIGINAL_ENV = dict(os.environ)
-TABLES = ["message", "broadcast", "outbox", "contact_tag", "event", "identity", "reply_rule", "contact"]
+TABLES = [
+    "message",
+    "broadcast",
+    "outbox",
+    "contact_tag",
+    "event",
+    "identity",
+    "reply_rule",
+    "contact",
+]
 
 
 def _reset_database(url: str) -> None:

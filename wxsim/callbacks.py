@@ -118,3 +118,71 @@ class OAPlatform:
             if doc.get("MsgSignature")
             else body
         )
+
+
+@dataclass
+class WeComPlatform:
+    """Signs and encrypts WeCom callbacks for one corp (receiveid = the corp id). WeCom has no
+    plaintext mode: every callback, and the URL check's echostr, is encrypted."""
+
+    token: str
+    aes_key: str
+    corp_id: str
+    agent_id: int | str = ""
+
+    def _encrypt(self, plaintext: str) -> str:
+        from wechatpy.enterprise.crypto import PrpCrypto as WeComPrpCrypto
+        from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
+
+        key = WeComCrypto(self.token, self.aes_key, self.corp_id).key
+        encrypted = WeComPrpCrypto(key).encrypt(plaintext, self.corp_id)
+        return encrypted.decode() if isinstance(encrypted, bytes) else encrypted
+
+    def url_check(self, echo: str = "echo-123") -> dict[str, str]:
+        """GET query for the URL check: ``echostr`` is encrypted; the server must answer the
+        decrypted plaintext."""
+        ts, nonce = str(int(time.time())), _nonce()
+        echostr = self._encrypt(echo)
+        return {
+            "msg_signature": _get_signature(self.token, ts, nonce, echostr),
+            "timestamp": ts,
+            "nonce": nonce,
+            "echostr": echostr,
+        }
+
+    def event_fields(self, event: str, create_time: int | None = None, **extra: object) -> dict:
+        return {
+            "ToUserName": self.corp_id,
+            "FromUserName": "sys",
+            "CreateTime": create_time if create_time is not None else int(time.time()),
+            "MsgType": "event",
+            "Event": event,
+            **extra,
+        }
+
+    def sign(
+        self, plaintext_xml: str, timestamp: str | None = None, nonce: str | None = None
+    ) -> SignedRequest:
+        ts, nonce = timestamp or str(int(time.time())), nonce or _nonce()
+        encrypt = self._encrypt(plaintext_xml)
+        query = {
+            "msg_signature": _get_signature(self.token, ts, nonce, encrypt),
+            "timestamp": ts,
+            "nonce": nonce,
+        }
+        body = (
+            f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName>"
+            f"<AgentID>{_cdata(str(self.agent_id))}</AgentID>"
+            f"<Encrypt>{_cdata(encrypt)}</Encrypt></xml>"
+        )
+        return SignedRequest(query, body.encode())
+
+    def decrypt_reply(self, body: str) -> str:
+        """Open an encrypted passive reply the way WeCom does (checks its MsgSignature)."""
+        import xmltodict
+        from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
+
+        doc = xmltodict.parse(body)["xml"]
+        return WeComCrypto(self.token, self.aes_key, self.corp_id).decrypt_message(
+            doc, doc["MsgSignature"], doc["TimeStamp"], doc["Nonce"]
+        )

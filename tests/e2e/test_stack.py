@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ORIGINAL_ENV, TEST_ENV
+from testenv import ORIGINAL_ENV, TEST_ENV
 
 from wxsim.callbacks import OAPlatform, xml_fields
 

@@ -1,0 +1,54 @@
+"""The simulator fixtures: ``sim`` (a running wxsim, reset for every test), ``yuchi_server``
+(the base URL of a real Yuchi app served over HTTP that the simulator's callbacks reach) and
+``sim_settings`` (Yuchi's settings pointed at the simulator, for clients under test).
+
+Both servers start once per session, each in a thread on a free port; every test starts from
+an empty database and queue (``clean``) and a fresh simulator (``sim.reset()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bot.config import Settings
+from wxsim.app import SimConfig
+from wxsim.testing import ServerThread, SimHandle, running_simulator
+
+
+@pytest.fixture(scope="session")
+def _sim_stack(settings: Settings) -> Iterator[tuple[SimHandle, str, Settings]]:
+    from bot.app import create_app
+
+    with running_simulator(SimConfig.from_settings(settings)) as handle:
+        yuchi_settings = handle.point(settings)
+        app = create_app(yuchi_settings)
+        app.config["TESTING"] = True
+        yuchi = ServerThread(app)
+        handle.sim.defaults.callback_base = yuchi.url  # survives sim.reset()
+        handle.configure(callback_base=yuchi.url)
+        try:
+            yield handle, yuchi.url, yuchi_settings
+        finally:
+            yuchi.stop()
+
+
+@pytest.fixture
+def sim(clean: Settings, _sim_stack: tuple[SimHandle, str, Settings]) -> SimHandle:
+    """The simulator, reset; its callbacks go to ``yuchi_server``."""
+    handle = _sim_stack[0]
+    handle.reset()
+    return handle
+
+
+@pytest.fixture
+def yuchi_server(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) -> str:
+    """Base URL of the real Yuchi app (threaded, real HTTP) the simulator calls back."""
+    return _sim_stack[1]
+
+
+@pytest.fixture
+def sim_settings(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) -> Settings:
+    """Yuchi's test settings with WECHAT_API_BASE etc. pointing at the simulator."""
+    return _sim_stack[2]
