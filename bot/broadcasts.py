@@ -18,7 +18,8 @@ from bot.message_payloads import PAYLOADS, SendRequest, _Strict
 from bot.models import Broadcast, Contact, Message, utcnow
 
 FAN_OUT = "bot.jobs.fan_out_broadcast"
-BATCH = 500
+BATCH = 500  # rows written per transaction
+DELIVERY_BATCH = 50  # messages per delivery job
 
 
 class BroadcastRequest(_Strict):
@@ -123,7 +124,7 @@ def fan_out(settings: Settings, broadcast_id: int) -> int:
         ]
         with session_scope(settings.database_url) as session:
             new_ids = messaging.insert_messages(session, rows)
-        messaging.enqueue(settings, new_ids)
+        messaging.enqueue(settings, new_ids, batch=DELIVERY_BATCH)
         created += len(new_ids)
     with session_scope(settings.database_url) as session:
         session.execute(

@@ -57,6 +57,16 @@ def deliver_message(message_id: int) -> str:
     return messaging.deliver(load_settings(), message_id)
 
 
+def deliver_messages(message_ids: list[int]) -> dict[str, int]:
+    """A batch (broadcasts): each message is delivered on its own, idempotently."""
+    settings = load_settings()
+    outcomes: dict[str, int] = {}
+    for message_id in message_ids:
+        status = messaging.deliver(settings, message_id)
+        outcomes[status] = outcomes.get(status, 0) + 1
+    return outcomes
+
+
 def fan_out_broadcast(broadcast_id: int) -> int:
     from bot import broadcasts
 

@@ -27,6 +27,7 @@ from bot.models import Contact, Identity, Message, utcnow
 log = logging.getLogger(__name__)
 
 DELIVER = "bot.jobs.deliver_message"
+DELIVER_BATCH = "bot.jobs.deliver_messages"
 FINAL = {"sent", "failed", "skipped", "unknown"}
 STALE_SENDING = timedelta(minutes=5)
 
@@ -130,23 +131,30 @@ def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
     return row, created
 
 
-def enqueue(settings: Settings, ids: list[int], at: datetime | None = None) -> bool:
-    """Enqueue delivery jobs (deterministic ids); False if Redis is unreachable (the sweeper
-    will find the rows)."""
+def enqueue(settings: Settings, ids: list[int], at: datetime | None = None, batch: int = 1) -> bool:
+    """Enqueue delivery jobs with deterministic ids (one per message, or one per ``batch``
+    messages for broadcasts); False if Redis is unreachable — the sweeper finds the rows."""
     try:
         q = queue.get_queue(settings)
-        if at is None:
-            with q.connection.pipeline() as pipe:
-                q.enqueue_many(
-                    [q.prepare_data(DELIVER, (i,), job_id=f"msg-{i}", result_ttl=300) for i in ids],
-                    pipeline=pipe,
-                )
-                pipe.execute()
-        else:
+        if at is not None:
             for i in ids:
                 q.enqueue_at(
                     at, DELIVER, i, job_id=f"msg-{i}-at{int(at.timestamp())}", result_ttl=300
                 )
+            return True
+        if batch > 1:
+            chunks = [ids[n : n + batch] for n in range(0, len(ids), batch)]
+            jobs = [
+                q.prepare_data(
+                    DELIVER_BATCH, (c,), job_id=f"msgs-{c[0]}-{c[-1]}", result_ttl=300, timeout=3600
+                )
+                for c in chunks
+            ]
+        else:
+            jobs = [q.prepare_data(DELIVER, (i,), job_id=f"msg-{i}", result_ttl=300) for i in ids]
+        with q.connection.pipeline() as pipe:
+            q.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
     except queue.REDIS_ERRORS as exc:
         log.warning(
             "%d message job(s) not enqueued (%s); the sweeper will pick them up", len(ids), exc
@@ -439,7 +447,7 @@ def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
                 .where(
                     t.status.in_(("queued", "scheduled")),
                     sa.or_(t.not_before.is_(None), t.not_before <= now),
-                    t.updated_at < now - timedelta(seconds=settings.sweep_grace_seconds),
+                    t.updated_at < now - timedelta(seconds=settings.message_sweep_grace_seconds),
                 )
                 .order_by(t.id)
                 .limit(limit)

@@ -144,7 +144,7 @@ def test_up_serves_processes_and_stops_cleanly(stack):
     proc.wait(timeout=40)
     out = proc.output()
     assert proc.returncode == 0, out
-    assert "web stopped" in out and "worker stopped" in out
+    assert "web stopped" in out and "worker 1 stopped" in out and "worker 2 stopped" in out
     time.sleep(0.5)
     assert [p for p in descendants if alive(p)] == []  # gunicorn, workers, rq, redis-server
     if "embedded Redis started" in banner:
