@@ -341,6 +341,79 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
         sys.exit(_supervise(procs))
 
 
+@main.command()
+@click.option("--port", default=8000, type=int, show_default=True, help="Yuchi's port")
+@click.option("--sim-port", default=8100, type=int, show_default=True, help="the simulator's port")
+@click.option(
+    "--exit", "exit_after", is_flag=True, help="Stop after the scenario instead of running on."
+)
+def demo(port: int, sim_port: int, exit_after: bool) -> None:
+    """Run the stack against the local WeChat simulator, seed a small setup and play a
+    follower's first minutes (follow from a QR poster, ask the price, click the menu)."""
+    import dataclasses
+
+    from bot import wechat
+    from bot.db import upgrade
+    from wxsim import demo as scenario
+    from wxsim.app import SimConfig
+    from wxsim.testing import running_simulator
+
+    settings = _settings()
+    click.secho("鱼池 Yuchi 演示：本地模拟微信平台", bold=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    _ok(f"database ready: {_safe_url(settings.database_url)}")
+    base = f"http://127.0.0.1:{port}"
+    config = SimConfig.from_settings(settings, callback_base=base)
+    with _redis_env(settings) as env, running_simulator(config, port=sim_port) as sim:
+        _ok(f"WeChat simulator on {sim.base_url}")
+        env.update(sim.env)
+        env.setdefault("YUCHI_LOG_LEVEL", "ERROR")  # the scenario's own lines are the show
+        procs = {
+            "web": subprocess.Popen(_gunicorn_cmd("127.0.0.1", port, 2), env=env),
+            "worker": subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env),
+        }
+        if not _wait_healthy(f"{base}/healthz", procs):
+            click.secho(f"Yuchi did not become healthy at {base}", fg="red", err=True)
+            _stop_all(procs)
+            sys.exit(1)
+        _ok(f"Yuchi on {base}")
+        here = sim.point(dataclasses.replace(settings, redis_url=env["REDIS_URL"]))
+        api = scenario.Api(base, settings.api_token)
+        counter = iter(range(1, 100))
+
+        def say(text: str) -> None:
+            click.echo(f"     {text}")
+
+        def step(text: str) -> None:
+            click.secho(f"\n  {next(counter)}. {text}", fg="cyan")
+
+        try:
+            step("准备：保存自动回复、创建菜单")
+            scenario.seed(
+                api, lambda menu: wechat.oa(here).call("post", "menu/create", data=menu), say
+            )
+            contact_id = scenario.play(sim, api, say, step)
+            step("小鱼在鱼池里的时间线")
+            for line in scenario.timeline(api, contact_id):
+                say(line)
+        except Exception as exc:  # show what broke, then stop cleanly
+            click.secho(f"\nThe demo stopped: {exc}", fg="red", err=True)
+            _stop_all(procs)
+            sys.exit(1)
+        if exit_after:
+            _stop_all(procs)
+            return
+        click.echo(
+            f"\nKeep playing (another terminal):\n"
+            f'  .venv/bin/yuchi sim say "有优惠吗" --openid {scenario.OPENID} --sim-url {sim.base_url}\n'
+            f"  .venv/bin/yuchi sim inbox --openid {scenario.OPENID} --sim-url {sim.base_url}\n"
+            f"  curl -H 'Authorization: Bearer {settings.api_token}' {base}/api/contacts/{contact_id}/events\n"
+            "Press Ctrl+C to stop."
+        )
+        sys.exit(_supervise(procs))
+
+
 def _register_sim() -> None:
     """`yuchi sim`: the development simulator (wxsim), when it is importable."""
     try:

@@ -176,3 +176,33 @@ def test_check_config_reports_malformed_settings(tmp_path):
     )
     assert out.returncode == 0 and "configuration is complete" in out.stdout
     assert TEST_ENV["YUCHI_API_TOKEN"] not in out.stdout  # secrets are masked
+
+
+def test_demo_plays_the_scenario_and_stops(tmp_path):
+    env = {**ORIGINAL_ENV, **TEST_ENV, "YUCHI_VAR_DIR": str(tmp_path / "var")}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "demo",
+            "--exit",
+            "--port",
+            str(free_port()),
+            "--sim-port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "欢迎来到鱼池" in text  # the welcome reply to the QR follow
+    assert "鱼池基础版每年 9800 元" in text  # the keyword reply to 「请问价格是多少」
+    assert "小鱼在微信里收到：小鱼您好" in text  # the customer-service message arrived
+    assert "oa.subscribe     poster_2026" in text and "msg.sent" in text
+    assert "web stopped" in text and "worker stopped" in text
