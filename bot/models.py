@@ -55,6 +55,16 @@ class Contact(SQLModel, table=True):
     # Last time the person themself did something (messaging's 48-hour window reads this).
     last_interaction_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    name: str | None = Field(default=None, max_length=128)  # from WeCom or forms
+    # One ID: a contact merged into another keeps its row as a pointer to the survivor.
+    merged_into_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
+    # Lifecycle: subscriber | lead | mql | sql | customer | disqualified
+    stage: str = Field(default="subscriber", max_length=16, index=True)
+    stage_manual: bool = Field(default=False)  # set by a person: thresholds leave it alone
+    score: float = Field(default=0.0)  # the ledger's sum after decay, at score_updated_at
+    score_updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    owner_userid: str | None = Field(default=None, max_length=64, index=True)  # the sales rep
+    source_channel_id: int | None = Field(default=None, foreign_key="channel.id")
 
 
 class Identity(SQLModel, table=True):
@@ -197,3 +207,171 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=False))
+
+
+class Rep(SQLModel, table=True):
+    """A WeCom member (sales rep), synced from ``user/get`` when first seen."""
+
+    __tablename__ = "rep"
+
+    userid: str = Field(primary_key=True, max_length=64)
+    name: str = Field(default="", max_length=64)
+    active: bool = Field(default=True)
+    capacity: int = Field(default=200)  # open leads this rep can take
+    left_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    synced_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class FollowUser(SQLModel, table=True):
+    """A rep who has the contact as a WeCom external contact (企业微信好友)."""
+
+    __tablename__ = "follow_user"
+    __table_args__ = (sa.UniqueConstraint("contact_id", "userid", name="uq_follow_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    userid: str = Field(max_length=64, index=True)
+    external_userid: str = Field(max_length=128)
+    state: str | None = Field(default=None, max_length=64)
+    remark: str | None = Field(default=None, max_length=128)
+    wecom_tags: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    added_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    # rep_deleted: the rep removed the customer; customer_deleted: the customer removed the rep
+    status: str = Field(default="active", max_length=24)
+    ended_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class Channel(SQLModel, table=True):
+    """A channel QR code (渠道活码): a WeCom contact way with its own state, reps, tags and
+    welcome message."""
+
+    __tablename__ = "channel"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    state: str = Field(max_length=30, unique=True)
+    config_id: str | None = Field(default=None, max_length=128)
+    qr_code: str | None = Field(default=None, max_length=500)
+    reps: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    tags: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    welcome_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class TagRule(SQLModel, table=True):
+    """Add or remove tags when an event matches: type plus conditions on its properties."""
+
+    __tablename__ = "tag_rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    event_type: str = Field(max_length=64)
+    conditions: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    add_tags: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    remove_tags: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    enabled: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class InterestWord(SQLModel, table=True):
+    """The interest dictionary: a word in free text (jieba tokens) -> an interest tag."""
+
+    __tablename__ = "interest_word"
+
+    word: str = Field(primary_key=True, max_length=64)
+    tag: str = Field(max_length=64)
+
+
+class CorpTag(SQLModel, table=True):
+    """The local copy of WeCom's corp tag library (企业客户标签)."""
+
+    __tablename__ = "corp_tag"
+
+    tag_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=64, index=True)
+    group_id: str = Field(max_length=64)
+    group_name: str = Field(max_length=64)
+    deleted: bool = Field(default=False)
+    synced_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class PlatformTag(SQLModel, table=True):
+    """Our tag name -> the Official Account's user tag id (created on first sync)."""
+
+    __tablename__ = "platform_tag"
+
+    name: str = Field(primary_key=True, max_length=64)
+    oa_tag_id: int | None = Field(default=None)
+
+
+class TagSync(SQLModel, table=True):
+    """A tag change owed to a platform (OA user tags, WeCom corp tags), batched by a job."""
+
+    __tablename__ = "tag_sync"
+    __table_args__ = (sa.Index("ix_tag_sync_pending", "status", "platform"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    platform: str = Field(max_length=8)  # oa | wecom
+    op: str = Field(max_length=8)  # add | remove
+    tag: str = Field(max_length=64)
+    status: str = Field(default="pending", max_length=16)  # pending | done | failed
+    attempts: int = Field(default=0)
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    done_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class ScoringRuleSet(SQLModel, table=True):
+    """A version of the scoring rules; exactly one is active."""
+
+    __tablename__ = "scoring_ruleset"
+
+    version: int = Field(primary_key=True)
+    rules: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    active: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class ScoreEntry(SQLModel, table=True):
+    """One line of a contact's score ledger: which event, which rule, how many points."""
+
+    __tablename__ = "score_entry"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "contact_id", "event_id", "rule_id", "ruleset_version", name="uq_score_entry"
+        ),
+        sa.Index("ix_score_entry_contact", "contact_id", "occurred_at"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    contact_id: int = Field(foreign_key="contact.id")
+    event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
+    rule_id: str = Field(max_length=64)
+    ruleset_version: int = Field()
+    points: float = Field()
+    reason: str = Field(default="", max_length=200)
+    occurred_at: datetime = Field(sa_column=ts_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class LeadAssignment(SQLModel, table=True):
+    """A lead handed to a rep, and what became of it."""
+
+    __tablename__ = "lead_assignment"
+    __table_args__ = (sa.Index("ix_lead_owner_status", "userid", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    userid: str = Field(max_length=64)
+    # assigned | accepted | returned | escalated | reassigned
+    status: str = Field(default="assigned", max_length=16)
+    reason: str = Field(
+        default="", max_length=200
+    )  # why this rep (existing friend, referral, round robin)
+    assigned_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    responded_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    escalate_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))

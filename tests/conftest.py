@@ -16,7 +16,11 @@ from bot import autoreply, db, queue
 from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
-TABLES = [
+TABLES = [  # children before parents
+    "lead_assignment",
+    "score_entry",
+    "tag_sync",
+    "follow_user",
     "message",
     "broadcast",
     "outbox",
@@ -25,6 +29,13 @@ TABLES = [
     "identity",
     "reply_rule",
     "contact",
+    "channel",
+    "tag_rule",
+    "interest_word",
+    "corp_tag",
+    "platform_tag",
+    "scoring_ruleset",
+    "rep",
 ]
 
 
