@@ -6,7 +6,7 @@ import logging
 
 import sqlalchemy as sa
 
-from bot import messaging
+from bot import messaging, pipeline
 from bot.config import load_settings
 from bot.db import session_scope
 from bot.models import Event, Outbox, utcnow
@@ -14,9 +14,6 @@ from bot.models import Event, Outbox, utcnow
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
-# Event type -> background steps (tags, scoring, journeys arrive with later issues). Every
-# event passes through; types with no steps are simply marked processed.
-PROCESSORS: dict[str, list] = {}
 
 
 def process_event(outbox_id: int) -> str:
@@ -38,8 +35,9 @@ def process_event(outbox_id: int) -> str:
     with session_scope(settings.database_url) as session:
         event = session.get(Event, row.event_id)
         contact_id = event.contact_id
-        for step in PROCESSORS.get(event.type, []):
-            step(session, event)
+        ctx = pipeline.Context(settings, session, event)
+        for step in pipeline.STEPS:
+            step(ctx)
         now = utcnow()
         event.processed_at = now
         session.add(event)
@@ -48,6 +46,8 @@ def process_event(outbox_id: int) -> str:
             .where(Outbox.__table__.c.id == outbox_id, Outbox.__table__.c.status == "pending")
             .values(status="done", done_at=now)
         )
+    for action in ctx.after_commit:
+        action()
     if not event.type.startswith("msg."):
         messaging.release_held(settings, contact_id)  # they interacted: held messages may go
     return "done"
