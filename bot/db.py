@@ -3,7 +3,9 @@ gunicorn worker never shares the parent's connections)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +40,51 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
     cur.close()
 
 
+class _WriterLock:
+    """Queue SQLite writers on a file lock before BEGIN IMMEDIATE.
+
+    SQLite's own busy handler polls with sleeps that grow to 100 ms, so under concurrent
+    callbacks most of a waiting process's time is spent asleep while the lock is already free.
+    A blocking flock() wakes the next writer the moment the previous one finishes. Each
+    connection has its own descriptor, so threads and processes queue alike."""
+
+    def __init__(self, db_path: str):
+        self.path = db_path + ".writer-lock"
+
+    def on_connect(self, _dbapi_conn, record) -> None:  # noqa: ANN001
+        record.info["writer_lock"] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def on_close(self, _dbapi_conn, record) -> None:  # noqa: ANN001
+        fd = record.info.pop("writer_lock", None)
+        if fd is not None:
+            os.close(fd)
+
+    @staticmethod
+    def acquire(conn, timeout: float = 10.0) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+        """Take the lock, polling at most every 2 ms; after ``timeout`` let SQLite's own busy
+        handling decide (a nested write in one thread must fail, never hang)."""
+        fd = conn.connection._connection_record.info.get("writer_lock")
+        if fd is None:
+            return
+        pause, deadline = 0.0002, time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    @staticmethod
+    def release(_dbapi_conn, record, *_args) -> None:  # noqa: ANN001
+        """On check-in to the pool: after the commit or rollback has completed."""
+        fd = record.info.get("writer_lock")
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -46,14 +93,25 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own BEGIN handling defers the write lock; take it at BEGIN instead, so two
-        # writers queue on busy_timeout rather than failing with "database is locked" mid-way.
-        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
         @sa.event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_conn, _record) -> None:  # noqa: ANN001
             dbapi_conn.isolation_level = None
 
+        lock = _WriterLock(path) if path and path != ":memory:" else None
+        if lock is not None:
+            sa.event.listen(engine, "connect", lock.on_connect)
+            sa.event.listen(engine.pool, "close", lock.on_close)
+            sa.event.listen(engine.pool, "checkin", lock.release)
+
+        def begin(conn) -> None:  # noqa: ANN001
+            # pysqlite's own BEGIN defers the write lock; take it at BEGIN instead, so two
+            # writers queue here rather than failing with "database is locked" mid-way.
+            if lock is not None:
+                lock.acquire(conn)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        sa.event.listen(engine, "begin", begin)
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.models import Contact, ContactTag, Event, Identity, Outbox, utcnow
+from bot.models import Contact, ContactTag, Event, Identity, JSONType, Outbox, UTCDateTime, utcnow
 
 TAG_SOURCES = ("rule", "manual", "journey", "campaign")
 
@@ -65,33 +65,120 @@ def _insert(session: Session, table: sa.Table) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) -> int:
-    ident = Identity.__table__
-    contact_id = session.execute(
-        sa.select(ident.c.contact_id).where(
-            ident.c.kind == ev.identity_kind,
-            ident.c.app_id == ev.app_id,
-            ident.c.value == ev.identity_value,
+# The hot path's statements, built once per dialect and executed on the session's Core
+# connection: a callback pays for parameter binding, not for building SQL (≈0.5 ms saved).
+_statements: dict[tuple[str, Any], Any] = {}
+
+
+def _stmt(dialect: str, key: Any) -> Any:
+    found = _statements.get((dialect, key))
+    if found is None:
+        found = _statements[(dialect, key)] = _build(dialect, key)
+    return found
+
+
+def _build(dialect: str, key: Any) -> Any:
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    contact, ident, event = Contact.__table__, Identity.__table__, Event.__table__
+    t = sa.bindparam("t", type_=UTCDateTime())
+    if key == "find":
+        return sa.select(ident.c.contact_id).where(
+            ident.c.kind == sa.bindparam("kind"),
+            ident.c.app_id == sa.bindparam("app_id"),
+            ident.c.value == sa.bindparam("value"),
         )
-    ).scalar()
+    if key == "contact":
+        return (
+            sa.insert(contact)
+            .values(
+                first_seen_at=t, last_seen_at=t, created_at=sa.bindparam("now", type_=UTCDateTime())
+            )
+            .returning(contact.c.id)
+        )
+    if key == "identity":
+        return (
+            ins(ident)
+            .values(
+                contact_id=sa.bindparam("contact_id"),
+                kind=sa.bindparam("kind"),
+                app_id=sa.bindparam("app_id"),
+                value=sa.bindparam("value"),
+                created_at=sa.bindparam("now", type_=UTCDateTime()),
+            )
+            .on_conflict_do_nothing(index_elements=["kind", "app_id", "value"])
+            .returning(ident.c.id)
+        )
+    if key == "event":
+        return (
+            ins(event)
+            .values(
+                contact_id=sa.bindparam("contact_id"),
+                type=sa.bindparam("type"),
+                source=sa.bindparam("source"),
+                properties=sa.bindparam("properties", type_=JSONType),
+                occurred_at=t,
+                received_at=sa.bindparam("now", type_=UTCDateTime()),
+                dedupe_key=sa.bindparam("dedupe_key"),
+                reply=sa.bindparam("reply"),
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(event.c.id)
+        )
+    if key == "outbox":
+        return (
+            sa.insert(Outbox.__table__)
+            .values(
+                event_id=sa.bindparam("event_id"),
+                status="pending",
+                attempts=0,
+                created_at=sa.bindparam("now", type_=UTCDateTime()),
+            )
+            .returning(Outbox.__table__.c.id)
+        )
+    if key == "tag":
+        return (
+            ins(ContactTag.__table__)
+            .values(
+                contact_id=sa.bindparam("contact_id"),
+                tag=sa.bindparam("tag"),
+                source=sa.bindparam("source"),
+                source_ref=sa.bindparam("source_ref"),
+                created_at=sa.bindparam("now", type_=UTCDateTime()),
+            )
+            .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
+        )
+    kind, interaction, subscribed = key
+    assert kind == "touch"
+    c = contact.c
+    values: dict[str, Any] = {
+        "last_seen_at": sa.case((c.last_seen_at < t, t), else_=c.last_seen_at),
+        "first_seen_at": sa.case((c.first_seen_at > t, t), else_=c.first_seen_at),
+    }
+    if interaction:
+        values["last_interaction_at"] = sa.case(
+            (c.last_interaction_at.is_(None), t),
+            (c.last_interaction_at < t, t),
+            else_=c.last_interaction_at,
+        )
+    if subscribed is True:
+        values.update(subscribed=True, subscribed_at=t)
+    elif subscribed is False:
+        values.update(subscribed=False, unsubscribed_at=t)
+    return sa.update(contact).where(c.id == sa.bindparam("contact_id")).values(**values)
+
+
+def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) -> int:
+    conn = session.connection()
+    dialect = conn.dialect.name
+    who = {"kind": ev.identity_kind, "app_id": ev.app_id, "value": ev.identity_value}
+    contact_id = conn.execute(_stmt(dialect, "find"), who).scalar()
     if contact_id is not None:
         return contact_id
-    contact_id = session.execute(
-        sa.insert(Contact.__table__)
-        .values(first_seen_at=ev.occurred_at, last_seen_at=ev.occurred_at, created_at=now)
-        .returning(Contact.__table__.c.id)
+    contact_id = conn.execute(
+        _stmt(dialect, "contact"), {"t": ev.occurred_at, "now": now}
     ).scalar_one()
-    inserted = session.execute(
-        _insert(session, ident)
-        .values(
-            contact_id=contact_id,
-            kind=ev.identity_kind,
-            app_id=ev.app_id,
-            value=ev.identity_value,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "app_id", "value"])
-        .returning(ident.c.id)
+    inserted = conn.execute(
+        _stmt(dialect, "identity"), {**who, "contact_id": contact_id, "now": now}
     ).scalar()
     if inserted is None:
         raise _IdentityRace
@@ -99,43 +186,26 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
 
 
 def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
-    c = Contact.__table__.c
-    values: dict[str, Any] = {
-        "last_seen_at": sa.case(
-            (c.last_seen_at < ev.occurred_at, ev.occurred_at), else_=c.last_seen_at
-        ),
-        "first_seen_at": sa.case(
-            (c.first_seen_at > ev.occurred_at, ev.occurred_at), else_=c.first_seen_at
-        ),
-    }
-    if ev.interaction:
-        values["last_interaction_at"] = sa.case(
-            (c.last_interaction_at.is_(None), ev.occurred_at),
-            (c.last_interaction_at < ev.occurred_at, ev.occurred_at),
-            else_=c.last_interaction_at,
-        )
-    if ev.subscribed is True:
-        values.update(subscribed=True, subscribed_at=ev.occurred_at)
-    elif ev.subscribed is False:
-        values.update(subscribed=False, unsubscribed_at=ev.occurred_at)
-    session.execute(sa.update(Contact.__table__).where(c.id == contact_id).values(**values))
+    conn = session.connection()
+    stmt = _stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
+    conn.execute(stmt, {"t": ev.occurred_at, "contact_id": contact_id})
 
 
 def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: datetime) -> None:
     """Add tags a contact does not have yet; a tag already there keeps its first source."""
+    conn = session.connection()
     for grant in grants:
         if grant.source not in TAG_SOURCES:
             raise ValueError(f"unknown tag source {grant.source!r}")
-        session.execute(
-            _insert(session, ContactTag.__table__)
-            .values(
-                contact_id=contact_id,
-                tag=grant.tag,
-                source=grant.source,
-                source_ref=grant.source_ref,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
+        conn.execute(
+            _stmt(conn.dialect.name, "tag"),
+            {
+                "contact_id": contact_id,
+                "tag": grant.tag,
+                "source": grant.source,
+                "source_ref": grant.source_ref,
+                "now": now,
+            },
         )
 
 
@@ -156,28 +226,25 @@ def _insert_event(
     now: datetime,
 ) -> tuple[int, int] | None:
     """Insert the event and its outbox row; None when the dedupe key is already stored."""
-    event_t = Event.__table__
-    event_id = session.execute(
-        _insert(session, event_t)
-        .values(
-            contact_id=contact_id,
-            type=ev.type,
-            source=ev.source,
-            properties=ev.properties,
-            occurred_at=ev.occurred_at,
-            received_at=now,
-            dedupe_key=ev.dedupe_key,
-            reply=reply,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(event_t.c.id)
+    conn = session.connection()
+    dialect = conn.dialect.name
+    event_id = conn.execute(
+        _stmt(dialect, "event"),
+        {
+            "contact_id": contact_id,
+            "type": ev.type,
+            "source": ev.source,
+            "properties": ev.properties,
+            "t": ev.occurred_at,
+            "now": now,
+            "dedupe_key": ev.dedupe_key,
+            "reply": reply,
+        },
     ).scalar()
     if event_id is None:
         return None
-    outbox_id = session.execute(
-        sa.insert(Outbox.__table__)
-        .values(event_id=event_id, status="pending", attempts=0, created_at=now)
-        .returning(Outbox.__table__.c.id)
+    outbox_id = conn.execute(
+        _stmt(dialect, "outbox"), {"event_id": event_id, "now": now}
     ).scalar_one()
     return event_id, outbox_id
 

@@ -20,3 +20,6 @@ preload_app = True
 accesslog = os.environ.get("YUCHI_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("YUCHI_LOG_LEVEL", "info").lower()
+# gunicorn >= 24 opens a control socket at one shared path per user (~/.gunicorn); several
+# instances on one machine (web, tests, benchmarks) would fight over it. We do not use it.
+control_socket_disable = True

@@ -44,5 +44,5 @@ def receive(
             reply = render(winner) if winner else None
         result = record(session, event, reply=reply, tags=grants)
     if result.outbox_id is not None:
-        queue.enqueue_outbox(settings, result.outbox_id)
+        queue.kick_outbox(settings)
     return result

@@ -6,8 +6,8 @@ import logging
 
 import sqlalchemy as sa
 
-from bot import messaging, pipeline
-from bot.config import load_settings
+from bot import messaging, pipeline, queue
+from bot.config import Settings, load_settings
 from bot.db import session_scope
 from bot.models import Event, Outbox, utcnow
 
@@ -15,42 +15,101 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
+BATCH = 100
+
+
+def drain_outbox() -> int:
+    """Process every pending outbox row, in batches; returns how many were processed."""
+    settings = load_settings()
+    queue.drain_started(settings)
+    total = 0
+    t = Outbox.__table__
+    while True:
+        with session_scope(settings.database_url) as session:
+            ids = list(
+                session.execute(
+                    sa.select(t.c.id).where(t.c.status == "pending").order_by(t.c.id).limit(BATCH)
+                ).scalars()
+            )
+        if not ids:
+            return total
+        total += sum(1 for status in process_batch(settings, ids).values() if status == "done")
+        if len(ids) < BATCH:
+            return total
+
 
 def process_event(outbox_id: int) -> str:
-    """Run the background steps for one stored event, once."""
-    settings = load_settings()
+    """Process one outbox row (the sweeper's and the tests' way in)."""
+    return process_batch(load_settings(), [outbox_id]).get(outbox_id, "missing")
+
+
+def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
+    """Run the pipeline steps for these outbox rows' events, each once, in one transaction;
+    each event in a savepoint, so one failing event is retried later without the others."""
+    t, e = Outbox.__table__, Event.__table__
+    outcome: dict[int, str] = {}
+    actions: list = []
+    interacted: set[int] = set()
     with session_scope(settings.database_url) as session:
-        t = Outbox.__table__
-        row = session.execute(
-            sa.select(t).where(t.c.id == outbox_id).with_for_update()
-        ).one_or_none()
-        if row is None:
-            return "missing"
-        if row.status != "pending":
-            return row.status
-        if row.attempts >= MAX_ATTEMPTS:
-            session.execute(sa.update(t).where(t.c.id == outbox_id).values(status="failed"))
-            return "failed"
-        session.execute(sa.update(t).where(t.c.id == outbox_id).values(attempts=t.c.attempts + 1))
-    with session_scope(settings.database_url) as session:
-        event = session.get(Event, row.event_id)
-        contact_id = event.contact_id
-        ctx = pipeline.Context(settings, session, event)
-        for step in pipeline.STEPS:
-            step(ctx)
-        now = utcnow()
-        event.processed_at = now
-        session.add(event)
-        session.execute(
-            sa.update(Outbox.__table__)
-            .where(Outbox.__table__.c.id == outbox_id, Outbox.__table__.c.status == "pending")
-            .values(status="done", done_at=now)
+        query = sa.select(t.c.id, t.c.event_id, t.c.status, t.c.attempts).where(
+            t.c.id.in_(outbox_ids)
         )
-    for action in ctx.after_commit:
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)  # parallel drains split the work
+        rows = session.execute(query.order_by(t.c.id)).all()
+        events = {
+            ev.id: ev
+            for ev in session.execute(
+                sa.select(Event).where(e.c.id.in_([r.event_id for r in rows]))
+            ).scalars()
+        }
+        done: list[int] = []
+        for row in rows:
+            if row.status != "pending":
+                outcome[row.id] = row.status
+                continue
+            event = events[row.event_id]
+            ctx = pipeline.Context(settings, session, event)
+            try:
+                with session.begin_nested():
+                    for step in pipeline.STEPS:
+                        step(ctx)
+            except Exception as exc:  # this event is retried by a later drain; the rest go on
+                failed = row.attempts + 1 >= MAX_ATTEMPTS
+                log.exception("outbox %s (event %s) failed", row.id, event.id)
+                session.execute(
+                    sa.update(t)
+                    .where(t.c.id == row.id)
+                    .values(
+                        attempts=row.attempts + 1,
+                        last_error=repr(exc)[:2000],
+                        status="failed" if failed else "pending",
+                    )
+                )
+                outcome[row.id] = "failed" if failed else "retry"
+                continue
+            actions += ctx.after_commit
+            done.append(row.id)
+            outcome[row.id] = "done"
+            if not event.type.startswith("msg."):
+                interacted.add(event.contact_id)
+        if done:
+            now = utcnow()
+            session.execute(
+                sa.update(t)
+                .where(t.c.id.in_(done))
+                .values(status="done", done_at=now, attempts=t.c.attempts + 1)
+            )
+            session.execute(
+                sa.update(e)
+                .where(e.c.id.in_([r.event_id for r in rows if outcome[r.id] == "done"]))
+                .values(processed_at=now)
+            )
+    for action in actions:
         action()
-    if not event.type.startswith("msg."):
-        messaging.release_held(settings, contact_id)  # they interacted: held messages may go
-    return "done"
+    if interacted:
+        messaging.release_held_for(settings, interacted)  # they interacted: held messages may go
+    return outcome
 
 
 def deliver_message(message_id: int) -> str:

@@ -406,32 +406,39 @@ def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
 
 
 def _after_commit(settings: Settings, outbox_ids: list[int | None]) -> None:
-    for ob in outbox_ids:
-        if ob is not None:
-            queue.enqueue_outbox(settings, ob)
+    if any(ob is not None for ob in outbox_ids):
+        queue.kick_outbox(settings)
 
 
 # --- held messages and the sweeper ---------------------------------------------------------
 
 
-def release_held(settings: Settings, contact_id: int) -> int:
-    """The contact interacted: queue their held messages again (if the window is open)."""
+def release_held_for(settings: Settings, contact_ids: set[int]) -> int:
+    """These contacts interacted: queue their held messages again (when the window is open).
+    One indexed query when nobody has anything held, which is nearly always."""
+    t, c = Message.__table__.c, Contact.__table__.c
+    window_start = utcnow() - send_rules.WINDOW
     with session_scope(settings.database_url) as session:
-        contact = session.get(Contact, contact_id)
-        if contact is None or not send_rules.in_window(contact.last_interaction_at, utcnow()):
-            return 0
-        t = Message.__table__.c
         ids = list(
             session.execute(
-                sa.update(Message.__table__)
-                .where(t.contact_id == contact_id, t.status == "held")
-                .values(status="queued", updated_at=utcnow())
-                .returning(t.id)
+                sa.select(t.id)
+                .join(Contact.__table__, c.id == t.contact_id)
+                .where(
+                    t.status == "held",
+                    t.contact_id.in_(sorted(contact_ids)),
+                    c.last_interaction_at > window_start,
+                )
             ).scalars()
         )
+        if ids:
+            session.execute(
+                sa.update(Message.__table__)
+                .where(t.id.in_(ids), t.status == "held")
+                .values(status="queued", updated_at=utcnow())
+            )
     if ids:
         enqueue(settings, ids)
-        log.info("released %d held message(s) for contact %s", len(ids), contact_id)
+        log.info("released %d held message(s) for %d contact(s)", len(ids), len(contact_ids))
     return len(ids)
 
 

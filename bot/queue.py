@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from datetime import timedelta
 
 import redis
 import sqlalchemy as sa
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -21,7 +22,7 @@ from bot.models import Outbox, utcnow
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "yuchi"
-PROCESS_EVENT = "bot.jobs.process_event"
+DRAIN = "bot.jobs.drain_outbox"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -59,25 +60,31 @@ def get_queue(settings: Settings) -> Queue:
     return Queue(QUEUE_NAME, connection=get_redis(settings))
 
 
-def outbox_job_id(outbox_id: int) -> str:
-    return f"outbox-{outbox_id}"
+DRAIN_FLAG = "yuchi:outbox:drain-pending"
+DRAIN_JOB = "yuchi:outbox:drain-job"
 
 
-def enqueue_outbox(settings: Settings, outbox_id: int) -> bool:
-    """Enqueue the job for an outbox row; False (logged, not raised) when Redis is unreachable."""
+def kick_outbox(settings: Settings, force: bool = False) -> bool:
+    """Make sure a drain job runs after this commit. The flag means "a drain is queued and has
+    not started reading yet": while it is set, the row just committed will be seen by that
+    drain, so one Redis round trip is the whole cost. False (logged) when Redis is down."""
     try:
-        get_queue(settings).enqueue(
-            PROCESS_EVENT,
-            outbox_id,
-            job_id=outbox_job_id(outbox_id),
-            retry=Retry(max=3, interval=[5, 30, 120]),
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-        )
+        conn = get_redis(settings)
+        if conn.set(DRAIN_FLAG, "1", nx=True, ex=60) or force:
+            job_id = f"outbox-drain-{uuid.uuid4().hex[:16]}"
+            conn.set(DRAIN_JOB, job_id, ex=3600)
+            get_queue(settings).enqueue(
+                DRAIN, job_id=job_id, result_ttl=60, failure_ttl=7 * 24 * 3600, job_timeout=3600
+            )
     except REDIS_ERRORS as exc:
-        log.warning("outbox %s not enqueued (%s); the sweeper will pick it up", outbox_id, exc)
+        log.warning("outbox drain not enqueued (%s); the sweeper will pick the rows up", exc)
         return False
     return True
+
+
+def drain_started(settings: Settings) -> None:
+    """Called by a drain before it reads: rows committed from now on kick a new drain."""
+    get_redis(settings).delete(DRAIN_FLAG)
 
 
 def job_alive(settings: Settings, job_id: str) -> bool:
@@ -94,30 +101,22 @@ def drop_job(settings: Settings, job_id: str) -> None:
     get_redis(settings).delete(Job.key_for(job_id))
 
 
-def sweep(settings: Settings, limit: int = 1000) -> int:
-    """Re-enqueue pending outbox rows older than the grace period whose job is not alive in
-    Redis (never enqueued, lost with a flushed Redis, or failed with a killed worker).
-    Returns how many were enqueued; raises if Redis is still unreachable."""
+def sweep(settings: Settings) -> int:
+    """If outbox rows have waited longer than the grace period and no drain job is alive in
+    Redis (never enqueued, Redis down or flushed, a worker killed), enqueue one. Returns how
+    many rows it found waiting (0 when none, or a drain is already on its way); raises if
+    Redis is still unreachable."""
     t = Outbox.__table__
     cutoff = utcnow() - timedelta(seconds=settings.sweep_grace_seconds)
     with session_scope(settings.database_url) as session:
-        ids = list(
-            session.execute(
-                sa.select(t.c.id)
-                .where(t.c.status == "pending", t.c.created_at < cutoff)
-                .order_by(t.c.id)
-                .limit(limit)
-            ).scalars()
-        )
-    enqueued = 0
-    for outbox_id in ids:
-        if job_alive(settings, outbox_job_id(outbox_id)):
-            continue
-        drop_job(settings, outbox_job_id(outbox_id))
-        if enqueue_outbox(settings, outbox_id):
-            enqueued += 1
-        else:
-            break
-    if enqueued:
-        log.info("sweeper re-enqueued %d outbox row(s)", enqueued)
-    return enqueued
+        waiting = session.execute(
+            sa.select(sa.func.count()).where(t.c.status == "pending", t.c.created_at < cutoff)
+        ).scalar_one()
+    if not waiting:
+        return 0
+    last = get_redis(settings).get(DRAIN_JOB)
+    if last and job_alive(settings, last.decode()):
+        return 0
+    kick_outbox(settings, force=True)
+    log.info("sweeper: %d outbox row(s) waiting, drain enqueued", waiting)
+    return waiting
