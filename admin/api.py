@@ -38,9 +38,10 @@ def get_contact(contact_id: int) -> ResponseReturnValue:
 def contact_events(contact_id: int) -> ResponseReturnValue:
     limit = int_arg("limit", 50, 1, 200)
     before = int_arg("before", None, 1, 2**63)
-    if store.contact_json(g.session, contact_id, with_tags=False) is None:
+    contact = store.contact_json(g.session, contact_id, with_tags=False)
+    if contact is None:
         return error(404, f"no contact {contact_id}")
-    events, next_before = store.timeline(g.session, contact_id, limit, before)
+    events, next_before = store.timeline(g.session, contact["id"], limit, before)
     return jsonify(events=events, next_before=next_before)
 
 

@@ -65,6 +65,13 @@ def _close_session(exc: BaseException | None) -> None:
         session.close()
 
 
+def end_reads() -> None:
+    """End the request session's transaction before calling code that opens its own: on
+    SQLite a transaction holds the writer lock, and a second one in the same thread would
+    wait for it."""
+    g.session.commit()
+
+
 def validated(model: type[M], what: str) -> M:
     """The JSON body as ``model``, or Invalid (422) naming every bad field."""
     body = request.get_json(silent=True)

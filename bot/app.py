@@ -36,14 +36,24 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     text.initialize()
 
     from admin.api import bp as api_bp
+    from admin.channels import bp as channels_bp
+    from admin.leads import bp as leads_bp
     from admin.messages import bp as messages_bp
+    from admin.scores import bp as scores_bp
+    from admin.tags import bp as tags_bp
     from bot.health import bp as health_bp
     from handlers.oa import bp as oa_bp
+    from handlers.wecom import bp as wecom_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(oa_bp)
+    app.register_blueprint(wecom_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(channels_bp)
+    app.register_blueprint(leads_bp)
     app.register_blueprint(messages_bp)
+    app.register_blueprint(tags_bp)
+    app.register_blueprint(scores_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

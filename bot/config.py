@@ -68,6 +68,7 @@ class Settings:
     # Where browsers are sent for OAuth (open.weixin.qq.com) and QR images (mp.weixin.qq.com).
     wechat_oauth_base: str = "https://open.weixin.qq.com"
     wechat_mp_base: str = "https://mp.weixin.qq.com"
+    public_url: str = "http://127.0.0.1:8000"  # where staff open links (console, sidebar)
     max_body_bytes: int = 64 * 1024
     reply_cache_seconds: float = 5.0
     sweep_interval_seconds: float = 30.0
@@ -270,6 +271,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         wecom_api_base=base_url("WECOM_API_BASE", "https://qyapi.weixin.qq.com"),
         wechat_oauth_base=base_url("WECHAT_OAUTH_BASE", "https://open.weixin.qq.com"),
         wechat_mp_base=base_url("WECHAT_MP_BASE", "https://mp.weixin.qq.com"),
+        public_url=base_url("YUCHI_PUBLIC_URL", "http://127.0.0.1:8000"),
         max_body_bytes=int(number("YUCHI_MAX_BODY_BYTES", 64 * 1024, integer=True)),
         reply_cache_seconds=number("YUCHI_REPLY_CACHE_SECONDS", 5.0),
         sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),

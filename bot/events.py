@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.models import Contact, ContactTag, Event, Identity, JSONType, Outbox, UTCDateTime, utcnow
 
-TAG_SOURCES = ("rule", "manual", "journey", "campaign")
+TAG_SOURCES = ("rule", "manual", "journey", "campaign", "wecom")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class TagGrant:
 @dataclass(frozen=True)
 class Recorded:
     event_id: int
-    contact_id: int
+    contact_id: int | None
     outbox_id: int | None
     reply: str | None
     duplicate: bool
@@ -280,14 +280,16 @@ def _record_once(
     session: Session, ev: IncomingEvent, reply: str | None, tags: list[TagGrant]
 ) -> Recorded:
     now = utcnow()
-    contact_id = _find_or_create_contact(session, ev, now)
+    # An event about no one person (identity_value "") is stored without a contact.
+    contact_id = _find_or_create_contact(session, ev, now) if ev.identity_value else None
     inserted = _insert_event(session, contact_id, ev, reply, now)
     if inserted is None:  # a retry of something already stored
         session.rollback()
         return _existing(session, ev.dedupe_key or "")
     event_id, outbox_id = inserted
-    _update_contact(session, contact_id, ev)
-    add_tags(session, contact_id, tags, now)
+    if contact_id is not None:
+        _update_contact(session, contact_id, ev)
+        add_tags(session, contact_id, tags, now)
     session.commit()
     return Recorded(event_id, contact_id, outbox_id, reply, duplicate=False)
 

@@ -72,7 +72,10 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
             ctx = pipeline.Context(settings, session, event)
             try:
                 with session.begin_nested():
-                    for step in pipeline.STEPS:
+                    steps = (
+                        pipeline.STEPS if event.contact_id is not None else pipeline.SYSTEM_STEPS
+                    )
+                    for step in steps:
                         step(ctx)
             except Exception as exc:  # this event is retried by a later drain; the rest go on
                 failed = row.attempts + 1 >= MAX_ATTEMPTS
@@ -91,7 +94,7 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
             actions += ctx.after_commit
             done.append(row.id)
             outcome[row.id] = "done"
-            if not event.type.startswith("msg."):
+            if event.contact_id is not None and not event.type.startswith("msg."):
                 interacted.add(event.contact_id)
         if done:
             now = utcnow()
@@ -130,3 +133,10 @@ def fan_out_broadcast(broadcast_id: int) -> int:
     from bot import broadcasts
 
     return broadcasts.fan_out(load_settings(), broadcast_id)
+
+
+def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
+    """Send pending tag changes (TagSync rows) to one platform: "oa" or "wecom"."""
+    from bot import tag_sync
+
+    return tag_sync.run(load_settings(), platform, retry)

@@ -89,7 +89,8 @@ class Event(SQLModel, table=True):
     id: int | None = Field(
         default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
     )
-    contact_id: int = Field(foreign_key="contact.id")
+    # None for platform events about no one person (a WeCom corp tag library change, …).
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
     type: str = Field(max_length=64)
     source: str = Field(max_length=32)
     properties: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))

@@ -27,4 +27,15 @@ class Context:
 
 Step = Callable[[Context], None]
 
-STEPS: list[Step] = []
+from bot import handoff, scoring, tagging, wecom_sync  # noqa: E402 - the steps import Context from this module
+
+# For events about a contact, in order.
+STEPS: list[Step] = [
+    wecom_sync.follow_merges,
+    wecom_sync.on_event,
+    tagging.on_event,
+    scoring.on_event,
+    handoff.on_event,
+]
+# For platform events about no one (``event.contact_id is None``).
+SYSTEM_STEPS: list[Step] = [wecom_sync.on_system_event]

@@ -51,6 +51,11 @@ def _contact_dicts(session: Session, rows: list[Contact], with_tags: bool = True
             "first_seen_at": _iso(c.first_seen_at),
             "last_seen_at": _iso(c.last_seen_at),
             "last_interaction_at": _iso(c.last_interaction_at),
+            "name": c.name,
+            "stage": c.stage,
+            "score": round(c.score, 2),
+            "owner_userid": c.owner_userid,
+            "source_channel_id": c.source_channel_id,
         }
         if with_tags:
             item["tags"] = tags[c.id]
@@ -59,7 +64,12 @@ def _contact_dicts(session: Session, rows: list[Contact], with_tags: bool = True
 
 
 def contact_json(session: Session, contact_id: int, with_tags: bool = True) -> dict | None:
+    """The contact; for a merged-away id, the contact it lives on in."""
     contact = session.get(Contact, contact_id)
+    seen = set()
+    while contact is not None and contact.merged_into_id is not None and contact.id not in seen:
+        seen.add(contact.id)
+        contact = session.get(Contact, contact.merged_into_id)
     return _contact_dicts(session, [contact], with_tags)[0] if contact else None
 
 
@@ -67,7 +77,12 @@ def find_contacts(
     session: Session, identity: tuple[str, str] | None, limit: int, before: int | None
 ) -> tuple[list[dict], int | None]:
     """Contacts newest first (by id), optionally those holding one identity value."""
-    query = sa.select(Contact).order_by(Contact.id.desc()).limit(limit + 1)
+    query = (
+        sa.select(Contact)
+        .where(Contact.merged_into_id.is_(None))  # merged contacts live on in their survivor
+        .order_by(Contact.id.desc())
+        .limit(limit + 1)
+    )
     if identity:
         kind, value = identity
         query = query.where(

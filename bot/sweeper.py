@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot import broadcasts, messaging, queue
+from bot import broadcasts, handoff, messaging, queue, tag_sync
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -16,6 +16,8 @@ def sweep_all(settings: Settings) -> dict[str, int]:
     return {
         "outbox": queue.sweep(settings),
         "broadcasts": broadcasts.sweep(settings),
+        "tag_sync": tag_sync.sweep(settings),
+        "leads_escalated": handoff.escalate_due(settings),
         **messaging.sweep(settings),
     }
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import ArticlesReply, TextReply
@@ -16,8 +16,9 @@ from wechatpy.utils import check_signature
 from bot.config import Settings
 from bot.inbound import Trigger, receive
 from bot.keywords import Rule
+from handlers import common
+from handlers.common import Rejected, install_rejections, parse
 from handlers.oa_events import MissingField, normalize
-from handlers.xml import BadXML, parse_flat
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oa", __name__)
@@ -30,24 +31,7 @@ REPLY_TRIGGERS = {
 }
 
 
-class Rejected(Exception):
-    def __init__(self, status: int, reason: str):
-        self.status, self.reason = status, reason
-        super().__init__(reason)
-
-
-def _plain(status: int, reason: str) -> Response:
-    return Response(reason + "\n", status=status, mimetype="text/plain")
-
-
-@bp.errorhandler(Rejected)
-def _rejected(exc: Rejected) -> Response:
-    log.info("OA callback rejected (%s): %s", exc.status, exc.reason)
-    return _plain(exc.status, exc.reason)
-
-
-def _settings() -> Settings:
-    return current_app.config["SETTINGS"]
+install_rejections(bp, "OA")
 
 
 def _verify_signature(settings: Settings) -> None:
@@ -63,7 +47,7 @@ def _verify_signature(settings: Settings) -> None:
 
 @bp.get("/wechat/oa")
 def verify_url() -> Response:
-    _verify_signature(_settings())
+    _verify_signature(common.settings())
     echostr = request.args.get("echostr")
     if not echostr:
         raise Rejected(400, "missing echostr")
@@ -91,10 +75,7 @@ def _decrypt(settings: Settings, outer: dict) -> dict:
         raise Rejected(403, "invalid msg_signature") from None
     except Exception as exc:  # wrong key, wrong appid, bad padding or base64: all undecryptable
         raise Rejected(403, f"cannot decrypt payload ({type(exc).__name__})") from None
-    try:
-        return parse_flat(plaintext)
-    except BadXML as exc:
-        raise Rejected(400, f"decrypted payload: {exc}") from None
+    return parse(plaintext, "decrypted payload: ")
 
 
 def _render(fields: dict) -> Callable[[Rule], str]:
@@ -122,13 +103,10 @@ def _render(fields: dict) -> Callable[[Rule], str]:
 @bp.post("/wechat/oa")
 def callback() -> Response:
     started = time.perf_counter()
-    settings = _settings()
+    settings = common.settings()
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before we read it
     _verify_signature(settings)
-    try:
-        outer = parse_flat(body)
-    except BadXML as exc:
-        raise Rejected(400, str(exc)) from None
+    outer = parse(body)
     encrypted = request.args.get("encrypt_type", "raw").lower() == "aes"
     fields = _decrypt(settings, outer) if encrypted else outer
     try:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from testenv import TEST_ENV
 
-from bot import autoreply, db, queue
+from bot import autoreply, db, queue, tagging
 from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
@@ -81,6 +81,7 @@ def clean(settings: Settings) -> Settings:
             conn.execute(sa.text(f"DELETE FROM {table}"))
     queue.get_redis(settings).flushdb()
     autoreply.invalidate()
+    tagging.invalidate()
     return settings
 
 

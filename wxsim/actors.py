@@ -313,8 +313,9 @@ class Actors:
         """Send the account a text message."""
         self._follower(openid)
         self.state.touch(openid)
-        with self.state.lock:
-            msg_id = self.state.rng.getrandbits(63)
+        # Like WeChat's, message ids are unique for good, not per simulator run: a second demo
+        # against the same database must not look like a retry of the first.
+        msg_id = secrets.randbits(63)
         fields = self._oa().message_fields(openid, "text", self._now(), Content=text, MsgId=msg_id)
         return self._send_oa(openid, fields)
 

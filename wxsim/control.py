@@ -6,6 +6,7 @@ set faults, users, reps and the clock; make simulated people act (``/_sim/action
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from wxsim import jssdk
 from wxsim.actors import ActorError
 from wxsim.common import sim, state
+from wxsim.state import OAUser
 from wxsim.wecom_api import contact_view, contact_way_view
 
 bp = Blueprint("wxsim_control", __name__)
@@ -165,18 +167,45 @@ def _user_dict(user: Any) -> dict[str, Any]:
     return data
 
 
+USER_FIELDS = {f.name for f in fields(OAUser)} - {"openid"}
+MAX_BULK_USERS = 100_000
+
+
+def _user_changes(data: Any, now: float) -> tuple[str, dict[str, Any]]:
+    """(openid, attributes to set) from one ``/users`` object, validated before any change."""
+    if not isinstance(data, dict):
+        raise BadRequest("each user must be a JSON object")
+    data = dict(data)
+    openid = data.pop("openid", None)
+    if not openid or not isinstance(openid, str):
+        raise BadRequest("openid is required")
+    if "last_interaction_ago" in data:
+        ago = data.pop("last_interaction_ago")
+        data["last_interaction"] = None if ago is None else now - float(ago)
+    unknown = set(data) - USER_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown user attribute(s): {', '.join(sorted(unknown))}")
+    return openid, data
+
+
 @bp.route("/users", methods=["GET", "POST"])
 def users() -> Response:
+    """``POST`` one user (an object: answers the user) or many (a list of objects, all or
+    nothing: answers ``{"upserted": n}``); ``GET`` one (``?openid=``) or all."""
     st = state()
     if request.method == "POST":
-        data = _json()
-        openid = data.pop("openid", None)
-        if not openid:
-            raise BadRequest("openid is required")
-        if "last_interaction_ago" in data:
-            ago = data.pop("last_interaction_ago")
-            data["last_interaction"] = None if ago is None else st.now() - float(ago)
-        return jsonify(_user_dict(st.upsert_user(openid, **data)))
+        data = request.get_json(silent=True)
+        if isinstance(data, list):
+            if len(data) > MAX_BULK_USERS:
+                raise BadRequest(f"at most {MAX_BULK_USERS} users per request")
+            now = st.now()
+            changes = [_user_changes(item, now) for item in data]
+            with st.lock:
+                for openid, attrs in changes:
+                    st.upsert_user(openid, **attrs)
+            return jsonify(upserted=len(changes))
+        openid, attrs = _user_changes(_json(), st.now())
+        return jsonify(_user_dict(st.upsert_user(openid, **attrs)))
     openid = request.args.get("openid")
     with st.lock:
         if openid:
@@ -205,6 +234,24 @@ def inbox() -> Response:
                 items = [i for i in items if i["kind"] == args["kind"]]
             return jsonify({key: args[key], "messages": items})
     raise BadRequest("pass openid, external_userid or userid")
+
+
+@bp.get("/inboxes")
+def inboxes() -> Response:
+    """Every inbox at once, oldest first: each item with its owner (``openid``,
+    ``external_userid`` or ``userid``) beside its fields; ``kind`` filters. One call instead of
+    one ``/inbox`` per user, for bulk checks (bench/broadcast.py)."""
+    st = state()
+    kind = request.args.get("kind")
+    owners = {"openid": "openid", "external": "external_userid", "rep": "userid"}
+    items: list[dict[str, Any]] = []
+    with st.lock:
+        for box, messages in st.inboxes.items():
+            prefix, _, who = box.partition(":")
+            owner = owners.get(prefix, prefix)
+            items.extend({owner: who, **m} for m in messages if kind is None or m["kind"] == kind)
+    items.sort(key=lambda m: m["id"])
+    return jsonify(messages=items)
 
 
 @bp.post("/browser")

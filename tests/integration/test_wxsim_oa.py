@@ -689,6 +689,49 @@ def test_inspection_api(oa_api, sim):
     assert sim.env["WECHAT_MP_BASE"] == f"{sim.base_url}/mp"
 
 
+def test_bulk_users_and_all_inboxes(oa_api, sim):
+    base = f"{sim.base_url}/_sim"
+    users = [{"openid": f"oB{i}", "last_interaction_ago": 3600} for i in range(3)]
+    users.append({"openid": "oOld", "last_interaction_ago": 49 * 3600, "subscribe": True})
+    answer = requests.post(f"{base}/users", json=users, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"upserted": 4}
+    listed = {u["openid"]: u for u in requests.get(f"{base}/users", timeout=5).json()["users"]}
+    assert all(listed[f"oB{i}"]["in_window"] for i in range(3))
+    assert listed["oOld"]["in_window"] is False and listed["oOld"]["subscribe"] is True
+    # All or nothing: one bad item changes nobody.
+    for bad in ([{"openid": "oN1"}, {"openid": "oN2", "bogus": 1}], [{"openid": "oN1"}, "x"]):
+        assert requests.post(f"{base}/users", json=bad, timeout=5).status_code == 400
+    assert requests.get(f"{base}/users", params={"openid": "oN1"}, timeout=5).status_code == 404
+    assert (
+        requests.post(f"{base}/users", json=[{"last_interaction_ago": 1}], timeout=5).status_code
+        == 400
+    )
+
+    token = oa_api.token()
+    for openid in ("oB1", "oB0", "oB1"):
+        assert (
+            code(oa_api.post("/cgi-bin/message/custom/send", text_msg(openid, openid), token)) == 0
+        )
+    assert code(oa_api.post("/cgi-bin/message/custom/send", text_msg("oOld"), token)) == 45015
+    template = {"touser": "oB2", "template_id": "T1", "data": {"first": {"value": "到货"}}}
+    assert code(oa_api.post("/cgi-bin/message/template/send", template, token)) == 0
+    everything = requests.get(f"{base}/inboxes", timeout=5).json()["messages"]
+    custom = requests.get(f"{base}/inboxes", params={"kind": "custom"}, timeout=5).json()
+    assert [(m["openid"], m["text"]) for m in custom["messages"]] == [
+        ("oB1", "oB1"),
+        ("oB0", "oB0"),
+        ("oB1", "oB1"),
+    ]
+    first = custom["messages"][0]
+    assert first["kind"] == "custom" and first["at"] and first["payload"] == text_msg("oB1", "oB1")
+    assert [(m["openid"], m["kind"]) for m in everything] == [
+        ("oB1", "custom"),
+        ("oB0", "custom"),
+        ("oB1", "custom"),
+        ("oB2", "template"),
+    ]
+
+
 def test_signature_helper_is_plain_sha1():
     raw = "jsapi_ticket=T&noncestr=N&timestamp=1&url=http://a/b"
     assert jsapi_signature("T", "N", 1, "http://a/b#x") == hashlib.sha1(raw.encode()).hexdigest()

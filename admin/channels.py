@@ -1,0 +1,42 @@
+"""/api/channels: channel QR codes (渠道活码) on WeCom."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app, g, jsonify
+from flask.typing import ResponseReturnValue
+
+from admin.common import Invalid, api_blueprint, end_reads, error, validated
+from bot import channels
+from bot.models import Channel
+
+bp = api_blueprint("channels", __name__)
+
+
+@bp.post("/channels")
+def create_channel() -> ResponseReturnValue:
+    data = validated(channels.ChannelIn, "channel")
+    if (
+        data.state
+        and g.session.execute(sa.select(Channel.id).where(Channel.state == data.state)).first()
+    ):
+        raise Invalid("invalid channel", {"state": "a channel with this state exists"})
+    end_reads()
+    try:
+        row = channels.create(current_app.config["SETTINGS"], data)
+    except channels.ChannelError as exc:
+        return error(502, f"WeCom refused the contact way: {exc.errmsg}", errcode=exc.errcode)
+    return jsonify(channels.channel_json(row)), 201
+
+
+@bp.get("/channels")
+def list_channels() -> ResponseReturnValue:
+    return jsonify(channels=[channels.channel_json(c) for c in channels.list_channels(g.session)])
+
+
+@bp.get("/channels/<int:channel_id>")
+def get_channel(channel_id: int) -> ResponseReturnValue:
+    row = g.session.get(Channel, channel_id)
+    if row is None:
+        return error(404, f"no channel {channel_id}")
+    return jsonify(channels.channel_json(row))

@@ -1,0 +1,92 @@
+"""/api/leads and /api/reps: leads handed to sales, and the staff directory."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field
+
+from admin.common import api_blueprint, end_reads, error, int_arg, validated
+from bot import handoff
+from bot.models import LeadAssignment, Rep
+
+bp = api_blueprint("leads", __name__)
+STATUSES = {"assigned", "accepted", "returned", "escalated", "reassigned"}
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    userid: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=500)
+
+
+class Leave(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    to: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+@bp.get("/leads")
+def list_leads() -> ResponseReturnValue:
+    status = request.args.get("status") or None
+    if status and status not in STATUSES:
+        return error(
+            422, "invalid filter", fields={"status": f"one of {', '.join(sorted(STATUSES))}"}
+        )
+    limit = int_arg("limit", 100, 1, 500)
+    return jsonify(
+        leads=handoff.list_leads(g.session, request.args.get("owner") or None, status, limit)
+    )
+
+
+def _answer(lead_id: int, accept: bool) -> ResponseReturnValue:
+    data = validated(Answer, "answer")
+    if g.session.get(LeadAssignment, lead_id) is None:
+        return error(404, f"no lead {lead_id}")
+    end_reads()
+    try:
+        row = handoff.respond(
+            current_app.config["SETTINGS"], lead_id, data.userid, accept, data.note
+        )
+    except handoff.LeadError as exc:
+        return error(409, str(exc))
+    return jsonify(handoff.lead_json(row, None))
+
+
+@bp.post("/leads/<int:lead_id>/accept")
+def accept(lead_id: int) -> ResponseReturnValue:
+    return _answer(lead_id, True)
+
+
+@bp.post("/leads/<int:lead_id>/return")
+def give_back(lead_id: int) -> ResponseReturnValue:
+    return _answer(lead_id, False)
+
+
+@bp.get("/reps")
+def list_reps() -> ResponseReturnValue:
+    reps = g.session.execute(sa.select(Rep).order_by(Rep.userid)).scalars()
+    return jsonify(
+        reps=[
+            {
+                "userid": r.userid,
+                "name": r.name,
+                "active": r.active,
+                "capacity": r.capacity,
+                "left_at": r.left_at.isoformat() if r.left_at else None,
+            }
+            for r in reps
+        ]
+    )
+
+
+@bp.post("/reps/<userid>/leave")
+def rep_leaves(userid: str) -> ResponseReturnValue:
+    data = validated(Leave, "handover")
+    if g.session.get(Rep, userid) is None:
+        return error(404, f"no rep {userid}")
+    end_reads()
+    try:
+        return jsonify(handoff.rep_leaves(current_app.config["SETTINGS"], userid, data.to))
+    except handoff.LeadError as exc:
+        return error(409, str(exc))

@@ -1,0 +1,72 @@
+"""/api/contacts/<id>/score, /api/contacts/<id>/stage and /api/scoring/*: lead scores, line by
+line, manual stages, and the versioned scoring rules."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from flask import current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from admin.common import Invalid, api_blueprint, error, validated
+from bot import score_rules, scoring
+from bot.models import utcnow
+
+bp = api_blueprint("scores", __name__)
+
+
+class StageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # "auto" hands the stage back to the thresholds.
+    stage: Literal["subscriber", "lead", "mql", "sql", "customer", "disqualified", "auto"]
+    by: str = Field(default="api", min_length=1, max_length=64)
+    note: str | None = Field(default=None, max_length=200)
+
+
+@bp.get("/contacts/<int:contact_id>/score")
+def contact_score(contact_id: int) -> ResponseReturnValue:
+    explained = scoring.explain(g.session, contact_id, utcnow())
+    if explained is None:
+        return error(404, f"no contact {contact_id}")
+    g.session.commit()  # the default rules are installed on first use
+    return jsonify(explained)
+
+
+@bp.put("/contacts/<int:contact_id>/stage")
+def put_stage(contact_id: int) -> ResponseReturnValue:
+    data = validated(StageIn, "stage")
+    try:
+        change = scoring.set_stage(g.session, contact_id, data.stage, data.by, note=data.note)
+    except scoring.UnknownContact:
+        return error(404, f"no contact {contact_id}")
+    g.session.commit()
+    scoring.kick(current_app.config["SETTINGS"], [change.outbox_id] if change.outbox_id else [])
+    return jsonify(
+        contact_id=contact_id, stage=change.new, previous=change.old, stage_manual=change.manual
+    )
+
+
+@bp.get("/scoring/ruleset")
+def get_ruleset() -> ResponseReturnValue:
+    act = scoring.active(g.session)
+    g.session.commit()
+    return jsonify(scoring.ruleset_json(act))
+
+
+@bp.post("/scoring/rulesets")
+def publish_ruleset() -> ResponseReturnValue:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Invalid("body must be a JSON object", {})
+    try:
+        rules = score_rules.RuleSet.model_validate(body)
+    except ValidationError as exc:
+        raise Invalid("invalid scoring rule set", score_rules.field_errors(exc)) from None
+    version = scoring.publish(g.session, rules)
+    g.session.commit()
+    queued = scoring.enqueue_recompute(current_app.config["SETTINGS"], version)
+    body = scoring.ruleset_json(scoring.active(g.session))
+    body["recompute"] = {"job_id": scoring.recompute_job_id(version), "queued": queued}
+    return jsonify(body), 201
