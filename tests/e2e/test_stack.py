@@ -180,7 +180,10 @@ def test_check_config_reports_malformed_settings(tmp_path):
 
 
 def test_demo_plays_the_scenario_and_stops(tmp_path):
-    env = {**ORIGINAL_ENV, **TEST_ENV, "YUCHI_VAR_DIR": str(tmp_path / "var")}
+    # Its own SQLite and Redis: the scenario's replies must not meet rules other tests left in
+    # a shared database (a real user's own rules would rightly compete with the demo's).
+    env = {k: v for k, v in ORIGINAL_ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(TEST_ENV, YUCHI_VAR_DIR=str(tmp_path / "var"))
     out = subprocess.run(
         [
             sys.executable,
