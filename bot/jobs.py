@@ -33,7 +33,10 @@ def drain_outbox() -> int:
             )
         if not ids:
             return total
-        total += sum(1 for status in process_batch(settings, ids).values() if status == "done")
+        outcome = process_batch(settings, ids)
+        if not outcome:  # another drain holds every one of these rows: it carries on from here
+            return total
+        total += sum(1 for status in outcome.values() if status == "done")
         if len(ids) < BATCH:
             return total
 

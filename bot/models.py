@@ -61,7 +61,7 @@ class Contact(SQLModel, table=True):
     # Lifecycle: subscriber | lead | mql | sql | customer | disqualified
     stage: str = Field(default="subscriber", max_length=16, index=True)
     stage_manual: bool = Field(default=False)  # set by a person: thresholds leave it alone
-    score: float = Field(default=0.0)  # the ledger's sum after decay, at score_updated_at
+    score: float = Field(default=0.0)  # the ledger's undecayed sum; decay applies when read
     score_updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     owner_userid: str | None = Field(default=None, max_length=64, index=True)  # the sales rep
     source_channel_id: int | None = Field(default=None, foreign_key="channel.id")
