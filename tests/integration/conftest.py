@@ -52,3 +52,25 @@ def yuchi_server(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) ->
 def sim_settings(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) -> Settings:
     """Yuchi's test settings with WECHAT_API_BASE etc. pointing at the simulator."""
     return _sim_stack[2]
+
+
+@pytest.fixture
+def env_to_sim(sim: SimHandle, monkeypatch: pytest.MonkeyPatch):
+    """Jobs read settings from the environment: point them at the simulator too."""
+    from bot import wechat
+
+    for key, value in sim.env.items():
+        monkeypatch.setenv(key, value)
+    wechat.reset_clients()
+    yield
+    wechat.reset_clients()
+
+
+@pytest.fixture
+def sim_client(sim_settings: Settings):
+    """A test client of the app pointed at the simulator (for API calls that reach WeCom)."""
+    from bot.app import create_app
+
+    app = create_app(sim_settings)
+    app.config["TESTING"] = True
+    return app.test_client()

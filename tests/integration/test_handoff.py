@@ -5,32 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 from support import run_worker
 
 from bot import db, events, handoff, queue
 from bot.models import Contact, Event, Identity, LeadAssignment, Rep, utcnow
-
-
-@pytest.fixture
-def env_to_sim(sim, monkeypatch):
-    from bot import wechat
-
-    for key, value in sim.env.items():
-        monkeypatch.setenv(key, value)
-    wechat.reset_clients()
-    yield
-    wechat.reset_clients()
-
-
-@pytest.fixture
-def client(sim_settings):
-    from bot.app import create_app
-
-    app = create_app(sim_settings)
-    app.config["TESTING"] = True
-    return app.test_client()
 
 
 def reps(sim, settings, *people: tuple[str, str]) -> None:
@@ -75,7 +54,7 @@ def leads(settings, **where) -> list[LeadAssignment]:
 
 
 def test_the_rep_who_has_them_gets_the_lead_and_a_notification(
-    sim, sim_settings, env_to_sim, client, auth
+    sim, sim_settings, env_to_sim, sim_client, auth
 ):
     reps(sim, sim_settings, ("zhang", "张三"), ("wang", "王五"))
     sim.add_external_contact("wang", "wmLEAD", name="刘女士")
@@ -100,12 +79,12 @@ def test_the_rep_who_has_them_gets_the_lead_and_a_notification(
     assert card["payload"]["textcard"]["title"].startswith("新线索：")
     assert "分数" in card["payload"]["textcard"]["description"]
     assert card["payload"]["textcard"]["url"].endswith(f"/admin/contacts/{cid}")
-    body = client.get("/api/leads?owner=wang&status=assigned", headers=auth).get_json()
+    body = sim_client.get("/api/leads?owner=wang&status=assigned", headers=auth).get_json()
     assert [(x["contact_id"], x["owner"]) for x in body["leads"]] == [(cid, "wang")]
-    assert client.get("/api/leads?status=bogus", headers=auth).status_code == 422
+    assert sim_client.get("/api/leads?status=bogus", headers=auth).status_code == 422
 
 
-def test_round_robin_then_accept_and_return(sim, sim_settings, env_to_sim, client, auth):
+def test_round_robin_then_accept_and_return(sim, sim_settings, env_to_sim, sim_client, auth):
     reps(sim, sim_settings, ("a_rep", "甲"), ("b_rep", "乙"))
     cids = [follower(sim, sim_settings, f"oRR{i}") for i in range(4)]
     for cid in cids:
@@ -116,22 +95,24 @@ def test_round_robin_then_accept_and_return(sim, sim_settings, env_to_sim, clien
     first = leads(sim_settings)[0]
     wrong = "b_rep" if first.userid == "a_rep" else "a_rep"
     assert (
-        client.post(
+        sim_client.post(
             f"/api/leads/{first.id}/accept", json={"userid": wrong}, headers=auth
         ).status_code
         == 409
     )
-    ok = client.post(f"/api/leads/{first.id}/accept", json={"userid": first.userid}, headers=auth)
+    ok = sim_client.post(
+        f"/api/leads/{first.id}/accept", json={"userid": first.userid}, headers=auth
+    )
     assert ok.status_code == 200 and ok.get_json()["status"] == "accepted"
     assert (
-        client.post(
+        sim_client.post(
             f"/api/leads/{first.id}/accept", json={"userid": first.userid}, headers=auth
         ).status_code
         == 409
     )
 
     second = leads(sim_settings)[1]
-    back = client.post(
+    back = sim_client.post(
         f"/api/leads/{second.id}/return",
         json={"userid": second.userid, "note": "不是我的区域"},
         headers=auth,
@@ -140,9 +121,12 @@ def test_round_robin_then_accept_and_return(sim, sim_settings, env_to_sim, clien
     [again] = leads(sim_settings, contact_id=second.contact_id, status="assigned")
     assert again.userid != second.userid
     assert (
-        client.post("/api/leads/9999/accept", json={"userid": "x"}, headers=auth).status_code == 404
+        sim_client.post("/api/leads/9999/accept", json={"userid": "x"}, headers=auth).status_code
+        == 404
     )
-    assert client.post(f"/api/leads/{first.id}/accept", json={}, headers=auth).status_code == 422
+    assert (
+        sim_client.post(f"/api/leads/{first.id}/accept", json={}, headers=auth).status_code == 422
+    )
 
 
 def test_unanswered_leads_escalate(sim, sim_settings, env_to_sim):
@@ -157,7 +141,7 @@ def test_unanswered_leads_escalate(sim, sim_settings, env_to_sim):
     assert statuses == {(lead.userid, "escalated"), (other, "assigned")}
 
 
-def test_a_rep_leaves_and_an_heir_inherits(sim, sim_settings, env_to_sim, client, auth):
+def test_a_rep_leaves_and_an_heir_inherits(sim, sim_settings, env_to_sim, sim_client, auth):
     reps(sim, sim_settings, ("leaver", "离职的"), ("heir", "接手的"))
     cids = [follower(sim, sim_settings, f"oLV{i}") for i in range(2)]
     with db.session_scope(sim_settings.database_url) as s:
@@ -168,16 +152,17 @@ def test_a_rep_leaves_and_an_heir_inherits(sim, sim_settings, env_to_sim, client
                 .values(owner_userid="leaver")
             )
             s.add(LeadAssignment(contact_id=cid, userid="leaver", reason="test"))
-    resp = client.post("/api/reps/leaver/leave", json={"to": "heir"}, headers=auth)
+    resp = sim_client.post("/api/reps/leaver/leave", json={"to": "heir"}, headers=auth)
     assert resp.status_code == 200 and len(resp.get_json()["moved"]) == 2
     with db.session_scope(sim_settings.database_url) as s:
         assert {s.get(Contact, cid).owner_userid for cid in cids} == {"heir"}
         assert not s.get(Rep, "leaver").active
         assert len(s.execute(sa.select(Event.id).where(Event.type == "lead.reassigned")).all()) == 2
     assert {x.status for x in leads(sim_settings, userid="leaver")} == {"reassigned"}
-    assert client.post("/api/reps/nobody/leave", json={}, headers=auth).status_code == 404
+    assert sim_client.post("/api/reps/nobody/leave", json={}, headers=auth).status_code == 404
     assert (
-        client.post("/api/reps/heir/leave", json={"to": "leaver"}, headers=auth).status_code == 409
+        sim_client.post("/api/reps/heir/leave", json={"to": "leaver"}, headers=auth).status_code
+        == 409
     )
-    names = [r["userid"] for r in client.get("/api/reps", headers=auth).get_json()["reps"]]
+    names = [r["userid"] for r in sim_client.get("/api/reps", headers=auth).get_json()["reps"]]
     assert names == ["heir", "leaver"]

@@ -13,23 +13,12 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 from support import run_worker
 
 from bot import broadcasts, db, messaging, wechat
 from bot.message_payloads import SendRequest
 from bot.models import Contact, Event, Identity, Message
-
-
-@pytest.fixture
-def env_to_sim(sim, monkeypatch):
-    """Jobs read settings from the environment: point them at the simulator too."""
-    for key, value in sim.env.items():
-        monkeypatch.setenv(key, value)
-    wechat.reset_clients()
-    yield
-    wechat.reset_clients()
 
 
 def contact_of(settings, openid: str) -> int:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from rq.registry import ScheduledJobRegistry
 from support import run_worker
 
-from bot import db, jobs, queue, tag_sync, tagging, wechat
+from bot import db, jobs, queue, tag_sync, tagging
 from bot.cli import main as cli
 from bot.models import (
     Contact,
@@ -29,17 +28,6 @@ from bot.models import (
 from wxsim.state import CorpTag as SimCorpTag
 from wxsim.state import CorpTagGroup, ExternalContact
 from wxsim.state import FollowUser as SimFollowUser
-
-
-@pytest.fixture
-def env_to_sim(sim, monkeypatch):
-    """Jobs read settings from the environment: point them at the simulator too."""
-    for key, value in sim.env.items():
-        monkeypatch.setenv(key, value)
-    wechat.reset_clients()
-    yield
-    wechat.reset_clients()
-
 
 # --- helpers -------------------------------------------------------------------------------
 

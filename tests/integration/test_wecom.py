@@ -17,27 +17,6 @@ from wxsim.callbacks import WeComPlatform, xml_fields
 
 
 @pytest.fixture
-def env_to_sim(sim, monkeypatch):
-    from bot import wechat
-
-    for key, value in sim.env.items():
-        monkeypatch.setenv(key, value)
-    wechat.reset_clients()
-    yield
-    wechat.reset_clients()
-
-
-@pytest.fixture
-def client(sim_settings):
-    """The app under test, pointed at the simulator (API calls such as add_contact_way)."""
-    from bot.app import create_app
-
-    app = create_app(sim_settings)
-    app.config["TESTING"] = True
-    return app.test_client()
-
-
-@pytest.fixture
 def wecom(settings) -> WeComPlatform:
     return WeComPlatform(
         settings.wecom_token,
@@ -61,26 +40,30 @@ def contact_of(settings, kind: str, value: str) -> int:
         return contacts.resolve(s, cid)
 
 
-def post(client, wecom: WeComPlatform, fields: dict):
+def post(sim_client, wecom: WeComPlatform, fields: dict):
     req = wecom.sign(xml_fields(fields))
-    return client.post(f"/wechat/wecom?{req.query_string}", data=req.body, content_type="text/xml")
+    return sim_client.post(
+        f"/wechat/wecom?{req.query_string}", data=req.body, content_type="text/xml"
+    )
 
 
-def test_url_verification(client, wecom):
+def test_url_verification(sim_client, wecom):
     check = wecom.url_check("wecom-echo-42")
-    resp = client.get(f"/wechat/wecom?{urlencode(check)}")
+    resp = sim_client.get(f"/wechat/wecom?{urlencode(check)}")
     assert resp.status_code == 200 and resp.get_data(as_text=True) == "wecom-echo-42"
     assert (
-        client.get(f"/wechat/wecom?{urlencode({**check, 'msg_signature': '0' * 40})}").status_code
+        sim_client.get(
+            f"/wechat/wecom?{urlencode({**check, 'msg_signature': '0' * 40})}"
+        ).status_code
         == 403
     )
     other = WeComPlatform(wecom.token, "A" * 42 + "E", wecom.corp_id)
-    assert client.get(f"/wechat/wecom?{urlencode(other.url_check())}").status_code == 403
+    assert sim_client.get(f"/wechat/wecom?{urlencode(other.url_check())}").status_code == 403
 
 
-def test_channel_add_tags_welcome_rep_and_name(sim, sim_settings, env_to_sim, client, auth):
+def test_channel_add_tags_welcome_rep_and_name(sim, sim_settings, env_to_sim, sim_client, auth):
     sim.add_rep("lisi", name="李四")
-    resp = client.post(
+    resp = sim_client.post(
         "/api/channels",
         json={
             "name": "展会海报",
@@ -123,25 +106,25 @@ def test_channel_add_tags_welcome_rep_and_name(sim, sim_settings, env_to_sim, cl
     [welcome] = sim.inbox(external_userid="wmEXT001", kind="welcome")
     assert "鱼池顾问李四" in str(welcome["payload"])
 
-    found = client.get("/api/contacts?external_userid=wmEXT001", headers=auth).get_json()[
+    found = sim_client.get("/api/contacts?external_userid=wmEXT001", headers=auth).get_json()[
         "contacts"
     ]
     assert [c["id"] for c in found] == [cid] and found[0]["name"] == "王女士"
     assert (
-        client.get("/api/contacts?unionid=uWANG", headers=auth).get_json()["contacts"][0]["id"]
+        sim_client.get("/api/contacts?unionid=uWANG", headers=auth).get_json()["contacts"][0]["id"]
         == cid
     )
 
 
-def test_channel_validation_and_platform_errors(sim, sim_settings, env_to_sim, client, auth):
-    bad = client.post("/api/channels", json={"name": "", "reps": []}, headers=auth)
+def test_channel_validation_and_platform_errors(sim, sim_settings, env_to_sim, sim_client, auth):
+    bad = sim_client.post("/api/channels", json={"name": "", "reps": []}, headers=auth)
     assert bad.status_code == 422 and {"name", "reps"} <= set(bad.get_json()["fields"])
-    refused = client.post("/api/channels", json={"name": "x", "reps": ["nobody"]}, headers=auth)
+    refused = sim_client.post("/api/channels", json={"name": "x", "reps": ["nobody"]}, headers=auth)
     assert refused.status_code == 502 and refused.get_json()["errcode"]
-    assert client.get("/api/channels/999", headers=auth).status_code == 404
+    assert sim_client.get("/api/channels/999", headers=auth).status_code == 404
 
 
-def test_edit_and_deletions_and_transfer_fail(sim, sim_settings, env_to_sim, client, wecom):
+def test_edit_and_deletions_and_transfer_fail(sim, sim_settings, env_to_sim, sim_client, wecom):
     sim.add_rep("zhao", name="赵六")
     sim.add_external_contact("zhao", "wmEXT002", name="陈先生")
     sim.edit_external_contact("zhao", "wmEXT002", remark="老客户")
@@ -153,7 +136,7 @@ def test_edit_and_deletions_and_transfer_fail(sim, sim_settings, env_to_sim, cli
         ExternalUserID="wmEXT002",
         FailReason="customer_refused",
     )
-    assert post(client, wecom, fields).status_code == 200
+    assert post(sim_client, wecom, fields).status_code == 200
     run_worker(sim_settings)
     cid = contact_of(sim_settings, "external_userid", "wmEXT002")
     types = q(sim_settings, sa.select(Event.type).where(Event.contact_id == cid).order_by(Event.id))
@@ -178,12 +161,12 @@ def test_edit_and_deletions_and_transfer_fail(sim, sim_settings, env_to_sim, cli
     assert statuses == {"zhao": "customer_deleted", "qian": "rep_deleted"}
 
 
-def test_corp_tag_change_is_a_system_event(sim, sim_settings, env_to_sim, client, wecom):
+def test_corp_tag_change_is_a_system_event(sim, sim_settings, env_to_sim, sim_client, wecom):
     fields = wecom.event_fields(
         "change_external_tag", ChangeType="create", Id="etNEW", TagType="tag"
     )
-    assert post(client, wecom, fields).status_code == 200
-    assert post(client, wecom, fields).status_code == 200  # a retry
+    assert post(sim_client, wecom, fields).status_code == 200
+    assert post(sim_client, wecom, fields).status_code == 200  # a retry
     [ev] = q(sim_settings, sa.select(Event).where(Event.type == "wecom.corp_tag_changed"))
     assert ev.contact_id is None and ev.properties["id"] == "etNEW"
     run_worker(sim_settings)
@@ -191,7 +174,7 @@ def test_corp_tag_change_is_a_system_event(sim, sim_settings, env_to_sim, client
     assert ev.processed_at is not None
 
 
-def test_retries_are_deduplicated(client, wecom, clean):
+def test_retries_are_deduplicated(sim_client, wecom, clean):
     fields = wecom.event_fields(
         "change_external_contact",
         1_800_000_000,
@@ -202,7 +185,7 @@ def test_retries_are_deduplicated(client, wecom, clean):
         WelcomeCode="WC",
     )
     for _ in range(3):
-        assert post(client, wecom, fields).status_code == 200
+        assert post(sim_client, wecom, fields).status_code == 200
     assert len(q(clean, sa.select(Event.id))) == 1 and len(q(clean, sa.select(Contact.id))) == 1
 
 
@@ -225,7 +208,7 @@ def test_retries_are_deduplicated(client, wecom, clean):
         (lambda q_, b: (q_, b + b" " * 70_000), 413, "larger than"),
     ],
 )
-def test_hostile_input(client, wecom, clean, mutate, status, reason):
+def test_hostile_input(sim_client, wecom, clean, mutate, status, reason):
     fields = wecom.event_fields(
         "change_external_contact",
         ChangeType="add_external_contact",
@@ -234,12 +217,12 @@ def test_hostile_input(client, wecom, clean, mutate, status, reason):
     )
     req = wecom.sign(xml_fields(fields))
     query, body = mutate(req.query, req.body)
-    resp = client.post(f"/wechat/wecom?{urlencode(query)}", data=body, content_type="text/xml")
+    resp = sim_client.post(f"/wechat/wecom?{urlencode(query)}", data=body, content_type="text/xml")
     assert resp.status_code == status and reason in resp.get_data(as_text=True)
     assert q(clean, sa.select(Event.id)) == [] and q(clean, sa.select(Contact.id)) == []
 
 
-def test_undecryptable_and_missing_fields(client, wecom, clean):
+def test_undecryptable_and_missing_fields(sim_client, wecom, clean):
     other = WeComPlatform(wecom.token, wecom.aes_key, "wwsomeoneelse0001")
     req = other.sign(
         xml_fields(
@@ -248,17 +231,19 @@ def test_undecryptable_and_missing_fields(client, wecom, clean):
             )
         )
     )
-    resp = client.post(f"/wechat/wecom?{req.query_string}", data=req.body)
+    resp = sim_client.post(f"/wechat/wecom?{req.query_string}", data=req.body)
     assert resp.status_code == 403 and "cannot decrypt" in resp.get_data(as_text=True)
     fields = wecom.event_fields(
         "change_external_contact", ChangeType="add_external_contact", UserID="u"
     )
-    resp = post(client, wecom, fields)
+    resp = post(sim_client, wecom, fields)
     assert resp.status_code == 400 and "ExternalUserID" in resp.get_data(as_text=True)
     assert q(clean, sa.select(Event.id)) == []
 
 
-def test_one_id_merges_follower_and_external_contact(sim, sim_settings, env_to_sim, client, auth):
+def test_one_id_merges_follower_and_external_contact(
+    sim, sim_settings, env_to_sim, sim_client, auth
+):
     """The same person follows the Official Account and adds a rep on WeCom: one unionid,
     one contact, with everything from both."""
     sim.set_user("oSAME", unionid="uSAME")
@@ -282,9 +267,9 @@ def test_one_id_merges_follower_and_external_contact(sim, sim_settings, env_to_s
         gone = s.execute(sa.select(Contact).where(Contact.merged_into_id == survivor)).scalar_one()
         assert s.get(Contact, survivor).name == "小同" and s.get(Contact, survivor).subscribed
         assert contacts.merge(s, survivor, gone.id, "again") == (survivor, None)  # idempotent
-    body = client.get(f"/api/contacts/{gone.id}", headers=auth).get_json()
+    body = sim_client.get(f"/api/contacts/{gone.id}", headers=auth).get_json()
     assert body["id"] == survivor  # the old id leads to the survivor
-    listed = client.get("/api/contacts?unionid=uSAME", headers=auth).get_json()["contacts"]
+    listed = sim_client.get("/api/contacts?unionid=uSAME", headers=auth).get_json()["contacts"]
     assert [c["id"] for c in listed] == [survivor]
 
 
