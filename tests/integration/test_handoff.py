@@ -166,3 +166,9 @@ def test_a_rep_leaves_and_an_heir_inherits(sim, sim_settings, env_to_sim, sim_cl
     )
     names = [r["userid"] for r in sim_client.get("/api/reps", headers=auth).get_json()["reps"]]
     assert names == ["heir", "leaver"]
+    changed = sim_client.put("/api/reps/heir", json={"capacity": 3}, headers=auth)
+    assert changed.status_code == 200 and changed.get_json()["capacity"] == 3
+    assert sim_client.put("/api/reps/heir", json={"capacity": -1}, headers=auth).status_code == 422
+    assert (
+        sim_client.put("/api/reps/ghost", json={"active": False}, headers=auth).status_code == 404
+    )
