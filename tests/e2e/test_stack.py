@@ -52,7 +52,9 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def stack(tmp_path):
+def stack(tmp_path, clean):
+    """`yuchi up` as a user runs it. On CI's second pass it shares PostgreSQL and Redis with
+    the other tests: `clean` empties them first, so nothing left over answers for it."""
     port = free_port()
     env = {
         **ORIGINAL_ENV,
