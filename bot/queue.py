@@ -61,6 +61,7 @@ def get_queue(settings: Settings) -> Queue:
 
 
 DRAIN_FLAG = "yuchi:outbox:drain-pending"
+STUCK_DRAIN = timedelta(minutes=5)
 DRAIN_JOB = "yuchi:outbox:drain-job"
 
 
@@ -107,15 +108,21 @@ def sweep(settings: Settings) -> int:
     many rows it found waiting (0 when none, or a drain is already on its way); raises if
     Redis is still unreachable."""
     t = Outbox.__table__
-    cutoff = utcnow() - timedelta(seconds=settings.sweep_grace_seconds)
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.sweep_grace_seconds)
     with session_scope(settings.database_url) as session:
-        waiting = session.execute(
-            sa.select(sa.func.count()).where(t.c.status == "pending", t.c.created_at < cutoff)
-        ).scalar_one()
+        waiting, oldest = session.execute(
+            sa.select(sa.func.count(), sa.func.min(t.c.created_at)).where(
+                t.c.status == "pending", t.c.created_at < cutoff
+            )
+        ).one()
     if not waiting:
         return 0
     last = get_redis(settings).get(DRAIN_JOB)
-    if last and job_alive(settings, last.decode()):
+    # A drain marked started long ago may belong to a worker that was killed: after
+    # STUCK_DRAIN, queue another anyway (drains are idempotent).
+    stuck = oldest is not None and now - oldest > STUCK_DRAIN
+    if last and job_alive(settings, last.decode()) and not stuck:
         return 0
     kick_outbox(settings, force=True)
     log.info("sweeper: %d outbox row(s) waiting, drain enqueued", waiting)

@@ -75,20 +75,28 @@ def wecom_app(settings: Settings) -> App:
 
 
 class TokenStore:
-    """An access token in Redis, shared by every process, refreshed under a lock."""
+    """An access token in Redis, shared by every process, refreshed under a lock. Each process
+    also keeps it for a few seconds, so a burst of sends asks Redis once, not per call."""
+
+    LOCAL_SECONDS = 5.0
 
     def __init__(self, conn: redis.Redis, app: App, http: requests.Session, timeout: float = 5.0):
         self.conn, self.app, self.http, self.timeout = conn, app, http, timeout
         self.key = f"yuchi:token:{app.name}:{app.app_id}"
+        self._local: tuple[str, float] | None = None
 
     def get(self) -> str:
+        if self._local is not None and time.monotonic() < self._local[1]:
+            return self._local[0]
         token = self.conn.get(self.key)
-        if token is not None:
-            return token.decode()
-        return self.refresh(stale=None)
+        if token is None:
+            return self.refresh(stale=None)
+        self._local = (token.decode(), time.monotonic() + self.LOCAL_SECONDS)
+        return self._local[0]
 
     def refresh(self, stale: str | None) -> str:
         """Fetch a new token unless another process already replaced ``stale``."""
+        self._local = None
         with self.conn.lock(f"{self.key}:lock", timeout=15, blocking_timeout=15):
             current = self.conn.get(self.key)
             if current is not None and current.decode() != stale:
