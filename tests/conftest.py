@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from testenv import TEST_ENV
 
-from bot import autoreply, db, queue, tagging
+from bot import autoreply, db, queue, tagging, wechat
 from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
@@ -80,6 +80,7 @@ def clean(settings: Settings) -> Settings:
         for table in TABLES:
             conn.execute(sa.text(f"DELETE FROM {table}"))
     queue.get_redis(settings).flushdb()
+    wechat.reset_clients()  # per-process token caches belong to the previous test's platform
     autoreply.invalidate()
     tagging.invalidate()
     return settings
