@@ -19,11 +19,16 @@ BATCH = 100
 
 
 def drain_outbox() -> int:
-    """Process every pending outbox row, in batches; returns how many were processed."""
+    """Process every pending outbox row, in batches; returns how many were processed.
+
+    While a drain runs, the "drain pending" flag stays set, so callbacks skip enqueueing
+    another job (one Redis command each). Only when it finds nothing left does it clear the
+    flag — and then looks once more, since a row committed just before the clear found the flag
+    set and relied on this drain."""
     settings = load_settings()
-    queue.drain_started(settings)
     total = 0
     t = Outbox.__table__
+    cleared = False
     while True:
         with session_scope(settings.database_url) as session:
             ids = list(
@@ -32,13 +37,16 @@ def drain_outbox() -> int:
                 ).scalars()
             )
         if not ids:
-            return total
+            if cleared:
+                return total
+            queue.drain_started(settings)  # from now on, new rows kick a new drain
+            cleared = True
+            continue
+        cleared = False
         outcome = process_batch(settings, ids)
         if not outcome:  # another drain holds every one of these rows: it carries on from here
             return total
         total += sum(1 for status in outcome.values() if status == "done")
-        if len(ids) < BATCH:
-            return total
 
 
 def process_event(outbox_id: int) -> str:

@@ -84,7 +84,8 @@ def kick_outbox(settings: Settings, force: bool = False) -> bool:
 
 
 def drain_started(settings: Settings) -> None:
-    """Called by a drain before it reads: rows committed from now on kick a new drain."""
+    """Called by a drain that found nothing left, before it looks a last time: rows committed
+    from now on kick a new drain."""
     get_redis(settings).delete(DRAIN_FLAG)
 
 
