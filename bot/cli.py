@@ -438,8 +438,12 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
     _ok(
         f"database ready (revision {current_revision(settings.database_url)}): {_safe_url(settings.database_url)}"
     )
-    for name in settings.defaults_used:
-        click.secho(f"  ! {name} uses its public development default", fg="yellow")
+    if settings.defaults_used:
+        click.secho(
+            f"  ! {len(settings.defaults_used)} settings use public development defaults "
+            "(fine here; `yuchi check-config` lists them)",
+            fg="yellow",
+        )
     with _redis_env(settings) as env:
         procs = {"web": subprocess.Popen(_gunicorn_cmd(host, port, workers), env=env)}
         for n in range(1, job_workers + 1):

@@ -289,9 +289,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def warn_about_defaults(settings: Settings) -> None:
-    for name in settings.defaults_used:
+    if settings.defaults_used:
         log.warning(
-            "%s is not set: using the public development default. Set it before connecting "
-            "a real account (see README, 'Configuration').",
-            name,
+            "%d setting(s) use their public development defaults (%s): fine on this machine, "
+            "never for a real account; see README, 'Configuration'.",
+            len(settings.defaults_used),
+            ", ".join(settings.defaults_used),
         )

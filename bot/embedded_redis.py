@@ -4,6 +4,7 @@ it through its unix socket with the ordinary redis client."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -65,6 +66,8 @@ def embedded_socket_url(db_path: Path) -> str:
     if server is None:
         log.info("using embedded Redis for %s", db_path)
         server = _started[str(db_path)] = EmbeddedRedis(db_path)
+        if server.owner:  # whoever starts it stops it, also a one-off command like `yuchi sweep`
+            atexit.register(stop_started)
     return server.url
 
 

@@ -29,8 +29,13 @@ ensure_venv() {
   want="$spec $(cat pyproject.toml | cksum)"
   if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
     say "installing Yuchi and its dependencies into .venv (first run takes a minute)"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+    local log=.venv/install.log
+    if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+           .venv/bin/python -m pip install --disable-pip-version-check -e "$spec"; } >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "Installing failed; the whole log is in $log." >&2
+      exit 1
+    fi
     echo "$want" > "$stamp"
   fi
 }
