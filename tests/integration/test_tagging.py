@@ -5,6 +5,7 @@ user tags (batched, retried, failures recorded) and WeCom corp tags; reps' tags 
 from __future__ import annotations
 
 import textwrap
+import time
 
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -382,6 +383,7 @@ def test_the_sweeper_re_enqueues_rows_whose_job_was_lost(sim, sim_settings, env_
     with db.session_scope(sim_settings.database_url) as s:
         tagging.add_tag(s, cid, "丢了", "manual")
     queue.get_redis(sim_settings).flushdb()  # no job was ever enqueued
+    time.sleep(0.01)  # older than the (test) grace period of 1 ms
     assert tag_sync.sweep(sim_settings) == 1
     assert tag_sync.sweep(sim_settings) == 0  # the job is queued: not twice
     run_worker(sim_settings)
