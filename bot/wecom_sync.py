@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from bot import contacts, wechat
+from bot import contacts, queue, scoring, tagging, wechat
 from bot.config import Settings
 from bot.db import session_scope
 from bot.models import Channel, Contact, FollowUser, Identity, Rep, utcnow
@@ -79,15 +79,11 @@ def on_event(ctx: Context) -> None:
 
 def on_system_event(ctx: Context) -> None:
     if ctx.event.type == "wecom.corp_tag_changed":
-        from bot import tagging
-
         ctx.after_commit.append(lambda: tagging.refresh_corp_tags(ctx.settings))
 
 
 def _pull_tags(settings: Settings, contact_id: int, external: str | None, userid: str) -> None:
     if external:
-        from bot import tagging
-
         tagging.pull_wecom_tags(settings, contact_id, external, userid)
 
 
@@ -129,8 +125,6 @@ def _upsert_follow_user(session, contact_id, userid, external, state, when) -> N
 
 
 def _apply_channel(session, contact_id: int, channel: Channel) -> None:  # noqa: ANN001
-    from bot import tagging
-
     contact = session.get(Contact, contact_id)
     if contact.source_channel_id is None:
         contact.source_channel_id = channel.id
@@ -222,8 +216,6 @@ def _learn(settings: Settings, contact_id: int, name: str | None, unionid: str |
         if unionid:
             survivor, outbox = contacts.attach(session, survivor, "unionid", unionid)
     if outbox is not None:
-        from bot import queue
-
         queue.kick_outbox(settings)
         _after_merge(settings, survivor)
     return survivor
@@ -231,10 +223,4 @@ def _learn(settings: Settings, contact_id: int, name: str | None, unionid: str |
 
 def _after_merge(settings: Settings, survivor: int) -> None:
     """Scores are the ledger's sum: recompute the survivor's from its (merged) ledger."""
-    try:
-        from bot import scoring
-    except ImportError:  # scoring not installed in this build
-        return
-    recompute = getattr(scoring, "recompute", None)
-    if recompute is not None:
-        recompute(settings, [survivor])
+    scoring.recompute(settings, [survivor])
