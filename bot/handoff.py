@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot import events, messaging
+from bot import events, messaging, queue, scoring
 from bot.config import Settings
 from bot.db import session_scope
 from bot.message_payloads import SendRequest
@@ -137,8 +137,6 @@ def assign(
 
 def notify(settings: Settings, assignment_id: int) -> int | None:
     """The rep's WeCom app message: who, score, why, and a link. Returns the message id."""
-    from bot import scoring
-
     with session_scope(settings.database_url) as session:
         a = session.get(LeadAssignment, assignment_id)
         contact = session.get(Contact, a.contact_id)
@@ -204,8 +202,6 @@ def respond(
         result = a
     if reassigned is not None:
         notify(settings, reassigned.id)
-    from bot import queue
-
     queue.kick_outbox(settings)
     return result
 
@@ -242,8 +238,6 @@ def escalate_due(settings: Settings, now: datetime | None = None) -> int:
     for aid in moved:
         notify(settings, aid)
     if due:
-        from bot import queue
-
         queue.kick_outbox(settings)
     return len(due)
 
@@ -303,8 +297,6 @@ def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) ->
             moved.append((contact.id, heir_id or ""))
     for aid in notices:
         notify(settings, aid)
-    from bot import queue
-
     queue.kick_outbox(settings)
     return {"userid": userid, "moved": [{"contact_id": c, "to": to} for c, to in moved]}
 
