@@ -37,6 +37,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
 
     from admin.api import bp as api_bp
     from admin.channels import bp as channels_bp
+    from admin.journeys import bp as journeys_bp
     from admin.leads import bp as leads_bp
     from admin.messages import bp as messages_bp
     from admin.scores import bp as scores_bp
@@ -54,6 +55,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     app.register_blueprint(messages_bp)
     app.register_blueprint(tags_bp)
     app.register_blueprint(scores_bp)
+    app.register_blueprint(journeys_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -151,3 +151,10 @@ def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
     from bot import tag_sync
 
     return tag_sync.run(load_settings(), platform, retry)
+
+
+def wake_enrollment(enrollment_id: int) -> str:
+    """A journey enrollment's wait or question timeout has come (see bot.journey_runner)."""
+    from bot import journey_runner
+
+    return journey_runner.wake(load_settings(), enrollment_id)

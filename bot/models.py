@@ -376,3 +376,61 @@ class LeadAssignment(SQLModel, table=True):
     assigned_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     responded_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     escalate_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class Journey(SQLModel, table=True):
+    """A journey definition (journeys/): draft, published (contacts enter) or paused."""
+
+    __tablename__ = "journey"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    version: int = Field(default=1)
+    definition: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    status: str = Field(default="draft", max_length=16)  # draft | published | paused
+    published_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class Enrollment(SQLModel, table=True):
+    """One contact's way through one journey: the engine's State, serialized."""
+
+    __tablename__ = "enrollment"
+    __table_args__ = (
+        sa.Index("ix_enrollment_contact", "contact_id", "status"),
+        # the event that started it: a re-run pipeline never enrolls twice on one event
+        sa.UniqueConstraint("journey_id", "start_event_id", name="uq_enrollment_start"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id", index=True)
+    version: int = Field(default=1)
+    contact_id: int = Field(foreign_key="contact.id")
+    # active | waiting | asking | done | exited | converted
+    status: str = Field(default="active", max_length=16)
+    step: str | None = Field(default=None, max_length=64)
+    state: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    wake_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=True))
+    start_event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
+    last_event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
+    started_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    ended_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class StepRun(SQLModel, table=True):
+    """The run-log: one row per command a journey executed, so each runs once."""
+
+    __tablename__ = "step_run"
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "step", "visit", "idx", name="uq_step_run"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    enrollment_id: int = Field(foreign_key="enrollment.id")
+    step: str = Field(max_length=64)
+    visit: int = Field(default=1)
+    idx: int = Field(default=0)  # turn * 1000 + the command's position in that advance call
+    kind: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

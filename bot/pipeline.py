@@ -27,7 +27,7 @@ class Context:
 
 Step = Callable[[Context], None]
 
-from bot import handoff, scoring, tagging, wecom_sync  # noqa: E402 - the steps import Context from this module
+from bot import handoff, journey_runner, scoring, tagging, wecom_sync  # noqa: E402 - the steps import Context from this module
 
 # For events about a contact, in order.
 STEPS: list[Step] = [
@@ -36,6 +36,7 @@ STEPS: list[Step] = [
     tagging.on_event,
     scoring.on_event,
     handoff.on_event,
+    journey_runner.on_event,
 ]
 # For platform events about no one (``event.contact_id is None``).
 SYSTEM_STEPS: list[Step] = [wecom_sync.on_system_event]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot import broadcasts, handoff, messaging, queue, tag_sync
+from bot import broadcasts, handoff, journey_runner, messaging, queue, tag_sync
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ def sweep_all(settings: Settings) -> dict[str, int]:
         "broadcasts": broadcasts.sweep(settings),
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),
+        "journey_wakes": journey_runner.sweep(settings),
         **messaging.sweep(settings),
     }
 

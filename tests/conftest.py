@@ -17,6 +17,9 @@ from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
 TABLES = [  # children before parents
+    "step_run",
+    "enrollment",
+    "journey",
     "lead_assignment",
     "score_entry",
     "tag_sync",

@@ -1,0 +1,161 @@
+"""The journey runner against the database, the queue and the simulator: enrollment on a
+follow, the first touch delivered once, waits woken (once), re-runs adding nothing, an
+unfollow ending the journey, and the /api/journeys endpoints."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from support import run_worker
+
+from bot import db, journey_runner, pipeline
+from bot.models import Enrollment, Event, Identity, Message, StepRun
+
+
+def contact_of(settings, openid: str) -> int:
+    with db.session_scope(settings.database_url) as s:
+        return s.execute(
+            sa.select(Identity.contact_id).where(Identity.value == openid)
+        ).scalar_one()
+
+
+def enrollments(settings, contact_id: int) -> list[Enrollment]:
+    with db.session_scope(settings.database_url) as s:
+        return list(
+            s.execute(sa.select(Enrollment).where(Enrollment.contact_id == contact_id)).scalars()
+        )
+
+
+def count(settings, model, *where) -> int:
+    with db.session_scope(settings.database_url) as s:
+        return s.execute(sa.select(sa.func.count()).select_from(model).where(*where)).scalar_one()
+
+
+def publish_welcome(client, auth) -> int:
+    resp = client.post("/api/journeys", json={"library": "welcome"}, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+    jid = resp.get_json()["id"]
+    resp = client.post(f"/api/journeys/{jid}/publish", headers=auth)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "published"
+    return jid
+
+
+def customs(sim, openid: str) -> list[dict]:
+    return sim.inbox(openid, kind="custom")
+
+
+def test_follow_enrolls_sends_once_waits_and_wakes_once(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    publish_welcome(sim_client, auth)
+    assert sim.follow("oJourney").status == 200
+    run_worker(sim_settings)
+    cid = contact_of(sim_settings, "oJourney")
+    [e] = enrollments(sim_settings, cid)
+    assert (e.status, e.step) == ("waiting", "wait_day2")
+    assert e.wake_at is not None
+    [first] = customs(sim, "oJourney")
+    assert "欢迎关注鱼池" in first["payload"]["text"]["content"]
+    assert count(sim_settings, StepRun, StepRun.enrollment_id == e.id, StepRun.kind == "Send") == 1
+
+    # the same event through the pipeline again: no new run-log rows, no new messages
+    runs, messages = count(sim_settings, StepRun), count(sim_settings, Message)
+    with db.session_scope(sim_settings.database_url) as s:
+        ev = s.execute(
+            sa.select(Event).where(Event.contact_id == cid, Event.type == "oa.subscribe")
+        ).scalar_one()
+        journey_runner.on_event(pipeline.Context(sim_settings, s, ev))
+    assert (count(sim_settings, StepRun), count(sim_settings, Message)) == (runs, messages)
+    assert len(enrollments(sim_settings, cid)) == 1
+
+    # too early: nothing happens
+    assert journey_runner.wake(sim_settings, e.id, e.wake_at - timedelta(minutes=1)) == "not_due"
+    # due: the next touch, exactly once even if woken twice
+    later = e.wake_at + timedelta(minutes=1)
+    assert journey_runner.wake(sim_settings, e.id, later) == "waiting"
+    assert journey_runner.wake(sim_settings, e.id, later) == "not_due"
+    run_worker(sim_settings)
+    got = customs(sim, "oJourney")
+    assert len(got) == 2
+    assert got[1]["payload"]["news"]["articles"][0]["url"].endswith("/articles/intro")
+    [e2] = enrollments(sim_settings, cid)
+    assert e2.step == "wait_day5" and e2.wake_at > e.wake_at
+    assert count(sim_settings, StepRun, StepRun.enrollment_id == e.id, StepRun.kind == "Send") == 2
+
+    # the journey list of the contact
+    resp = sim_client.get(f"/api/contacts/{cid}/journeys", headers=auth)
+    assert resp.status_code == 200
+    [listed] = resp.get_json()["enrollments"]
+    assert (listed["journey"], listed["step"]) == ("welcome", "wait_day5")
+
+    # unfollow ends it
+    assert sim.unfollow("oJourney").status == 200
+    run_worker(sim_settings)
+    [e3] = enrollments(sim_settings, cid)
+    assert e3.status == "exited" and e3.ended_at is not None and e3.wake_at is None
+    assert journey_runner.wake(sim_settings, e.id, later + timedelta(days=10)) == "exited"
+    assert len(customs(sim, "oJourney")) == 2
+
+
+def test_entry_once_and_sweeper_requeues_lost_wakes(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    publish_welcome(sim_client, auth)
+    sim.follow("oOnce")
+    run_worker(sim_settings)
+    cid = contact_of(sim_settings, "oOnce")
+    [e] = enrollments(sim_settings, cid)
+    with db.session_scope(sim_settings.database_url) as s:  # pretend the wake is overdue
+        row = s.get(Enrollment, e.id)
+        row.wake_at = row.wake_at - timedelta(days=30)
+    from bot import queue
+
+    queue.get_redis(sim_settings).flushdb()  # Redis lost the scheduled job
+    assert journey_runner.sweep(sim_settings) == 1
+    assert journey_runner.sweep(sim_settings) == 0  # the job is alive now
+    sim.unfollow("oOnce")
+    sim.follow("oOnce")
+    run_worker(sim_settings)
+    assert len(enrollments(sim_settings, cid)) == 1  # entry: once
+
+
+def test_api_create_validate_and_not_found(client, auth):
+    bad = {
+        "id": "bad",
+        "name": "坏的",
+        "steps": [
+            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "nowhere"},
+        ],
+    }
+    resp = client.post("/api/journeys", json={"name": "bad", "definition": bad}, headers=auth)
+    assert resp.status_code == 422
+    problems = resp.get_json()["problems"]
+    assert problems and any(p["step"] == "start" for p in problems)
+
+    good = {
+        "id": "hi",
+        "name": "你好",
+        "steps": [
+            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "hello"},
+            {
+                "id": "hello",
+                "type": "action",
+                "do": "send",
+                "kind": "text",
+                "payload": {"content": "你好"},
+            },
+        ],
+    }
+    resp = client.post("/api/journeys", json={"name": "hi", "definition": good}, headers=auth)
+    assert resp.status_code == 201
+    jid = resp.get_json()["id"]
+    assert resp.get_json()["status"] == "draft"
+    assert client.post(f"/api/journeys/{jid}/resume", headers=auth).status_code == 409
+    assert client.post(f"/api/journeys/{jid}/publish", headers=auth).status_code == 200
+    assert client.post(f"/api/journeys/{jid}/pause", headers=auth).get_json()["status"] == "paused"
+    assert client.post(f"/api/journeys/{jid}/resume", headers=auth).status_code == 200
+    assert client.post("/api/journeys", json={"library": "nope"}, headers=auth).status_code == 422
+    assert client.post("/api/journeys/999999/publish", headers=auth).status_code == 404
+    assert client.get("/api/contacts/999999/journeys", headers=auth).status_code == 404
+    assert client.post("/api/journeys", json={"library": "welcome"}).status_code == 401
