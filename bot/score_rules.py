@@ -49,6 +49,8 @@ from pydantic import (
     model_validator,
 )
 
+from journeys.predicates import number  # the same reading of numbers as journeys
+
 STAGES = ("subscriber", "lead", "mql", "sql", "customer", "disqualified")
 AUTO_STAGES = ("subscriber", "lead", "mql", "sql")  # the ones thresholds move, forward only
 FINAL_STAGES = ("customer", "disqualified")  # a person or an explicit rule only
@@ -78,20 +80,6 @@ def _points(value: float, what: str, allow_zero: bool = True) -> float:
 # --- matching ------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip().replace(",", ""))
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -99,7 +87,7 @@ def _text(value: Any) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
-    na, nb = _number(a), _number(b)
+    na, nb = number(a), number(b)
     if na is not None and nb is not None:
         return na == nb
     return _text(a) == _text(b)
@@ -159,12 +147,12 @@ class Matcher(BaseModel):
         if self.contains_any is not None and not any(w in text for w in self.contains_any):
             return False
         if self.gte is not None or self.lte is not None:
-            number = _number(value)
-            if number is None:
+            n = number(value)
+            if n is None:
                 return False
-            if self.gte is not None and number < self.gte:
+            if self.gte is not None and n < self.gte:
                 return False
-            if self.lte is not None and number > self.lte:
+            if self.lte is not None and n > self.lte:
                 return False
         return True
 

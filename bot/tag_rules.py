@@ -38,11 +38,11 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot import text
+from journeys.predicates import _MISSING, lookup, type_matches  # one property path language
 
 OPERATORS = ("eq", "in", "prefix", "contains", "keywords", "gt", "gte", "lt", "lte", "exists")
 NUMERIC = ("gt", "gte", "lt", "lte")
 MAX_TAG = 64
-_MISSING = object()
 
 # YAML reads a bare 618 as a number; a tag, word or property name is always text.
 Word = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
@@ -62,26 +62,6 @@ TagRef = tuple[str, int | str]  # (tag, the id of the rule that asked for it)
 
 
 # --- evaluation ------------------------------------------------------------------------------
-
-
-def type_matches(pattern: str, event_type: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return event_type.startswith(pattern[:-1])
-    return pattern == event_type
-
-
-def lookup(properties: Mapping[str, Any], key: str) -> Any:
-    """The property ``key`` (or ``a.b.c`` through nested objects); _MISSING when absent."""
-    if key in properties:
-        return properties[key]
-    value: Any = properties
-    for part in key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
 
 
 def _number(value: Any) -> float | None:
