@@ -8,20 +8,14 @@ deleted the rep.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.events import IncomingEvent
-from handlers.oa_events import MissingField, Normalized
+from handlers.oa_events import UNIX_TIME, MissingField, Normalized, _pick
 
 Fields = dict[str, Any]
-UNIX_TIME = re.compile(r"[0-9]{1,11}")
-
-
-def _pick(fields: Fields, **names: str) -> dict[str, Any]:
-    return {key: fields[src] for key, src in names.items() if fields.get(src) not in (None, "")}
 
 
 def added(f: Fields) -> Normalized:
