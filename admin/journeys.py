@@ -1,32 +1,44 @@
-"""/api/journeys and /api/contacts/<id>/journeys: create (inline or from the library), publish,
-pause and resume journeys; a contact's enrollments."""
+"""/api/journeys and /api/contacts/<id>/journeys: create and edit drafts (JSON or YAML, or from
+the library), publish versions, pause, resume and stop, take one contact out, per-step stats;
+a contact's enrollments."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import sqlalchemy as sa
-from flask import g, jsonify, request
+import yaml
+from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 import journeys
-from admin.common import api_blueprint, error
-from bot.models import Contact, Enrollment, Journey, utcnow
-from journeys import library
+from admin.common import api_blueprint, end_reads, error
+from bot import journey_runner
+from bot.models import Contact, Enrollment, Journey, JourneyVersion, Message, utcnow
+from journeys import library, stats
 
 bp = api_blueprint("journeys", __name__)
 
 TRANSITIONS = {  # action: (allowed from, to)
-    "publish": (("draft", "paused", "published"), "published"),
+    "publish": (("draft", "paused", "published", "stopped"), "published"),
     "pause": (("published",), "paused"),
     "resume": (("paused",), "published"),
+    "stop": (("published", "paused"), "stopped"),
 }
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class BadBody(ValueError):
+    pass
 
 
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def journey_json(j: Journey) -> dict:
-    return {
+def journey_json(j: Journey, versions: list[JourneyVersion] | None = None) -> dict:
+    out = {
         "id": j.id,
         "name": j.name,
         "version": j.version,
@@ -34,6 +46,11 @@ def journey_json(j: Journey) -> dict:
         "published_at": _iso(j.published_at),
         "definition": j.definition,
     }
+    if versions is not None:
+        out["versions"] = [
+            {"version": v.version, "published_at": _iso(v.published_at)} for v in versions
+        ]
+    return out
 
 
 def enrollment_json(e: Enrollment, name: str | None) -> dict:
@@ -47,6 +64,7 @@ def enrollment_json(e: Enrollment, name: str | None) -> dict:
         "wake_at": _iso(e.wake_at),
         "started_at": _iso(e.started_at),
         "ended_at": _iso(e.ended_at),
+        "reason": e.reason,
         "answers": (e.state or {}).get("answers", {}),
     }
 
@@ -62,22 +80,84 @@ def _problems(problems: list[journeys.Problem]) -> ResponseReturnValue:
     )
 
 
-@bp.post("/journeys")
-def create_journey() -> ResponseReturnValue:
+def _yaml(text: str) -> Any:
+    """YAML without aliases (a few bytes of anchors can expand into gigabytes)."""
+    try:
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(ev, yaml.AliasEvent):
+                raise BadBody("YAML anchors and aliases (*name) are not accepted")
+        return library.read_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise BadBody(f"{problem}{where}") from None
+
+
+def _body() -> tuple[dict[str, Any], str | None]:
+    """(definition data, name or None) from a YAML body, ``{"name", "definition"}``,
+    ``{"library": name}`` or a bare definition object."""
+    if request.mimetype in YAML_TYPES:
+        data = _yaml(request.get_data(as_text=True))
+        if not isinstance(data, dict):
+            raise BadBody("the YAML must be a journey definition (a mapping with id, steps)")
+        return data, request.args.get("name")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return error(422, 'send JSON: {"name", "definition"} or {"library": "<name>"}')
+        raise BadBody(
+            'send a YAML definition (Content-Type: application/yaml) or JSON: {"name", '
+            '"definition"} or {"library": "<name>"}'
+        )
     if "library" in body:
         name = str(body["library"])
         if name not in library.names():
-            return error(422, f"no ready-made journey {name!r}", library=library.names())
+            raise BadBody(f"no ready-made journey {name!r}; there are {', '.join(library.names())}")
         data = library.read_yaml((library.FOLDER / f"{name}.yaml").read_text(encoding="utf-8"))
-        name = str(body.get("name") or name)
-    else:
-        data = body.get("definition")
+        return data, str(body.get("name") or name)
+    if "definition" in body:
+        data = body["definition"]
         if not isinstance(data, dict):
-            return error(422, "definition: a journey definition object is required")
-        name = str(body.get("name") or data.get("id") or "")
+            raise BadBody("definition: a journey definition object is required")
+        return data, body.get("name")
+    if "steps" in body:
+        return body, None
+    raise BadBody('definition: a journey definition object is required ({"definition": {...}})')
+
+
+def _journey(journey_id: int) -> Journey | None:
+    return g.session.get(Journey, journey_id)
+
+
+@bp.get("/journeys")
+def list_journeys() -> ResponseReturnValue:
+    en = Enrollment.__table__.c
+    counts = dict(
+        g.session.execute(
+            sa.select(en.journey_id, sa.func.count())
+            .where(en.status.in_(journey_runner.OPEN))
+            .group_by(en.journey_id)
+        ).all()
+    )
+    rows = g.session.execute(sa.select(Journey).order_by(Journey.id)).scalars()
+    return jsonify(
+        journeys=[
+            {
+                **{k: v for k, v in journey_json(j).items() if k != "definition"},
+                "open": counts.get(j.id, 0),
+            }
+            for j in rows
+        ],
+        library=library.names(),
+    )
+
+
+@bp.post("/journeys")
+def create_journey() -> ResponseReturnValue:
+    try:
+        data, name = _body()
+    except BadBody as exc:
+        return error(422, str(exc))
+    name = str(name or data.get("name") or data.get("id") or "")
     if not name or len(name) > 100:
         return error(422, "name: 1 to 100 characters")
     problems = journeys.validate(data)
@@ -85,39 +165,143 @@ def create_journey() -> ResponseReturnValue:
         return _problems(problems)
     if g.session.execute(sa.select(Journey.id).where(Journey.name == name)).scalar() is not None:
         return error(409, f"a journey named {name!r} exists")
-    j = Journey(name=name, version=int(data.get("version") or 1), definition=data, status="draft")
+    j = Journey(name=name, version=0, definition=data, status="draft")
     g.session.add(j)
     g.session.commit()
-    return jsonify(journey_json(j)), 201
+    return jsonify(journey_json(j, [])), 201
+
+
+def _versions(journey_id: int) -> list[JourneyVersion]:
+    return list(
+        g.session.execute(
+            sa.select(JourneyVersion)
+            .where(JourneyVersion.journey_id == journey_id)
+            .order_by(JourneyVersion.version)
+        ).scalars()
+    )
 
 
 @bp.get("/journeys/<int:journey_id>")
 def get_journey(journey_id: int) -> ResponseReturnValue:
-    j = g.session.get(Journey, journey_id)
+    j = _journey(journey_id)
     if j is None:
         return error(404, f"no journey {journey_id}")
-    return jsonify(journey_json(j))
+    return jsonify(journey_json(j, _versions(j.id)))
+
+
+@bp.put("/journeys/<int:journey_id>")
+def edit_draft(journey_id: int) -> ResponseReturnValue:
+    """Replace the draft; contacts see it once it is published (as a new version)."""
+    j = _journey(journey_id)
+    if j is None:
+        return error(404, f"no journey {journey_id}")
+    try:
+        data, _ = _body()
+    except BadBody as exc:
+        return error(422, str(exc))
+    problems = journeys.validate(data)
+    if problems:
+        return _problems(problems)
+    j.definition = data
+    g.session.add(j)
+    g.session.commit()
+    return jsonify(journey_json(j, _versions(j.id)))
 
 
 @bp.post("/journeys/<int:journey_id>/<action>")
 def change_status(journey_id: int, action: str) -> ResponseReturnValue:
     if action not in TRANSITIONS:
         return error(404, f"no action {action!r}; one of {', '.join(TRANSITIONS)}")
-    j = g.session.get(Journey, journey_id)
+    j = _journey(journey_id)
     if j is None:
         return error(404, f"no journey {journey_id}")
     allowed, to = TRANSITIONS[action]
     if j.status not in allowed:
         return error(409, f"cannot {action} a {j.status} journey")
+    extra: dict[str, Any] = {}
     if action == "publish":
         problems = journeys.validate(j.definition)
         if problems:
             return _problems(problems)
-        j.published_at = j.published_at or utcnow()
+        made = journey_runner.publish(g.session, j)
+        extra["new_version"] = made is not None
+    elif action == "stop":
+        extra["ended"] = journey_runner.stop_journey(g.session, j.id, utcnow(), "journey stopped")
     j.status = to
     g.session.add(j)
     g.session.commit()
-    return jsonify(journey_json(j))
+    if action == "resume":
+        extra["wakes"] = journey_runner.resume_due(current_app.config["SETTINGS"], j.id)
+    return jsonify({**journey_json(j, _versions(j.id)), **extra})
+
+
+@bp.delete("/journeys/<int:journey_id>/contacts/<int:contact_id>")
+def remove_contact(journey_id: int, contact_id: int) -> ResponseReturnValue:
+    if _journey(journey_id) is None:
+        return error(404, f"no journey {journey_id}")
+    if g.session.get(Contact, contact_id) is None:
+        return error(404, f"no contact {contact_id}")
+    ended = journey_runner.exit_all(
+        g.session, contact_id, utcnow(), "removed by a marketer", journey_id=journey_id
+    )
+    g.session.commit()
+    if not ended:
+        return error(409, f"contact {contact_id} is not in journey {journey_id}")
+    return jsonify(removed=ended)
+
+
+_KEY = re.compile(r"^j(\d+):(.+):(\d+):(\d+)$")
+
+
+def _failed_sends(journey_id: int, version: int) -> dict[str, int]:
+    en, m = Enrollment.__table__.c, Message.__table__.c
+    ids = {
+        r
+        for r in g.session.execute(
+            sa.select(en.id).where(en.journey_id == journey_id, en.version == version)
+        ).scalars()
+    }
+    failed: dict[str, int] = {}
+    keys = g.session.execute(
+        sa.select(m.idempotency_key).where(
+            m.idempotency_key.like("j%"), m.status.in_(("failed", "unknown"))
+        )
+    ).scalars()
+    for key in keys:
+        match = _KEY.match(key or "")
+        if match and int(match.group(1)) in ids:
+            failed[match.group(2)] = failed.get(match.group(2), 0) + 1
+    return failed
+
+
+@bp.get("/journeys/<int:journey_id>/stats")
+def journey_stats(journey_id: int) -> ResponseReturnValue:
+    j = _journey(journey_id)
+    if j is None:
+        return error(404, f"no journey {journey_id}")
+    versions = [v.version for v in _versions(j.id)]
+    if not versions:
+        return error(409, "the journey has not been published: no one has entered it")
+    try:
+        version = int(request.args.get("version", j.version))
+    except ValueError:
+        return error(422, "version: a number")
+    if version not in versions:
+        return error(404, f"no version {version}; there are {versions}")
+    d = journey_runner.definition_for(g.session, j.id, version)
+    en = Enrollment.__table__.c
+    rows = g.session.execute(
+        sa.select(en.status, en.step, en.state, en.reason).where(
+            en.journey_id == j.id, en.version == version
+        )
+    )
+    paths = (
+        stats.Path(r.status, r.step, tuple((r.state or {}).get("history") or ()), r.reason)
+        for r in rows
+    )
+    counted = stats.count(d, paths, _failed_sends(j.id, version))
+    end_reads()
+    return jsonify(journey_id=j.id, version=version, versions=versions, **counted)
 
 
 @bp.get("/contacts/<int:contact_id>/journeys")

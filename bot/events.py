@@ -8,6 +8,7 @@ after commit (see bot.queue); if that fails the sweeper finds the outbox row lat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -276,8 +277,15 @@ def append(
     return None if inserted is None else inserted[1]
 
 
+OnInsert = Callable[[Session, int, int], str | None]
+
+
 def _record_once(
-    session: Session, ev: IncomingEvent, reply: str | None, tags: list[TagGrant]
+    session: Session,
+    ev: IncomingEvent,
+    reply: str | None,
+    tags: list[TagGrant],
+    on_insert: OnInsert | None = None,
 ) -> Recorded:
     now = utcnow()
     # An event about no one person (identity_value "") is stored without a contact.
@@ -290,6 +298,15 @@ def _record_once(
     if contact_id is not None:
         _update_contact(session, contact_id, ev)
         add_tags(session, contact_id, tags, now)
+        if on_insert is not None:
+            late = on_insert(session, event_id, contact_id)
+            if late is not None:
+                reply = late
+                session.execute(
+                    sa.update(Event.__table__)
+                    .where(Event.__table__.c.id == event_id)
+                    .values(reply=reply)
+                )
     session.commit()
     return Recorded(event_id, contact_id, outbox_id, reply, duplicate=False)
 
@@ -299,11 +316,14 @@ def record(
     ev: IncomingEvent,
     reply: str | None = None,
     tags: list[TagGrant] | None = None,
+    on_insert: OnInsert | None = None,
 ) -> Recorded:
-    """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``."""
+    """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``.
+    ``on_insert(session, event_id, contact_id)`` runs in the same transaction once the event
+    is new (not for a retry); a text it returns becomes the stored reply."""
     for attempt in range(3):
         try:
-            return _record_once(session, ev, reply, tags or [])
+            return _record_once(session, ev, reply, tags or [], on_insert)
         except (_IdentityRace, IntegrityError):
             # A concurrent request created the same contact identity (or stored the same
             # event between our statements); start again and we will find theirs.

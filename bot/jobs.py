@@ -6,7 +6,7 @@ import logging
 
 import sqlalchemy as sa
 
-from bot import messaging, pipeline, queue
+from bot import changes, messaging, pipeline, queue
 from bot.config import Settings, load_settings
 from bot.db import session_scope
 from bot.models import Event, Outbox, utcnow
@@ -89,6 +89,7 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
                     for step in steps:
                         step(ctx)
             except Exception as exc:  # this event is retried by a later drain; the rest go on
+                changes.take(session)  # what its steps noted was rolled back with them
                 failed = row.attempts + 1 >= MAX_ATTEMPTS
                 log.exception("outbox %s (event %s) failed", row.id, event.id)
                 session.execute(
@@ -158,3 +159,11 @@ def wake_enrollment(enrollment_id: int) -> str:
     from bot import journey_runner
 
     return journey_runner.wake(load_settings(), enrollment_id)
+
+
+def call_webhook(key: str) -> int:
+    """POST a journey's webhook (the ``journey.webhook`` event with this dedupe key) and record
+    the answer as ``journey.webhook_result``; a network error or a 5xx raises, for rq's retry."""
+    from bot import journey_webhooks
+
+    return journey_webhooks.call(load_settings(), key)

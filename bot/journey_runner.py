@@ -2,9 +2,12 @@
 
 For every stored event about a contact (a pipeline step, last in bot.pipeline.STEPS), it advances
 the contact's enrollments that wait for an event or ask a question, then starts the published
-journeys whose trigger matches and whose entry rule lets the contact in. ``wake`` advances an
-enrollment whose ``wake_at`` has come (an rq job scheduled with ``enqueue_at``; the sweeper
-re-enqueues any that Redis lost).
+journeys whose trigger matches and whose entry rule lets the contact in; then it does the same
+for the changes earlier steps noted (bot.changes: a tag added, the score moving). ``wake``
+advances an enrollment whose ``wake_at`` has come (an rq job scheduled with ``enqueue_at``;
+the sweeper re-enqueues any that Redis lost). ``answer_now`` is the web path's way in: the
+reply to an open question is advanced inside the callback's transaction, so the next message
+goes back as the instant passive reply.
 
 Each command ``advance`` returns runs once: a StepRun row keyed (enrollment, step, visit, idx),
 inserted with ON CONFLICT DO NOTHING in the transaction that stores the new state; only the
@@ -12,35 +15,44 @@ commands whose row was inserted are executed. ``idx`` is the enrollment's turn (
 the state the call started from) times 1000 plus the command's position in the call, so the
 same transition run twice yields the same keys.
 
-Executed: Send (a message row in this transaction, delivery enqueued after commit), AddTag,
-RemoveTag, SetStage, HandOff (+ the rep's notification), Schedule (wake_at + a wake job),
-Exit / Converted (status, ended_at). Only recorded as events, for now: AddPoints
-(``journey.points``), SetField (``journey.field``), NotifyRep (``journey.notify_rep``),
-CallWebhook (``journey.webhook``), EnterJourney (``journey.enter``), Answered
-(``journey.answer``).
+Enrollments run on the journey version they entered (journey_version rows never change). A
+paused journey neither enrolls nor advances anyone (its due wakes run on resume); a stopped
+one ends every open enrollment.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+from rq import Retry
 from sqlalchemy.orm import Session
 
 import journeys
-from bot import contacts, events, handoff, messaging, queue, scoring, tagging
+from bot import changes, contacts, events, handoff, messaging, queue, scoring, tagging
 from bot.config import Settings
 from bot.db import session_scope
 from bot.message_payloads import SendRequest
-from bot.models import Contact, ContactTag, Enrollment, Event, Journey, StepRun, utcnow
+from bot.models import (
+    Contact,
+    ContactTag,
+    Enrollment,
+    Event,
+    Journey,
+    JourneyVersion,
+    Message,
+    StepRun,
+    utcnow,
+)
 from journeys import commands as c
-from journeys.engine import FINAL
+from journeys.engine import FINAL, REPLY_KINDS
 
 if TYPE_CHECKING:
     from bot.pipeline import Context
@@ -48,33 +60,85 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WAKE_JOB = "bot.jobs.wake_enrollment"
+WEBHOOK_JOB = "bot.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
 UNSUBSCRIBE = "oa.unsubscribe"
-RECORDED = {
-    c.AddPoints: "journey.points",
-    c.SetField: "journey.field",
-    c.NotifyRep: "journey.notify_rep",
-    c.CallWebhook: "journey.webhook",
-    c.EnterJourney: "journey.enter",
-    c.Answered: "journey.answer",
-}
+MAX_CHANGE_ROUNDS = 10  # journeys that tag contacts that start journeys that tag …
 After = list[Callable[[], object]]
+
+
+@dataclass
+class Tx:
+    """One transaction's work: where commands write, and what runs after commit."""
+
+    settings: Settings
+    session: Session
+    now: datetime
+    after: After
+    passive: list[tuple[str, dict[str, Any]]] | None = None  # the callback's reply, if any
+    enrolled: set[tuple[int, int]] = field(default_factory=set)  # (journey, contact) this tx
 
 
 # --- definitions and states ----------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
-def _parse(journey_id: int, version: int, raw: str) -> journeys.Definition:
-    import json
-
+@functools.lru_cache(maxsize=512)
+def _definition(journey_id: int, version: int, raw: str) -> journeys.Definition:
     return journeys.check(json.loads(raw))
 
 
-def definition_of(j: Journey) -> journeys.Definition:
-    import json
+_versions: dict[tuple[int, int], journeys.Definition] = {}
 
-    return _parse(j.id, j.version, json.dumps(j.definition, sort_keys=True, ensure_ascii=False))
+
+def definition_for(session: Session, journey_id: int, version: int) -> journeys.Definition:
+    """The published definition of this journey version (versions never change: cached)."""
+    key = (journey_id, version)
+    found = _versions.get(key)
+    if found is None:
+        raw = session.execute(
+            sa.select(JourneyVersion.definition).where(
+                JourneyVersion.journey_id == journey_id, JourneyVersion.version == version
+            )
+        ).scalar()
+        if raw is None:
+            raise journeys.DefinitionError([journeys.Problem(None, "version", f"no v{version}")])
+        found = journeys.check(raw)
+        if len(_versions) > 512:
+            _versions.clear()
+        _versions[key] = found
+    return found
+
+
+def draft_of(j: Journey) -> journeys.Definition:
+    return _definition(j.id, -1, json.dumps(j.definition, sort_keys=True, ensure_ascii=False))
+
+
+def publish(session: Session, j: Journey, now: datetime | None = None) -> JourneyVersion | None:
+    """Make the draft the journey's new version (unless it equals the latest one) and let
+    contacts in. Returns the new version, or None when the draft was already published."""
+    now = now or utcnow()
+    latest = None
+    if j.version:
+        latest = session.execute(
+            sa.select(JourneyVersion).where(
+                JourneyVersion.journey_id == j.id, JourneyVersion.version == j.version
+            )
+        ).scalar()
+    draft = dict(j.definition)
+    if latest is not None and _same(latest.definition, draft):
+        return None
+    number = (j.version or 0) + 1
+    draft["version"] = number
+    row = JourneyVersion(journey_id=j.id, version=number, definition=draft, published_at=now)
+    session.add(row)
+    j.version, j.definition, j.published_at = number, draft, now
+    session.add(j)
+    session.flush()
+    return row
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {**a, "version": 0} == {**b, "version": 0}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -137,6 +201,7 @@ def snapshot(session: Session, contact_id: int) -> journeys.Contact:
         id=contact_id,
         name=(k.name or "") if k else "",
         tags=frozenset(tags),
+        fields=dict(k.fields or {}) if k else {},
         score=float(k.score or 0.0) if k else 0.0,
         stage=(k.stage if k else None) or "subscriber",
         event_counts=counts,
@@ -154,90 +219,179 @@ def _lock(session: Session, query: Any) -> Any:
     return query
 
 
+def _lock_contact(session: Session, contact_id: int) -> None:
+    """Serialize entry decisions for one contact (PostgreSQL; SQLite has one writer)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.select(Contact.__table__.c.id)
+            .where(Contact.__table__.c.id == contact_id)
+            .with_for_update()
+        )
+
+
 # --- the pipeline step ---------------------------------------------------------------------
 
 
 def on_event(ctx: Context) -> None:
-    """Pipeline step: advance the contact's open enrollments, then start matching journeys."""
+    """Pipeline step: advance the contact's open enrollments and start matching journeys, for
+    the event and then for every change the earlier steps noted."""
     ev, session = ctx.event, ctx.session
     if ev.contact_id is None:
+        changes.take(session)
         return
+    tx = Tx(ctx.settings, session, utcnow(), ctx.after_commit)
     contact_id = contacts.resolve(session, ev.contact_id)
-    now = utcnow()
     if ev.type == UNSUBSCRIBE:
-        exit_all(session, contact_id, now, "unsubscribed")
+        changes.take(session)
+        exit_all(session, contact_id, tx.now, "unsubscribed")
         return
-    event = _event_of(ev)
+    handle(tx, contact_id, _event_of(ev), ev.id)
+    drain_changes(tx)
+
+
+def drain_changes(tx: Tx) -> None:
+    for _ in range(MAX_CHANGE_ROUNDS):
+        noted = changes.take(tx.session)
+        if not noted:
+            return
+        for contact_id, type_, props in noted:
+            event = journeys.Event(type=type_, properties=props, occurred_at=tx.now)
+            handle(tx, contacts.resolve(tx.session, contact_id), event, None)
+    dropped = changes.take(tx.session)
+    if dropped:
+        log.warning("journeys: %d changes left after %d rounds", len(dropped), MAX_CHANGE_ROUNDS)
+
+
+def _open_enrollments(session: Session, contact_id: int, statuses: tuple[str, ...]) -> list:
     en = Enrollment.__table__.c
-    open_ones = (
+    return list(
         session.execute(
             _lock(
                 session,
                 sa.select(Enrollment)
-                .where(en.contact_id == contact_id, en.status.in_(("waiting", "asking")))
+                .where(en.contact_id == contact_id, en.status.in_(statuses))
                 .order_by(en.id),
             )
-        )
-        .scalars()
-        .all()
+        ).scalars()
     )
-    published = (
+
+
+def _published(session: Session) -> list[Any]:
+    j = Journey.__table__.c
+    return list(
         session.execute(
-            sa.select(Journey).where(Journey.status == "published").order_by(Journey.id)
+            sa.select(j.id, j.name, j.version).where(j.status == "published").order_by(j.id)
         )
-        .scalars()
-        .all()
     )
+
+
+def _status_of(session: Session, journey_id: int) -> str | None:
+    return session.execute(
+        sa.select(Journey.__table__.c.status).where(Journey.__table__.c.id == journey_id)
+    ).scalar()
+
+
+def handle(tx: Tx, contact_id: int, event: journeys.Event, event_id: int | None) -> None:
+    """Advance the open enrollments this event concerns, then enroll where a trigger fires."""
+    session = tx.session
+    open_ones = _open_enrollments(session, contact_id, ("waiting", "asking"))
+    published = _published(session)
     if not open_ones and not published:
         return  # the common case: nothing to do, and no snapshot queries
     contact = snapshot(session, contact_id)
     for row in open_ones:
-        if row.last_event_id is not None and row.last_event_id >= ev.id:
+        if event_id is not None and row.last_event_id is not None and row.last_event_id >= event_id:
             continue  # this event (or a later one) was applied already
-        j = session.get(Journey, row.journey_id)
-        if j is None:
-            continue
-        state = state_from_json(row.state)
-        new, cmds = journeys.advance(definition_of(j), state, event, now, contact)
-        row.last_event_id = ev.id
-        if new == state and not cmds:
-            continue
-        _apply(ctx.settings, session, j, row, state, new, cmds, now, ev.id, ctx.after_commit)
-        contact = snapshot(session, contact_id)
+        if _status_of(session, row.journey_id) != "published":
+            continue  # paused: nothing moves
+        if event_id is not None:
+            row.last_event_id = event_id
+        if _advance(tx, row, event, event_id, contact):
+            contact = snapshot(session, contact_id)
     for j in published:
+        if (j.id, contact_id) in tx.enrolled:
+            continue
         try:
-            d = definition_of(j)
+            d = definition_for(session, j.id, j.version)
         except journeys.DefinitionError:
-            log.exception("journey %s no longer valid", j.id)
+            log.exception("journey %s v%s is not valid", j.id, j.version)
             continue
-        if not journeys.triggered_by(d, event, contact, now):
+        if not journeys.triggered_by(d, event, contact, tx.now):
             continue
-        past = session.execute(
-            sa.select(en.started_at, en.ended_at).where(
-                en.journey_id == j.id, en.contact_id == contact_id
-            )
-        ).all()
-        history = [journeys.Enrollment(r.started_at, r.ended_at) for r in past]
-        if not journeys.may_enter(d.trigger.entry, history, now):
-            continue
-        row = _enroll(session, j, contact_id, ev.id, now)
-        if row is None:
-            continue  # enrolled on this event already (a re-run)
-        state = journeys.State()
-        new, cmds = journeys.start(d, event, now, contact)
-        _apply(ctx.settings, session, j, row, state, new, cmds, now, ev.id, ctx.after_commit)
-        contact = snapshot(session, contact_id)
+        if _enter(tx, j, d, contact_id, event, event_id, contact) is not None:
+            contact = snapshot(session, contact_id)
+
+
+def _advance(
+    tx: Tx,
+    row: Enrollment,
+    event: journeys.Event | None,
+    event_id: int | None,
+    contact: journeys.Contact,
+) -> bool:
+    """Advance one enrollment; True if anything changed."""
+    try:
+        d = definition_for(tx.session, row.journey_id, row.version)
+    except journeys.DefinitionError:
+        log.exception("enrollment %s: journey %s v%s", row.id, row.journey_id, row.version)
+        return False
+    state = state_from_json(row.state)
+    new, cmds = journeys.advance(d, state, event, tx.now, contact)
+    if new == state and not cmds:
+        tx.session.add(row)
+        return False
+    _apply(tx, row, state, new, cmds, event_id)
+    return True
+
+
+def _enter(
+    tx: Tx,
+    j: Any,
+    d: journeys.Definition,
+    contact_id: int,
+    event: journeys.Event | None,
+    event_id: int | None,
+    contact: journeys.Contact,
+) -> Enrollment | None:
+    """Enroll the contact if the entry rule lets them in; run the journey's first steps."""
+    session = tx.session
+    _lock_contact(session, contact_id)
+    en = Enrollment.__table__.c
+    past = session.execute(
+        sa.select(en.started_at, en.ended_at).where(
+            en.journey_id == j.id, en.contact_id == contact_id
+        )
+    ).all()
+    history = [journeys.Enrollment(r.started_at, r.ended_at) for r in past]
+    if not journeys.may_enter(d.trigger.entry, history, tx.now):
+        return None
+    row = _enroll(session, j.id, j.version, contact_id, event_id, tx.now)
+    if row is None:
+        return None  # enrolled on this event already (a re-run)
+    tx.enrolled.add((j.id, contact_id))
+    before = journeys.State()
+    if event is None:
+        new, cmds = journeys.enter(d, tx.now, contact)
+    else:
+        new, cmds = journeys.start(d, event, tx.now, contact)
+    _apply(tx, row, before, new, cmds, event_id)
+    return row
 
 
 def _enroll(
-    session: Session, j: Journey, contact_id: int, event_id: int, now: datetime
+    session: Session,
+    journey_id: int,
+    version: int,
+    contact_id: int,
+    event_id: int | None,
+    now: datetime,
 ) -> Enrollment | None:
     t = Enrollment.__table__
     new_id = session.execute(
         events._insert(session, t)
         .values(
-            journey_id=j.id,
-            version=j.version,
+            journey_id=journey_id,
+            version=version,
             contact_id=contact_id,
             status="active",
             state={},
@@ -251,63 +405,128 @@ def _enroll(
     return None if new_id is None else session.get(Enrollment, new_id)
 
 
-def exit_all(session: Session, contact_id: int, now: datetime, reason: str) -> int:
-    """End every open enrollment of the contact (they unsubscribed)."""
+def exit_all(
+    session: Session,
+    contact_id: int,
+    now: datetime,
+    reason: str,
+    journey_id: int | None = None,
+) -> int:
+    """End the contact's open enrollments (all, or in one journey): unsubscribed, removed."""
+    en = Enrollment.__table__.c
+    query = sa.select(Enrollment).where(en.contact_id == contact_id, en.status.in_(OPEN))
+    if journey_id is not None:
+        query = query.where(en.journey_id == journey_id)
+    rows = session.execute(_lock(session, query)).scalars().all()
+    for row in rows:
+        _end(session, row, now, reason)
+    session.flush()
+    return len(rows)
+
+
+def _end(session: Session, row: Enrollment, now: datetime, reason: str) -> None:
+    state = state_from_json(row.state)
+    row.state = {**state_to_json(state), "status": "exited", "wake_at": None}
+    row.status, row.wake_at, row.ended_at, row.reason = "exited", None, now, reason[:200]
+    session.add(row)
+    events.append(
+        session,
+        row.contact_id,
+        "journey.exited",
+        {"enrollment_id": row.id, "journey_id": row.journey_id, "reason": reason},
+        dedupe_key=f"j{row.id}:exit",
+    )
+
+
+def stop_journey(session: Session, journey_id: int, now: datetime, reason: str) -> int:
+    """End every open enrollment of a stopped journey; returns how many."""
     en = Enrollment.__table__.c
     rows = (
         session.execute(
             _lock(
                 session,
-                sa.select(Enrollment).where(en.contact_id == contact_id, en.status.in_(OPEN)),
+                sa.select(Enrollment).where(en.journey_id == journey_id, en.status.in_(OPEN)),
             )
         )
         .scalars()
         .all()
     )
     for row in rows:
-        state = state_from_json(row.state)
-        row.state = {**state_to_json(state), "status": "exited", "wake_at": None}
-        row.status, row.wake_at, row.ended_at = "exited", None, now
-        session.add(row)
-        events.append(
-            session,
-            contact_id,
-            "journey.exited",
-            {"enrollment_id": row.id, "journey_id": row.journey_id, "reason": reason},
-            dedupe_key=f"j{row.id}:exit",
-        )
+        _end(session, row, now, reason)
     session.flush()
     return len(rows)
+
+
+# --- the web path: an open question answered in the callback -------------------------------
+
+
+def has_open_question(session: Session, contact_id: int) -> bool:
+    """Is a published journey waiting for this contact's answer? (Their text belongs to it,
+    not to the keyword replies.)"""
+    en, j = Enrollment.__table__.c, Journey.__table__.c
+    contact_id = contacts.resolve(session, contact_id)
+    return (
+        session.execute(
+            sa.select(en.id)
+            .join(Journey.__table__, j.id == en.journey_id)
+            .where(en.contact_id == contact_id, en.status == "asking", j.status == "published")
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def answer_now(
+    settings: Settings, session: Session, event_id: int, contact_id: int, after: After
+) -> tuple[str, dict[str, Any]] | None:
+    """Advance the contact's open questions with their just-stored reply, in the callback's
+    transaction; the first message that follows comes back as (kind, payload) to send as the
+    passive reply (it is stored as sent). The background pipeline then skips this event for
+    these enrollments (``last_event_id``)."""
+    ev = session.get(Event, event_id)
+    tx = Tx(settings, session, utcnow(), after, passive=[])
+    cid = contacts.resolve(session, contact_id)
+    contact = snapshot(session, cid)
+    event = _event_of(ev)
+    for row in _open_enrollments(session, cid, ("asking",)):
+        if _status_of(session, row.journey_id) != "published":
+            continue
+        row.last_event_id = event_id
+        if _advance(tx, row, event, event_id, contact):
+            contact = snapshot(session, cid)
+    return tx.passive[0] if tx.passive else None
 
 
 # --- applying a transition -----------------------------------------------------------------
 
 
 def _apply(
-    settings: Settings,
-    session: Session,
-    j: Journey,
+    tx: Tx,
     row: Enrollment,
     before: journeys.State,
     new: journeys.State,
     cmds: list[c.Command],
-    now: datetime,
     event_id: int | None,
-    after: After,
 ) -> None:
+    session = tx.session
     row.state = state_to_json(new)
     row.step = new.step
     row.status = new.status
     row.wake_at = new.wake_at if new.status in ("waiting", "asking") else None
     if new.status in FINAL and row.ended_at is None:
-        row.ended_at = now
+        row.ended_at = tx.now
+        ending = next((x for x in reversed(cmds) if isinstance(x, c.Exit | c.Converted)), None)
+        if isinstance(ending, c.Exit):
+            row.reason = ending.reason[:200]
+        elif isinstance(ending, c.Converted):
+            row.reason = f"goal: {ending.goal}"[:200]
     session.add(row)
     session.flush()
     turn = _turn(before)
     for pos, cmd in enumerate(cmds):
         idx = turn * 1000 + pos
-        if _claim(session, row.id, cmd, idx, now):
-            _execute(settings, session, j, row, cmd, idx, event_id, after)
+        if _claim(session, row.id, cmd, idx, tx.now):
+            _execute(tx, row, cmd, idx, event_id)
 
 
 def _claim(session: Session, enrollment_id: int, cmd: c.Command, idx: int, now: datetime) -> bool:
@@ -332,43 +551,59 @@ def _key(row: Enrollment, cmd: c.Command, idx: int) -> str:
     return f"j{row.id}:{cmd.step}:{cmd.visit}:{idx}"
 
 
-def _execute(
-    settings: Settings,
-    session: Session,
-    j: Journey,
-    row: Enrollment,
-    cmd: c.Command,
-    idx: int,
-    event_id: int | None,
-    after: After,
-) -> None:
-    cid, ref = row.contact_id, f"journey:{j.id}"
+def _journey_name(session: Session, journey_id: int) -> str:
+    return (
+        session.execute(
+            sa.select(Journey.__table__.c.name).where(Journey.__table__.c.id == journey_id)
+        ).scalar()
+        or f"#{journey_id}"
+    )
+
+
+def _execute(tx: Tx, row: Enrollment, cmd: c.Command, idx: int, event_id: int | None) -> None:
+    session, settings, after, cid = tx.session, tx.settings, tx.after, row.contact_id
     if isinstance(cmd, c.Send):
-        _send(settings, session, row, cmd, idx, event_id, after)
+        _send(tx, row, cmd, idx, event_id)
     elif isinstance(cmd, c.AddTag):
-        tagging.add_tag(session, cid, cmd.tag, "journey", ref)
+        tagging.add_tag(session, cid, cmd.tag, "journey", f"journey:{row.journey_id}")
         after.append(functools.partial(tagging.kick_sync, settings, session))
     elif isinstance(cmd, c.RemoveTag):
         tagging.remove_tag(session, cid, cmd.tag)
         after.append(functools.partial(tagging.kick_sync, settings, session))
     elif isinstance(cmd, c.SetStage):
-        change = scoring.set_stage(session, cid, cmd.stage, by=f"journey {j.name}", manual=False)
+        by = f"journey {_journey_name(session, row.journey_id)}"
+        change = scoring.set_stage(session, cid, cmd.stage, by=by, manual=False)
         if change.outbox_id is not None:
             after.append(functools.partial(scoring.kick, settings, [change.outbox_id]))
+    elif isinstance(cmd, c.SetField):
+        _set_field(session, cid, cmd.field, cmd.value)
+        _record(tx, row, cmd, idx, "journey.field")
+    elif isinstance(cmd, c.AddPoints):
+        # scoring turns this event into a ledger line (score_rules.DIRECT_POINTS)
+        _record(tx, row, cmd, idx, "journey.points")
     elif isinstance(cmd, c.HandOff):
-        reason = f"journey {j.name}" + (f": {cmd.note}" if cmd.note else "")
+        reason = f"journey {_journey_name(session, row.journey_id)}"
+        reason += f": {cmd.note}" if cmd.note else ""
         assignment = handoff.assign(session, cid, reason[:150])
         if assignment is not None:
             after.append(functools.partial(handoff.notify, settings, assignment.id))
         after.append(functools.partial(queue.kick_outbox, settings))
+    elif isinstance(cmd, c.NotifyRep):
+        _notify_rep(tx, row, cmd, idx)
+    elif isinstance(cmd, c.CallWebhook):
+        outbox_id = _record(tx, row, cmd, idx, "journey.webhook")
+        if outbox_id is not None:
+            after.append(functools.partial(_enqueue_webhook, settings, _key(row, cmd, idx)))
+    elif isinstance(cmd, c.EnterJourney):
+        _enter_other(tx, row, cmd, idx)
     elif isinstance(cmd, c.Schedule):
         after.append(functools.partial(enqueue_wake, settings, row.id, cmd.visit, cmd.wake_at))
     elif isinstance(cmd, c.Exit | c.Converted):
-        _record(settings, session, row, cmd, idx, "journey." + row.status, after)
-    elif type(cmd) in RECORDED:
-        _record(settings, session, row, cmd, idx, RECORDED[type(cmd)], after)
+        _record(tx, row, cmd, idx, "journey." + row.status)
+    elif isinstance(cmd, c.Answered):
+        _record(tx, row, cmd, idx, "journey.answer")
     else:
-        _record(settings, session, row, cmd, idx, "journey.unknown_command", after)
+        _record(tx, row, cmd, idx, "journey.unknown_command")
 
 
 def _props(cmd: c.Command) -> dict[str, Any]:
@@ -379,51 +614,121 @@ def _props(cmd: c.Command) -> dict[str, Any]:
     return data
 
 
-def _record(
-    settings: Settings,
-    session: Session,
-    row: Enrollment,
-    cmd: c.Command,
-    idx: int,
-    type_: str,
-    after: After,
-) -> None:
+def _record(tx: Tx, row: Enrollment, cmd: c.Command, idx: int, type_: str) -> int | None:
     props = {"enrollment_id": row.id, "journey_id": row.journey_id, **_props(cmd)}
     if isinstance(cmd, c.Answered):
         props["attribute"] = cmd.key
-    outbox_id = events.append(session, row.contact_id, type_, props, _key(row, cmd, idx))
+    outbox_id = events.append(tx.session, row.contact_id, type_, props, _key(row, cmd, idx))
     if outbox_id is not None:
-        after.append(functools.partial(queue.kick_outbox, settings))
+        tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
+    return outbox_id
 
 
-def _send(
-    settings: Settings,
-    session: Session,
-    row: Enrollment,
-    cmd: c.Send,
-    idx: int,
-    event_id: int | None,
-    after: After,
-) -> None:
+def _set_field(session: Session, contact_id: int, name: str, value: Any) -> None:
+    k = session.execute(_lock(session, sa.select(Contact).where(Contact.id == contact_id))).scalar()
+    if k is None:
+        return
+    k.fields = {**(k.fields or {}), name: value}
+    session.add(k)
+    session.flush()
+
+
+def _notify_rep(tx: Tx, row: Enrollment, cmd: c.NotifyRep, idx: int) -> None:
+    session = tx.session
+    k = session.get(Contact, row.contact_id)
+    rep = cmd.rep or (k.owner_userid if k else None)
+    if not rep:
+        props = {"enrollment_id": row.id, "step": cmd.step, "error": "没有负责的销售"}
+        events.append(session, row.contact_id, "journey.notify_failed", props, _key(row, cmd, idx))
+        tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
+        return
+    name = (k.name if k else None) or f"客户 #{row.contact_id}"
+    req = SendRequest.model_validate(
+        {
+            "kind": "wecom_text",
+            "to_user": [rep],
+            "payload": {"content": f"【{name}】{cmd.message}"[:2048]},
+            "idempotency_key": _key(row, cmd, idx),
+        }
+    )
+    ids = messaging.insert_messages(session, [messaging._new_row(req)])
+    if ids:
+        tx.after.append(functools.partial(messaging.enqueue, tx.settings, ids))
+    _record(tx, row, cmd, idx, "journey.notify_rep")
+
+
+def _enter_other(tx: Tx, row: Enrollment, cmd: c.EnterJourney, idx: int) -> None:
+    """Start another published journey (by name or definition id) for this contact."""
+    session = tx.session
+    found = None
+    for j in _published(session):
+        try:
+            d = definition_for(session, j.id, j.version)
+        except journeys.DefinitionError:
+            continue
+        if cmd.journey in (j.name, d.id):
+            found = (j, d)
+            break
+    if found is None:
+        props = {"enrollment_id": row.id, "step": cmd.step, "journey": cmd.journey}
+        props["error"] = "no published journey with this name"
+        events.append(session, row.contact_id, "journey.enter_failed", props, _key(row, cmd, idx))
+        tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
+        return
+    j, d = found
+    _record(tx, row, cmd, idx, "journey.enter")
+    _enter(tx, j, d, row.contact_id, None, None, snapshot(session, row.contact_id))
+
+
+def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) -> None:
+    session, key = tx.session, _key(row, cmd, idx)
+    conversational = event_id is not None  # in answer to the contact's own event
     try:
         req = SendRequest.model_validate(
             {
                 "kind": cmd.kind,
                 "payload": dict(cmd.payload),
                 "contact_id": row.contact_id,
-                "idempotency_key": _key(row, cmd, idx),
-                "reply_to_event_id": event_id if cmd.reply and event_id else None,
+                "idempotency_key": key,
+                "marketing": not conversational,
+                "reply_to_event_id": event_id if conversational else None,
             }
         )
     except ValidationError as exc:
-        log.warning("journey send %s not valid: %s", _key(row, cmd, idx), exc)
+        log.warning("journey send %s not valid: %s", key, exc)
         props = {"enrollment_id": row.id, "step": cmd.step, "error": str(exc)[:500]}
-        events.append(session, row.contact_id, "journey.send_invalid", props, _key(row, cmd, idx))
-        after.append(functools.partial(queue.kick_outbox, settings))
+        events.append(session, row.contact_id, "journey.send_invalid", props, key)
+        tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
         return
-    ids = messaging.insert_messages(session, [messaging._new_row(req)])
-    if ids:
-        after.append(functools.partial(messaging.enqueue, settings, ids))
+    new = messaging._new_row(req)
+    passive = tx.passive is not None and not tx.passive and cmd.reply and cmd.kind in REPLY_KINDS
+    if passive:
+        new.update(status="sent", sent_kind="passive", sent_at=tx.now, attempts=1)
+    ids = messaging.insert_messages(session, [new])
+    if not ids:
+        return
+    if passive:
+        assert tx.passive is not None
+        tx.passive.append((req.kind, req.payload))
+        m = session.get(Message, ids[0])
+        outbox_id = messaging._record(session, m, "msg.sent", {"passive": True})
+        if outbox_id is not None:
+            tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
+        return
+    tx.after.append(functools.partial(messaging.enqueue, tx.settings, ids))
+
+
+def _enqueue_webhook(settings: Settings, key: str) -> None:
+    try:
+        queue.get_queue(settings).enqueue(
+            WEBHOOK_JOB,
+            key,
+            job_id=f"journey-webhook-{key}".replace(":", "-"),
+            result_ttl=300,
+            retry=Retry(max=3, interval=[10, 60, 300]),
+        )
+    except queue.REDIS_ERRORS as exc:
+        log.warning("journey webhook %s not enqueued (%s)", key, exc)
 
 
 # --- waking --------------------------------------------------------------------------------
@@ -452,7 +757,7 @@ def enqueue_wake(settings: Settings, enrollment_id: int, visit: int, at: datetim
 def wake(settings: Settings, enrollment_id: int, now: datetime | None = None) -> str:
     """Advance an enrollment whose wake_at has come (event None). Idempotent: an early, a
     repeated or a stale call changes nothing. Returns the enrollment's status, or "missing",
-    "not_due"."""
+    "not_due", "paused"."""
     now = now or utcnow()
     after: After = []
     with session_scope(settings.database_url) as session:
@@ -465,37 +770,56 @@ def wake(settings: Settings, enrollment_id: int, now: datetime | None = None) ->
             return row.status
         if now < row.wake_at:
             return "not_due"
-        j = session.get(Journey, row.journey_id)
-        state = state_from_json(row.state)
-        contact = snapshot(session, row.contact_id)
-        new, cmds = journeys.advance(definition_of(j), state, None, now, contact)
-        if new != state or cmds:
-            _apply(settings, session, j, row, state, new, cmds, now, None, after)
+        if _status_of(session, row.journey_id) != "published":
+            return "paused"
+        tx = Tx(settings, session, now, after)
+        _advance(tx, row, None, None, snapshot(session, row.contact_id))
+        drain_changes(tx)
         status = row.status
     for action in after:
         action()
     return status
 
 
+def _wake_visit(state: dict[str, Any] | None) -> int:
+    step = (state or {}).get("step")
+    return max(1, list((state or {}).get("history") or []).count(step))
+
+
 def sweep(settings: Settings, grace: timedelta = timedelta(minutes=1)) -> int:
-    """Re-enqueue overdue wakes whose job is not alive in Redis; returns how many."""
+    """Re-enqueue overdue wakes (of published journeys) whose job is not alive in Redis."""
     cutoff = utcnow() - grace
-    en = Enrollment.__table__.c
+    en, j = Enrollment.__table__.c, Journey.__table__.c
     with session_scope(settings.database_url) as session:
         due = session.execute(
             sa.select(en.id, en.state)
+            .join(Journey.__table__, j.id == en.journey_id)
             .where(en.status.in_(("waiting", "asking")), en.wake_at.is_not(None))
-            .where(en.wake_at < cutoff)
+            .where(en.wake_at < cutoff, j.status == "published")
             .limit(1000)
         ).all()
     count = 0
     for eid, state in due:
-        step = (state or {}).get("step")
-        visit = max(1, list((state or {}).get("history") or []).count(step))
-        job_id = wake_job_id(eid, visit)
+        job_id = wake_job_id(eid, _wake_visit(state))
         if queue.job_alive(settings, job_id):
             continue
         queue.drop_job(settings, job_id)
         queue.get_queue(settings).enqueue(WAKE_JOB, eid, job_id=job_id, result_ttl=300)
         count += 1
     return count
+
+
+def resume_due(settings: Settings, journey_id: int) -> int:
+    """After a resume: enqueue the wakes that came due while the journey was paused."""
+    en = Enrollment.__table__.c
+    with session_scope(settings.database_url) as session:
+        due = session.execute(
+            sa.select(en.id, en.state, en.wake_at).where(
+                en.journey_id == journey_id,
+                en.status.in_(("waiting", "asking")),
+                en.wake_at.is_not(None),
+            )
+        ).all()
+    for eid, state, at in due:
+        enqueue_wake(settings, eid, _wake_visit(state), at)
+    return len(due)

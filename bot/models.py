@@ -65,6 +65,8 @@ class Contact(SQLModel, table=True):
     score_updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     owner_userid: str | None = Field(default=None, max_length=64, index=True)  # the sales rep
     source_channel_id: int | None = Field(default=None, foreign_key="channel.id")
+    # Marketer-defined fields (set by journeys' set_field, forms): {"city": "上海", ...}
+    fields: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
 
 
 class Identity(SQLModel, table=True):
@@ -379,17 +381,32 @@ class LeadAssignment(SQLModel, table=True):
 
 
 class Journey(SQLModel, table=True):
-    """A journey definition (journeys/): draft, published (contacts enter) or paused."""
+    """A journey (journeys/): ``definition`` is the editable draft; publishing it makes a new
+    JourneyVersion, the one new contacts enter (``version``; 0 before the first publish).
+    draft | published (contacts enter and advance) | paused (nothing moves) | stopped."""
 
     __tablename__ = "journey"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, unique=True)
-    version: int = Field(default=1)
+    version: int = Field(default=0)
     definition: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
-    status: str = Field(default="draft", max_length=16)  # draft | published | paused
+    status: str = Field(default="draft", max_length=16)
     published_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class JourneyVersion(SQLModel, table=True):
+    """A published definition, never changed: enrollments run on the version they entered."""
+
+    __tablename__ = "journey_version"
+    __table_args__ = (sa.UniqueConstraint("journey_id", "version", name="uq_journey_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    version: int
+    definition: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    published_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
 
 
 class Enrollment(SQLModel, table=True):
@@ -415,6 +432,7 @@ class Enrollment(SQLModel, table=True):
     last_event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
     started_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     ended_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    reason: str | None = Field(default=None, max_length=200)  # why it ended
 
 
 class StepRun(SQLModel, table=True):

@@ -55,6 +55,9 @@ STAGES = ("subscriber", "lead", "mql", "sql", "customer", "disqualified")
 AUTO_STAGES = ("subscriber", "lead", "mql", "sql")  # the ones thresholds move, forward only
 FINAL_STAGES = ("customer", "disqualified")  # a person or an explicit rule only
 MARKER = "@ledger"  # rule id of the zero line saying "this ledger was built under this version"
+# Points given directly (a journey's add_points): {"points": 5, "reason": "..."} on this event
+# type becomes one line under this rule id, in every rule version.
+DIRECT_POINTS, DIRECT = "journey.points", "@direct"
 
 Stage = Literal["subscriber", "lead", "mql", "sql", "customer", "disqualified"]
 Scalar = str | int | float | bool
@@ -314,7 +317,7 @@ class RuleSet(BaseModel):
     def can_score(self, event_type: str, properties: Mapping[str, Any]) -> bool:
         """Could this event produce a line at all (a cheap test before any database work)?"""
         index = self.index
-        if event_type in index.by_type:
+        if event_type in index.by_type or event_type == DIRECT_POINTS:
             return True
         return bool(index.by_attribute) and any(
             name in index.by_attribute for name in attributes_of(properties)
@@ -438,6 +441,11 @@ def points_for(
     lines: list[Line] = []
     none = Totals()
     index = ruleset.index
+    if event_type == DIRECT_POINTS:
+        got = number(properties.get("points"))
+        if got is not None and math.isfinite(got) and cents(got) != 0:
+            reason = f"{properties.get('reason') or 'journey'} {_fmt(cents(got))}"
+            lines.append(Line(DIRECT, cents(got) / 100, reason[:200]))
     for rule in index.by_type.get(event_type, ()):
         if not all(m.matches(*lookup(properties, path)) for path, m in rule.when.items()):
             continue

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot import events, queue, score_rules
+from bot import changes, events, queue, score_rules
 from bot.config import Settings, load_settings
 from bot.db import session_scope
 from bot.models import Contact, Event, ScoreEntry, ScoringRuleSet, utcnow
@@ -402,6 +402,9 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
     stage = score_rules.next_stage(rules, contact.stage, contact.stage_manual, raw, written)
     session.connection().execute(
         _SET_SCORE, {"_id": contact.id, "_score": raw / 100, "_now": now, "_stage": stage}
+    )
+    changes.note(
+        session, contact.id, changes.SCORE_CHANGED, {"from": contact.score, "to": raw / 100}
     )
     if stage != contact.stage:
         out.stage_changes = 1

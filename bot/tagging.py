@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot import contacts, events, tag_rules, tag_sync, text, wechat
+from bot import changes, contacts, events, tag_rules, tag_sync, text, wechat
 from bot.config import Settings
 from bot.db import session_scope
 from bot.models import (
@@ -172,6 +172,7 @@ def add_tag(
     ).scalar()
     if added is None:
         return False
+    changes.note(session, contact_id, changes.TAG_ADDED, {"tag": tag, "source": source})
     if sync:
         _owe(session, contact_id, "add", tag)
     return True

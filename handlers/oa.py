@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, request
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
-from wechatpy.replies import ArticlesReply, TextReply
+from wechatpy.replies import ArticlesReply, ImageReply, TextReply
 from wechatpy.utils import check_signature
 
 from bot.config import Settings
@@ -100,6 +101,29 @@ def _render(fields: dict) -> Callable[[Rule], str]:
     return render
 
 
+def _render_message(fields: dict) -> Callable[[str, dict[str, Any]], str]:
+    """A journey's message (a kind a passive reply can carry) as the passive-reply XML."""
+    source, target = str(fields.get("ToUserName", "")), str(fields["FromUserName"])
+
+    def render(kind: str, payload: dict[str, Any]) -> str:
+        if kind in ("news", "link"):
+            reply = ArticlesReply(source=source, target=target)
+            reply.add_article(
+                {
+                    "title": payload.get("title", ""),
+                    "description": payload.get("description", ""),
+                    "image": payload.get("picurl") or "",
+                    "url": payload.get("url", ""),
+                }
+            )
+            return reply.render()
+        if kind == "image":
+            return ImageReply(source=source, target=target, media_id=payload["media_id"]).render()
+        return TextReply(source=source, target=target, content=payload.get("content", "")).render()
+
+    return render
+
+
 @bp.post("/wechat/oa")
 def callback() -> Response:
     started = time.perf_counter()
@@ -116,7 +140,7 @@ def callback() -> Response:
 
     make_trigger = REPLY_TRIGGERS.get(event.type)
     trigger = make_trigger(event.properties) if make_trigger else None
-    result = receive(settings, event, trigger, _render(fields))
+    result = receive(settings, event, trigger, _render(fields), _render_message(fields))
 
     if result.reply is None:
         response = Response("success", mimetype="text/plain")

@@ -13,10 +13,10 @@ Goals (``goal`` steps and the definition's ``goal``) are checked when a call sta
 each wait or ask, and at the end; the contact snapshot seen by conditions and goals includes
 what the call's own actions did (tags, points, fields, stage).
 
-Internal event types the runner emits for the non-event triggers: ``tag.added``
-(``{"tag": ...}``), ``score.changed`` (``{"from": 10, "to": 60}``), ``stage.changed``
-(``{"from": "lead", "to": "sql"}``). A segment trigger is checked against the contact
-(``event`` may be None).
+Event types the runner feeds in for the non-event triggers: ``tag.added`` (``{"tag": ...}``)
+and ``score.changed`` (``{"from": 10, "to": 60}``), noted as the change happens, and the
+timeline's own ``contact.stage_changed`` (``{"from": "lead", "to": "sql"}``). A segment
+trigger is checked against the contact (``event`` may be None).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ ACTIVE, WAITING, ASKING = "active", "waiting", "asking"
 DONE, EXITED, CONVERTED = "done", "exited", "converted"
 FINAL = frozenset({DONE, EXITED, CONVERTED})
 MAX_STEPS = 100
-TAG_ADDED, SCORE_CHANGED, STAGE_CHANGED = "tag.added", "score.changed", "stage.changed"
+TAG_ADDED, SCORE_CHANGED, STAGE_CHANGED = "tag.added", "score.changed", "contact.stage_changed"
 REPLY_KINDS = frozenset({"text", "news", "link", "image"})  # what a passive reply can carry
 NO_REPLY_EVENTS = frozenset(
     {"oa.unsubscribe", "oa.template_send_finished", "oa.mass_send_finished"}
@@ -471,6 +471,16 @@ def start(
 ) -> tuple[State, list[c.Command]]:
     """Enroll: advance from a fresh State (nothing happens if the trigger does not match)."""
     return advance(definition, State(), event, now, contact)
+
+
+def enter(definition: Definition, now: datetime, contact: Contact) -> tuple[State, list[c.Command]]:
+    """Enroll without a trigger event (another journey's ``enter_journey``): run from the
+    trigger's ``next``. The entry rule is still the caller's business."""
+    _aware(now)
+    run = _Run(definition, State(), None, now, contact)
+    trigger = definition.trigger
+    run.visit(trigger.id)
+    return run.go(trigger.next, trigger.id)
 
 
 def teach_words(definitions: Iterable[Definition]) -> None:

@@ -19,6 +19,7 @@ from wxsim.callbacks import OAPlatform
 TABLES = [  # children before parents
     "step_run",
     "enrollment",
+    "journey_version",
     "journey",
     "lead_assignment",
     "score_entry",

@@ -554,7 +554,7 @@ def test_trigger_conditions_and_other_triggers():
         }
     )
     assert triggered_by(
-        stage, Event("stage.changed", {"from": "lead", "to": "mql"}), Contact(1), T0
+        stage, Event("contact.stage_changed", {"from": "lead", "to": "mql"}), Contact(1), T0
     )
 
 
