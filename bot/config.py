@@ -76,6 +76,8 @@ class Settings:
     # A queued message is re-enqueued when its job has not run for this long (broadcast
     # batches wait their turn behind the rate limit, so this is longer than the outbox's).
     message_sweep_grace_seconds: float = 300.0
+    # How often the sweeper checks segment-triggered journeys against every contact.
+    segment_interval_seconds: float = 600.0
     # Outbound messaging (see bot/send_rules.py).
     marketing_cap: int = 3  # marketing messages per contact per 24 h
     quiet_hours: str = "22:00-08:00"  # no marketing sends then ("" for none)
@@ -277,6 +279,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),
         sweep_grace_seconds=number("YUCHI_SWEEP_GRACE", 10.0),
         message_sweep_grace_seconds=number("YUCHI_MESSAGE_SWEEP_GRACE", 300.0),
+        segment_interval_seconds=number("YUCHI_SEGMENT_INTERVAL", 600.0),
         marketing_cap=marketing_cap,
         quiet_hours=quiet_hours,
         timezone=timezone,

@@ -109,6 +109,11 @@ def definition_for(session: Session, journey_id: int, version: int) -> journeys.
     return found
 
 
+def invalidate() -> None:
+    """Forget the cached versions (the tests reuse journey ids; Yuchi never deletes one)."""
+    _versions.clear()
+
+
 def draft_of(j: Journey) -> journeys.Definition:
     return _definition(j.id, -1, json.dumps(j.definition, sort_keys=True, ensure_ascii=False))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot import broadcasts, handoff, journey_runner, messaging, queue, tag_sync
+from bot import broadcasts, handoff, journey_runner, journey_segments, messaging, queue, tag_sync
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ def sweep_all(settings: Settings) -> dict[str, int]:
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),
         "journey_wakes": journey_runner.sweep(settings),
+        "journey_segments": journey_segments.sweep(settings)["entered"],
         **messaging.sweep(settings),
     }
 

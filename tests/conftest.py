@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from testenv import TEST_ENV
 
-from bot import autoreply, db, queue, tagging, wechat
+from bot import autoreply, db, journey_runner, queue, tagging, wechat
 from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
@@ -87,6 +87,7 @@ def clean(settings: Settings) -> Settings:
     wechat.reset_clients()  # per-process token caches belong to the previous test's platform
     autoreply.invalidate()
     tagging.invalidate()
+    journey_runner.invalidate()
     return settings
 
 

@@ -1,0 +1,224 @@
+"""The three ready-made journeys end to end through the simulator: a follower scans the lead
+poster, answers the BANT questions in Chinese (each next question comes back as the instant
+passive reply), is scored and handed to sales; the welcome series' touches; a silent follower
+re-engaged by the segment sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from support import post, run_worker, text
+
+from bot import db, journey_runner, journey_segments, scoring
+from bot.models import (
+    Contact,
+    ContactTag,
+    Enrollment,
+    Event,
+    Identity,
+    LeadAssignment,
+    Message,
+    Rep,
+    ReplyRule,
+    utcnow,
+)
+
+
+def publish(client, auth, name: str) -> int:
+    resp = client.post("/api/journeys", json={"library": name}, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+    jid = resp.get_json()["id"]
+    resp = client.post(f"/api/journeys/{jid}/publish", headers=auth)
+    assert resp.status_code == 200, resp.get_json()
+    return jid
+
+
+def contact_of(settings, openid: str) -> int:
+    with db.session_scope(settings.database_url) as s:
+        return s.execute(
+            sa.select(Identity.contact_id).where(Identity.value == openid)
+        ).scalar_one()
+
+
+def enrollment(settings, contact_id: int, journey_id: int) -> Enrollment:
+    with db.session_scope(settings.database_url) as s:
+        return s.execute(
+            sa.select(Enrollment).where(
+                Enrollment.contact_id == contact_id, Enrollment.journey_id == journey_id
+            )
+        ).scalar_one()
+
+
+def add_rep(sim, settings, userid: str, name: str) -> None:
+    sim.add_rep(userid, name=name)
+    with db.session_scope(settings.database_url) as s:
+        s.add(Rep(userid=userid, name=name, active=True, capacity=10, synced_at=utcnow()))
+
+
+def test_bant_by_conversation_scores_and_hands_off(sim, sim_settings, sim_client, auth, env_to_sim):
+    add_rep(sim, sim_settings, "zhang", "张三")
+    bant = publish(sim_client, auth, "bant")
+    with db.session_scope(sim_settings.database_url) as s:  # a keyword rule that must stay quiet
+        s.add(
+            ReplyRule(
+                name="老板",
+                trigger="keyword",
+                keywords=["老板"],
+                reply_type="text",
+                reply={"content": "关键词回复"},
+            )
+        )
+    assert sim.follow("oBant", scene="lead_poster").status == 200
+    run_worker(sim_settings)
+    [first] = sim.inbox("oBant", kind="custom")
+    assert "预算大概是多少" in first["payload"]["text"]["content"]
+    cid = contact_of(sim_settings, "oBant")
+    assert enrollment(sim_settings, cid, bant).status == "asking"
+
+    # 「预算大概五万左右」: a synonym on jieba tokens; the next question is the passive reply.
+    r = sim.say("oBant", "预算大概五万左右")
+    assert r.status == 200 and "什么时候开始" in r.text
+    r = sim.say("oBant", "嗯……这个不好说吧")  # no match: re-asked once, with the hint
+    assert "回复数字" in r.text
+    r = sim.say("oBant", "下个月就要用")
+    assert "你的角色是" in r.text
+    r = sim.say("oBant", "我是老板")
+    assert "谢谢你的耐心回答" in r.text and "2-10万" in r.text
+    assert "关键词回复" not in r.text
+    run_worker(sim_settings)
+
+    e = enrollment(sim_settings, cid, bant)
+    assert e.status == "converted"  # the goal: stage sql
+    assert e.state["answers"] == {"budget": "2-10万", "timeline": "1个月内", "role": "决策人"}
+    with db.session_scope(sim_settings.database_url) as s:
+        k = s.get(Contact, cid)
+        assert k.stage == "sql"
+        assert k.owner_userid == "zhang"
+        tags = set(
+            s.execute(sa.select(ContactTag.tag).where(ContactTag.contact_id == cid)).scalars()
+        )
+        assert "BANT:合格" in tags
+        [lead] = s.execute(
+            sa.select(LeadAssignment).where(LeadAssignment.contact_id == cid)
+        ).scalars()
+        assert lead.userid == "zhang" and "BANT 合格" in lead.reason
+        explained = scoring.explain(s, cid, utcnow())
+        reasons = " ".join(ln.get("reason") or "" for ln in explained["lines"])
+        assert "budget: 2-10万" in reasons and "role: 决策人" in reasons
+        # the answers went out as passive replies: stored as sent, never through the API
+        passive = s.execute(
+            sa.select(sa.func.count()).where(
+                Message.contact_id == cid, Message.sent_kind == "passive"
+            )
+        ).scalar_one()
+        assert passive == 4
+        answers = s.execute(
+            sa.select(Event.properties).where(
+                Event.contact_id == cid, Event.type == "journey.answer"
+            )
+        ).scalars()
+        assert {p["attribute"] for p in answers} == {"budget", "timeline", "role"}
+    assert len(sim.inbox("oBant", kind="custom")) == 1  # only the first question
+    # the rep was told on WeCom
+    assert any("新线索" in str(m) for m in sim.inbox(userid="zhang"))
+
+
+def test_a_retried_answer_callback_changes_nothing(
+    sim, sim_settings, sim_client, auth, oa, env_to_sim
+):
+    bant = publish(sim_client, auth, "bant")
+    sim.follow("oRetry", scene="lead_x")
+    run_worker(sim_settings)
+    cid = contact_of(sim_settings, "oRetry")
+    fields = text(oa, "oRetry", "3", msg_id=7_000_001)
+    first = post(sim_client, oa, fields)
+    assert "什么时候开始" in first.fields["Content"]
+    after_first = enrollment(sim_settings, cid, bant).state
+    again = post(sim_client, oa, fields)  # WeChat's retry: the same MsgId
+    assert again.fields["Content"] == first.fields["Content"]
+    assert enrollment(sim_settings, cid, bant).state == after_first
+    with db.session_scope(sim_settings.database_url) as s:
+        assert (
+            s.execute(
+                sa.select(sa.func.count()).where(
+                    Message.contact_id == cid, Message.sent_kind == "passive"
+                )
+            ).scalar_one()
+            == 1
+        )
+
+
+def test_keyword_replies_come_back_once_the_question_is_closed(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    publish(sim_client, auth, "bant")
+    with db.session_scope(sim_settings.database_url) as s:
+        s.add(
+            ReplyRule(
+                name="价格",
+                trigger="keyword",
+                keywords=["价格"],
+                reply_type="text",
+                reply={"content": "价格表在这里"},
+            )
+        )
+    sim.follow("oKw", scene="lead_y")
+    run_worker(sim_settings)
+    assert "价格表" not in sim.say("oKw", "价格").text  # the journey's: re-asked
+    cid = contact_of(sim_settings, "oKw")
+    with db.session_scope(sim_settings.database_url) as s:
+        journey_runner.exit_all(s, cid, utcnow(), "removed by a test")
+    assert "价格表在这里" in sim.say("oKw", "价格").text
+
+
+def test_welcome_series_three_touches_over_five_days(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    welcome = publish(sim_client, auth, "welcome")
+    sim.follow("oWelcome")
+    run_worker(sim_settings)
+    cid = contact_of(sim_settings, "oWelcome")
+    sim.say("oWelcome", "你们的价格怎么样")  # an interest tag for the day-2 branch
+    run_worker(sim_settings)
+    sent = []
+    for _ in range(4):
+        e = enrollment(sim_settings, cid, welcome)
+        if e.status != "waiting":
+            break
+        status = journey_runner.wake(sim_settings, e.id, now=e.wake_at + timedelta(seconds=1))
+        assert status in ("waiting", "done", "converted")
+        run_worker(sim_settings)
+    e = enrollment(sim_settings, cid, welcome)
+    assert e.status in ("done", "converted")
+    sent = sim.inbox("oWelcome", kind="custom")
+    assert len(sent) == 3, sent
+    started = e.started_at
+    assert e.ended_at - started <= timedelta(days=6)
+
+
+def test_reengagement_reaches_followers_silent_for_30_days(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    reengage = publish(sim_client, auth, "reengage")
+    sim.follow("oSilent")
+    sim.follow("oActive")
+    run_worker(sim_settings)
+    silent, active = contact_of(sim_settings, "oSilent"), contact_of(sim_settings, "oActive")
+    with db.session_scope(sim_settings.database_url) as s:
+        long_ago = utcnow() - timedelta(days=31)
+        s.execute(sa.update(Contact).where(Contact.id == silent).values(last_seen_at=long_ago))
+    found = journey_segments.sweep(sim_settings, force=True)
+    assert found["entered"] == 1
+    assert journey_segments.sweep(sim_settings, force=True)["entered"] == 0  # once at a time
+    e = enrollment(sim_settings, silent, reengage)
+    assert e.status == "waiting"
+    with db.session_scope(sim_settings.database_url) as s:
+        assert (
+            s.execute(
+                sa.select(Enrollment.id)
+                .where(Enrollment.contact_id == active)
+                .where(Enrollment.journey_id == reengage)
+            ).first()
+            is None
+        )
