@@ -1,0 +1,82 @@
+"""A journey's messages go through the messaging service's rules: a touch that comes due in
+quiet hours is moved to their end, not dropped; a reply to the contact's own message is not
+held back by them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from support import run_worker
+
+from bot import db, journey_runner
+from bot.models import Contact, Enrollment, Identity, Message
+
+TOUCH = {
+    "id": "touch",
+    "name": "一次触达",
+    "steps": [
+        {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "later"},
+        {"id": "later", "type": "wait", "duration": "1h", "next": "hello"},
+        {
+            "id": "hello",
+            "type": "action",
+            "do": "send",
+            "kind": "text",
+            "payload": {"content": "晚上好，这是一条营销消息"},
+        },
+    ],
+}
+
+
+def quiet_around_now() -> str:
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    start, end = local - timedelta(hours=1), local + timedelta(hours=1)
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+def test_a_touch_due_in_quiet_hours_is_moved_not_dropped(
+    sim, sim_settings, sim_client, auth, env_to_sim, monkeypatch
+):
+    monkeypatch.setenv("YUCHI_QUIET_HOURS", quiet_around_now())
+    resp = sim_client.post(
+        "/api/journeys", json={"name": "触达", "definition": TOUCH}, headers=auth
+    )
+    jid = resp.get_json()["id"]
+    assert sim_client.post(f"/api/journeys/{jid}/publish", headers=auth).status_code == 200
+    sim.follow("oQuiet")
+    run_worker(sim_settings)
+    with db.session_scope(sim_settings.database_url) as s:
+        cid = s.execute(
+            sa.select(Identity.contact_id).where(Identity.value == "oQuiet")
+        ).scalar_one()
+        # they followed a while ago: not in a conversation any more, still inside 48 hours
+        s.execute(
+            sa.update(Contact)
+            .where(Contact.id == cid)
+            .values(last_interaction_at=datetime.now(UTC) - timedelta(hours=2))
+        )
+        e = s.execute(sa.select(Enrollment).where(Enrollment.contact_id == cid)).scalar_one()
+        eid, due = e.id, e.wake_at
+    assert journey_runner.wake(sim_settings, eid, now=due + timedelta(seconds=1)) == "done"
+    run_worker(sim_settings)
+    with db.session_scope(sim_settings.database_url) as s:
+        [m] = s.execute(sa.select(Message).where(Message.contact_id == cid)).scalars()
+        assert m.marketing is True
+        assert m.status == "scheduled"
+        assert m.not_before is not None and m.not_before > datetime.now(UTC) + timedelta(minutes=50)
+    assert sim.inbox("oQuiet", kind="custom") == []
+
+
+def test_an_answer_to_the_contacts_own_message_ignores_quiet_hours(
+    sim, sim_settings, sim_client, auth, env_to_sim, monkeypatch
+):
+    monkeypatch.setenv("YUCHI_QUIET_HOURS", quiet_around_now())
+    resp = sim_client.post("/api/journeys", json={"library": "bant"}, headers=auth)
+    jid = resp.get_json()["id"]
+    sim_client.post(f"/api/journeys/{jid}/publish", headers=auth)
+    sim.follow("oNight", scene="lead_night")
+    run_worker(sim_settings)
+    [question] = sim.inbox("oNight", kind="custom")  # in answer to their follow
+    assert "预算" in question["payload"]["text"]["content"]
