@@ -37,6 +37,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
 
     from admin.api import bp as api_bp
     from admin.channels import bp as channels_bp
+    from admin.journey_tools import bp as journey_tools_bp
     from admin.journeys import bp as journeys_bp
     from admin.leads import bp as leads_bp
     from admin.messages import bp as messages_bp
@@ -56,6 +57,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     app.register_blueprint(tags_bp)
     app.register_blueprint(scores_bp)
     app.register_blueprint(journeys_bp)
+    app.register_blueprint(journey_tools_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

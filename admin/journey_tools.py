@@ -1,0 +1,108 @@
+"""/api/journeys/<id>/preview and /forecast: try a journey's draft before publishing it.
+
+Both read the journey's ``definition`` (the editable draft) and write nothing: the preview
+runs one simulated contact through it in accelerated time (bot/journey_preview.py), the
+forecast replays the stored history of real contacts (bot/journey_forecast.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from flask import current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field
+
+import journeys
+from admin.common import api_blueprint, error, validated
+from bot import journey_forecast, journey_preview
+from bot.models import Journey, utcnow
+
+bp = api_blueprint("journey_tools", __name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class PreviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replies: list[journey_preview.ScriptedReply] = Field(default_factory=list, max_length=100)
+    contact: journey_preview.PreviewContact | None = None
+    start: datetime | None = None  # without a zone: the journey's
+    max_days: int = Field(default=journey_preview.DEFAULT_MAX_DAYS, ge=1, le=365)
+
+
+class ForecastBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(default=30, ge=1, le=365)
+    until: datetime | None = None  # default now
+
+
+def _body(model: type[M], what: str) -> M:
+    """The optional JSON body: none at all means every default."""
+    if not request.get_data(cache=True).strip():
+        return model()
+    return validated(model, what)
+
+
+def _definition(journey_id: int) -> tuple[journeys.Definition | None, ResponseReturnValue | None]:
+    j = g.session.get(Journey, journey_id)
+    if j is None:
+        return None, error(404, f"no journey {journey_id}")
+    problems = journeys.validate(j.definition)
+    if problems:
+        return None, error(
+            422,
+            "the journey definition is not valid",
+            problems=[
+                {"step": p.step, "field": p.field, "message": p.message, "text": str(p)}
+                for p in problems
+            ],
+        )
+    return journey_preview.load_definition(j.definition), None
+
+
+@bp.post("/journeys/<int:journey_id>/preview")
+def preview_journey(journey_id: int) -> ResponseReturnValue:
+    d, failed = _definition(journey_id)
+    if d is None:
+        return failed
+    body = _body(PreviewBody, "preview request")
+    try:
+        transcript = journey_preview.preview(
+            d,
+            replies=body.replies,
+            contact=body.contact,
+            start=body.start,
+            settings=current_app.config["SETTINGS"],
+            max_days=body.max_days,
+        )
+    except journey_preview.PreviewError as exc:
+        return error(422, "cannot preview", reason=str(exc))
+    return jsonify(transcript.to_json())
+
+
+@bp.post("/journeys/<int:journey_id>/forecast")
+def forecast_journey(journey_id: int) -> ResponseReturnValue:
+    d, failed = _definition(journey_id)
+    if d is None:
+        return failed
+    body = _body(ForecastBody, "forecast request")
+    now = utcnow()
+    until = body.until or now
+    if until.tzinfo is None:
+        return error(422, "invalid forecast request", fields={"until": "give a time zone"})
+    until = min(until, now)
+    result = journey_forecast.forecast(
+        g.session,
+        d,
+        since=until - timedelta(days=body.days),
+        until=until,
+        now=now,
+        settings=current_app.config["SETTINGS"],
+    )
+    g.session.rollback()  # only reads; make sure nothing is left to commit
+    payload: dict[str, Any] = {"days": body.days, **result.to_json()}
+    return jsonify(payload)
