@@ -4,7 +4,11 @@ a contact's enrollments."""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,8 +18,20 @@ from flask.typing import ResponseReturnValue
 
 import journeys
 from admin.common import api_blueprint, end_reads, error
-from bot import journey_runner
-from bot.models import Contact, Enrollment, Journey, JourneyVersion, Message, utcnow
+from bot import journey_runner, queue
+from bot.models import (
+    Contact,
+    ContactTag,
+    CorpTag,
+    Enrollment,
+    InterestWord,
+    Journey,
+    JourneyVersion,
+    Message,
+    ReplyRule,
+    TagRule,
+    utcnow,
+)
 from journeys import library, stats
 
 bp = api_blueprint("journeys", __name__)
@@ -26,6 +42,7 @@ TRANSITIONS = {  # action: (allowed from, to)
     "resume": (("paused",), "published"),
     "stop": (("published", "paused"), "stopped"),
 }
+DEFAULT_WORDS = Path(__file__).resolve().parent.parent / "bot" / "defaults" / "interest_words.yaml"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -80,18 +97,31 @@ def _problems(problems: list[journeys.Problem]) -> ResponseReturnValue:
     )
 
 
+def _iso_text(value: Any) -> str:
+    """json.dumps' default: YAML's unquoted dates and times (``date: 2026-12-01``) as ISO text,
+    which the definition reads the same; anything else (sets, bytes) is refused."""
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    raise TypeError(f"YAML values of type {type(value).__name__} are not accepted")
+
+
 def _yaml(text: str) -> Any:
-    """YAML without aliases (a few bytes of anchors can expand into gigabytes)."""
+    """YAML without aliases (a few bytes of anchors can expand into gigabytes), as the JSON
+    the draft is stored as."""
     try:
         for ev in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(ev, yaml.AliasEvent):
                 raise BadBody("YAML anchors and aliases (*name) are not accepted")
-        return library.read_yaml(text)
+        data = library.read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise BadBody(f"{problem}{where}") from None
+    try:
+        return json.loads(json.dumps(data, default=_iso_text, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise BadBody(str(exc)) from None
 
 
 def _body() -> tuple[dict[str, Any], str | None]:
@@ -122,6 +152,28 @@ def _body() -> tuple[dict[str, Any], str | None]:
     if "steps" in body:
         return body, None
     raise BadBody('definition: a journey definition object is required ({"definition": {...}})')
+
+
+def known_tags() -> set[str]:
+    """Every tag something can give a contact: tags in use, tag rules, reply rules, the interest
+    dictionary (and the default one), WeCom's corp tags, and every journey's own add_tag."""
+    session = g.session
+    found = set(session.execute(sa.select(ContactTag.tag).distinct()).scalars())
+    found |= set(session.execute(sa.select(InterestWord.tag).distinct()).scalars())
+    found |= set(session.execute(sa.select(CorpTag.name).distinct()).scalars())
+    for (tags,) in session.execute(sa.select(TagRule.add_tags)):
+        found |= set(tags or [])
+    for (tags,) in session.execute(sa.select(ReplyRule.tags)):
+        found |= set(tags or [])
+    for (data,) in session.execute(sa.select(Journey.definition)):
+        found |= journeys.added_tags(data)
+    return found | _default_interest_tags()
+
+
+@functools.cache
+def _default_interest_tags() -> frozenset[str]:
+    data = yaml.safe_load(DEFAULT_WORDS.read_text(encoding="utf-8")) or {}
+    return frozenset(str(t) for t in (data.get("interest_words") or {}).values())
 
 
 def _journey(journey_id: int) -> Journey | None:
@@ -216,11 +268,12 @@ def change_status(journey_id: int, action: str) -> ResponseReturnValue:
     if j is None:
         return error(404, f"no journey {journey_id}")
     allowed, to = TRANSITIONS[action]
-    if j.status not in allowed:
-        return error(409, f"cannot {action} a {j.status} journey")
+    was = j.status
+    if was not in allowed:
+        return error(409, f"cannot {action} a {was} journey")
     extra: dict[str, Any] = {}
     if action == "publish":
-        problems = journeys.validate(j.definition)
+        problems = journeys.validate(j.definition, known_tags=known_tags())
         if problems:
             return _problems(problems)
         made = journey_runner.publish(g.session, j)
@@ -230,8 +283,11 @@ def change_status(journey_id: int, action: str) -> ResponseReturnValue:
     j.status = to
     g.session.add(j)
     g.session.commit()
-    if action == "resume":
-        extra["wakes"] = journey_runner.resume_due(current_app.config["SETTINGS"], j.id)
+    settings = current_app.config["SETTINGS"]
+    if was == "paused" and to == "published":  # resumed (or published while paused)
+        extra["wakes"] = journey_runner.resume_due(settings, j.id)
+    if extra.get("ended"):
+        queue.kick_outbox(settings)  # their journey.exited events
     return jsonify({**journey_json(j, _versions(j.id)), **extra})
 
 
@@ -247,6 +303,7 @@ def remove_contact(journey_id: int, contact_id: int) -> ResponseReturnValue:
     g.session.commit()
     if not ended:
         return error(409, f"contact {contact_id} is not in journey {journey_id}")
+    queue.kick_outbox(current_app.config["SETTINGS"])  # the journey.exited event
     return jsonify(removed=ended)
 
 

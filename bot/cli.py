@@ -43,6 +43,7 @@ def main() -> None:
         level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # import-time chatter
 
 
 @main.command("check-config")

@@ -437,6 +437,13 @@ class Deliveries:
         if cmd.kind in send_rules.CUSTOMER_SERVICE_KINDS and not send_rules.in_window(
             self.last_interaction, when
         ):
+            if cmd.outside_window == "fallback" and cmd.fallback:
+                if marketing:
+                    self.marketing_sent.append(when)
+                tpl = cmd.fallback.get("template_id", "")
+                return Outcome("sent", when, at, f"48 小时互动窗口已关闭：改发模板消息 {tpl}")
+            if cmd.outside_window == "fail":
+                return Outcome("skipped", when, at, "48 小时互动窗口已关闭：不发送")
             self.held.append((cmd, marketing))
             return Outcome("held", when, at, "48 小时互动窗口已关闭：暂存，联系人再次互动时发出")
         if marketing:

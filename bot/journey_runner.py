@@ -696,6 +696,8 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
                 "contact_id": row.contact_id,
                 "idempotency_key": key,
                 "marketing": not conversational,
+                "outside_window": cmd.outside_window,
+                "fallback": cmd.fallback,
                 "reply_to_event_id": event_id if conversational else None,
             }
         )

@@ -34,7 +34,7 @@ from journeys.engine import (
 )
 from journeys.entry import Enrollment, may_enter
 from journeys.model import Definition, parse
-from journeys.validate import DefinitionError, Problem, check, validate
+from journeys.validate import DefinitionError, Problem, added_tags, check, validate
 
 __all__ = [
     "AddPoints",
@@ -60,6 +60,7 @@ __all__ = [
     "SetStage",
     "State",
     "WaitingFor",
+    "added_tags",
     "advance",
     "enter",
     "check",

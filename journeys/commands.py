@@ -26,6 +26,8 @@ class Send(Command):
     kind: str
     payload: dict[str, Any] = field(hash=False)
     reply: bool = False
+    outside_window: str = "hold"
+    fallback: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, kw_only=True)

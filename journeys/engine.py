@@ -316,7 +316,13 @@ class _Run:
             assert step.kind is not None
             payload = render(step.payload or {}, self.scope())
             self.emit(
-                c.Send, sid, kind=step.kind, payload=payload, reply=self.take_reply(step.kind)
+                c.Send,
+                sid,
+                kind=step.kind,
+                payload=payload,
+                reply=self.take_reply(step.kind),
+                outside_window=step.outside_window,
+                fallback=render(step.fallback, self.scope()) if step.fallback else None,
             )
         elif do == "add_tag":
             self.emit(c.AddTag, sid, tag=step.tag)

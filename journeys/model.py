@@ -294,6 +294,9 @@ class Action(_Step):
     do: Literal[ACTIONS]  # type: ignore[valid-type]
     kind: str | None = None  # send
     payload: dict[str, Any] | None = None  # send
+    # send, outside WeChat's 48-hour window: hold (until they interact), fallback, fail
+    outside_window: Literal["hold", "fallback", "fail"] = "hold"
+    fallback: dict[str, Any] | None = None  # send: the template sent instead ({template_id, data})
     tag: Word | None = None  # add_tag, remove_tag
     points: float | None = None  # add_points
     reason: str = ""  # add_points, exit
@@ -314,6 +317,8 @@ class Action(_Step):
                 raise ValueError(f"{arg}: do: {self.do} needs {arg}")
         if self.do == "webhook" and not str(self.url).startswith(("https://", "http://")):
             raise ValueError("url: a webhook url starts with https:// or http://")
+        if self.outside_window == "fallback" and not self.fallback:
+            raise ValueError("fallback: outside_window: fallback needs a template to send instead")
         if self.do == "exit" and self.next is not None:
             raise ValueError("next: nothing comes after exit")
         return self

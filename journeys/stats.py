@@ -81,7 +81,7 @@ def count(
         if p.status == DONE and p.step is not None:
             went_on.add(p.step)
         for sid in went_on:
-            steps[sid].passed += 1
+            steps.setdefault(sid, StepCount()).passed += 1
         here = steps.setdefault(p.step, StepCount()) if p.step is not None else None
         if p.status in (WAITING, ASKING):
             totals["open"] += 1

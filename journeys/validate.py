@@ -343,6 +343,14 @@ def _added_tags(steps: list[Any]) -> set[str]:
     return added
 
 
+def added_tags(data: Any) -> set[str]:
+    """The tags a definition (its data, valid or not) gives contacts; empty if unreadable."""
+    try:
+        return _added_tags(Definition.model_validate(data).steps)
+    except Exception:  # a draft that does not parse adds nothing
+        return set()
+
+
 def _step_problems(
     d: Definition, known_tags: set[str] | None, known_templates: set[str] | None
 ) -> Iterator[Problem]:
@@ -387,6 +395,15 @@ def _action_problems(
         unknown = known_templates is not None and template not in known_templates
         if s.kind == "template" and template and unknown:
             yield Problem(s.id, "payload.template_id", f"unknown template {template!r}")
+        if s.fallback is not None:
+            if s.kind not in ("text", "news", "link", "image", "miniprogram"):
+                yield Problem(s.id, "fallback", "only customer-service messages have a fallback")
+            for key in SEND_NEEDS["template"]:
+                if s.fallback.get(key) in (None, "", {}):
+                    yield Problem(s.id, f"fallback.{key}", f"a fallback template needs {key}")
+            fb = s.fallback.get("template_id")
+            if fb and known_templates is not None and fb not in known_templates:
+                yield Problem(s.id, "fallback.template_id", f"unknown template {fb!r}")
     elif s.do == "enter_journey" and s.journey == d.id:
         yield Problem(s.id, "journey", "a journey cannot enter itself")
 

@@ -222,3 +222,39 @@ def test_reengagement_reaches_followers_silent_for_30_days(
             ).first()
             is None
         )
+
+
+def test_publishing_checks_tags_against_everything_that_gives_them(sim_client, auth):
+    for name in ("welcome", "bant", "reengage"):  # on a fresh database: the defaults suffice
+        jid = sim_client.post("/api/journeys", json={"library": name}, headers=auth).get_json()[
+            "id"
+        ]
+        assert sim_client.post(f"/api/journeys/{jid}/publish", headers=auth).status_code == 200
+    unknown = {
+        "id": "vip",
+        "name": "VIP",
+        "steps": [
+            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "is_vip"},
+            {
+                "id": "is_vip",
+                "type": "condition",
+                "if": {"tag": "从没有过的标签"},
+                "yes": "hi",
+                "no": "hi",
+            },
+            {
+                "id": "hi",
+                "type": "action",
+                "do": "send",
+                "kind": "text",
+                "payload": {"content": "您好"},
+            },
+        ],
+    }
+    jid = sim_client.post(
+        "/api/journeys", json={"name": "VIP", "definition": unknown}, headers=auth
+    ).get_json()["id"]
+    resp = sim_client.post(f"/api/journeys/{jid}/publish", headers=auth)
+    assert resp.status_code == 422
+    [problem] = resp.get_json()["problems"]
+    assert problem["step"] == "is_vip" and "从没有过的标签" in problem["message"]

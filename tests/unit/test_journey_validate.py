@@ -224,3 +224,32 @@ def test_check_raises_with_every_problem():
         check(data)
     assert len(caught.value.problems) == 3  # and `done` is now unreachable
     assert "step branch: no: missing branch" in str(caught.value)
+
+
+def test_a_send_may_fall_back_to_a_template_outside_the_window() -> None:
+    from journeys import validate
+
+    def journey(**send):
+        return {
+            "id": "fb",
+            "name": "fallback",
+            "steps": [
+                {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "s"},
+                {
+                    "id": "s",
+                    "type": "action",
+                    "do": "send",
+                    "kind": "text",
+                    "payload": {"content": "hi"},
+                    **send,
+                },
+            ],
+        }
+
+    ok = journey(outside_window="fallback", fallback={"template_id": "T1", "data": {"a": "b"}})
+    assert validate(ok) == []
+    assert validate(ok, known_templates={"T2"})[0].field == "fallback.template_id"
+    [p] = validate(journey(outside_window="fallback"))
+    assert "fallback" in str(p)
+    [p] = validate(journey(fallback={"template_id": "T1"}))
+    assert p.field == "fallback.data"
