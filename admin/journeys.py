@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 
 import journeys
 from admin.common import api_blueprint, end_reads, error
-from bot import journey_runner, queue
+from bot import contacts, journey_runner, queue
 from bot.models import (
     Contact,
     ContactTag,
@@ -298,7 +298,11 @@ def remove_contact(journey_id: int, contact_id: int) -> ResponseReturnValue:
     if g.session.get(Contact, contact_id) is None:
         return error(404, f"no contact {contact_id}")
     ended = journey_runner.exit_all(
-        g.session, contact_id, utcnow(), "removed by a marketer", journey_id=journey_id
+        g.session,
+        contacts.resolve(g.session, contact_id),  # a merged contact's old id works too
+        utcnow(),
+        "removed by a marketer",
+        journey_id=journey_id,
     )
     g.session.commit()
     if not ended:

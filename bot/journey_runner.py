@@ -824,7 +824,7 @@ def resume_due(settings: Settings, journey_id: int) -> int:
             sa.select(en.id, en.state, en.wake_at).where(
                 en.journey_id == journey_id,
                 en.status.in_(("waiting", "asking")),
-                en.wake_at.is_not(None),
+                en.wake_at <= utcnow(),  # the others' jobs are scheduled (or the sweeper's)
             )
         ).all()
     for eid, state, at in due:

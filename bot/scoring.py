@@ -366,7 +366,13 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
     rules = act.rules
     history = _totals(session, act, contact.id, ev)
     if MARKER not in history:  # first event under this version: build from the whole history
-        return _build(session, act, [contact], now)
+        built = _build(session, act, [contact], now)
+        after = session.execute(sa.select(C.c.score).where(C.c.id == contact.id)).scalar()
+        if after is not None and cents(after) != cents(contact.score):
+            changes.note(
+                session, contact.id, changes.SCORE_CHANGED, {"from": contact.score, "to": after}
+            )
+        return built
     lines = score_rules.points_for(rules, ev.type, ev.properties, history)
     out = Built(contacts=1, events=1)
     if not lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from bot import broadcasts, handoff, journey_runner, journey_segments, messaging, queue, tag_sync
 from bot.config import Settings
@@ -18,7 +19,9 @@ def sweep_all(settings: Settings) -> dict[str, int]:
         "broadcasts": broadcasts.sweep(settings),
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),
-        "journey_wakes": journey_runner.sweep(settings),
+        "journey_wakes": journey_runner.sweep(
+            settings, timedelta(seconds=settings.sweep_grace_seconds)
+        ),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         **messaging.sweep(settings),
     }

@@ -108,5 +108,6 @@ def count(
     rate = totals["converted"] / totals["enrolled"] if totals["enrolled"] else 0.0
     return {
         "steps": {sid: sc.as_dict() for sid, sc in steps.items()},
+        "order": list(steps),  # the definition's order (JSON objects may come back sorted)
         "totals": {**totals, "conversion_rate": round(rate, 4)},
     }

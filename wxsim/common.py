@@ -35,6 +35,13 @@ def api(platform: str, *, auth: bool = True, post: bool | None = None) -> Callab
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             st = state()
+            key = st.call_started(platform, request.path)  # in flight until answered
+            try:
+                return answer(st, *args, **kwargs)
+            finally:
+                st.call_finished(key)
+
+        def answer(st: SimState, *args: Any, **kwargs: Any) -> Response:
             arrived = st.now()  # calls are logged at arrival, as the platform counts them
             fault, latency = st.draw_fault(platform, request.path)
             if latency:

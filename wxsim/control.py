@@ -337,6 +337,20 @@ def calls() -> Response:
     return jsonify(calls=items)
 
 
+@bp.get("/in_flight")
+def in_flight() -> Response:
+    """API calls that arrived and are not answered yet (``app``, ``path`` substring filters)."""
+    st = state()
+    app, path = request.args.get("app"), request.args.get("path")
+    with st.lock:
+        items = [
+            c
+            for c in st.in_flight.values()
+            if (not app or c["app"] == app) and (not path or path in c["path"])
+        ]
+    return jsonify(in_flight=items)
+
+
 @bp.get("/callbacks")
 def callbacks() -> Response:
     st = state()

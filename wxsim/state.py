@@ -7,6 +7,7 @@ lock; nothing here does network I/O (the callers must not hold the lock while th
 
 from __future__ import annotations
 
+import itertools
 import random
 import secrets
 import string
@@ -20,6 +21,7 @@ from wxsim.errors import ApiError
 
 WINDOW_48H = 48 * 3600
 MAX_LOG = 5000
+_call_keys = itertools.count(1)
 
 
 class Clock:
@@ -269,6 +271,8 @@ class SimState:
             }
             self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_LOG)
             self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_LOG)
+            # API calls that arrived and have not been answered yet (key: a per-call number)
+            self.in_flight: dict[int, dict[str, Any]] = {}
             self.rate_windows: dict[str, deque[float]] = defaultdict(deque)
             self.seq = 0
 
@@ -412,6 +416,17 @@ class SimState:
             return None, latency
 
     # --- logs ------------------------------------------------------------------------------
+
+    def call_started(self, app: str, path: str) -> int:
+        """An API call arrived (it is in flight until ``call_finished``); returns its key."""
+        with self.lock:
+            key = next(_call_keys)
+            self.in_flight[key] = {"app": app, "path": path, "since": self.now()}
+            return key
+
+    def call_finished(self, key: int) -> None:
+        with self.lock:
+            self.in_flight.pop(key, None)  # gone already if the state was reset meanwhile
 
     def log_call(self, app: str, path: str, errcode: int | None, at: float | None = None) -> None:
         with self.lock:

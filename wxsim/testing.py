@@ -112,6 +112,15 @@ class SimHandle:
                 if (app is None or c["app"] == app) and (path is None or path in c["path"])
             ]
 
+    def in_flight(self, app: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        """API calls that arrived and are not answered yet (slowed by ``latency_ms``, say)."""
+        with self.state.lock:
+            return [
+                c
+                for c in self.state.in_flight.values()
+                if (app is None or c["app"] == app) and (path is None or path in c["path"])
+            ]
+
     def callbacks(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return list(self.state.callbacks)
