@@ -323,7 +323,7 @@ def handle(tx: Tx, contact_id: int, event: journeys.Event, event_id: int | None)
             continue
         if not journeys.triggered_by(d, event, contact, tx.now):
             continue
-        if _enter(tx, j, d, contact_id, event, event_id, contact) is not None:
+        if enroll_contact(tx, j, d, contact_id, event, event_id, contact) is not None:
             contact = snapshot(session, contact_id)
 
 
@@ -349,7 +349,7 @@ def _advance(
     return True
 
 
-def _enter(
+def enroll_contact(
     tx: Tx,
     j: Any,
     d: journeys.Definition,
@@ -682,7 +682,7 @@ def _enter_other(tx: Tx, row: Enrollment, cmd: c.EnterJourney, idx: int) -> None
         return
     j, d = found
     _record(tx, row, cmd, idx, "journey.enter")
-    _enter(tx, j, d, row.contact_id, None, None, snapshot(session, row.contact_id))
+    enroll_contact(tx, j, d, row.contact_id, None, None, snapshot(session, row.contact_id))
 
 
 def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) -> None:

@@ -125,7 +125,9 @@ def sweep(settings: Settings, force: bool = False) -> dict[str, int]:
                 for contact in matching:
                     if contact.id in inside:
                         continue
-                    row = journey_runner._enter(tx, j, d, int(contact.id), None, None, contact)
+                    row = journey_runner.enroll_contact(
+                        tx, j, d, int(contact.id), None, None, contact
+                    )
                     out["entered"] += row is not None
                 journey_runner.drain_changes(tx)
             for action in after:
