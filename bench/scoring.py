@@ -372,7 +372,7 @@ def _worker(env: dict[str, str], ready, go, out: str) -> None:  # noqa: ANN001
 
     pipeline.STEPS[:] = [timed(s) for s in pipeline.STEPS]
     settings = load_settings()
-    worker = SimpleWorker([queue.get_queue(settings)], connection=queue.get_redis(settings))
+    worker = SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings))
     ready.set()
     go.wait()
     logging.getLogger("bot").setLevel(logging.ERROR)  # "no active rep" for every new MQL

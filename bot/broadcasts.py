@@ -66,7 +66,7 @@ def create(settings: Settings, req: BroadcastRequest) -> Broadcast:
 
 def _enqueue_fan_out(settings: Settings, broadcast_id: int) -> bool:
     try:
-        queue.get_queue(settings).enqueue(
+        queue.get_queue(settings, queue.BULK).enqueue(
             FAN_OUT, broadcast_id, job_id=f"broadcast-{broadcast_id}", job_timeout=3600
         )
     except queue.REDIS_ERRORS:

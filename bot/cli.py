@@ -533,7 +533,7 @@ def _run_worker(settings: Settings, burst: bool, fork: bool = False) -> int:
         # Our jobs are short DB and HTTP calls: running them in the worker process (no fork
         # per job) costs about a millisecond a job instead of ten.
         worker_class = Worker if fork else SimpleWorker
-        w = worker_class([queue.get_queue(settings)], connection=queue.get_redis(settings))
+        w = worker_class(queue.all_queues(settings), connection=queue.get_redis(settings))
         w.work(
             with_scheduler=True,
             burst=burst,

@@ -24,7 +24,7 @@ def healthz() -> ResponseReturnValue:
         checks["database"] = {"ok": False, "error": type(exc).__name__}
     try:
         queue.get_redis(settings).ping()
-        checks["redis"] = {"ok": True, "queued": len(queue.get_queue(settings))}
+        checks["redis"] = {"ok": True, "queued": sum(len(q) for q in queue.all_queues(settings))}
     except Exception as exc:
         checks["redis"] = {"ok": False, "error": type(exc).__name__}
     # Callbacks keep working without Redis (the outbox holds the work): degraded, not down.

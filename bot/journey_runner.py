@@ -722,7 +722,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         if outbox_id is not None:
             tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
         return
-    tx.after.append(functools.partial(messaging.enqueue, tx.settings, ids))
+    tx.after.append(functools.partial(messaging.enqueue, tx.settings, ids, urgent=conversational))
 
 
 def _enqueue_webhook(settings: Settings, key: str) -> None:

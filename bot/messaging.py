@@ -131,11 +131,19 @@ def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
     return row, created
 
 
-def enqueue(settings: Settings, ids: list[int], at: datetime | None = None, batch: int = 1) -> bool:
+def enqueue(
+    settings: Settings,
+    ids: list[int],
+    at: datetime | None = None,
+    batch: int = 1,
+    urgent: bool = False,
+) -> bool:
     """Enqueue delivery jobs with deterministic ids (one per message, or one per ``batch``
-    messages for broadcasts); False if Redis is unreachable — the sweeper finds the rows."""
+    messages for broadcasts, on the bulk queue; ``urgent``: answers to the contact's own
+    message, first in line); False if Redis is unreachable — the sweeper finds the rows."""
     try:
-        q = queue.get_queue(settings)
+        name = queue.URGENT if urgent else queue.BULK if batch > 1 else queue.QUEUE_NAME
+        q = queue.get_queue(settings, name)
         if at is not None:
             for i in ids:
                 q.enqueue_at(

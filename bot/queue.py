@@ -21,7 +21,11 @@ from bot.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "yuchi"
+# Three queues, served in this order: events and the replies to a contact's own message first
+# (the drain, conversational sends), then everything else (wakes, single sends, syncs), then the
+# bulk (broadcast batches, recomputes), so 100,000 due wakes never delay an answer.
+URGENT, QUEUE_NAME, BULK = "yuchi-urgent", "yuchi", "yuchi-bulk"
+QUEUES = (URGENT, QUEUE_NAME, BULK)
 DRAIN = "bot.jobs.drain_outbox"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
@@ -56,8 +60,13 @@ def reset_connections() -> None:
     _connections.clear()
 
 
-def get_queue(settings: Settings) -> Queue:
-    return Queue(QUEUE_NAME, connection=get_redis(settings))
+def get_queue(settings: Settings, name: str = QUEUE_NAME) -> Queue:
+    return Queue(name, connection=get_redis(settings))
+
+
+def all_queues(settings: Settings) -> list[Queue]:
+    """What a worker listens to, highest priority first (rq takes the first non-empty one)."""
+    return [get_queue(settings, name) for name in QUEUES]
 
 
 DRAIN_FLAG = "yuchi:outbox:drain-pending"
@@ -74,7 +83,7 @@ def kick_outbox(settings: Settings, force: bool = False) -> bool:
         if conn.set(DRAIN_FLAG, "1", nx=True, ex=60) or force:
             job_id = f"outbox-drain-{uuid.uuid4().hex[:16]}"
             conn.set(DRAIN_JOB, job_id, ex=3600)
-            get_queue(settings).enqueue(
+            get_queue(settings, URGENT).enqueue(
                 DRAIN, job_id=job_id, result_ttl=60, failure_ttl=7 * 24 * 3600, job_timeout=3600
             )
     except REDIS_ERRORS as exc:

@@ -195,7 +195,7 @@ def recompute_job_id(version: int) -> str:
 def enqueue_recompute(settings: Settings, version: int) -> bool:
     """Queue the full recompute for ``version``; False (logged) when Redis is unreachable."""
     try:
-        queue.get_queue(settings).enqueue(
+        queue.get_queue(settings, queue.BULK).enqueue(
             RECOMPUTE_JOB,
             version,
             job_id=recompute_job_id(version),

@@ -49,6 +49,6 @@ def run_worker(settings: Settings) -> None:
     """Process everything queued, in this process (rq's SimpleWorker, burst mode)."""
     from rq import SimpleWorker
 
-    SimpleWorker([queue.get_queue(settings)], connection=queue.get_redis(settings)).work(
+    SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
         burst=True, logging_level="WARNING"
     )

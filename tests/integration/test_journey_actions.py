@@ -151,7 +151,7 @@ def wake_later(settings, e: Enrollment) -> str:
 
 def run_due(settings) -> None:
     """The worker with rq's scheduler: due ``enqueue_at`` jobs (wakes) run too."""
-    SimpleWorker([queue.get_queue(settings)], connection=queue.get_redis(settings)).work(
+    SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
         burst=True, with_scheduler=True, logging_level="WARNING"
     )
 

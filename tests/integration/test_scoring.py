@@ -288,7 +288,9 @@ def test_events_arriving_during_a_publish_are_not_lost(client, oa, clean, auth):
     t0 = noon()
     play(client, oa, "oMid", t0, 100)
     assert client.post("/api/scoring/rulesets", json=NEW_RULES, headers=auth).status_code == 201
-    queue.get_queue(clean).remove(scoring.recompute_job_id(2))  # as if it had not run yet
+    queue.get_queue(clean, queue.BULK).remove(
+        scoring.recompute_job_id(2)
+    )  # as if it had not run yet
     run_worker(clean)
     cid = contact_id(clean, "oMid")
     assert contact(clean, cid).score == 42 and verify(clean, cid).ok
