@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -189,19 +189,42 @@ def _turn(s: journeys.State) -> int:
     return len(s.history) * 2 + int(s.re_asked)
 
 
+class EventCounts(Mapping[str, int]):
+    """The contact's events by type, counted on first use: only a condition on past events
+    (``{event: ..., count: ...}``) needs them, and the query reads the contact's whole
+    timeline."""
+
+    def __init__(self, session: Session, contact_id: int) -> None:
+        self._session, self._contact_id = session, contact_id
+        self._counts: dict[str, int] | None = None
+
+    def _load(self) -> dict[str, int]:
+        if self._counts is None:
+            e = Event.__table__.c
+            self._counts = dict(
+                self._session.execute(
+                    sa.select(e.type, sa.func.count())
+                    .where(e.contact_id == self._contact_id)
+                    .group_by(e.type)
+                ).all()
+            )
+        return self._counts
+
+    def __getitem__(self, key: str) -> int:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
 def snapshot(session: Session, contact_id: int) -> journeys.Contact:
     k = session.get(Contact, contact_id)
     tags = session.execute(
         sa.select(ContactTag.tag).where(ContactTag.contact_id == contact_id)
     ).scalars()
-    e = Event.__table__
-    counts = dict(
-        session.execute(
-            sa.select(e.c.type, sa.func.count())
-            .where(e.c.contact_id == contact_id)
-            .group_by(e.c.type)
-        ).all()
-    )
     return journeys.Contact(
         id=contact_id,
         name=(k.name or "") if k else "",
@@ -209,7 +232,7 @@ def snapshot(session: Session, contact_id: int) -> journeys.Contact:
         fields=dict(k.fields or {}) if k else {},
         score=float(k.score or 0.0) if k else 0.0,
         stage=(k.stage if k else None) or "subscriber",
-        event_counts=counts,
+        event_counts=EventCounts(session, contact_id),
         last_seen_at=k.last_seen_at if k else None,
     )
 
