@@ -154,6 +154,13 @@ def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
     return tag_sync.run(load_settings(), platform, retry)
 
 
+def wake_due() -> dict[str, int]:
+    """Journey waits that have come due (see bot.journey_runner, "waking")."""
+    from bot import journey_runner
+
+    return journey_runner.wake_due(load_settings())
+
+
 def wake_enrollment(enrollment_id: int) -> str:
     """A journey enrollment's wait or question timeout has come (see bot.journey_runner)."""
     from bot import journey_runner

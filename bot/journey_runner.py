@@ -25,9 +25,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -59,7 +60,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WAKE_JOB = "bot.jobs.wake_enrollment"
+WAKE_DUE_JOB = "bot.jobs.wake_due"
+WAKE_BATCH = 200
+SWEEP_WAKE = "journey-wakes-sweep"
 WEBHOOK_JOB = "bot.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
 UNSUBSCRIBE = "oa.unsubscribe"
@@ -77,6 +80,25 @@ class Tx:
     after: After
     passive: list[tuple[str, dict[str, Any]]] | None = None  # the callback's reply, if any
     enrolled: set[tuple[int, int]] = field(default_factory=set)  # (journey, contact) this tx
+    wakes: set[int] = field(default_factory=set)  # seconds with a wake to schedule
+    deliveries: dict[bool, list[int]] = field(default_factory=dict)  # urgent? -> message ids
+
+    def wake_at(self, at: datetime) -> None:
+        """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""
+        if not self.wakes:
+            self.after.append(lambda: enqueue_wakes(self.settings, self.wakes))
+        self.wakes.add(math.ceil(at.timestamp()))
+
+    def deliver(self, ids: list[int], urgent: bool = False) -> None:
+        """Enqueue these messages' delivery after commit (one Redis pipeline per kind)."""
+        if not ids:
+            return
+        if urgent not in self.deliveries:
+            self.deliveries[urgent] = []
+            self.after.append(
+                lambda: messaging.enqueue(self.settings, self.deliveries[urgent], urgent=urgent)
+            )
+        self.deliveries[urgent].extend(ids)
 
 
 # --- definitions and states ----------------------------------------------------------------
@@ -625,7 +647,7 @@ def _execute(tx: Tx, row: Enrollment, cmd: c.Command, idx: int, event_id: int | 
     elif isinstance(cmd, c.EnterJourney):
         _enter_other(tx, row, cmd, idx)
     elif isinstance(cmd, c.Schedule):
-        after.append(functools.partial(enqueue_wake, settings, row.id, cmd.visit, cmd.wake_at))
+        tx.wake_at(cmd.wake_at)
     elif isinstance(cmd, c.Exit | c.Converted):
         _record(tx, row, cmd, idx, "journey." + row.status)
     elif isinstance(cmd, c.Answered):
@@ -680,8 +702,7 @@ def _notify_rep(tx: Tx, row: Enrollment, cmd: c.NotifyRep, idx: int) -> None:
         }
     )
     ids = messaging.insert_messages(session, [messaging._new_row(req)])
-    if ids:
-        tx.after.append(functools.partial(messaging.enqueue, tx.settings, ids))
+    tx.deliver(ids)
     _record(tx, row, cmd, idx, "journey.notify_rep")
 
 
@@ -762,26 +783,98 @@ def _enqueue_webhook(settings: Settings, key: str) -> None:
 
 
 # --- waking --------------------------------------------------------------------------------
+#
+# A wait is its enrollment's ``wake_at``. Wakes are delivered by one rq job per second of due
+# time (``journey-wakes-<epoch>``, scheduled with enqueue_at): whichever runs first advances
+# every enrollment due by then, in batches (SKIP LOCKED on PostgreSQL splits them between
+# workers), so 100,000 waits that end in the same minute cost sixty jobs, not 100,000.
 
 
-def wake_job_id(enrollment_id: int, visit: int) -> str:
-    return f"journey-wake-{enrollment_id}-{visit}"
+def wake_bucket_id(epoch: int) -> str:
+    return f"journey-wakes-{epoch}"
 
 
-def enqueue_wake(settings: Settings, enrollment_id: int, visit: int, at: datetime) -> bool:
-    """Schedule the wake job (deterministic id); False if Redis is down (the sweeper finds it)."""
-    job_id = wake_job_id(enrollment_id, visit)
+def enqueue_wakes(settings: Settings, epochs: Iterable[int]) -> bool:
+    """Schedule the wake job for each second (deterministic ids, skipped when alive); False if
+    Redis is down (the sweeper finds the overdue rows)."""
     try:
-        if queue.job_alive(settings, job_id):
-            return True
-        queue.drop_job(settings, job_id)
-        queue.get_queue(settings).enqueue_at(
-            at, WAKE_JOB, enrollment_id, job_id=job_id, result_ttl=300
-        )
+        q = queue.get_queue(settings)
+        for epoch in sorted(set(epochs)):
+            job_id = wake_bucket_id(epoch)
+            if queue.job_alive(settings, job_id):
+                continue
+            queue.drop_job(settings, job_id)
+            at = datetime.fromtimestamp(epoch, UTC)
+            q.enqueue_at(at, WAKE_DUE_JOB, job_id=job_id, result_ttl=300, job_timeout=3600)
     except queue.REDIS_ERRORS as exc:
-        log.warning("journey wake %s not enqueued (%s); the sweeper will", job_id, exc)
+        log.warning("journey wakes not enqueued (%s); the sweeper will", exc)
         return False
     return True
+
+
+def enqueue_wake(settings: Settings, at: datetime) -> bool:
+    return enqueue_wakes(settings, [math.ceil(at.timestamp())])
+
+
+def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
+    en, j = Enrollment.__table__.c, Journey.__table__.c
+    query = (
+        sa.select(Enrollment)
+        .join(Journey.__table__, j.id == en.journey_id)
+        .where(en.status.in_(("waiting", "asking")), en.wake_at <= now, j.status == "published")
+        .order_by(en.wake_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Enrollment)
+    return list(session.execute(query).scalars())
+
+
+def snapshots(session: Session, contact_ids: Iterable[int]) -> dict[int, journeys.Contact]:
+    """``snapshot`` for many contacts in two queries."""
+    ids = sorted(set(contact_ids))
+    tags: dict[int, set[str]] = {i: set() for i in ids}
+    for cid, tag in session.execute(
+        sa.select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
+    ):
+        tags[cid].add(tag)
+    out = {}
+    for k in session.execute(sa.select(Contact).where(Contact.id.in_(ids))).scalars():
+        out[k.id] = journeys.Contact(
+            id=k.id,
+            name=k.name or "",
+            tags=frozenset(tags[k.id]),
+            fields=dict(k.fields or {}),
+            score=float(k.score or 0.0),
+            stage=k.stage or "subscriber",
+            event_counts=EventCounts(session, k.id),
+            last_seen_at=k.last_seen_at,
+        )
+    return out
+
+
+def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
+    """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
+    is left. Idempotent: a row already advanced is no longer due."""
+    out = {"batches": 0, "woken": 0}
+    while True:
+        after: After = []
+        now = utcnow()
+        with session_scope(settings.database_url) as session:
+            rows = _due_batch(session, now, batch)
+            if not rows:
+                return out
+            contacts_now = snapshots(session, (r.contact_id for r in rows))
+            tx = Tx(settings, session, now, after)
+            for row in rows:
+                contact = contacts_now.get(row.contact_id)
+                if contact is not None:
+                    _advance(tx, row, None, None, contact)
+            drain_changes(tx)
+        for action in after:
+            action()
+        out["batches"] += 1
+        out["woken"] += len(rows)
 
 
 def wake(settings: Settings, enrollment_id: int, now: datetime | None = None) -> str:
@@ -811,45 +904,37 @@ def wake(settings: Settings, enrollment_id: int, now: datetime | None = None) ->
     return status
 
 
-def _wake_visit(state: dict[str, Any] | None) -> int:
-    step = (state or {}).get("step")
-    return max(1, list((state or {}).get("history") or []).count(step))
-
-
 def sweep(settings: Settings, grace: timedelta = timedelta(minutes=1)) -> int:
-    """Re-enqueue overdue wakes (of published journeys) whose job is not alive in Redis."""
+    """If any wake (of a published journey) is overdue by more than ``grace`` and no sweep's
+    wake job is alive, enqueue one now (Redis lost the scheduled one, or no worker ran).
+    Returns how many overdue wakes it enqueued a job for (0: none, or one is on its way)."""
     cutoff = utcnow() - grace
     en, j = Enrollment.__table__.c, Journey.__table__.c
     with session_scope(settings.database_url) as session:
-        due = session.execute(
-            sa.select(en.id, en.state)
-            .join(Journey.__table__, j.id == en.journey_id)
-            .where(en.status.in_(("waiting", "asking")), en.wake_at.is_not(None))
-            .where(en.wake_at < cutoff, j.status == "published")
-            .limit(1000)
-        ).all()
-    count = 0
-    for eid, state in due:
-        job_id = wake_job_id(eid, _wake_visit(state))
-        if queue.job_alive(settings, job_id):
-            continue
-        queue.drop_job(settings, job_id)
-        queue.get_queue(settings).enqueue(WAKE_JOB, eid, job_id=job_id, result_ttl=300)
-        count += 1
-    return count
+        overdue = session.execute(
+            sa.select(sa.func.count())
+            .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
+            .where(en.status.in_(("waiting", "asking")), en.wake_at < cutoff)
+            .where(j.status == "published")
+        ).scalar_one()
+    if not overdue or queue.job_alive(settings, SWEEP_WAKE):
+        return 0
+    queue.drop_job(settings, SWEEP_WAKE)
+    queue.get_queue(settings).enqueue(WAKE_DUE_JOB, job_id=SWEEP_WAKE, result_ttl=60)
+    return overdue
 
 
 def resume_due(settings: Settings, journey_id: int) -> int:
-    """After a resume: enqueue the wakes that came due while the journey was paused."""
+    """After a resume: wake what came due while the journey was paused (returns how many)."""
     en = Enrollment.__table__.c
     with session_scope(settings.database_url) as session:
         due = session.execute(
-            sa.select(en.id, en.state, en.wake_at).where(
+            sa.select(sa.func.count()).where(
                 en.journey_id == journey_id,
                 en.status.in_(("waiting", "asking")),
                 en.wake_at <= utcnow(),  # the others' jobs are scheduled (or the sweeper's)
             )
-        ).all()
-    for eid, state, at in due:
-        enqueue_wake(settings, eid, _wake_visit(state), at)
-    return len(due)
+        ).scalar_one()
+    if due:
+        enqueue_wakes(settings, [math.floor(utcnow().timestamp())])
+    return due
