@@ -122,6 +122,11 @@ def play(sim: SimHandle, api: Api, say: Callable[[str], None], step: Callable[[s
         },
     )
     delivered = sim.wait_for(lambda: sim.inbox(OPENID, kind="custom"), timeout=15)
+    # the inbox has it once the platform answered; the row says "sent" a moment later
+    sim.wait_for(
+        lambda: api("GET", f"/api/messages/{msg['id']}")[1]["status"] not in ("queued", "sending"),
+        timeout=15,
+    )
     if delivered:
         say(f"小鱼在微信里收到：{delivered[-1]['payload']['text']['content']}")
     else:
