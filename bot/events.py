@@ -225,8 +225,10 @@ def _insert_event(
     ev: IncomingEvent,
     reply: str | None,
     now: datetime,
-) -> tuple[int, int] | None:
-    """Insert the event and its outbox row; None when the dedupe key is already stored."""
+    outbox: bool = True,
+) -> tuple[int, int | None] | None:
+    """Insert the event and its outbox row (``outbox=False``: none, and it is stored as
+    processed); None when the dedupe key is already stored."""
     conn = session.connection()
     dialect = conn.dialect.name
     event_id = conn.execute(
@@ -244,6 +246,13 @@ def _insert_event(
     ).scalar()
     if event_id is None:
         return None
+    if not outbox:
+        conn.execute(
+            sa.update(Event.__table__)
+            .where(Event.__table__.c.id == event_id)
+            .values(processed_at=now)
+        )
+        return event_id, None
     outbox_id = conn.execute(
         _stmt(dialect, "outbox"), {"event_id": event_id, "now": now}
     ).scalar_one()
@@ -257,10 +266,12 @@ def append(
     properties: dict[str, Any],
     dedupe_key: str | None,
     source: str = "bot",
+    pipeline: bool = True,
 ) -> int | None:
     """Add an event Yuchi itself caused (a message sent, held, failed) to a known contact,
     inside the caller's transaction. Returns the outbox id to enqueue after the caller
-    commits, or None if an event with this dedupe key exists already."""
+    commits, or None if an event with this dedupe key exists already (or ``pipeline=False``:
+    it only goes on the timeline, no background step sees it)."""
     now = utcnow()
     ev = IncomingEvent(
         type=type,
@@ -273,7 +284,7 @@ def append(
         properties=properties,
         interaction=False,
     )
-    inserted = _insert_event(session, contact_id, ev, None, now)
+    inserted = _insert_event(session, contact_id, ev, None, now, outbox=pipeline)
     return None if inserted is None else inserted[1]
 
 

@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,7 +54,8 @@ from bot.models import (
     utcnow,
 )
 from journeys import commands as c
-from journeys.engine import FINAL, REPLY_KINDS
+from journeys.engine import FINAL, REPLY_KINDS, SCORE_CHANGED, STAGE_CHANGED, TAG_ADDED
+from journeys.predicates import type_matches
 
 if TYPE_CHECKING:
     from bot.pipeline import Context
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 WAKE_DUE_JOB = "bot.jobs.wake_due"
 WAKE_BATCH = 200
 SWEEP_WAKE = "journey-wakes-sweep"
+MAX_WAKE_LOOP = 60.0  # seconds one wake job keeps going before leaving the rest to the next
 WEBHOOK_JOB = "bot.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
 UNSUBSCRIBE = "oa.unsubscribe"
@@ -295,7 +298,8 @@ def on_event(ctx: Context) -> None:
         changes.take(session)
         exit_all(session, contact_id, tx.now, "unsubscribed")
         return
-    handle(tx, contact_id, _event_of(ev), ev.id)
+    quiet = ev.source == "bot" and ev.type != STAGE_CHANGED
+    handle(tx, contact_id, _event_of(ev), ev.id, quiet)
     drain_changes(tx)
 
 
@@ -341,14 +345,48 @@ def _status_of(session: Session, journey_id: int) -> str | None:
     ).scalar()
 
 
-def handle(tx: Tx, contact_id: int, event: journeys.Event, event_id: int | None) -> None:
-    """Advance the open enrollments this event concerns, then enroll where a trigger fires."""
+def _could_start(d: journeys.Definition, event_type: str, quiet: bool) -> bool:
+    """Could this kind of event start the journey? (Before any snapshot is read.)"""
+    t = d.trigger
+    if t.on == "event":
+        return type_matches(t.event or "", event_type)
+    if t.on == "segment":
+        return not quiet
+    return event_type == {"tag_added": TAG_ADDED, "score": SCORE_CHANGED}.get(t.on, STAGE_CHANGED)
+
+
+def _awaits(row: Enrollment, event_type: str) -> bool:
+    """Is this enrollment waiting for this type of event?"""
+    wf = (row.state or {}).get("waiting_for") or {}
+    return any(type_matches(p, event_type) for p in wf.get("events") or ())
+
+
+def handle(
+    tx: Tx,
+    contact_id: int,
+    event: journeys.Event,
+    event_id: int | None,
+    quiet: bool = False,
+) -> None:
+    """Advance the open enrollments this event concerns, then enroll where a trigger fires.
+    ``quiet``: an event Yuchi made (a journey's own, a delivery outcome) that cannot answer a
+    question, reach a goal or enter a segment; it only concerns waits and triggers on its type.
+    """
     session = tx.session
     open_ones = _open_enrollments(session, contact_id, ("waiting", "asking"))
+    if quiet:
+        open_ones = [r for r in open_ones if _awaits(r, event.type)]
     published = _published(session)
     if not open_ones and not published:
         return  # the common case: nothing to do, and no snapshot queries
-    contact = snapshot(session, contact_id)
+    contact: journeys.Contact | None = None
+
+    def current() -> journeys.Contact:
+        nonlocal contact
+        if contact is None:
+            contact = snapshot(session, contact_id)
+        return contact
+
     for row in open_ones:
         if event_id is not None and row.last_event_id is not None and row.last_event_id >= event_id:
             continue  # this event (or a later one) was applied already
@@ -356,8 +394,8 @@ def handle(tx: Tx, contact_id: int, event: journeys.Event, event_id: int | None)
             continue  # paused: nothing moves
         if event_id is not None:
             row.last_event_id = event_id
-        if _advance(tx, row, event, event_id, contact):
-            contact = snapshot(session, contact_id)
+        if _advance(tx, row, event, event_id, current()):
+            contact = None  # read again: the actions changed it
     for j in published:
         if (j.id, contact_id) in tx.enrolled:
             continue
@@ -366,10 +404,12 @@ def handle(tx: Tx, contact_id: int, event: journeys.Event, event_id: int | None)
         except journeys.DefinitionError:
             log.exception("journey %s v%s is not valid", j.id, j.version)
             continue
-        if not journeys.triggered_by(d, event, contact, tx.now):
+        if not _could_start(d, event.type, quiet):
             continue
-        if enroll_contact(tx, j, d, contact_id, event, event_id, contact) is not None:
-            contact = snapshot(session, contact_id)
+        if not journeys.triggered_by(d, event, current(), tx.now):
+            continue
+        if enroll_contact(tx, j, d, contact_id, event, event_id, current()) is not None:
+            contact = None
 
 
 def _advance(
@@ -853,28 +893,47 @@ def snapshots(session: Session, contact_ids: Iterable[int]) -> dict[int, journey
     return out
 
 
+def _next_wake(session: Session) -> datetime | None:
+    en, j = Enrollment.__table__.c, Journey.__table__.c
+    return session.execute(
+        sa.select(sa.func.min(en.wake_at))
+        .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
+        .where(en.status.in_(("waiting", "asking")), j.status == "published")
+    ).scalar()
+
+
 def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
     is left. Idempotent: a row already advanced is no longer due."""
     out = {"batches": 0, "woken": 0}
+    started = time.monotonic()
     while True:
         after: After = []
         now = utcnow()
+        soon = None
         with session_scope(settings.database_url) as session:
             rows = _due_batch(session, now, batch)
-            if not rows:
-                return out
-            contacts_now = snapshots(session, (r.contact_id for r in rows))
-            tx = Tx(settings, session, now, after)
-            for row in rows:
-                contact = contacts_now.get(row.contact_id)
-                if contact is not None:
-                    _advance(tx, row, None, None, contact)
-            drain_changes(tx)
-        for action in after:
-            action()
-        out["batches"] += 1
-        out["woken"] += len(rows)
+            if rows:
+                contacts_now = snapshots(session, (r.contact_id for r in rows))
+                tx = Tx(settings, session, now, after)
+                for row in rows:
+                    contact = contacts_now.get(row.contact_id)
+                    if contact is not None:
+                        _advance(tx, row, None, None, contact)
+                drain_changes(tx)
+            else:
+                soon = _next_wake(session)
+        if rows:
+            for action in after:
+                action()
+            out["batches"] += 1
+            out["woken"] += len(rows)
+            continue
+        # rq may run a job up to a second early: wait for what comes due in a moment
+        gap = (soon - now).total_seconds() if soon is not None else None
+        if gap is None or gap > 1.5 or time.monotonic() - started > MAX_WAKE_LOOP:
+            return out
+        time.sleep(max(0.0, gap) + 0.01)
 
 
 def wake(settings: Settings, enrollment_id: int, now: datetime | None = None) -> str:

@@ -184,12 +184,22 @@ class _Plan:
     channel: str
 
 
+QUIET_EVENTS = frozenset({"msg.sent"})
+
+
 def _record(session: Session, m: Message, type_: str, extra: dict[str, Any]) -> int | None:
     if m.contact_id is None:
         return None
     props = {"message_id": m.id, "kind": m.sent_kind or m.kind, "marketing": m.marketing, **extra}
     return events.append(
-        session, m.contact_id, type_, props, dedupe_key=f"msg:{m.id}:{type_}:{m.attempts}"
+        session,
+        m.contact_id,
+        type_,
+        props,
+        dedupe_key=f"msg:{m.id}:{type_}:{m.attempts}",
+        # one per send: on the timeline, but not worth a background pass each (held and
+        # failed sends are, for rules and journeys that react to them)
+        pipeline=type_ not in QUIET_EVENTS,
     )
 
 
