@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,7 +66,8 @@ log = logging.getLogger(__name__)
 WAKE_DUE_JOB = "bot.jobs.wake_due"
 WAKE_BATCH = 200
 SWEEP_WAKE = "journey-wakes-sweep"
-MAX_WAKE_LOOP = 60.0  # seconds one wake job keeps going before leaving the rest to the next
+MAX_WAKE_LOOP = 60.0  # seconds a wake job waits for wakes a moment away, at most
+WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
 WEBHOOK_JOB = "bot.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
 UNSUBSCRIBE = "oa.unsubscribe"
@@ -902,6 +904,23 @@ def _next_wake(session: Session) -> datetime | None:
     ).scalar()
 
 
+def _resync(row: Enrollment, now: datetime) -> None:
+    """A due row the engine did not move: its wake_at column disagrees with its state (set by
+    hand?). Take the state's, so it is not picked again and again."""
+    wake = state_from_json(row.state).wake_at
+    log.warning("enrollment %s was due at %s but its state says %s", row.id, row.wake_at, wake)
+    row.wake_at = wake if wake is not None and wake > now else None
+
+
+def _continue_wakes(settings: Settings) -> None:
+    try:
+        queue.get_queue(settings).enqueue(
+            WAKE_DUE_JOB, job_id=f"journey-wakes-more-{uuid.uuid4().hex[:12]}", result_ttl=60
+        )
+    except queue.REDIS_ERRORS as exc:
+        log.warning("journey wakes: continuation not enqueued (%s); the sweeper will", exc)
+
+
 def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
     is left. Idempotent: a row already advanced is no longer due."""
@@ -918,8 +937,8 @@ def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
                 tx = Tx(settings, session, now, after)
                 for row in rows:
                     contact = contacts_now.get(row.contact_id)
-                    if contact is not None:
-                        _advance(tx, row, None, None, contact)
+                    if contact is None or not _advance(tx, row, None, None, contact):
+                        _resync(row, now)
                 drain_changes(tx)
             else:
                 soon = _next_wake(session)
@@ -928,6 +947,10 @@ def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
                 action()
             out["batches"] += 1
             out["woken"] += len(rows)
+            if time.monotonic() - started > WAKE_SLICE:
+                # let the worker look at the urgent queue (answers to contacts) in between
+                _continue_wakes(settings)
+                return out
             continue
         # rq may run a job up to a second early: wait for what comes due in a moment
         gap = (soon - now).total_seconds() if soon is not None else None

@@ -159,3 +159,38 @@ def test_api_create_validate_and_not_found(client, auth):
     assert client.post("/api/journeys/999999/publish", headers=auth).status_code == 404
     assert client.get("/api/contacts/999999/journeys", headers=auth).status_code == 404
     assert client.post("/api/journeys", json={"library": "welcome"}).status_code == 401
+
+
+def test_due_wakes_are_batched_and_a_long_run_hands_over(
+    sim, sim_settings, sim_client, auth, env_to_sim, monkeypatch
+):
+    publish_welcome(sim_client, auth)
+    openids = [f"oBatch{i}" for i in range(5)]
+    for openid in openids:
+        sim.follow(openid)
+    run_worker(sim_settings)
+    with db.session_scope(sim_settings.database_url) as s:  # every wait ends now
+        for e in s.execute(sa.select(Enrollment)).scalars():
+            e.wake_at = e.wake_at - timedelta(days=3)
+            e.state = {**e.state, "wake_at": e.wake_at.isoformat()}
+    monkeypatch.setattr(journey_runner, "WAKE_SLICE", 0.0)
+    assert journey_runner.wake_due(sim_settings, batch=2) == {"batches": 1, "woken": 2}
+    run_worker(sim_settings)  # the continuation job wakes the rest
+    for openid in openids:
+        [e] = enrollments(sim_settings, contact_of(sim_settings, openid))
+        assert e.step == "wait_day5"
+        assert len(customs(sim, openid)) == 2  # the welcome and the day-2 touch, once each
+
+
+def test_a_due_row_the_engine_does_not_move_is_not_picked_forever(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    publish_welcome(sim_client, auth)
+    sim.follow("oOdd")
+    run_worker(sim_settings)
+    [e] = enrollments(sim_settings, contact_of(sim_settings, "oOdd"))
+    with db.session_scope(sim_settings.database_url) as s:  # the column alone says "due"
+        s.get(Enrollment, e.id).wake_at = e.wake_at - timedelta(days=3)
+    assert journey_runner.wake_due(sim_settings) == {"batches": 1, "woken": 1}
+    [after] = enrollments(sim_settings, contact_of(sim_settings, "oOdd"))
+    assert (after.step, after.wake_at) == ("wait_day2", e.wake_at)
