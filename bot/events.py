@@ -131,6 +131,7 @@ def _build(dialect: str, key: Any) -> Any:
             .values(
                 event_id=sa.bindparam("event_id"),
                 status="pending",
+                priority=sa.bindparam("priority"),
                 attempts=0,
                 created_at=sa.bindparam("now", type_=UTCDateTime()),
             )
@@ -254,7 +255,8 @@ def _insert_event(
         )
         return event_id, None
     outbox_id = conn.execute(
-        _stmt(dialect, "outbox"), {"event_id": event_id, "now": now}
+        _stmt(dialect, "outbox"),
+        {"event_id": event_id, "now": now, "priority": int(ev.source == "bot")},
     ).scalar_one()
     return event_id, outbox_id
 

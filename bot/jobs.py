@@ -33,7 +33,10 @@ def drain_outbox() -> int:
         with session_scope(settings.database_url) as session:
             ids = list(
                 session.execute(
-                    sa.select(t.c.id).where(t.c.status == "pending").order_by(t.c.id).limit(BATCH)
+                    sa.select(t.c.id)
+                    .where(t.c.status == "pending")
+                    .order_by(t.c.priority, t.c.id)  # what people did, before what Yuchi did
+                    .limit(BATCH)
                 ).scalars()
             )
         if not ids:

@@ -71,6 +71,8 @@ WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
 WEBHOOK_JOB = "bot.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
 UNSUBSCRIBE = "oa.unsubscribe"
+# A contact leaving a journey goes on their timeline; no background step needs to see it.
+TIMELINE_ONLY = frozenset({"journey.done", "journey.exited"})
 MAX_CHANGE_ROUNDS = 10  # journeys that tag contacts that start journeys that tag …
 After = list[Callable[[], object]]
 
@@ -527,6 +529,7 @@ def _end(session: Session, row: Enrollment, now: datetime, reason: str) -> None:
         "journey.exited",
         {"enrollment_id": row.id, "journey_id": row.journey_id, "reason": reason},
         dedupe_key=f"j{row.id}:exit",
+        pipeline=False,
     )
 
 
@@ -710,7 +713,14 @@ def _record(tx: Tx, row: Enrollment, cmd: c.Command, idx: int, type_: str) -> in
     props = {"enrollment_id": row.id, "journey_id": row.journey_id, **_props(cmd)}
     if isinstance(cmd, c.Answered):
         props["attribute"] = cmd.key
-    outbox_id = events.append(tx.session, row.contact_id, type_, props, _key(row, cmd, idx))
+    outbox_id = events.append(
+        tx.session,
+        row.contact_id,
+        type_,
+        props,
+        _key(row, cmd, idx),
+        pipeline=type_ not in TIMELINE_ONLY,
+    )
     if outbox_id is not None:
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
     return outbox_id

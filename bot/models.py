@@ -120,13 +120,20 @@ class Outbox(SQLModel, table=True):
     """Work owed to the background path; written with its event, deleted never, done once."""
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_pending", "status", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "status", "created_at"),
+        sa.Index("ix_outbox_next", "status", "priority", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: int = Field(
         sa_column=sa.Column(BIGINT, sa.ForeignKey("event.id"), unique=True, nullable=False)
     )
     status: str = Field(default="pending", max_length=16)  # pending | done | failed
+    # 0: something a person did (drained first), 1: something Yuchi did (a journey's exit, …)
+    priority: int = Field(
+        default=0, sa_column=sa.Column(sa.SmallInteger, nullable=False, server_default="0")
+    )
     attempts: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     done_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))

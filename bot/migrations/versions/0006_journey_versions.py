@@ -1,4 +1,4 @@
-"""journey versions, enrollment end reasons, contact fields
+"""journey versions, enrollment end reasons, contact fields, outbox priority
 
 Revision ID: 0006
 Revises: 0005
@@ -41,9 +41,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("reason", sa.String(200), nullable=True))
     with op.batch_alter_table("contact", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fields", JSONType, nullable=True))
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("priority", sa.SmallInteger(), server_default="0", nullable=False)
+        )
+        batch_op.create_index("ix_outbox_next", ["status", "priority", "id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_next")
+        batch_op.drop_column("priority")
     with op.batch_alter_table("contact", schema=None) as batch_op:
         batch_op.drop_column("fields")
     with op.batch_alter_table("enrollment", schema=None) as batch_op:
