@@ -21,9 +21,10 @@ from bot.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
-# Three queues, served in this order: events and the replies to a contact's own message first
-# (the drain, conversational sends), then everything else (wakes, single sends, syncs), then the
-# bulk (broadcast batches, recomputes), so 100,000 due wakes never delay an answer.
+# Three queues, served in this order: the time-critical first (the outbox drain, journey wakes
+# in slices of a few seconds, answers to a contact's own message), then everything else
+# (single sends, syncs, webhooks), then the bulk (broadcast batches, recomputes), so thousands
+# of queued deliveries never delay an answer or a wait.
 URGENT, QUEUE_NAME, BULK = "yuchi-urgent", "yuchi", "yuchi-bulk"
 QUEUES = (URGENT, QUEUE_NAME, BULK)
 DRAIN = "bot.jobs.drain_outbox"
