@@ -850,7 +850,7 @@ def enqueue_wakes(settings: Settings, epochs: Iterable[int]) -> bool:
     """Schedule the wake job for each second (deterministic ids, skipped when alive); False if
     Redis is down (the sweeper finds the overdue rows)."""
     try:
-        q = queue.get_queue(settings, queue.URGENT)  # time-critical; each job is a short slice
+        q = queue.get_queue(settings, queue.WAKES)
         for epoch in sorted(set(epochs)):
             job_id = wake_bucket_id(epoch)
             if queue.job_alive(settings, job_id):
@@ -924,7 +924,7 @@ def _resync(row: Enrollment, now: datetime) -> None:
 
 def _continue_wakes(settings: Settings) -> None:
     try:
-        queue.get_queue(settings, queue.URGENT).enqueue(
+        queue.get_queue(settings, queue.WAKES).enqueue(
             WAKE_DUE_JOB, job_id=f"journey-wakes-more-{uuid.uuid4().hex[:12]}", result_ttl=60
         )
     except queue.REDIS_ERRORS as exc:
@@ -1012,7 +1012,7 @@ def sweep(settings: Settings, grace: timedelta = timedelta(minutes=1)) -> int:
     if not overdue or queue.job_alive(settings, SWEEP_WAKE):
         return 0
     queue.drop_job(settings, SWEEP_WAKE)
-    queue.get_queue(settings, queue.URGENT).enqueue(WAKE_DUE_JOB, job_id=SWEEP_WAKE, result_ttl=60)
+    queue.get_queue(settings, queue.WAKES).enqueue(WAKE_DUE_JOB, job_id=SWEEP_WAKE, result_ttl=60)
     return overdue
 
 

@@ -21,12 +21,12 @@ from bot.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
-# Three queues, served in this order: the time-critical first (the outbox drain, journey wakes
-# in slices of a few seconds, answers to a contact's own message), then everything else
-# (single sends, syncs, webhooks), then the bulk (broadcast batches, recomputes), so thousands
-# of queued deliveries never delay an answer or a wait.
-URGENT, QUEUE_NAME, BULK = "yuchi-urgent", "yuchi", "yuchi-bulk"
-QUEUES = (URGENT, QUEUE_NAME, BULK)
+# Four queues, served in this order: what a contact is waiting for (the outbox drain, answers
+# to their own message), journey wakes (in slices of two seconds), everything else (single
+# sends, syncs, webhooks), then the bulk (broadcast batches, recomputes). So thousands of due
+# wakes never hold up an answer, and thousands of queued deliveries never hold up a wake.
+URGENT, WAKES, QUEUE_NAME, BULK = "yuchi-urgent", "yuchi-wakes", "yuchi", "yuchi-bulk"
+QUEUES = (URGENT, WAKES, QUEUE_NAME, BULK)
 DRAIN = "bot.jobs.drain_outbox"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}

@@ -306,7 +306,7 @@ def test_kill_during_a_wait_wakes_every_contact_once(sim, sim_client, auth, sett
 
     wait_until(lambda: snapshot(sim_client, auth, openids), waiting, "the first touch", workers)
     workers.assert_running(first)
-    wakes = queue.get_queue(settings, queue.URGENT).scheduled_job_registry
+    wakes = queue.get_queue(settings, queue.WAKES).scheduled_job_registry
     assert 1 <= wakes.count <= len(openids)  # one scheduled wake job per second of due time
     workers.kill(first)
 
