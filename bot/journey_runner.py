@@ -589,6 +589,7 @@ def answer_now(
         row.last_event_id = event_id
         if _advance(tx, row, event, event_id, contact):
             contact = snapshot(session, cid)
+    drain_changes(tx)  # tags its steps gave may start other journeys
     return tx.passive[0] if tx.passive else None
 
 

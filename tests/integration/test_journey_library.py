@@ -258,3 +258,36 @@ def test_publishing_checks_tags_against_everything_that_gives_them(sim_client, a
     assert resp.status_code == 422
     [problem] = resp.get_json()["problems"]
     assert problem["step"] == "is_vip" and "从没有过的标签" in problem["message"]
+
+
+def test_a_tag_given_while_answering_in_the_callback_starts_its_journey(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    add_rep(sim, sim_settings, "li", "李四")
+    publish(sim_client, auth, "bant")
+    follow_up = {
+        "id": "qualified",
+        "name": "合格线索跟进",
+        "steps": [
+            {"id": "start", "type": "trigger", "on": "tag_added", "tag": "BANT:合格", "next": "hi"},
+            {
+                "id": "hi",
+                "type": "action",
+                "do": "notify_rep",
+                "note": "合格线索，请尽快联系",
+            },
+        ],
+    }
+    resp = sim_client.post(
+        "/api/journeys", json={"name": "合格线索跟进", "definition": follow_up}, headers=auth
+    )
+    jid = resp.get_json()["id"]
+    assert sim_client.post(f"/api/journeys/{jid}/publish", headers=auth).status_code == 200
+    sim.follow("oTagged", scene="lead_tag")
+    run_worker(sim_settings)
+    for answer in ("3", "1", "1"):
+        assert sim.say("oTagged", answer).status == 200
+    run_worker(sim_settings)
+    e = enrollment(sim_settings, contact_of(sim_settings, "oTagged"), jid)
+    assert e.status == "done"
+    assert any("合格线索，请尽快联系" in str(m) for m in sim.inbox(userid="li"))
