@@ -250,20 +250,35 @@ class EventCounts(Mapping[str, int]):
 
 
 def snapshot(session: Session, contact_id: int) -> journeys.Contact:
-    k = session.get(Contact, contact_id)
-    tags = session.execute(
-        sa.select(ContactTag.tag).where(ContactTag.contact_id == contact_id)
-    ).scalars()
-    return journeys.Contact(
-        id=contact_id,
-        name=(k.name or "") if k else "",
-        tags=frozenset(tags),
-        fields=dict(k.fields or {}) if k else {},
-        score=float(k.score or 0.0) if k else 0.0,
-        stage=(k.stage if k else None) or "subscriber",
-        event_counts=EventCounts(session, contact_id),
-        last_seen_at=k.last_seen_at if k else None,
-    )
+    return snapshots(session, [contact_id]).get(contact_id) or journeys.Contact(id=contact_id)
+
+
+def snapshots(
+    session: Session,
+    contact_ids: Iterable[int],
+    counts: Mapping[int, Mapping[str, int]] | None = None,
+) -> dict[int, journeys.Contact]:
+    """The contacts as the engine sees them, in two queries. ``counts``: their events by type
+    when the caller counted them in bulk (else each is counted on first use)."""
+    ids = sorted(set(contact_ids))
+    tags: dict[int, set[str]] = {i: set() for i in ids}
+    for cid, tag in session.execute(
+        sa.select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
+    ):
+        tags[cid].add(tag)
+    out = {}
+    for k in session.execute(sa.select(Contact).where(Contact.id.in_(ids))).scalars():
+        out[k.id] = journeys.Contact(
+            id=k.id,
+            name=k.name or "",
+            tags=frozenset(tags[k.id]),
+            fields=dict(k.fields or {}),
+            score=float(k.score or 0.0),
+            stage=k.stage or "subscriber",
+            event_counts=counts.get(k.id, {}) if counts is not None else EventCounts(session, k.id),
+            last_seen_at=k.last_seen_at,
+        )
+    return out
 
 
 def _event_of(ev: Event) -> journeys.Event:
@@ -508,9 +523,19 @@ def exit_all(
 ) -> int:
     """End the contact's open enrollments (all, or in one journey): unsubscribed, removed."""
     en = Enrollment.__table__.c
-    query = sa.select(Enrollment).where(en.contact_id == contact_id, en.status.in_(OPEN))
+    where = [en.contact_id == contact_id]
     if journey_id is not None:
-        query = query.where(en.journey_id == journey_id)
+        where.append(en.journey_id == journey_id)
+    return _end_open(session, where, now, reason)
+
+
+def stop_journey(session: Session, journey_id: int, now: datetime, reason: str) -> int:
+    """End every open enrollment of a stopped journey; returns how many."""
+    return _end_open(session, [Enrollment.__table__.c.journey_id == journey_id], now, reason)
+
+
+def _end_open(session: Session, where: list[Any], now: datetime, reason: str) -> int:
+    query = sa.select(Enrollment).where(*where, Enrollment.__table__.c.status.in_(OPEN))
     rows = session.execute(_lock(session, query)).scalars().all()
     for row in rows:
         _end(session, row, now, reason)
@@ -531,25 +556,6 @@ def _end(session: Session, row: Enrollment, now: datetime, reason: str) -> None:
         dedupe_key=f"j{row.id}:exit",
         pipeline=False,
     )
-
-
-def stop_journey(session: Session, journey_id: int, now: datetime, reason: str) -> int:
-    """End every open enrollment of a stopped journey; returns how many."""
-    en = Enrollment.__table__.c
-    rows = (
-        session.execute(
-            _lock(
-                session,
-                sa.select(Enrollment).where(en.journey_id == journey_id, en.status.in_(OPEN)),
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for row in rows:
-        _end(session, row, now, reason)
-    session.flush()
-    return len(rows)
 
 
 # --- the web path: an open question answered in the callback -------------------------------
@@ -881,29 +887,6 @@ def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Enrollment)
     return list(session.execute(query).scalars())
-
-
-def snapshots(session: Session, contact_ids: Iterable[int]) -> dict[int, journeys.Contact]:
-    """``snapshot`` for many contacts in two queries."""
-    ids = sorted(set(contact_ids))
-    tags: dict[int, set[str]] = {i: set() for i in ids}
-    for cid, tag in session.execute(
-        sa.select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
-    ):
-        tags[cid].add(tag)
-    out = {}
-    for k in session.execute(sa.select(Contact).where(Contact.id.in_(ids))).scalars():
-        out[k.id] = journeys.Contact(
-            id=k.id,
-            name=k.name or "",
-            tags=frozenset(tags[k.id]),
-            fields=dict(k.fields or {}),
-            score=float(k.score or 0.0),
-            stage=k.stage or "subscriber",
-            event_counts=EventCounts(session, k.id),
-            last_seen_at=k.last_seen_at,
-        )
-    return out
 
 
 def _next_wake(session: Session) -> datetime | None:

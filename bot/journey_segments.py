@@ -18,7 +18,7 @@ import journeys
 from bot import journey_runner, queue
 from bot.config import Settings
 from bot.db import session_scope
-from bot.models import Contact, ContactTag, Enrollment, Event, Journey, utcnow
+from bot.models import Contact, Enrollment, Event, Journey, utcnow
 
 log = logging.getLogger(__name__)
 THROTTLE_KEY = "yuchi:journey-segments:ran"
@@ -46,15 +46,10 @@ def _needs_events(d: journeys.Definition) -> bool:
     return '"event"' in json.dumps(dumped)
 
 
-def _snapshots(session: Any, rows: list[Any], with_events: bool) -> list[journeys.Contact]:
-    ids = [r.id for r in rows]
-    tags: dict[int, set[str]] = defaultdict(set)
-    for cid, tag in session.execute(
-        sa.select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
-    ):
-        tags[cid].add(tag)
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    if with_events:
+def _snapshots(session: Any, ids: list[int], with_events: bool) -> list[journeys.Contact]:
+    counts: dict[int, dict[str, int]] | None = None
+    if with_events:  # one grouped count for the batch, not one per contact
+        counts = defaultdict(dict)
         e = Event.__table__.c
         for cid, type_, n in session.execute(
             sa.select(e.contact_id, e.type, sa.func.count())
@@ -62,19 +57,8 @@ def _snapshots(session: Any, rows: list[Any], with_events: bool) -> list[journey
             .group_by(e.contact_id, e.type)
         ):
             counts[cid][type_] = n
-    return [
-        journeys.Contact(
-            id=r.id,
-            name=r.name or "",
-            tags=frozenset(tags[r.id]),
-            fields=dict(r.fields or {}),
-            score=float(r.score or 0.0),
-            stage=r.stage or "subscriber",
-            event_counts=counts[r.id],
-            last_seen_at=r.last_seen_at,
-        )
-        for r in rows
-    ]
+    found = journey_runner.snapshots(session, ids, counts)
+    return [found[i] for i in ids if i in found]
 
 
 def _due(settings: Settings) -> bool:
@@ -105,19 +89,21 @@ def sweep(settings: Settings, force: bool = False) -> dict[str, int]:
         while True:
             after: journey_runner.After = []
             with session_scope(settings.database_url) as session:
-                rows = session.execute(
-                    sa.select(k.id, k.name, k.fields, k.score, k.stage, k.last_seen_at)
-                    .where(k.subscribed.is_(True), k.merged_into_id.is_(None), k.id > last)
-                    .order_by(k.id)
-                    .limit(BATCH)
-                ).all()
-                if not rows:
+                ids = list(
+                    session.execute(
+                        sa.select(k.id)
+                        .where(k.subscribed.is_(True), k.merged_into_id.is_(None), k.id > last)
+                        .order_by(k.id)
+                        .limit(BATCH)
+                    ).scalars()
+                )
+                if not ids:
                     break
-                last = rows[-1].id
-                out["checked"] += len(rows)
+                last = ids[-1]
+                out["checked"] += len(ids)
                 matching = [
                     c
-                    for c in _snapshots(session, rows, with_events)
+                    for c in _snapshots(session, ids, with_events)
                     if journeys.triggered_by(d, None, c, now)
                 ]
                 inside = _open(session, j.id, [c.id for c in matching])
