@@ -875,27 +875,26 @@ def enqueue_wake(settings: Settings, at: datetime) -> bool:
     return enqueue_wakes(settings, [math.ceil(at.timestamp())])
 
 
-def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
+def _live_waits(*columns: Any) -> Any:
+    """SELECT ``columns`` over the enrollments waiting (or asking) in published journeys."""
     en, j = Enrollment.__table__.c, Journey.__table__.c
-    query = (
-        sa.select(Enrollment)
-        .join(Journey.__table__, j.id == en.journey_id)
-        .where(en.status.in_(("waiting", "asking")), en.wake_at <= now, j.status == "published")
-        .order_by(en.wake_at)
-        .limit(limit)
+    return (
+        sa.select(*columns)
+        .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
+        .where(en.status.in_(("waiting", "asking")), j.status == "published")
     )
+
+
+def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
+    en = Enrollment.__table__.c
+    query = _live_waits(Enrollment).where(en.wake_at <= now).order_by(en.wake_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Enrollment)
     return list(session.execute(query).scalars())
 
 
 def _next_wake(session: Session) -> datetime | None:
-    en, j = Enrollment.__table__.c, Journey.__table__.c
-    return session.execute(
-        sa.select(sa.func.min(en.wake_at))
-        .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
-        .where(en.status.in_(("waiting", "asking")), j.status == "published")
-    ).scalar()
+    return session.execute(_live_waits(sa.func.min(Enrollment.__table__.c.wake_at))).scalar()
 
 
 def _resync(row: Enrollment, now: datetime) -> None:
@@ -985,13 +984,9 @@ def sweep(settings: Settings, grace: timedelta = timedelta(minutes=1)) -> int:
     wake job is alive, enqueue one now (Redis lost the scheduled one, or no worker ran).
     Returns how many overdue wakes it enqueued a job for (0: none, or one is on its way)."""
     cutoff = utcnow() - grace
-    en, j = Enrollment.__table__.c, Journey.__table__.c
     with session_scope(settings.database_url) as session:
         overdue = session.execute(
-            sa.select(sa.func.count())
-            .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
-            .where(en.status.in_(("waiting", "asking")), en.wake_at < cutoff)
-            .where(j.status == "published")
+            _live_waits(sa.func.count()).where(Enrollment.__table__.c.wake_at < cutoff)
         ).scalar_one()
     if not overdue or queue.job_alive(settings, SWEEP_WAKE):
         return 0
