@@ -238,7 +238,7 @@ local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 redis.call('SET', KEYS[1], string.format('%.6f', slot + interval), 'PX', math.ceil((slot + interval - now) * 1000) + 1000)
 return string.format('%.6f', slot - now)
 """
-SPACING_MARGIN = 1.02  # slots 2 % wider than 1/rate, so network jitter does not bunch calls
+SPACING_MARGIN = 1.05  # slots 5 % wider than 1/rate, so arrival jitter cannot bunch calls
 
 
 class RateLimiter:
