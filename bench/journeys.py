@@ -405,9 +405,9 @@ TIMED_JOBS = (
 )
 
 
-def worker_main(stats_path: str) -> None:
-    """One background worker exactly as `yuchi worker` runs it (bot.cli._run_worker: an rq
-    SimpleWorker with the scheduler, and the sweeper thread), with every job function of
+def worker_main(stats_path: str, urgent: bool = False) -> None:
+    """One background worker exactly as `yuchi worker [--urgent]` runs it (bot.cli._run_worker:
+    an rq SimpleWorker with the scheduler, and the sweeper thread), with every job function of
     bot.jobs timed. The totals go to ``stats_path`` every second and at exit."""
     from bot import jobs
     from bot.cli import _run_worker
@@ -464,7 +464,7 @@ def worker_main(stats_path: str) -> None:
 
     threading.Thread(target=every_second, daemon=True).start()
     try:
-        _run_worker(load_settings(), burst=False)
+        _run_worker(load_settings(), burst=False, urgent=urgent)
     finally:
         dump()
 
@@ -487,16 +487,20 @@ def read_worker_stats(paths: list[Path]) -> dict[str, list[float]]:
 class Stack:
     """The simulator, the web server and K workers, each in its own session."""
 
-    def __init__(self, var_dir: Path, env: dict[str, str], workers: int, web_workers: int):
+    def __init__(
+        self, var_dir: Path, env: dict[str, str], workers: int, web_workers: int, urgent: int
+    ):
         from wxsim.control import env_for
 
-        self.var_dir, self.workers, self.web_workers = var_dir, workers, web_workers
+        self.var_dir, self.web_workers = var_dir, web_workers
+        self.workers = workers + urgent  # the last ``urgent`` ones: `yuchi worker --urgent`
+        self.urgent = urgent
         self.sim_port, self.port = free_port(), free_port()
         self.sim_base = f"http://127.0.0.1:{self.sim_port}"
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**env, **env_for(self.sim_base)}
         self.procs = Processes(var_dir)
-        self.stats_paths = [var_dir / f"worker{k}.json" for k in range(workers)]
+        self.stats_paths = [var_dir / f"worker{k}.json" for k in range(self.workers)]
 
     def start_sim(self) -> None:
         sim = self.procs.start(
@@ -534,7 +538,8 @@ class Stack:
         for k, path in enumerate(self.stats_paths):
             code = (
                 f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                f"from bench.journeys import worker_main; worker_main({str(path)!r})"
+                f"from bench.journeys import worker_main; "
+                f"worker_main({str(path)!r}, {k >= self.workers - self.urgent})"
             )
             self.procs.start(f"worker{k}", [sys.executable, "-c", code], self.env)
         wait_healthy(f"{self.base}/healthz", web, 120, json_ok=True)
@@ -940,6 +945,12 @@ def main() -> int:
         "--quick", action="store_true", help="a smoke run: 2,000 contacts unless --contacts"
     )
     parser.add_argument("--workers", type=int, default=4, help="rq worker processes (K)")
+    parser.add_argument(
+        "--urgent-workers",
+        type=int,
+        default=1,
+        help="more workers serving only the urgent queue (`yuchi worker --urgent`)",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--spread",
@@ -986,7 +997,7 @@ def main() -> int:
         "YUCHI_SEND_RATE": f"{args.send_rate:g}",
         "PYTHONUNBUFFERED": "1",
     }
-    stack = Stack(var_dir, env, args.workers, args.web_workers)
+    stack = Stack(var_dir, env, args.workers, args.web_workers, args.urgent_workers)
     os.environ.update(stack.env)  # this process too: the setup, the checks and the calibration
 
     import redis
@@ -1019,7 +1030,8 @@ def main() -> int:
         say(f"  redis       {rconn.info('server').get('redis_version')}, {redis_url} (flushed)")
         say(
             f"  stack       yuchi sim, yuchi serve ({args.web_workers} gunicorn workers), "
-            f"{args.workers} rq workers as `yuchi worker` runs them (SimpleWorker + scheduler + "
+            f"{args.workers} rq workers + {args.urgent_workers} urgent-only, as `yuchi worker "
+            "[--urgent]` runs them (SimpleWorker + scheduler + "
             f"sweeper); YUCHI_SEND_RATE={args.send_rate:g}/s"
         )
         failed = run(args, n, events_n, url, settings, stack)
@@ -1099,7 +1111,10 @@ def run(
     seed_simulator(stack.sim_base, every)
     say(f"simulator   {_n(len(every))} followers registered in {time.monotonic() - t:.1f} s")
     took = stack.start_yuchi()
-    say(f"yuchi       web + {args.workers} workers up in {took:.1f} s")
+    say(
+        f"yuchi       web + {args.workers} workers + {args.urgent_workers} urgent-only up in "
+        f"{took:.1f} s"
+    )
     watch = Watch(url, settings, j1, n)
     redis_port = redis_port_of(settings.redis_url)
 
@@ -1308,7 +1323,7 @@ def run(
     say("\n==== results " + "=" * 72)
     say(
         f"run         {_n(n)} contacts × 5-step journey, due over {args.spread:g} s from T0, second "
-        f"wait {args.second_wait:g} s; {args.workers} rq workers; {elapsed:.0f} s from T0 to the "
+        f"wait {args.second_wait:g} s; {args.workers}+{args.urgent_workers} rq workers; {elapsed:.0f} s from T0 to the "
         f"last step{' (TIMED OUT)' if timed_out else ''}"
     )
     say(

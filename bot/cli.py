@@ -511,17 +511,23 @@ def serve(host: str, port: int, workers: int | None) -> None:
 @main.command()
 @click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
 @click.option("--fork", is_flag=True, help="Run each job in a forked child (rq's default; slower).")
-def worker(burst: bool, fork: bool) -> None:
+@click.option(
+    "--urgent",
+    is_flag=True,
+    help="Only the urgent queue (the outbox drains, answers to a contact): a worker that is "
+    "never busy with wakes, deliveries or broadcasts when someone is waiting.",
+)
+def worker(burst: bool, fork: bool, urgent: bool) -> None:
     """Run the rq worker (with its scheduler) and the sweeper."""
     settings = _settings()
     if settings.redis_url is None:
         with _redis_env(settings) as env:
             os.environ["REDIS_URL"] = env["REDIS_URL"]
-            sys.exit(_run_worker(load_settings(), burst, fork))
-    sys.exit(_run_worker(settings, burst, fork))
+            sys.exit(_run_worker(load_settings(), burst, fork, urgent))
+    sys.exit(_run_worker(settings, burst, fork, urgent))
 
 
-def _run_worker(settings: Settings, burst: bool, fork: bool = False) -> int:
+def _run_worker(settings: Settings, burst: bool, fork: bool = False, urgent: bool = False) -> int:
     from rq import SimpleWorker, Worker
 
     from bot import queue
@@ -533,7 +539,8 @@ def _run_worker(settings: Settings, burst: bool, fork: bool = False) -> int:
         # Our jobs are short DB and HTTP calls: running them in the worker process (no fork
         # per job) costs about a millisecond a job instead of ten.
         worker_class = Worker if fork else SimpleWorker
-        w = worker_class(queue.all_queues(settings), connection=queue.get_redis(settings))
+        queues = [queue.get_queue(settings, queue.URGENT)] if urgent else queue.all_queues(settings)
+        w = worker_class(queues, connection=queue.get_redis(settings))
         w.work(
             with_scheduler=True,
             burst=burst,
@@ -605,10 +612,16 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
         for n in range(1, job_workers + 1):
             name = "worker" if job_workers == 1 else f"worker {n}"
             procs[name] = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
+        procs["urgent worker"] = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "worker", "--urgent"], env=env
+        )
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{shown_host}:{port}"
         if _wait_healthy(f"{base}/healthz", procs):
-            _ok(f"web on {base} and {job_workers} background worker(s) running")
+            _ok(
+                f"web on {base}, {job_workers} background worker(s) and one for urgent work "
+                "(answers to contacts) running"
+            )
             click.echo(
                 f"\n  Official Account callback URL  {base}/wechat/oa\n"
                 f"  Health                         {base}/healthz\n"

@@ -83,7 +83,17 @@ class Settings:
     quiet_hours: str = "22:00-08:00"  # no marketing sends then ("" for none)
     timezone: str = "Asia/Shanghai"
     send_rate: float = 20.0  # API sends per second per app, across all workers
+    # Outbox drains that may run at once, each over its share of contacts (0: one on SQLite,
+    # whose writers take turns anyway; two on PostgreSQL).
+    outbox_drains: int = 0
     defaults_used: tuple[str, ...] = field(default=())
+
+    @property
+    def drains(self) -> int:
+        """How many outbox drains may run at once (YUCHI_OUTBOX_DRAINS, else by database)."""
+        if self.outbox_drains > 0:
+            return self.outbox_drains
+        return 2 if self.database_url.startswith("postgresql") else 1
 
     @property
     def embedded_redis_path(self) -> Path:
@@ -284,6 +294,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         quiet_hours=quiet_hours,
         timezone=timezone,
         send_rate=number("YUCHI_SEND_RATE", 20.0),
+        outbox_drains=int(number("YUCHI_OUTBOX_DRAINS", 0, integer=True)),
         defaults_used=tuple(used_defaults),
     )
     if problems:

@@ -69,7 +69,7 @@ def receive(
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
         result = record(session, event, on_insert=decide)
     if result.outbox_id is not None:
-        queue.kick_outbox(settings)
+        queue.kick_outbox(settings, contact_id=result.contact_id)
     for action in after:
         action()
     return result

@@ -18,31 +18,30 @@ MAX_ATTEMPTS = 5
 BATCH = 100
 
 
-def drain_outbox() -> int:
-    """Process every pending outbox row, in batches; returns how many were processed.
+def drain_outbox(part: int = 0, parts: int = 1) -> int:
+    """Process every pending outbox row of this drain's contacts (``contact_id % parts ==
+    part``; events about no one go to drain 0), in batches; returns how many were processed.
 
-    While a drain runs, the "drain pending" flag stays set, so callbacks skip enqueueing
+    While a drain runs, its "drain pending" flag stays set, so callbacks skip enqueueing
     another job (one Redis command each). Only when it finds nothing left does it clear the
     flag — and then looks once more, since a row committed just before the clear found the flag
     set and relied on this drain."""
     settings = load_settings()
     total = 0
-    t = Outbox.__table__
+    t, e = Outbox.__table__, Event.__table__
+    query = sa.select(t.c.id).where(t.c.status == "pending")
+    if parts > 1:
+        mine = sa.func.coalesce(e.c.contact_id, 0) % parts == part
+        query = query.join(Event.__table__, e.c.id == t.c.event_id).where(mine)
+    query = query.order_by(t.c.priority, t.c.id).limit(BATCH)  # people's events first
     cleared = False
     while True:
         with session_scope(settings.database_url) as session:
-            ids = list(
-                session.execute(
-                    sa.select(t.c.id)
-                    .where(t.c.status == "pending")
-                    .order_by(t.c.priority, t.c.id)  # what people did, before what Yuchi did
-                    .limit(BATCH)
-                ).scalars()
-            )
+            ids = list(session.execute(query).scalars())
         if not ids:
             if cleared:
                 return total
-            queue.drain_started(settings)  # from now on, new rows kick a new drain
+            queue.drain_started(settings, part)  # from now on, new rows kick a new drain
             cleared = True
             continue
         cleared = False

@@ -67,6 +67,7 @@ WAKE_DUE_JOB = "bot.jobs.wake_due"
 WAKE_BATCH = 200
 SWEEP_WAKE = "journey-wakes-sweep"
 MAX_WAKE_LOOP = 60.0  # seconds a wake job waits for wakes a moment away, at most
+DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
 WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
 WEBHOOK_JOB = "bot.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
@@ -89,6 +90,7 @@ class Tx:
     enrolled: set[tuple[int, int]] = field(default_factory=set)  # (journey, contact) this tx
     wakes: set[int] = field(default_factory=set)  # seconds with a wake to schedule
     deliveries: dict[bool, list[int]] = field(default_factory=dict)  # urgent? -> message ids
+    sends: list[tuple[dict[str, Any], bool]] = field(default_factory=list)  # (row, urgent?)
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""
@@ -102,8 +104,16 @@ class Tx:
             return
         if urgent not in self.deliveries:
             self.deliveries[urgent] = []
+            # answers to the contact: a job each, first in line; the rest in batches
+            batch = 1 if urgent else DELIVERY_BATCH
             self.after.append(
-                lambda: messaging.enqueue(self.settings, self.deliveries[urgent], urgent=urgent)
+                lambda: messaging.enqueue(
+                    self.settings,
+                    self.deliveries[urgent],
+                    batch=batch,
+                    urgent=urgent,
+                    name=None if urgent else queue.QUEUE_NAME,
+                )
             )
         self.deliveries[urgent].extend(ids)
 
@@ -431,6 +441,27 @@ def handle(
             contact = None
 
 
+Move = tuple[Enrollment, journeys.State, journeys.State, list[c.Command], int | None]
+
+
+def _transition(
+    tx: Tx, row: Enrollment, event: journeys.Event | None, contact: journeys.Contact
+) -> tuple[journeys.State, journeys.State, list[c.Command]] | None:
+    """The engine's move for one enrollment: (state before, state after, commands), or None
+    when nothing changes."""
+    try:
+        d = definition_for(tx.session, row.journey_id, row.version)
+    except journeys.DefinitionError:
+        log.exception("enrollment %s: journey %s v%s", row.id, row.journey_id, row.version)
+        return None
+    state = state_from_json(row.state)
+    new, cmds = journeys.advance(d, state, event, tx.now, contact)
+    if new == state and not cmds:
+        tx.session.add(row)
+        return None
+    return state, new, cmds
+
+
 def _advance(
     tx: Tx,
     row: Enrollment,
@@ -439,17 +470,10 @@ def _advance(
     contact: journeys.Contact,
 ) -> bool:
     """Advance one enrollment; True if anything changed."""
-    try:
-        d = definition_for(tx.session, row.journey_id, row.version)
-    except journeys.DefinitionError:
-        log.exception("enrollment %s: journey %s v%s", row.id, row.journey_id, row.version)
+    move = _transition(tx, row, event, contact)
+    if move is None:
         return False
-    state = state_from_json(row.state)
-    new, cmds = journeys.advance(d, state, event, tx.now, contact)
-    if new == state and not cmds:
-        tx.session.add(row)
-        return False
-    _apply(tx, row, state, new, cmds, event_id)
+    _apply(tx, [(row, *move, event_id)])
     return True
 
 
@@ -483,7 +507,7 @@ def enroll_contact(
         new, cmds = journeys.enter(d, tx.now, contact)
     else:
         new, cmds = journeys.start(d, event, tx.now, contact)
-    _apply(tx, row, before, new, cmds, event_id)
+    _apply(tx, [(row, before, new, cmds, event_id)])
     return row
 
 
@@ -602,15 +626,26 @@ def answer_now(
 # --- applying a transition -----------------------------------------------------------------
 
 
-def _apply(
-    tx: Tx,
-    row: Enrollment,
-    before: journeys.State,
-    new: journeys.State,
-    cmds: list[c.Command],
-    event_id: int | None,
-) -> None:
+def _apply(tx: Tx, moves: list[Move]) -> None:
+    """Store the new states, claim every command in one statement, run the claimed ones in
+    order; the sends they make are inserted together at the end."""
     session = tx.session
+    for row, _before, new, cmds, _event_id in moves:
+        _store(tx, row, new, cmds)
+    session.flush()
+    planned = [
+        (row, cmd, _turn(before) * 1000 + pos, event_id)
+        for row, before, _new, cmds, event_id in moves
+        for pos, cmd in enumerate(cmds)
+    ]
+    claimed = _claim(session, [(row.id, cmd, idx) for row, cmd, idx, _ in planned], tx.now)
+    for row, cmd, idx, event_id in planned:
+        if (row.id, cmd.step, cmd.visit, idx) in claimed:
+            _execute(tx, row, cmd, idx, event_id)
+    _insert_sends(tx)
+
+
+def _store(tx: Tx, row: Enrollment, new: journeys.State, cmds: list[c.Command]) -> None:
     row.state = state_to_json(new)
     row.step = new.step
     row.status = new.status
@@ -622,31 +657,34 @@ def _apply(
             row.reason = ending.reason[:200]
         elif isinstance(ending, c.Converted):
             row.reason = f"goal: {ending.goal}"[:200]
-    session.add(row)
-    session.flush()
-    turn = _turn(before)
-    for pos, cmd in enumerate(cmds):
-        idx = turn * 1000 + pos
-        if _claim(session, row.id, cmd, idx, tx.now):
-            _execute(tx, row, cmd, idx, event_id)
+    tx.session.add(row)
 
 
-def _claim(session: Session, enrollment_id: int, cmd: c.Command, idx: int, now: datetime) -> bool:
+def _claim(
+    session: Session, items: list[tuple[int, c.Command, int]], now: datetime
+) -> set[tuple[int, str, int, int]]:
+    """Insert the StepRun rows (ON CONFLICT DO NOTHING, one executemany); returns the keys
+    (enrollment, step, visit, idx) this call inserted: the commands it may run."""
+    if not items:
+        return set()
     t = StepRun.__table__
-    inserted = session.execute(
+    stmt = (
         events._insert(session, t)
-        .values(
-            enrollment_id=enrollment_id,
-            step=cmd.step,
-            visit=cmd.visit,
-            idx=idx,
-            kind=type(cmd).__name__,
-            created_at=now,
-        )
         .on_conflict_do_nothing(index_elements=["enrollment_id", "step", "visit", "idx"])
-        .returning(t.c.id)
-    ).scalar()
-    return inserted is not None
+        .returning(t.c.enrollment_id, t.c.step, t.c.visit, t.c.idx)
+    )
+    params = [
+        {
+            "enrollment_id": enrollment_id,
+            "step": cmd.step,
+            "visit": cmd.visit,
+            "idx": idx,
+            "kind": type(cmd).__name__,
+            "created_at": now,
+        }
+        for enrollment_id, cmd, idx in items
+    ]
+    return {tuple(r) for r in session.execute(stmt, params)}  # type: ignore[misc]
 
 
 def _key(row: Enrollment, cmd: c.Command, idx: int) -> str:
@@ -812,20 +850,29 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         return
     new = messaging._new_row(req)
     passive = tx.passive is not None and not tx.passive and cmd.reply and cmd.kind in REPLY_KINDS
-    if passive:
-        new.update(status="sent", sent_kind="passive", sent_at=tx.now, attempts=1)
+    if not passive:
+        tx.sends.append((new, conversational))  # inserted with the others (_insert_sends)
+        return
+    assert tx.passive is not None
+    new.update(status="sent", sent_kind="passive", sent_at=tx.now, attempts=1)
     ids = messaging.insert_messages(session, [new])
     if not ids:
         return
-    if passive:
-        assert tx.passive is not None
-        tx.passive.append((req.kind, req.payload))
-        m = session.get(Message, ids[0])
-        outbox_id = messaging._record(session, m, "msg.sent", {"passive": True})
-        if outbox_id is not None:
-            tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
-        return
-    tx.after.append(functools.partial(messaging.enqueue, tx.settings, ids, urgent=conversational))
+    tx.passive.append((req.kind, req.payload))
+    m = session.get(Message, ids[0])
+    outbox_id = messaging._record(session, m, "msg.sent", {"passive": True})
+    if outbox_id is not None:
+        tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
+
+
+def _insert_sends(tx: Tx) -> None:
+    """Insert the sends the commands made (one statement per kind) and enqueue them after
+    commit; a key stored already (a re-run) inserts nothing."""
+    pending, tx.sends = tx.sends, []
+    for urgent in (True, False):
+        rows = [row for row, u in pending if u is urgent]
+        if rows:
+            tx.deliver(messaging.insert_messages(tx.session, rows), urgent=urgent)
 
 
 def _enqueue_webhook(settings: Settings, key: str) -> None:
@@ -928,10 +975,19 @@ def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
             if rows:
                 contacts_now = snapshots(session, (r.contact_id for r in rows))
                 tx = Tx(settings, session, now, after)
+                moves: list[Move] = []
+                seen: set[int] = set()
                 for row in rows:
+                    if row.contact_id in seen:
+                        continue  # the next batch takes it, with the contact as this one left it
                     contact = contacts_now.get(row.contact_id)
-                    if contact is None or not _advance(tx, row, None, None, contact):
+                    move = None if contact is None else _transition(tx, row, None, contact)
+                    if move is None:
                         _resync(row, now)
+                        continue
+                    seen.add(row.contact_id)
+                    moves.append((row, *move, None))
+                _apply(tx, moves)
                 drain_changes(tx)
             else:
                 soon = _next_wake(session)

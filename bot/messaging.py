@@ -101,14 +101,13 @@ def _new_row(req: SendRequest, broadcast_id: int | None = None) -> dict[str, Any
 
 
 def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert rows, skipping any whose idempotency key exists; returns the new ids."""
+    """Insert rows (one executemany; all with the same keys), skipping any whose idempotency
+    key exists; returns the new ids."""
     if not rows:
         return []
-    stmt = events._insert(session, Message.__table__).values(rows)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
-        Message.__table__.c.id
-    )
-    return list(session.execute(stmt).scalars())
+    t = Message.__table__
+    stmt = events._insert(session, t).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return sorted(session.execute(stmt.returning(t.c.id), rows).scalars())
 
 
 def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
@@ -137,12 +136,15 @@ def enqueue(
     at: datetime | None = None,
     batch: int = 1,
     urgent: bool = False,
+    name: str | None = None,
 ) -> bool:
     """Enqueue delivery jobs with deterministic ids (one per message, or one per ``batch``
-    messages for broadcasts, on the bulk queue; ``urgent``: answers to the contact's own
-    message, first in line); False if Redis is unreachable — the sweeper finds the rows."""
+    messages, by default on the bulk queue (broadcasts); ``urgent``: answers to the contact's
+    own message, first in line; ``name``: this queue); False if Redis is unreachable — the
+    sweeper finds the rows."""
     try:
-        name = queue.URGENT if urgent else queue.BULK if batch > 1 else queue.QUEUE_NAME
+        if name is None:
+            name = queue.URGENT if urgent else queue.BULK if batch > 1 else queue.QUEUE_NAME
         q = queue.get_queue(settings, name)
         if at is not None:
             for i in ids:

@@ -70,33 +70,53 @@ def all_queues(settings: Settings) -> list[Queue]:
     return [get_queue(settings, name) for name in QUEUES]
 
 
-DRAIN_FLAG = "yuchi:outbox:drain-pending"
+DRAIN_FLAG = "yuchi:outbox:drain-pending:{part}"
 STUCK_DRAIN = timedelta(minutes=5)
-DRAIN_JOB = "yuchi:outbox:drain-job"
+DRAIN_JOB = "yuchi:outbox:drain-job:{part}"
 
 
-def kick_outbox(settings: Settings, force: bool = False) -> bool:
-    """Make sure a drain job runs after this commit. The flag means "a drain is queued and has
-    not started reading yet": while it is set, the row just committed will be seen by that
-    drain, so one Redis round trip is the whole cost. False (logged) when Redis is down."""
+def drain_part(settings: Settings, contact_id: int | None) -> int:
+    """Which drain takes this contact's events: one contact's events are always processed in
+    order, by one drain at a time; different contacts' by up to ``settings.drains`` at once."""
+    return (contact_id or 0) % settings.drains
+
+
+def kick_outbox(settings: Settings, force: bool = False, contact_id: int | None = None) -> bool:
+    """Make sure a drain runs after this commit: the contact's (or, without one, every
+    drain). The flag means "a drain is queued or running and has not found its rows all
+    done": while it is set, the row just committed will be seen by that drain, so one Redis
+    round trip is the whole cost. False (logged) when Redis is down."""
+    parts = settings.drains
+    which = range(parts) if contact_id is None else [drain_part(settings, contact_id)]
     try:
         conn = get_redis(settings)
-        if conn.set(DRAIN_FLAG, "1", nx=True, ex=60) or force:
-            job_id = f"outbox-drain-{uuid.uuid4().hex[:16]}"
-            conn.set(DRAIN_JOB, job_id, ex=3600)
-            get_queue(settings, URGENT).enqueue(
-                DRAIN, job_id=job_id, result_ttl=60, failure_ttl=7 * 24 * 3600, job_timeout=3600
-            )
+        with conn.pipeline(transaction=False) as pipe:
+            for part in which:
+                pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
+            claimed = pipe.execute()
+        for part, ok in zip(which, claimed, strict=True):
+            if ok or force:
+                job_id = f"outbox-drain-{part}-{uuid.uuid4().hex[:16]}"
+                conn.set(DRAIN_JOB.format(part=part), job_id, ex=3600)
+                get_queue(settings, URGENT).enqueue(
+                    DRAIN,
+                    part,
+                    parts,
+                    job_id=job_id,
+                    result_ttl=60,
+                    failure_ttl=7 * 24 * 3600,
+                    job_timeout=3600,
+                )
     except REDIS_ERRORS as exc:
         log.warning("outbox drain not enqueued (%s); the sweeper will pick the rows up", exc)
         return False
     return True
 
 
-def drain_started(settings: Settings) -> None:
+def drain_started(settings: Settings, part: int = 0) -> None:
     """Called by a drain that found nothing left, before it looks a last time: rows committed
     from now on kick a new drain."""
-    get_redis(settings).delete(DRAIN_FLAG)
+    get_redis(settings).delete(DRAIN_FLAG.format(part=part))
 
 
 def job_alive(settings: Settings, job_id: str) -> bool:
@@ -129,12 +149,17 @@ def sweep(settings: Settings) -> int:
         ).one()
     if not waiting:
         return 0
-    last = get_redis(settings).get(DRAIN_JOB)
     # A drain marked started long ago may belong to a worker that was killed: after
     # STUCK_DRAIN, queue another anyway (drains are idempotent).
     stuck = oldest is not None and now - oldest > STUCK_DRAIN
-    if last and job_alive(settings, last.decode()) and not stuck:
+    kicked = False
+    for part in range(settings.drains):
+        last = get_redis(settings).get(DRAIN_JOB.format(part=part))
+        if last and job_alive(settings, last.decode()) and not stuck:
+            continue
+        kick_outbox(settings, force=True, contact_id=part)
+        kicked = True
+    if not kicked:
         return 0
-    kick_outbox(settings, force=True)
-    log.info("sweeper: %d outbox row(s) waiting, drain enqueued", waiting)
+    log.info("sweeper: %d outbox row(s) waiting, drain(s) enqueued", waiting)
     return waiting
