@@ -156,11 +156,12 @@ def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
     return tag_sync.run(load_settings(), platform, retry)
 
 
-def wake_due() -> dict[str, int]:
-    """Journey waits that have come due (see bot.journey_runner, "waking")."""
+def wake_due(due_by: float | None = None) -> dict[str, int]:
+    """Journey waits that have come due by ``due_by`` (epoch seconds) or now (see
+    bot.journey_runner, "waking")."""
     from bot import journey_runner
 
-    return journey_runner.wake_due(load_settings())
+    return journey_runner.wake_due(load_settings(), due_by=due_by)
 
 
 def wake_enrollment(enrollment_id: int) -> str:

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 WAKE_DUE_JOB = "bot.jobs.wake_due"
 WAKE_BATCH = 200
 SWEEP_WAKE = "journey-wakes-sweep"
-MAX_WAKE_LOOP = 60.0  # seconds a wake job waits for wakes a moment away, at most
+EARLY_START = 1.5  # seconds: rq's scheduler may run a job this much before its time, at most
 DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
 WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
 WEBHOOK_JOB = "bot.jobs.call_webhook"
@@ -911,7 +911,7 @@ def enqueue_wakes(settings: Settings, epochs: Iterable[int]) -> bool:
                 continue
             queue.drop_job(settings, job_id)
             at = datetime.fromtimestamp(epoch, UTC)
-            q.enqueue_at(at, WAKE_DUE_JOB, job_id=job_id, result_ttl=300, job_timeout=3600)
+            q.enqueue_at(at, WAKE_DUE_JOB, epoch, job_id=job_id, result_ttl=300, job_timeout=3600)
     except queue.REDIS_ERRORS as exc:
         log.warning("journey wakes not enqueued (%s); the sweeper will", exc)
         return False
@@ -940,10 +940,6 @@ def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
     return list(session.execute(query).scalars())
 
 
-def _next_wake(session: Session) -> datetime | None:
-    return session.execute(_live_waits(sa.func.min(Enrollment.__table__.c.wake_at))).scalar()
-
-
 def _resync(row: Enrollment, now: datetime) -> None:
     """A due row the engine did not move: its wake_at column disagrees with its state (set by
     hand?). Take the state's, so it is not picked again and again."""
@@ -961,51 +957,50 @@ def _continue_wakes(settings: Settings) -> None:
         log.warning("journey wakes: continuation not enqueued (%s); the sweeper will", exc)
 
 
-def wake_due(settings: Settings, batch: int = WAKE_BATCH) -> dict[str, int]:
+def wake_due(
+    settings: Settings, batch: int = WAKE_BATCH, due_by: float | None = None
+) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
-    is left. Idempotent: a row already advanced is no longer due."""
+    is left. ``due_by``: the second this job was scheduled for; rq may start it a little early,
+    so it waits for that second first. Idempotent: a row already advanced is no longer due."""
     out = {"batches": 0, "woken": 0}
+    early = (due_by - time.time()) if due_by is not None else 0.0
+    if 0 < early <= EARLY_START:
+        time.sleep(early + 0.01)
     started = time.monotonic()
     while True:
         after: After = []
         now = utcnow()
-        soon = None
+        later = 0  # rows of a contact already moved in this batch
         with session_scope(settings.database_url) as session:
             rows = _due_batch(session, now, batch)
-            if rows:
-                contacts_now = snapshots(session, (r.contact_id for r in rows))
-                tx = Tx(settings, session, now, after)
-                moves: list[Move] = []
-                seen: set[int] = set()
-                for row in rows:
-                    if row.contact_id in seen:
-                        continue  # the next batch takes it, with the contact as this one left it
-                    contact = contacts_now.get(row.contact_id)
-                    move = None if contact is None else _transition(tx, row, None, contact)
-                    if move is None:
-                        _resync(row, now)
-                        continue
-                    seen.add(row.contact_id)
-                    moves.append((row, *move, None))
-                _apply(tx, moves)
-                drain_changes(tx)
-            else:
-                soon = _next_wake(session)
-        if rows:
-            for action in after:
-                action()
-            out["batches"] += 1
-            out["woken"] += len(rows)
-            if time.monotonic() - started > WAKE_SLICE:
-                # let the worker look at the urgent queue (answers to contacts) in between
-                _continue_wakes(settings)
+            if not rows:
                 return out
-            continue
-        # rq may run a job up to a second early: wait for what comes due in a moment
-        gap = (soon - now).total_seconds() if soon is not None else None
-        if gap is None or gap > 1.5 or time.monotonic() - started > MAX_WAKE_LOOP:
+            contacts_now = snapshots(session, (r.contact_id for r in rows))
+            tx = Tx(settings, session, now, after)
+            moves: list[Move] = []
+            seen: set[int] = set()
+            for row in rows:
+                if row.contact_id in seen:
+                    later += 1  # the next batch: with the contact as this one left it
+                    continue
+                contact = contacts_now.get(row.contact_id)
+                move = None if contact is None else _transition(tx, row, None, contact)
+                if move is None:
+                    _resync(row, now)
+                    continue
+                seen.add(row.contact_id)
+                moves.append((row, *move, None))
+            _apply(tx, moves)
+            drain_changes(tx)
+        for action in after:
+            action()
+        out["batches"] += 1
+        out["woken"] += len(rows) - later
+        if time.monotonic() - started > WAKE_SLICE:
+            # let the worker look at the urgent queue (answers to contacts) in between
+            _continue_wakes(settings)
             return out
-        time.sleep(max(0.0, gap) + 0.01)
 
 
 def wake(settings: Settings, enrollment_id: int, now: datetime | None = None) -> str:

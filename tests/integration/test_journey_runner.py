@@ -194,3 +194,54 @@ def test_a_due_row_the_engine_does_not_move_is_not_picked_forever(
     assert journey_runner.wake_due(sim_settings) == {"batches": 1, "woken": 1}
     [after] = enrollments(sim_settings, contact_of(sim_settings, "oOdd"))
     assert (after.step, after.wake_at) == ("wait_day2", e.wake_at)
+
+
+def make_all_due(settings) -> None:
+    with db.session_scope(settings.database_url) as s:
+        for e in s.execute(sa.select(Enrollment)).scalars():
+            e.wake_at = e.wake_at - timedelta(days=3)
+            e.state = {**e.state, "wake_at": e.wake_at.isoformat()}
+
+
+def test_a_wake_batch_claims_once_and_delivers_its_sends_in_one_job(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    from bot import queue
+
+    publish_welcome(sim_client, auth)
+    openids = [f"oBulk{i}" for i in range(4)]
+    for openid in openids:
+        sim.follow(openid)
+    run_worker(sim_settings)
+    make_all_due(sim_settings)
+    assert journey_runner.wake_due(sim_settings) == {"batches": 1, "woken": 4}
+    [job] = [j for j in queue.get_queue(sim_settings).jobs if "deliver" in j.func_name]
+    [ids] = job.args  # the four day-2 touches, one delivery job
+    assert job.func_name == "bot.jobs.deliver_messages" and len(ids) == 4
+    runs = count(sim_settings, StepRun)
+    assert journey_runner.wake_due(sim_settings) == {"batches": 0, "woken": 0}
+    assert count(sim_settings, StepRun) == runs
+    run_worker(sim_settings)
+    for openid in openids:
+        assert len(customs(sim, openid)) == 2  # the welcome and the day-2 touch, once each
+
+
+def test_a_contact_due_in_two_journeys_moves_in_both(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    jid = publish_welcome(sim_client, auth)
+    # the same series under another name: two journeys, two enrollments
+    definition = sim_client.get(f"/api/journeys/{jid}", headers=auth).get_json()["definition"]
+    body = {"name": "welcome again", "definition": definition}
+    copy = sim_client.post("/api/journeys", json=body, headers=auth).get_json()["id"]
+    assert sim_client.post(f"/api/journeys/{copy}/publish", headers=auth).status_code == 200
+    sim.follow("oTwice")
+    run_worker(sim_settings)
+    cid = contact_of(sim_settings, "oTwice")
+    assert len(enrollments(sim_settings, cid)) == 2
+    make_all_due(sim_settings)
+    # one batch takes one of a contact's enrollments: the next sees what the first changed
+    assert journey_runner.wake_due(sim_settings) == {"batches": 2, "woken": 2}
+    assert {e.step for e in enrollments(sim_settings, cid)} == {"wait_day5"}
+    run_worker(sim_settings)
+    assert len(customs(sim, "oTwice")) == 4

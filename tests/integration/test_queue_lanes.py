@@ -1,0 +1,85 @@
+"""The background lanes: outbox drains split by contact (one contact's events always in order,
+by one drain), and `yuchi worker --urgent`, which serves only the urgent queue."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import sqlalchemy as sa
+from support import post, text
+
+from bot import db, jobs, queue
+from bot.cli import _run_worker
+from bot.models import Event, Outbox, utcnow
+
+
+def pending_by_contact(settings) -> dict[int, list[str]]:
+    o, e = Outbox.__table__.c, Event.__table__.c
+    with db.session_scope(settings.database_url) as s:
+        rows = s.execute(
+            sa.select(e.contact_id, o.status)
+            .join(Event.__table__, e.id == o.event_id)
+            .order_by(o.id)
+        ).all()
+    out: dict[int, list[str]] = {}
+    for contact_id, status in rows:
+        out.setdefault(contact_id, []).append(status)
+    return out
+
+
+def drain_jobs(settings) -> list[tuple]:
+    return [
+        tuple(j.args)
+        for j in queue.get_queue(settings, queue.URGENT).jobs
+        if j.func_name == queue.DRAIN
+    ]
+
+
+def test_two_drains_each_take_their_contacts_in_order(clean, client, oa):
+    two = dataclasses.replace(clean, outbox_drains=2)
+    assert two.drains == 2 and dataclasses.replace(clean, outbox_drains=0).drains in (1, 2)
+    for i in range(4):  # four followers, two texts each
+        for k in range(2):
+            assert (
+                post(client, oa, text(oa, f"oLane{i}", f"你好{k}", 7000 + 10 * i + k)).status == 200
+            )
+    by_contact = pending_by_contact(clean)
+    assert len(by_contact) == 4 and all(v == ["pending", "pending"] for v in by_contact.values())
+    queue.get_redis(clean).flushdb()  # what the callbacks enqueued (with this run's settings)
+
+    # a kick for one contact wakes only its drain; a kick without one wakes both
+    assert queue.kick_outbox(two, contact_id=3)
+    assert drain_jobs(two) == [(1, 2)]
+    assert queue.kick_outbox(two) and sorted(drain_jobs(two)) == [(0, 2), (1, 2)]
+    assert queue.kick_outbox(two) and len(drain_jobs(two)) == 2  # both flags still set
+
+    assert jobs.drain_outbox(0, 2) == 4  # the even contacts' events, and nothing else
+    after = pending_by_contact(clean)
+    assert all(after[c] == (["done"] * 2 if c % 2 == 0 else ["pending"] * 2) for c in after)
+    assert jobs.drain_outbox(1, 2) == 4
+    assert all(v == ["done", "done"] for v in pending_by_contact(clean).values())
+    assert jobs.drain_outbox() == 0  # a drain enqueued before the split: takes everyone, finds none
+
+
+def test_the_sweeper_kicks_each_drain_whose_job_is_gone(clean, client, oa):
+    two = dataclasses.replace(clean, outbox_drains=2, sweep_grace_seconds=1.0)
+    post(client, oa, text(oa, "oSweepLane", "你好", 7100))
+    with db.session_scope(clean.database_url) as s:  # waited longer than the grace period
+        s.execute(sa.update(Outbox.__table__).values(created_at=utcnow() - timedelta(minutes=1)))
+    queue.get_redis(clean).flushdb()  # Redis lost the drain job
+    assert queue.sweep(two) == 1
+    assert sorted(drain_jobs(two)) == [(0, 2), (1, 2)]
+    assert queue.sweep(two) == 0  # both drains are queued now
+
+
+def test_an_urgent_worker_serves_only_the_urgent_queue(clean):
+    queue.get_queue(clean).enqueue("bot.jobs.deliver_message", 999_999, job_id="lane-default")
+    queue.get_queue(clean, queue.URGENT).enqueue(
+        "bot.jobs.deliver_message", 999_998, job_id="lane-urgent"
+    )
+    assert _run_worker(clean, burst=True, urgent=True) == 0
+    assert queue.get_queue(clean, queue.URGENT).count == 0
+    assert [j.id for j in queue.get_queue(clean).jobs] == ["lane-default"]
+    assert _run_worker(clean, burst=True) == 0  # an ordinary worker takes it
+    assert queue.get_queue(clean).count == 0
