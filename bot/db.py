@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -140,6 +141,15 @@ def session_scope(url: str) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def any_of(session: Session, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
+    """``column IN values``: on PostgreSQL one array parameter (``= ANY(...)``), so the SQL
+    text is the same for any number of values (psycopg parses and caches it once); elsewhere
+    an ordinary IN list."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(values, ARRAY(column.type)))
+    return column.in_(values)
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 import journeys
 from bot import changes, contacts, events, handoff, messaging, queue, scoring, tagging
 from bot.config import Settings
-from bot.db import session_scope
+from bot.db import any_of, session_scope
 from bot.message_payloads import SendRequest
 from bot.models import (
     Contact,
@@ -272,21 +272,26 @@ def snapshots(
     when the caller counted them in bulk (else each is counted on first use)."""
     ids = sorted(set(contact_ids))
     tags: dict[int, set[str]] = {i: set() for i in ids}
+    ct, k = ContactTag.__table__.c, Contact.__table__.c
     for cid, tag in session.execute(
-        sa.select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
+        sa.select(ct.contact_id, ct.tag).where(any_of(session, ct.contact_id, ids))
     ):
         tags[cid].add(tag)
     out = {}
-    for k in session.execute(sa.select(Contact).where(Contact.id.in_(ids))).scalars():
-        out[k.id] = journeys.Contact(
-            id=k.id,
-            name=k.name or "",
-            tags=frozenset(tags[k.id]),
-            fields=dict(k.fields or {}),
-            score=float(k.score or 0.0),
-            stage=k.stage or "subscriber",
-            event_counts=counts.get(k.id, {}) if counts is not None else EventCounts(session, k.id),
-            last_seen_at=k.last_seen_at,
+    for r in session.execute(
+        sa.select(k.id, k.name, k.fields, k.score, k.stage, k.last_seen_at).where(
+            any_of(session, k.id, ids)
+        )
+    ):
+        out[r.id] = journeys.Contact(
+            id=r.id,
+            name=r.name or "",
+            tags=frozenset(tags[r.id]),
+            fields=dict(r.fields or {}),
+            score=float(r.score or 0.0),
+            stage=r.stage or "subscriber",
+            event_counts=counts.get(r.id, {}) if counts is not None else EventCounts(session, r.id),
+            last_seen_at=r.last_seen_at,
         )
     return out
 
@@ -657,34 +662,48 @@ def _store(tx: Tx, row: Enrollment, new: journeys.State, cmds: list[c.Command]) 
             row.reason = ending.reason[:200]
         elif isinstance(ending, c.Converted):
             row.reason = f"goal: {ending.goal}"[:200]
-    tx.session.add(row)
 
 
 def _claim(
     session: Session, items: list[tuple[int, c.Command, int]], now: datetime
 ) -> set[tuple[int, str, int, int]]:
-    """Insert the StepRun rows (ON CONFLICT DO NOTHING, one executemany); returns the keys
-    (enrollment, step, visit, idx) this call inserted: the commands it may run."""
+    """Insert the StepRun rows; returns the keys (enrollment, step, visit, idx) this call
+    inserted: the commands it may run. The caller holds these enrollments' rows (locked, or
+    just inserted), so the keys stored already are read first and the rest inserted in one
+    executemany (ON CONFLICT DO NOTHING all the same)."""
     if not items:
         return set()
     t = StepRun.__table__
-    stmt = (
-        events._insert(session, t)
-        .on_conflict_do_nothing(index_elements=["enrollment_id", "step", "visit", "idx"])
-        .returning(t.c.enrollment_id, t.c.step, t.c.visit, t.c.idx)
-    )
-    params = [
-        {
-            "enrollment_id": enrollment_id,
-            "step": cmd.step,
-            "visit": cmd.visit,
-            "idx": idx,
-            "kind": type(cmd).__name__,
-            "created_at": now,
-        }
-        for enrollment_id, cmd, idx in items
-    ]
-    return {tuple(r) for r in session.execute(stmt, params)}  # type: ignore[misc]
+    keys = [(eid, cmd.step, cmd.visit, idx) for eid, cmd, idx in items]
+    ids = sorted({eid for eid, _cmd, _idx in items})
+    stored = {
+        tuple(r)
+        for r in session.execute(
+            sa.select(t.c.enrollment_id, t.c.step, t.c.visit, t.c.idx).where(
+                any_of(session, t.c.enrollment_id, ids), t.c.idx >= min(k[3] for k in keys)
+            )
+        )
+    }
+    new = [(k, cmd) for k, (_eid, cmd, _idx) in zip(keys, items, strict=True) if k not in stored]
+    if new:
+        stmt = events._insert(session, t).on_conflict_do_nothing(
+            index_elements=["enrollment_id", "step", "visit", "idx"]
+        )
+        session.execute(
+            stmt,
+            [
+                {
+                    "enrollment_id": k[0],
+                    "step": k[1],
+                    "visit": k[2],
+                    "idx": k[3],
+                    "kind": type(cmd).__name__,
+                    "created_at": now,
+                }
+                for k, cmd in new
+            ],
+        )
+    return {k for k, _cmd in new}  # type: ignore[misc]
 
 
 def _key(row: Enrollment, cmd: c.Command, idx: int) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot import events, queue, send_rules, wechat
 from bot.config import Settings
-from bot.db import session_scope
+from bot.db import any_of, session_scope
 from bot.message_payloads import SendRequest, oa_request, wecom_request
 from bot.models import Contact, Identity, Message, utcnow
 
@@ -102,12 +102,24 @@ def _new_row(req: SendRequest, broadcast_id: int | None = None) -> dict[str, Any
 
 def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Insert rows (one executemany; all with the same keys), skipping any whose idempotency
-    key exists; returns the new ids."""
+    key exists; returns the new ids. On PostgreSQL the ids are drawn from the sequence first
+    and the rows inserted without RETURNING (psycopg's executemany runs one short statement
+    whatever the number of rows; RETURNING would make it one long one to parse); a second
+    query tells which of those ids were stored."""
     if not rows:
         return []
     t = Message.__table__
     stmt = events._insert(session, t).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return sorted(session.execute(stmt.returning(t.c.id), rows).scalars())
+    if session.get_bind().dialect.name != "postgresql":
+        return sorted(session.execute(stmt.returning(t.c.id), rows).scalars())
+    sequence = sa.func.pg_get_serial_sequence("message", "id")
+    ids = list(
+        session.execute(
+            sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, len(rows)))
+        ).scalars()
+    )
+    session.execute(stmt, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+    return sorted(session.execute(sa.select(t.c.id).where(any_of(session, t.c.id, ids))).scalars())
 
 
 def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
