@@ -94,6 +94,7 @@ INTERACTED_AGO = 3600.0  # seconds: every follower is inside the 48-hour window
 SIM_CHUNK = 5000
 SCHEDULE_CHUNK = 1000
 IDLE_CALLBACKS = 20
+WATCH_EVERY = 3.0  # s between the progress counts (each scans step_run and message once)
 TARGET_LATENESS = 2.0  # s, p99: a wait fires within 2 s of its due time
 TARGET_EVENT = 1.0  # s, p99: an event leads to the resulting send within 1 s, under load
 CRON_PERIOD = 60.0
@@ -410,7 +411,7 @@ def worker_main(stats_path: str, urgent: bool = False) -> None:
     an rq SimpleWorker with the scheduler, and the sweeper thread), with every job function of
     bot.jobs timed. The totals go to ``stats_path`` every second and at exit."""
     from bot import jobs
-    from bot.cli import _run_worker
+    from bot.cli import _run_worker, yield_cpu
     from bot.config import load_settings
 
     stats: dict[str, list[float]] = {}
@@ -464,7 +465,9 @@ def worker_main(stats_path: str, urgent: bool = False) -> None:
 
     threading.Thread(target=every_second, daemon=True).start()
     try:
-        _run_worker(load_settings(), burst=False, urgent=urgent)
+        settings = load_settings()
+        yield_cpu(settings, urgent)
+        _run_worker(settings, burst=False, urgent=urgent)
     finally:
         dump()
 
@@ -670,24 +673,34 @@ class Watch:
         self.j1, self.n = j1, n
 
     def counts(self) -> dict[str, int]:
+        """Three table scans (step_run, message, enrollment) and two small ones: polled every
+        WATCH_EVERY s, so the watching costs PostgreSQL little next to what it watches."""
         one = lambda sql, *p: self.conn.execute(sql, p).fetchone()[0]  # noqa: E731
+        sends = dict(
+            self.conn.execute(
+                "SELECT step, count(*) FROM step_run WHERE kind = 'Send' "
+                "AND step IN ('s1', 's2', 'answer') GROUP BY step"
+            ).fetchall()
+        )
         out = {
-            "wave1": one("SELECT count(*) FROM step_run WHERE step = 's1' AND kind = 'Send'"),
-            "wave2": one("SELECT count(*) FROM step_run WHERE step = 's2' AND kind = 'Send'"),
+            "wave1": sends.get("s1", 0),
+            "wave2": sends.get("s2", 0),
+            "replies": sends.get("answer", 0),
             "done": one(
                 "SELECT count(*) FROM enrollment WHERE journey_id = %s AND status = 'done'",
                 self.j1,
             ),
-            "replies": one("SELECT count(*) FROM step_run WHERE step = 'answer' AND kind = 'Send'"),
             "outbox": one("SELECT count(*) FROM outbox WHERE status = 'pending'"),
-            "sent_main": one(
-                "SELECT count(*) FROM message WHERE contact_id <= %s AND status = 'sent'", self.n
-            ),
+            "sent_main": 0,
         }
-        for status, count in self.conn.execute(
-            "SELECT status, count(*) FROM message GROUP BY status"
+        for status, count, main in self.conn.execute(
+            "SELECT status, count(*), count(*) FILTER (WHERE contact_id <= %s) FROM message "
+            "GROUP BY status",
+            (self.n,),
         ).fetchall():
             out[f"msg_{status}"] = count
+            if status == "sent":
+                out["sent_main"] = main
         out["outbox_done"] = one("SELECT count(*) FROM outbox WHERE status = 'done'")
         out["queued_jobs"] = self.q.count
         out["scheduled_jobs"] = self.q.scheduled_job_registry.count
@@ -1180,7 +1193,7 @@ def run(
     )
     timed_out, last_print, peak_queue = False, 0.0, 0
     while True:
-        time.sleep(1.0)
+        time.sleep(WATCH_EVERY)
         stack.check_alive()
         c = watch.counts()
         peak_queue = max(peak_queue, c["queued_jobs"])

@@ -520,11 +520,19 @@ def serve(host: str, port: int, workers: int | None) -> None:
 def worker(burst: bool, fork: bool, urgent: bool) -> None:
     """Run the rq worker (with its scheduler) and the sweeper."""
     settings = _settings()
+    yield_cpu(settings, urgent)
     if settings.redis_url is None:
         with _redis_env(settings) as env:
             os.environ["REDIS_URL"] = env["REDIS_URL"]
             sys.exit(_run_worker(load_settings(), burst, fork, urgent))
     sys.exit(_run_worker(settings, burst, fork, urgent))
+
+
+def yield_cpu(settings: Settings, urgent: bool) -> None:
+    """A background worker lowers its CPU priority (YUCHI_WORKER_NICE): thousands of wakes or
+    deliveries then take what the web and the urgent worker (answers to contacts) leave."""
+    if not urgent and settings.worker_nice:
+        os.nice(settings.worker_nice)
 
 
 def _run_worker(settings: Settings, burst: bool, fork: bool = False, urgent: bool = False) -> int:

@@ -86,6 +86,9 @@ class Settings:
     # Outbox drains that may run at once, each over its share of contacts (0: one on SQLite,
     # whose writers take turns anyway; two on PostgreSQL).
     outbox_drains: int = 0
+    # `yuchi worker` (not --urgent) lowers its CPU priority by this much (0-19; 0: not at
+    # all), so on a busy machine the web and the urgent lane run first.
+    worker_nice: int = 10
     defaults_used: tuple[str, ...] = field(default=())
 
     @property
@@ -248,6 +251,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             return default
         return value
 
+    raw_nice = env.get("YUCHI_WORKER_NICE", "").strip() or "10"
+    worker_nice = int(raw_nice) if raw_nice.isascii() and raw_nice.isdigit() else 10
+    if not (raw_nice.isascii() and raw_nice.isdigit() and int(raw_nice) <= 19):
+        problems.append(f"YUCHI_WORKER_NICE={raw_nice!r} must be a whole number from 0 to 19")
     raw_cap = env.get("YUCHI_MARKETING_CAP", "").strip() or "3"
     marketing_cap = int(raw_cap) if raw_cap.isascii() and raw_cap.isdigit() else 3
     if not (raw_cap.isascii() and raw_cap.isdigit()):
@@ -295,6 +302,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         timezone=timezone,
         send_rate=number("YUCHI_SEND_RATE", 20.0),
         outbox_drains=int(number("YUCHI_OUTBOX_DRAINS", 0, integer=True)),
+        worker_nice=worker_nice,
         defaults_used=tuple(used_defaults),
     )
     if problems:

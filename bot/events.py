@@ -274,6 +274,9 @@ def append(
     inside the caller's transaction. Returns the outbox id to enqueue after the caller
     commits, or None if an event with this dedupe key exists already (or ``pipeline=False``:
     it only goes on the timeline, no background step sees it)."""
+    if not pipeline:
+        timeline(session, [(contact_id, type, properties, dedupe_key)], source)
+        return None
     now = utcnow()
     ev = IncomingEvent(
         type=type,
@@ -288,6 +291,34 @@ def append(
     )
     inserted = _insert_event(session, contact_id, ev, None, now, outbox=pipeline)
     return None if inserted is None else inserted[1]
+
+
+TimelineItem = tuple[int, str, dict[str, Any], str | None]  # contact, type, properties, key
+
+
+def timeline(session: Session, items: list[TimelineItem], source: str = "bot") -> None:
+    """Events Yuchi caused that only go on the timeline (stored as processed: no background
+    step sees them), in one executemany; a dedupe key stored already is skipped."""
+    if not items:
+        return
+    now = utcnow()
+    stmt = _insert(session, Event.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    session.execute(
+        stmt,
+        [
+            {
+                "contact_id": contact_id,
+                "type": type_,
+                "source": source,
+                "properties": properties,
+                "occurred_at": now,
+                "received_at": now,
+                "dedupe_key": key,
+                "processed_at": now,
+            }
+            for contact_id, type_, properties, key in items
+        ],
+    )
 
 
 OnInsert = Callable[[Session, int, int], str | None]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import sqlalchemy as sa
+from rq import get_current_job
 
 from bot import changes, messaging, pipeline, queue
 from bot.config import Settings, load_settings
@@ -133,11 +135,24 @@ def deliver_message(message_id: int) -> str:
     return messaging.deliver(load_settings(), message_id)
 
 
+DELIVERY_SLICE = 1.0  # s: a batch job hands what is left to a new job after this long
+
+
 def deliver_messages(message_ids: list[int]) -> dict[str, int]:
-    """A batch (broadcasts): each message is delivered on its own, idempotently."""
+    """A batch (broadcasts, journeys): each message is delivered on its own, idempotently.
+    After DELIVERY_SLICE seconds the rest goes back to the end of the job's queue, so due
+    wakes and answers do not wait behind a long batch for a worker."""
     settings = load_settings()
     outcomes: dict[str, int] = {}
-    for message_id in message_ids:
+    started = time.monotonic()
+    for n, message_id in enumerate(message_ids):
+        if n and time.monotonic() - started > DELIVERY_SLICE:
+            job = get_current_job()
+            rest = message_ids[n:]
+            name = job.origin if job is not None else queue.BULK
+            messaging.enqueue(settings, rest, batch=len(rest), name=name)
+            outcomes["handed_on"] = len(rest)
+            break
         status = messaging.deliver(settings, message_id)
         outcomes[status] = outcomes.get(status, 0) + 1
     return outcomes

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WAKE_DUE_JOB = "bot.jobs.wake_due"
-WAKE_BATCH = 200
+WAKE_BATCH = 500
 SWEEP_WAKE = "journey-wakes-sweep"
 EARLY_START = 1.5  # seconds: rq's scheduler may run a job this much before its time, at most
 DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
@@ -91,6 +91,10 @@ class Tx:
     wakes: set[int] = field(default_factory=set)  # seconds with a wake to schedule
     deliveries: dict[bool, list[int]] = field(default_factory=dict)  # urgent? -> message ids
     sends: list[tuple[dict[str, Any], bool]] = field(default_factory=list)  # (row, urgent?)
+    # In a background job: answers to the contact are delivered right after commit, in this
+    # process, instead of waiting for a worker to take their job.
+    inline: bool = False
+    timeline: list[events.TimelineItem] = field(default_factory=list)  # done, exited
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""
@@ -101,6 +105,9 @@ class Tx:
     def deliver(self, ids: list[int], urgent: bool = False) -> None:
         """Enqueue these messages' delivery after commit (one Redis pipeline per kind)."""
         if not ids:
+            return
+        if urgent and self.inline:
+            self.after.append(functools.partial(messaging.deliver_now, self.settings, ids))
             return
         if urgent not in self.deliveries:
             self.deliveries[urgent] = []
@@ -326,7 +333,7 @@ def on_event(ctx: Context) -> None:
     if ev.contact_id is None:
         changes.take(session)
         return
-    tx = Tx(ctx.settings, session, utcnow(), ctx.after_commit)
+    tx = Tx(ctx.settings, session, utcnow(), ctx.after_commit, inline=True)
     contact_id = contacts.resolve(session, ev.contact_id)
     if ev.type == UNSUBSCRIBE:
         changes.take(session)
@@ -647,7 +654,7 @@ def _apply(tx: Tx, moves: list[Move]) -> None:
     for row, cmd, idx, event_id in planned:
         if (row.id, cmd.step, cmd.visit, idx) in claimed:
             _execute(tx, row, cmd, idx, event_id)
-    _insert_sends(tx)
+    _insert_buffered(tx)
 
 
 def _store(tx: Tx, row: Enrollment, new: journeys.State, cmds: list[c.Command]) -> None:
@@ -777,14 +784,10 @@ def _record(tx: Tx, row: Enrollment, cmd: c.Command, idx: int, type_: str) -> in
     props = {"enrollment_id": row.id, "journey_id": row.journey_id, **_props(cmd)}
     if isinstance(cmd, c.Answered):
         props["attribute"] = cmd.key
-    outbox_id = events.append(
-        tx.session,
-        row.contact_id,
-        type_,
-        props,
-        _key(row, cmd, idx),
-        pipeline=type_ not in TIMELINE_ONLY,
-    )
+    if type_ in TIMELINE_ONLY:  # stored with the others at the end (_insert_buffered)
+        tx.timeline.append((row.contact_id, type_, props, _key(row, cmd, idx)))
+        return None
+    outbox_id = events.append(tx.session, row.contact_id, type_, props, _key(row, cmd, idx))
     if outbox_id is not None:
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
     return outbox_id
@@ -870,7 +873,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
     new = messaging._new_row(req)
     passive = tx.passive is not None and not tx.passive and cmd.reply and cmd.kind in REPLY_KINDS
     if not passive:
-        tx.sends.append((new, conversational))  # inserted with the others (_insert_sends)
+        tx.sends.append((new, conversational))  # inserted with the others (_insert_buffered)
         return
     assert tx.passive is not None
     new.update(status="sent", sent_kind="passive", sent_at=tx.now, attempts=1)
@@ -884,14 +887,18 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
 
 
-def _insert_sends(tx: Tx) -> None:
-    """Insert the sends the commands made (one statement per kind) and enqueue them after
-    commit; a key stored already (a re-run) inserts nothing."""
+def _insert_buffered(tx: Tx) -> None:
+    """Insert what the commands buffered, one statement per kind: the sends (enqueued after
+    commit; a key stored already, a re-run, inserts nothing) and the timeline-only events."""
     pending, tx.sends = tx.sends, []
     for urgent in (True, False):
         rows = [row for row, u in pending if u is urgent]
         if rows:
-            tx.deliver(messaging.insert_messages(tx.session, rows), urgent=urgent)
+            # each key is its command's, claimed in this transaction: none can exist yet
+            ids = messaging.insert_messages(tx.session, rows, new_keys=True)
+            tx.deliver(ids, urgent=urgent)
+    done, tx.timeline = tx.timeline, []
+    events.timeline(tx.session, done)
 
 
 def _enqueue_webhook(settings: Settings, key: str) -> None:

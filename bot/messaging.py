@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot import events, queue, send_rules, wechat
 from bot.config import Settings
-from bot.db import any_of, session_scope
+from bot.db import session_scope
 from bot.message_payloads import SendRequest, oa_request, wecom_request
 from bot.models import Contact, Identity, Message, utcnow
 
@@ -100,17 +100,19 @@ def _new_row(req: SendRequest, broadcast_id: int | None = None) -> dict[str, Any
     }
 
 
-def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+def insert_messages(
+    session: Session, rows: list[dict[str, Any]], new_keys: bool = False
+) -> list[int]:
     """Insert rows (one executemany; all with the same keys), skipping any whose idempotency
-    key exists; returns the new ids. On PostgreSQL the ids are drawn from the sequence first
-    and the rows inserted without RETURNING (psycopg's executemany runs one short statement
-    whatever the number of rows; RETURNING would make it one long one to parse); a second
-    query tells which of those ids were stored."""
+    key exists; returns the new ids. ``new_keys``: the caller knows no row with these keys
+    can exist (a journey's send, made once under its step's claim); on PostgreSQL the ids
+    are then drawn from the sequence and the rows inserted without RETURNING, which psycopg
+    runs as one short statement whatever the number of rows."""
     if not rows:
         return []
     t = Message.__table__
     stmt = events._insert(session, t).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    if session.get_bind().dialect.name != "postgresql":
+    if not new_keys or session.get_bind().dialect.name != "postgresql":
         return sorted(session.execute(stmt.returning(t.c.id), rows).scalars())
     sequence = sa.func.pg_get_serial_sequence("message", "id")
     ids = list(
@@ -119,7 +121,7 @@ def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
         ).scalars()
     )
     session.execute(stmt, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
-    return sorted(session.execute(sa.select(t.c.id).where(any_of(session, t.c.id, ids))).scalars())
+    return ids
 
 
 def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
@@ -351,6 +353,17 @@ def deliver(settings: Settings, message_id: int, now: datetime | None = None) ->
     if outcome != "send":
         return outcome
     return _call(settings, message_id, plan)
+
+
+def deliver_now(settings: Settings, ids: list[int]) -> None:
+    """Deliver these messages in this process, now (after the caller's commit); any that
+    raises is enqueued instead, for a worker to try."""
+    for message_id in ids:
+        try:
+            deliver(settings, message_id)
+        except Exception:
+            log.exception("message %s: delivering now failed; enqueued", message_id)
+            enqueue(settings, [message_id], urgent=True)
 
 
 def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:

@@ -229,12 +229,20 @@ def test_kill_during_a_send_never_sends_twice(sim, sim_client, auth, settings, w
     assert len(in_flight) == 1 and answered == 1, (in_flight, answered)
     sim.faults(latency_ms=0)  # later sends are quick; the one in flight keeps its delay
 
-    # What the kill left: one sent, one mid-call, the rest still queued; enrollments waiting.
+    # What the kill left: one sent, one mid-call, the rest queued or not made yet (the drain
+    # that answers the follows delivers each answer itself, after its batch commits; with two
+    # drains on PostgreSQL the other half of the follows may still wait); who was answered
+    # waits for day 2.
     state = snapshot(sim_client, auth, openids)
-    assert statuses(state) == ["queued"] * 3 + ["sending", "sent"], state
+    left = statuses(state)
+    assert (left.count("sent"), left.count("sending")) == (1, 1), state
+    assert set(left) <= {"queued", "sending", "sent"}, state
     for s in state.values():
-        [e] = s["enrollments"]
-        assert (e["status"], e["step"]) == ("waiting", "wait_day2"), s
+        if s["enrollments"]:
+            [e] = s["enrollments"]
+            assert (e["status"], e["step"]) == ("waiting", "wait_day2"), s
+        else:
+            assert s["unprocessed"] == ["oa.subscribe"], s
 
     queue.get_redis(settings).flushdb()  # every job, the scheduler's lock and the flags: gone
     second = workers.start()

@@ -80,3 +80,74 @@ def test_an_answer_to_the_contacts_own_message_ignores_quiet_hours(
     run_worker(sim_settings)
     [question] = sim.inbox("oNight", kind="custom")  # in answer to their follow
     assert "预算" in question["payload"]["text"]["content"]
+
+
+REPLY = {
+    "id": "reply",
+    "name": "等回复",
+    "steps": [
+        {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "wait"},
+        {
+            "id": "wait",
+            "type": "wait",
+            "event": "oa.text",
+            "timeout": "1d",
+            "timeout_next": "gone",
+            "next": "answer",
+        },
+        {
+            "id": "answer",
+            "type": "action",
+            "do": "send",
+            "kind": "text",
+            "payload": {"content": "收到，顾问马上联系您"},
+        },
+        {"id": "gone", "type": "action", "do": "exit", "reason": "no reply"},
+    ],
+}
+
+
+def test_the_answer_goes_out_from_the_drain_itself_without_a_delivery_job(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    from bot import jobs, queue
+
+    resp = sim_client.post(
+        "/api/journeys", json={"name": "reply", "definition": REPLY}, headers=auth
+    )
+    assert resp.status_code == 201, resp.get_json()
+    sim_client.post(f"/api/journeys/{resp.get_json()['id']}/publish", headers=auth)
+    sim.follow("oInline")
+    run_worker(sim_settings)
+    assert sim.say("oInline", "你好").status == 200
+    assert jobs.drain_outbox() >= 1  # what the urgent worker runs
+    [answer] = sim.inbox("oInline", kind="custom")
+    assert answer["payload"]["text"]["content"] == "收到，顾问马上联系您"
+    urgent = queue.get_queue(sim_settings, queue.URGENT)
+    assert not [j for j in urgent.jobs if "deliver" in j.func_name]
+
+
+def test_a_long_delivery_batch_hands_the_rest_on(sim, sim_settings, env_to_sim, monkeypatch):
+    from bot import jobs, messaging, queue
+    from bot.message_payloads import SendRequest
+
+    for i in range(3):
+        sim.follow(f"oSlice{i}")
+    run_worker(sim_settings)
+    with db.session_scope(sim_settings.database_url) as s:
+        cids = list(s.execute(sa.select(Contact.id).order_by(Contact.id)).scalars())
+        rows = [
+            messaging._new_row(
+                SendRequest.model_validate(
+                    {"kind": "text", "payload": {"content": "你好"}, "contact_id": cid}
+                )
+            )
+            for cid in cids
+        ]
+        ids = messaging.insert_messages(s, rows)
+    monkeypatch.setattr(jobs, "DELIVERY_SLICE", 0.0)  # every message past the first is "late"
+    assert jobs.deliver_messages(ids) == {"sent": 1, "handed_on": 2}
+    [job] = queue.get_queue(sim_settings, queue.BULK).jobs
+    assert job.args == (ids[1:],)
+    run_worker(sim_settings)
+    assert sum(len(sim.inbox(f"oSlice{i}", kind="custom")) for i in range(3)) == 3

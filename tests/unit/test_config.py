@@ -410,3 +410,19 @@ def test_config_error_carries_problems() -> None:
     err = ConfigError(["A is wrong", "B is missing"])
     assert err.problems == ["A is wrong", "B is missing"]
     assert str(err) == "A is wrong; B is missing"
+
+
+def test_background_lanes_settings(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    assert (s.worker_nice, s.drains) == (10, 1)  # SQLite: one drain
+    pg = load_settings(env(var_dir, DATABASE_URL="postgresql://u@h/db", YUCHI_WORKER_NICE="0"))
+    assert (pg.worker_nice, pg.drains) == (0, 2)
+    four = load_settings(env(var_dir, DATABASE_URL="postgresql://u@h/db", YUCHI_OUTBOX_DRAINS="4"))
+    assert four.drains == 4
+    for bad in ("20", "-1", "x"):
+        assert any(
+            "YUCHI_WORKER_NICE" in p for p in problems_of(env(var_dir, YUCHI_WORKER_NICE=bad))
+        )
+    assert any(
+        "YUCHI_OUTBOX_DRAINS" in p for p in problems_of(env(var_dir, YUCHI_OUTBOX_DRAINS="0"))
+    )
