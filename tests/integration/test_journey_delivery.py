@@ -107,7 +107,7 @@ REPLY = {
 }
 
 
-def test_the_answer_goes_out_from_the_drain_itself_without_a_delivery_job(
+def test_an_answer_in_the_background_goes_out_from_the_drain_and_a_reply_resumes_a_wait_at_once(
     sim, sim_settings, sim_client, auth, env_to_sim
 ):
     from bot import jobs, queue
@@ -117,14 +117,27 @@ def test_the_answer_goes_out_from_the_drain_itself_without_a_delivery_job(
     )
     assert resp.status_code == 201, resp.get_json()
     sim_client.post(f"/api/journeys/{resp.get_json()['id']}/publish", headers=auth)
-    sim.follow("oInline")
-    run_worker(sim_settings)
-    assert sim.say("oInline", "你好").status == 200
-    assert jobs.drain_outbox() >= 1  # what the urgent worker runs
-    [answer] = sim.inbox("oInline", kind="custom")
-    assert answer["payload"]["text"]["content"] == "收到，顾问马上联系您"
+    sim_client.post("/api/journeys", json={"library": "welcome"}, headers=auth)
+    welcome = sim_client.get("/api/journeys", headers=auth).get_json()["journeys"][-1]["id"]
+    sim_client.post(f"/api/journeys/{welcome}/publish", headers=auth)
+
+    # the follow is processed by the drain (what the urgent worker runs); the welcome it makes
+    # answers the follow, so the drain delivers it itself: no delivery job
+    assert sim.follow("oInline").status == 200
+    assert jobs.drain_outbox() >= 1
+    [first] = sim.inbox("oInline", kind="custom")
+    assert "欢迎关注鱼池" in first["payload"]["text"]["content"]
     urgent = queue.get_queue(sim_settings, queue.URGENT)
     assert not [j for j in urgent.jobs if "deliver" in j.func_name]
+
+    # their text ends the wait inside the callback: the answer is the instant passive reply
+    said = sim.say("oInline", "你好")
+    assert said.status == 200 and said.reply["Content"] == "收到，顾问马上联系您"
+    run_worker(sim_settings)
+    assert len(sim.inbox("oInline", kind="custom")) == 1  # nothing sent twice
+    with db.session_scope(sim_settings.database_url) as s:
+        kinds = sorted(m.sent_kind or "" for m in s.execute(sa.select(Message)).scalars())
+    assert kinds == ["passive", "text"]
 
 
 def test_a_long_delivery_batch_hands_the_rest_on(sim, sim_settings, env_to_sim, monkeypatch):
