@@ -1352,6 +1352,10 @@ def run(
         "max": late_all[-1] if late_all else float("nan"),
     }
     ge = "≥" if timed_out else ""
+    # a timeout cut short what had not run yet; figures over steps that all ran are exact
+    waits_ran = not_run1 == 0 and not_run2 == 0
+    ge_wait = ge if not waits_ran else ""
+    ge_event = ge if any(r["arrived"] is None for r in rows.values()) else ""
     say("\n==== results " + "=" * 72)
     say(
         f"run         {_n(n)} contacts × 5-step journey, due over {args.spread:g} s from T0, second "
@@ -1368,8 +1372,8 @@ def run(
         f"fired; {_n(len(sent_times))} messages delivered ({msgs_s:.1f}/s from T0)"
     )
     say(
-        f"lateness    wake ran − due, both waits: p50 {ge}{_s(ours['p50'])}, p99 "
-        f"{ge}{_s(ours['p99'])}, max {ge}{_s(ours['max'])}"
+        f"lateness    wake ran − due, both waits: p50 {ge_wait}{_s(ours['p50'])}, p99 "
+        f"{ge_wait}{_s(ours['p99'])}, max {ge_wait}{_s(ours['max'])}"
     )
     say(
         f"            first wait  p50 {_s(pct(late1, 50))}, p99 {_s(pct(late1, 99))}; second "
@@ -1391,9 +1395,9 @@ def run(
         f"event→send  under load: {_n(len(answered))} callbacks answered 200 "
         f"({_n(len(load.sent))} made, {args.callback_rate:g}/s), "
         f"{_n(len(answered) - reply_lost)} replies arrived: "
-        f"p50 {ge}{_s(pct(ev_lat, 50))}, p99 {ge}{_s(pct(ev_lat, 99))}, max "
-        f"{ge}{_s(ev_lat[-1] if ev_lat else float('nan'))}; idle: p50 {_s(pct(idle_lat, 50))}"
-        + (f"; callback errors {dict(cb_errors)}" if cb_errors else "")
+        f"p50 {ge_event}{_s(pct(ev_lat, 50))}, p99 {ge_event}{_s(pct(ev_lat, 99))}, max "
+        f"{ge_event}{_s(ev_lat[-1] if ev_lat else float('nan'))}; idle: p50 "
+        f"{_s(pct(idle_lat, 50))}" + (f"; callback errors {dict(cb_errors)}" if cb_errors else "")
     )
     for label, values in parts.items():
         values.sort()
@@ -1501,16 +1505,16 @@ def run(
         shown = "–" if timed_out else f"{r:.2f}×"
         say(f"  {label:<26} {ge + a:>18} {b:>18} {shown:>11}")
 
-    met_late = not timed_out and ours["p99"] <= TARGET_LATENESS
+    met_late = waits_ran and ours["p99"] <= TARGET_LATENESS
     ev_p99 = pct(ev_lat, 99)
     met_event = bool(ev_lat) and ev_p99 <= TARGET_EVENT and reply_lost == 0
     say("\ntargets")
     say(
         f"  a wait fires within {TARGET_LATENESS:g} s of its due time at p99: "
-        f"{ge}{_s(ours['p99'])} → target met: {'yes' if met_late else 'no'}"
+        f"{ge_wait}{_s(ours['p99'])} → target met: {'yes' if met_late else 'no'}"
     )
     say(
-        f"  event → send within {TARGET_EVENT:g} s at p99 under load: {ge}{_s(ev_p99)} → target "
+        f"  event → send within {TARGET_EVENT:g} s at p99 under load: {ge_event}{_s(ev_p99)} → target "
         f"met: {'yes' if met_event else 'no'}"
     )
     say(f"  duplicates 0: {'yes' if duplicates == 0 else 'no'} ({duplicates})")
