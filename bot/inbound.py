@@ -49,14 +49,15 @@ def receive(
         after.clear()  # a retried transaction starts over
         if trigger is None:
             return None
-        waiting = None
-        if render_message is not None and trigger.kind in ANSWERS:
-            waiting = journey_runner.awaiting(session, contact_id, event.type)
-        if waiting is not None:
+        if (
+            render_message is not None
+            and trigger.kind in ANSWERS
+            and journey_runner.has_open_question(session, contact_id)
+        ):
             answer = journey_runner.answer_now(settings, session, event_id, contact_id, after)
             if answer is not None:
                 return render_message(*answer)
-            if waiting == "question" and trigger.kind == "keyword":
+            if trigger.kind == "keyword":
                 return None  # the text was the journey's; nothing to say right now
         rules = autoreply.active_rules(session, settings.reply_cache_seconds)
         matched = keywords.match(rules, trigger.kind, trigger.text, trigger.click_key)

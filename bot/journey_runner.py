@@ -597,44 +597,35 @@ def _end(session: Session, row: Enrollment, now: datetime, reason: str) -> None:
 # --- the web path: an open question answered in the callback -------------------------------
 
 
-def awaiting(session: Session, contact_id: int, event_type: str) -> str | None:
-    """Is a published journey waiting for this contact's ``event_type`` (a text, a click)?
-    "question" when one asked a question (their text belongs to it, not to the keyword
-    replies), "wait" when one only waits for such an event, else None."""
+def has_open_question(session: Session, contact_id: int) -> bool:
+    """Is a published journey waiting for this contact's answer? (Their text belongs to it,
+    not to the keyword replies.)"""
     en, j = Enrollment.__table__.c, Journey.__table__.c
     contact_id = contacts.resolve(session, contact_id)
-    rows = session.execute(
-        sa.select(en.status, en.state)
-        .join(Journey.__table__, j.id == en.journey_id)
-        .where(
-            en.contact_id == contact_id,
-            en.status.in_(("asking", "waiting")),
-            j.status == "published",
-        )
-    ).all()
-    if any(r.status == "asking" for r in rows):
-        return "question"
-    waits = (r.state.get("waiting_for") or {} for r in rows)
-    if any(type_matches(p, event_type) for wf in waits for p in wf.get("events") or ()):
-        return "wait"
-    return None
+    return (
+        session.execute(
+            sa.select(en.id)
+            .join(Journey.__table__, j.id == en.journey_id)
+            .where(en.contact_id == contact_id, en.status == "asking", j.status == "published")
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def answer_now(
     settings: Settings, session: Session, event_id: int, contact_id: int, after: After
 ) -> tuple[str, dict[str, Any]] | None:
-    """Advance the contact's open questions, and the waits for this kind of event, with
-    their just-stored message, in the callback's transaction; the first message that follows
-    comes back as (kind, payload) to send as the passive reply (it is stored as sent). The
-    background pipeline then skips this event for these enrollments (``last_event_id``)."""
+    """Advance the contact's open questions with their just-stored reply, in the callback's
+    transaction; the first message that follows comes back as (kind, payload) to send as the
+    passive reply (it is stored as sent). The background pipeline then skips this event for
+    these enrollments (``last_event_id``)."""
     ev = session.get(Event, event_id)
     tx = Tx(settings, session, utcnow(), after, passive=[])
     cid = contacts.resolve(session, contact_id)
     contact = snapshot(session, cid)
     event = _event_of(ev)
-    for row in _open_enrollments(session, cid, ("asking", "waiting")):
-        if row.status == "waiting" and not _awaits(row, ev.type):
-            continue
+    for row in _open_enrollments(session, cid, ("asking",)):
         if _status_of(session, row.journey_id) != "published":
             continue
         row.last_event_id = event_id
