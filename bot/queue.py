@@ -86,31 +86,36 @@ def kick_outbox(settings: Settings, force: bool = False, contact_id: int | None 
     drain). The flag means "a drain is queued or running and has not found its rows all
     done": while it is set, the row just committed will be seen by that drain, so one Redis
     round trip is the whole cost. False (logged) when Redis is down."""
-    parts = settings.drains
-    which = range(parts) if contact_id is None else [drain_part(settings, contact_id)]
+    which = range(settings.drains) if contact_id is None else [drain_part(settings, contact_id)]
     try:
-        conn = get_redis(settings)
-        with conn.pipeline(transaction=False) as pipe:
-            for part in which:
-                pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
-            claimed = pipe.execute()
-        for part, ok in zip(which, claimed, strict=True):
-            if ok or force:
-                job_id = f"outbox-drain-{part}-{uuid.uuid4().hex[:16]}"
-                conn.set(DRAIN_JOB.format(part=part), job_id, ex=3600)
-                get_queue(settings, URGENT).enqueue(
-                    DRAIN,
-                    part,
-                    parts,
-                    job_id=job_id,
-                    result_ttl=60,
-                    failure_ttl=7 * 24 * 3600,
-                    job_timeout=3600,
-                )
+        _kick(settings, list(which), force)
     except REDIS_ERRORS as exc:
         log.warning("outbox drain not enqueued (%s); the sweeper will pick the rows up", exc)
         return False
     return True
+
+
+def _kick(settings: Settings, which: list[int], force: bool) -> None:
+    """Set these drains' flags; enqueue a drain job for each flag that was not set (or for
+    each, ``force``)."""
+    conn = get_redis(settings)
+    with conn.pipeline(transaction=False) as pipe:
+        for part in which:
+            pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
+        claimed = pipe.execute()
+    for part, ok in zip(which, claimed, strict=True):
+        if ok or force:
+            job_id = f"outbox-drain-{part}-{uuid.uuid4().hex[:16]}"
+            conn.set(DRAIN_JOB.format(part=part), job_id, ex=3600)
+            get_queue(settings, URGENT).enqueue(
+                DRAIN,
+                part,
+                settings.drains,
+                job_id=job_id,
+                result_ttl=60,
+                failure_ttl=7 * 24 * 3600,
+                job_timeout=3600,
+            )
 
 
 def drain_started(settings: Settings, part: int = 0) -> None:
@@ -152,14 +157,13 @@ def sweep(settings: Settings) -> int:
     # A drain marked started long ago may belong to a worker that was killed: after
     # STUCK_DRAIN, queue another anyway (drains are idempotent).
     stuck = oldest is not None and now - oldest > STUCK_DRAIN
-    kicked = False
+    gone = []
     for part in range(settings.drains):
         last = get_redis(settings).get(DRAIN_JOB.format(part=part))
-        if last and job_alive(settings, last.decode()) and not stuck:
-            continue
-        kick_outbox(settings, force=True, contact_id=part)
-        kicked = True
-    if not kicked:
+        if stuck or not (last and job_alive(settings, last.decode())):
+            gone.append(part)
+    if not gone:
         return 0
+    _kick(settings, gone, force=True)
     log.info("sweeper: %d outbox row(s) waiting, drain(s) enqueued", waiting)
     return waiting
