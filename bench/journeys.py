@@ -407,8 +407,8 @@ TIMED_JOBS = (
 )
 
 
-def worker_main(stats_path: str, urgent: bool = False) -> None:
-    """One background worker exactly as `yuchi worker [--urgent]` runs it (bot.cli._run_worker:
+def worker_main(stats_path: str, lane: str = "background") -> None:
+    """One worker exactly as `yuchi worker --background|--urgent` runs it (bot.cli._run_worker:
     an rq SimpleWorker with the scheduler, and the sweeper thread), with every job function of
     bot.jobs timed. The totals go to ``stats_path`` every second and at exit."""
     from bot import jobs
@@ -467,8 +467,8 @@ def worker_main(stats_path: str, urgent: bool = False) -> None:
     threading.Thread(target=every_second, daemon=True).start()
     try:
         settings = load_settings()
-        yield_cpu(settings, urgent)
-        _run_worker(settings, burst=False, urgent=urgent)
+        yield_cpu(settings, lane)
+        _run_worker(settings, burst=False, lane=lane)
     finally:
         dump()
 
@@ -497,7 +497,8 @@ class Stack:
         from wxsim.control import env_for
 
         self.var_dir, self.web_workers = var_dir, web_workers
-        self.workers = workers + urgent  # the last ``urgent`` ones: `yuchi worker --urgent`
+        # the first ``workers``: `yuchi worker --background`; the last ``urgent``: `--urgent`
+        self.workers = workers + urgent
         self.urgent = urgent
         self.sim_port, self.port = free_port(), free_port()
         self.sim_base = f"http://127.0.0.1:{self.sim_port}"
@@ -505,6 +506,9 @@ class Stack:
         self.env = {**env, **env_for(self.sim_base)}
         self.procs = Processes(var_dir)
         self.stats_paths = [var_dir / f"worker{k}.json" for k in range(self.workers)]
+
+    def lane(self, k: int) -> str:
+        return "urgent" if k >= self.workers - self.urgent else "background"
 
     def start_sim(self) -> None:
         sim = self.procs.start(
@@ -543,7 +547,7 @@ class Stack:
             code = (
                 f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                 f"from bench.journeys import worker_main; "
-                f"worker_main({str(path)!r}, {k >= self.workers - self.urgent})"
+                f"worker_main({str(path)!r}, {self.lane(k)!r})"
             )
             self.procs.start(f"worker{k}", [sys.executable, "-c", code], self.env)
         wait_healthy(f"{self.base}/healthz", web, 120, json_ok=True)
@@ -965,8 +969,9 @@ def main() -> int:
     parser.add_argument(
         "--urgent-workers",
         type=int,
-        default=1,
-        help="more workers serving only the urgent queue (`yuchi worker --urgent`)",
+        default=None,
+        help="workers serving only the urgent queue (`yuchi worker --urgent`); default one per "
+        "outbox drain, as `yuchi up` (2 on PostgreSQL)",
     )
     parser.add_argument(
         "--web-workers",
@@ -1019,6 +1024,10 @@ def main() -> int:
         "YUCHI_SEND_RATE": f"{args.send_rate:g}",
         "PYTHONUNBUFFERED": "1",
     }
+    if args.urgent_workers is None:  # one per outbox drain, as `yuchi up` starts them
+        from bot.config import load_settings
+
+        args.urgent_workers = load_settings(env).drains
     stack = Stack(var_dir, env, args.workers, args.web_workers, args.urgent_workers)
     os.environ.update(stack.env)  # this process too: the setup, the checks and the calibration
 
@@ -1057,7 +1066,7 @@ def main() -> int:
         say(
             f"  stack       yuchi sim, yuchi serve ({args.web_workers} gunicorn workers), "
             f"{args.workers} rq workers + {args.urgent_workers} urgent-only, as `yuchi worker "
-            "[--urgent]` runs them (SimpleWorker + scheduler + "
+            "--background|--urgent` runs them (SimpleWorker + scheduler + "
             f"sweeper); YUCHI_SEND_RATE={args.send_rate:g}/s"
         )
         failed = run(args, n, events_n, url, settings, stack)
@@ -1430,6 +1439,19 @@ def run(
             f"  {name:<18} {_n(calls):>8} jobs finished{extra}, {spent:8.1f} s busy"
             + (f", {1000 * spent / calls:7.2f} ms/job" if calls else " (still running)")
         )
+    by_lane = {
+        lane: read_worker_stats(
+            [p for k, p in enumerate(stack.stats_paths) if stack.lane(k) == lane]
+        ).get("drain_outbox", [0, 0.0, 0])
+        for lane in ("urgent", "background")
+    }
+    say(
+        "  drain_outbox by lane: "
+        + "; ".join(
+            f"{lane} workers {_n(c)} jobs, {_n(items)} events, {spent:.1f} s"
+            for lane, (c, spent, items) in by_lane.items()
+        )
+    )
     say(
         f"  busy in job functions {busy:.0f} s of {args.workers} × {elapsed:.0f} s = "
         f"{100 * busy / max(1e-9, args.workers * elapsed):.0f} % (the rest: rq's own work per job, "

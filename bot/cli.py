@@ -513,29 +513,40 @@ def serve(host: str, port: int, workers: int | None) -> None:
 @click.option("--fork", is_flag=True, help="Run each job in a forked child (rq's default; slower).")
 @click.option(
     "--urgent",
-    is_flag=True,
+    "lane",
+    flag_value="urgent",
     help="Only the urgent queue (the outbox drains, answers to a contact): a worker that is "
     "never busy with wakes, deliveries or broadcasts when someone is waiting.",
 )
-def worker(burst: bool, fork: bool, urgent: bool) -> None:
-    """Run the rq worker (with its scheduler) and the sweeper."""
+@click.option(
+    "--background",
+    "lane",
+    flag_value="background",
+    help="Everything but the urgent queue, at lower CPU priority (YUCHI_WORKER_NICE): run it "
+    "beside `yuchi worker --urgent`, which must then be running.",
+)
+def worker(burst: bool, fork: bool, lane: str | None) -> None:
+    """Run the rq worker (with its scheduler) and the sweeper. Without --urgent or
+    --background it serves every queue."""
     settings = _settings()
-    yield_cpu(settings, urgent)
+    lane = lane or "all"
+    yield_cpu(settings, lane)
     if settings.redis_url is None:
         with _redis_env(settings) as env:
             os.environ["REDIS_URL"] = env["REDIS_URL"]
-            sys.exit(_run_worker(load_settings(), burst, fork, urgent))
-    sys.exit(_run_worker(settings, burst, fork, urgent))
+            sys.exit(_run_worker(load_settings(), burst, fork, lane))
+    sys.exit(_run_worker(settings, burst, fork, lane))
 
 
-def yield_cpu(settings: Settings, urgent: bool) -> None:
-    """A background worker lowers its CPU priority (YUCHI_WORKER_NICE): thousands of wakes or
-    deliveries then take what the web and the urgent worker (answers to contacts) leave."""
-    if not urgent and settings.worker_nice:
+def yield_cpu(settings: Settings, lane: str) -> None:
+    """A background-lane worker lowers its CPU priority (YUCHI_WORKER_NICE): thousands of wakes
+    or deliveries then take what the web and the urgent lane (answers to contacts) leave. A
+    worker that serves the urgent queue never does: an answer must not run at low priority."""
+    if lane == "background" and settings.worker_nice:
         os.nice(settings.worker_nice)
 
 
-def _run_worker(settings: Settings, burst: bool, fork: bool = False, urgent: bool = False) -> int:
+def _run_worker(settings: Settings, burst: bool, fork: bool = False, lane: str = "all") -> int:
     from rq import SimpleWorker, Worker
 
     from bot import queue
@@ -547,8 +558,7 @@ def _run_worker(settings: Settings, burst: bool, fork: bool = False, urgent: boo
         # Our jobs are short DB and HTTP calls: running them in the worker process (no fork
         # per job) costs about a millisecond a job instead of ten.
         worker_class = Worker if fork else SimpleWorker
-        queues = [queue.get_queue(settings, queue.URGENT)] if urgent else queue.all_queues(settings)
-        w = worker_class(queues, connection=queue.get_redis(settings))
+        w = worker_class(queue.lane_queues(settings, lane), connection=queue.get_redis(settings))
         w.work(
             with_scheduler=True,
             burst=burst,
@@ -619,16 +629,21 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
         procs = {"web": subprocess.Popen(_gunicorn_cmd(host, port, workers), env=env)}
         for n in range(1, job_workers + 1):
             name = "worker" if job_workers == 1 else f"worker {n}"
-            procs[name] = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env)
-        procs["urgent worker"] = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "worker", "--urgent"], env=env
-        )
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "worker", "--background"], env=env
+            )
+        # One urgent worker per outbox drain, so every drain can run at once.
+        for n in range(1, settings.drains + 1):
+            name = "urgent worker" if settings.drains == 1 else f"urgent worker {n}"
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "worker", "--urgent"], env=env
+            )
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{shown_host}:{port}"
         if _wait_healthy(f"{base}/healthz", procs):
             _ok(
-                f"web on {base}, {job_workers} background worker(s) and one for urgent work "
-                "(answers to contacts) running"
+                f"web on {base}, {job_workers} background worker(s) and {settings.drains} for "
+                "urgent work (answers to contacts) running"
             )
             click.echo(
                 f"\n  Official Account callback URL  {base}/wechat/oa\n"

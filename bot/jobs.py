@@ -18,6 +18,7 @@ MAX_ATTEMPTS = 5
 
 
 BATCH = 100
+DRAIN_SLICE = 2.0  # s: a drain hands on to a new job of its own after this long
 
 
 def drain_outbox(part: int = 0, parts: int = 1) -> int:
@@ -27,8 +28,11 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
     While a drain runs, its "drain pending" flag stays set, so callbacks skip enqueueing
     another job (one Redis command each). Only when it finds nothing left does it clear the
     flag — and then looks once more, since a row committed just before the clear found the flag
-    set and relied on this drain."""
+    set and relied on this drain. After DRAIN_SLICE seconds of steady work it hands on to a new
+    job at the back of the urgent queue (the flag stays set), so one busy drain cannot keep an
+    urgent worker from the other drains."""
     settings = load_settings()
+    started = time.monotonic()
     total = 0
     t, e = Outbox.__table__, Event.__table__
     query = sa.select(t.c.id).where(t.c.status == "pending")
@@ -51,6 +55,9 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
         if not outcome:  # another drain holds every one of these rows: it carries on from here
             return total
         total += sum(1 for status in outcome.values() if status == "done")
+        if time.monotonic() - started > DRAIN_SLICE:
+            queue.hand_on_drain(settings, part)
+            return total
 
 
 def process_event(outbox_id: int) -> str:

@@ -95,6 +95,13 @@ class Tx:
     # process, instead of waiting for a worker to take their job.
     inline: bool = False
     timeline: list[events.TimelineItem] = field(default_factory=list)  # done, exited
+    _published: list[Any] | None = None
+
+    def published(self) -> list[Any]:
+        """The published journeys (id, name, version), read once per transaction."""
+        if self._published is None:
+            self._published = _published(self.session)
+        return self._published
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""
@@ -417,9 +424,10 @@ def handle(
     open_ones = _open_enrollments(session, contact_id, ("waiting", "asking"))
     if quiet:
         open_ones = [r for r in open_ones if _awaits(r, event.type)]
-    published = _published(session)
+    published = tx.published()
     if not open_ones and not published:
         return  # the common case: nothing to do, and no snapshot queries
+    live = {j.id for j in published}
     contact: journeys.Contact | None = None
 
     def current() -> journeys.Contact:
@@ -431,7 +439,7 @@ def handle(
     for row in open_ones:
         if event_id is not None and row.last_event_id is not None and row.last_event_id >= event_id:
             continue  # this event (or a later one) was applied already
-        if _status_of(session, row.journey_id) != "published":
+        if row.journey_id not in live:
             continue  # paused: nothing moves
         if event_id is not None:
             row.last_event_id = event_id
@@ -829,7 +837,7 @@ def _enter_other(tx: Tx, row: Enrollment, cmd: c.EnterJourney, idx: int) -> None
     """Start another published journey (by name or definition id) for this contact."""
     session = tx.session
     found = None
-    for j in _published(session):
+    for j in tx.published():
         try:
             d = definition_for(session, j.id, j.version)
         except journeys.DefinitionError:

@@ -70,6 +70,15 @@ def all_queues(settings: Settings) -> list[Queue]:
     return [get_queue(settings, name) for name in QUEUES]
 
 
+LANES = {"all": QUEUES, "urgent": (URGENT,), "background": QUEUES[1:]}
+
+
+def lane_queues(settings: Settings, lane: str = "all") -> list[Queue]:
+    """The queues of a worker lane: "urgent" (only what a contact is waiting for),
+    "background" (everything else) or "all"."""
+    return [get_queue(settings, name) for name in LANES[lane]]
+
+
 DRAIN_FLAG = "yuchi:outbox:drain-pending:{part}"
 STUCK_DRAIN = timedelta(minutes=5)
 DRAIN_JOB = "yuchi:outbox:drain-job:{part}"
@@ -116,6 +125,12 @@ def _kick(settings: Settings, which: list[int], force: bool) -> None:
                 failure_ttl=7 * 24 * 3600,
                 job_timeout=3600,
             )
+
+
+def hand_on_drain(settings: Settings, part: int) -> None:
+    """A drain that has run its slice queues its successor (its flag stays set: new rows
+    still rely on a drain being on its way)."""
+    _kick(settings, [part], force=True)
 
 
 def drain_started(settings: Settings, part: int = 0) -> None:

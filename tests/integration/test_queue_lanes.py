@@ -1,5 +1,6 @@
 """The background lanes: outbox drains split by contact (one contact's events always in order,
-by one drain), and `yuchi worker --urgent`, which serves only the urgent queue."""
+by one drain) that take turns on an urgent worker, `yuchi worker --urgent`, which serves only
+the urgent queue, and `yuchi worker --background`, which serves the rest at lower priority."""
 
 from __future__ import annotations
 
@@ -78,8 +79,51 @@ def test_an_urgent_worker_serves_only_the_urgent_queue(clean):
     queue.get_queue(clean, queue.URGENT).enqueue(
         "bot.jobs.deliver_message", 999_998, job_id="lane-urgent"
     )
-    assert _run_worker(clean, burst=True, urgent=True) == 0
+    assert _run_worker(clean, burst=True, lane="urgent") == 0
     assert queue.get_queue(clean, queue.URGENT).count == 0
     assert [j.id for j in queue.get_queue(clean).jobs] == ["lane-default"]
     assert _run_worker(clean, burst=True) == 0  # an ordinary worker takes it
     assert queue.get_queue(clean).count == 0
+
+
+def test_a_background_worker_leaves_the_urgent_queue_alone(clean):
+    queue.get_queue(clean, queue.URGENT).enqueue(
+        "bot.jobs.deliver_message", 999_998, job_id="lane-urgent"
+    )
+    queue.get_queue(clean, queue.WAKES).enqueue("bot.jobs.wake_due", job_id="lane-wake")
+    queue.get_queue(clean, queue.BULK).enqueue(
+        "bot.jobs.deliver_message", 999_997, job_id="lane-bulk"
+    )
+    assert _run_worker(clean, burst=True, lane="background") == 0
+    assert queue.get_queue(clean, queue.WAKES).count == 0
+    assert queue.get_queue(clean, queue.BULK).count == 0
+    assert [j.id for j in queue.get_queue(clean, queue.URGENT).jobs] == ["lane-urgent"]
+
+
+def test_only_the_background_lane_lowers_its_priority(clean, monkeypatch):
+    import dataclasses as dc
+
+    from bot import cli
+
+    niced: list[int] = []
+    monkeypatch.setattr(cli.os, "nice", niced.append)
+    for lane in ("all", "urgent", "background"):
+        cli.yield_cpu(dc.replace(clean, worker_nice=7), lane)
+    cli.yield_cpu(dc.replace(clean, worker_nice=0), "background")
+    assert niced == [7]
+
+
+def test_a_busy_drain_hands_on_after_its_slice(clean, client, oa, monkeypatch):
+    """With one urgent worker and two drains, a drain that always finds more work must still
+    give the other drain its turn: after its slice it queues its successor and returns."""
+    for i in range(3):
+        post(client, oa, text(oa, f"oSlice{i}", "你好", 7200 + i))
+    queue.get_redis(clean).flushdb()
+    monkeypatch.setattr(jobs, "BATCH", 1)
+    monkeypatch.setattr(jobs, "DRAIN_SLICE", 0.0)
+    assert jobs.drain_outbox() == 1  # one batch, then its slice is over
+    assert drain_jobs(clean) == [(0, clean.drains)]  # its successor, at the back of the queue
+    assert queue.get_redis(clean).get(queue.DRAIN_FLAG.format(part=0))  # still "on its way"
+    monkeypatch.setattr(jobs, "DRAIN_SLICE", 60.0)
+    assert jobs.drain_outbox() == 2
+    assert all(v == ["done"] for v in pending_by_contact(clean).values())
