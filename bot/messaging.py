@@ -235,16 +235,6 @@ def _finish(
     return _record(session, m, event, extra)
 
 
-def _openid(session: Session, settings: Settings, contact_id: int) -> str | None:
-    return session.execute(
-        sa.select(Identity.value).where(
-            Identity.contact_id == contact_id,
-            Identity.kind == "openid",
-            Identity.app_id == settings.oa_appid,
-        )
-    ).scalar()
-
-
 def _recent_marketing(session: Session, m: Message, since: datetime) -> int:
     t = Message.__table__.c
     return session.execute(
@@ -279,14 +269,28 @@ def _plan(session: Session, settings: Settings, m: Message, now: datetime) -> tu
         path, body = wecom_request(m.kind, m.payload, m.to_user or "", settings.wecom_agent_id)
         return "send", _Plan(path, body, m.kind, "wecom")
 
+    # The contact (locked: one send decision at a time per contact, for the cap) and their
+    # openid, in one round trip.
+    c, i = Contact.__table__, Identity.__table__
     contact = session.execute(
-        sa.select(Contact).where(Contact.id == m.contact_id).with_for_update()
-    ).scalar_one()
+        sa.select(c.c.id, c.c.subscribed, c.c.last_interaction_at, i.c.value.label("openid"))
+        .select_from(
+            c.outerjoin(
+                i,
+                sa.and_(
+                    i.c.contact_id == c.c.id, i.c.kind == "openid", i.c.app_id == settings.oa_appid
+                ),
+            )
+        )
+        .where(c.c.id == m.contact_id)
+        .limit(1)
+        .with_for_update(of=c)
+    ).one()
     if not contact.subscribed:
         return "skipped", _finish(
             session, m, "skipped", "msg.failed", error_message="contact is not following"
         )
-    openid = _openid(session, settings, contact.id)
+    openid = contact.openid
     if openid is None:
         return "skipped", _finish(
             session, m, "skipped", "msg.failed", error_message="contact has no openid"
@@ -334,14 +338,17 @@ def deliver(settings: Settings, message_id: int, now: datetime | None = None) ->
             at = m.not_before
         else:
             outcome, plan = _plan(session, settings, m, now)
-            if outcome == "send":
-                m.status, m.attempts, m.updated_at, m.sent_kind = (
-                    "sending",
-                    m.attempts + 1,
-                    now,
-                    plan.sent_kind,
+            if outcome == "send":  # committed before the call: at most once
+                session.execute(
+                    sa.update(Message.__table__)
+                    .where(Message.__table__.c.id == m.id)
+                    .values(
+                        status="sending",
+                        attempts=m.attempts + 1,
+                        updated_at=now,
+                        sent_kind=plan.sent_kind,
+                    )
                 )
-                session.add(m)
             elif outcome == "scheduled":
                 at = plan
             elif plan is not None:
@@ -398,6 +405,9 @@ def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
             _after_commit(settings, [outbox] if outbox else [])
             return outcome
         result, error = _send(settings, plan)
+    if error is None:
+        _mark_sent(settings, message_id, result.get("msgid"))
+        return "sent"
 
     outbox_ids: list[int | None] = []
     retry_at: datetime | None = None
@@ -405,20 +415,7 @@ def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
         m = session.execute(
             sa.select(Message).where(Message.id == message_id).with_for_update()
         ).scalar_one()
-        if error is None:
-            msgid = result.get("msgid")
-            outbox_ids.append(
-                _finish(
-                    session,
-                    m,
-                    "sent",
-                    "msg.sent",
-                    sent_at=utcnow(),
-                    platform_msgid=msgid and str(msgid),
-                )
-            )
-            status = "sent"
-        elif error.transient and m.attempts < policy(settings).max_attempts:
+        if error.transient and m.attempts < policy(settings).max_attempts:
             delay = send_rules.backoff(m.attempts, policy(settings))
             retry_at = utcnow() + timedelta(seconds=delay)
             _finish(
@@ -448,6 +445,31 @@ def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
     if retry_at is not None:
         enqueue(settings, [message_id], at=retry_at)
     return status
+
+
+def _mark_sent(settings: Settings, message_id: int, msgid: Any) -> None:
+    """Phase 3 when the platform took it: the row and its timeline event, two statements."""
+    t = Message.__table__
+    now = utcnow()
+    platform_msgid = msgid and str(msgid)
+    with session_scope(settings.database_url) as session:
+        row = session.execute(
+            sa.update(t)
+            .where(t.c.id == message_id)
+            .values(status="sent", sent_at=now, updated_at=now, platform_msgid=platform_msgid)
+            .returning(t.c.contact_id, t.c.kind, t.c.sent_kind, t.c.marketing, t.c.attempts)
+        ).one()
+        if row.contact_id is None:
+            return
+        props = {
+            "message_id": message_id,
+            "kind": row.sent_kind or row.kind,
+            "marketing": row.marketing,
+            "platform_msgid": platform_msgid,
+        }
+        # on the timeline only, like every msg.sent (see QUIET_EVENTS)
+        key = f"msg:{message_id}:msg.sent:{row.attempts}"
+        events.timeline(session, [(row.contact_id, "msg.sent", props, key)])
 
 
 def _after_commit(settings: Settings, outbox_ids: list[int | None]) -> None:
