@@ -146,22 +146,18 @@ DELIVERY_SLICE = 1.0  # s: a batch job hands what is left to a new job after thi
 
 
 def deliver_messages(message_ids: list[int]) -> dict[str, int]:
-    """A batch (broadcasts, journeys): each message is delivered on its own, idempotently.
-    After DELIVERY_SLICE seconds the rest goes back to the end of the job's queue, so due
-    wakes and answers do not wait behind a long batch for a worker."""
+    """A batch (broadcasts, journeys), claimed in one transaction and sent one by one (see
+    messaging.deliver_batch). After DELIVERY_SLICE seconds the rest goes back to the end of
+    the job's queue, so due wakes and answers do not wait behind a long batch for a worker."""
     settings = load_settings()
-    outcomes: dict[str, int] = {}
-    started = time.monotonic()
-    for n, message_id in enumerate(message_ids):
-        if n and time.monotonic() - started > DELIVERY_SLICE:
-            job = get_current_job()
-            rest = message_ids[n:]
-            name = job.origin if job is not None else queue.BULK
-            messaging.enqueue(settings, rest, batch=len(rest), name=name)
-            outcomes["handed_on"] = len(rest)
-            break
-        status = messaging.deliver(settings, message_id)
-        outcomes[status] = outcomes.get(status, 0) + 1
+    outcomes, rest = messaging.deliver_batch(
+        settings, message_ids, until=time.monotonic() + DELIVERY_SLICE
+    )
+    if rest:
+        job = get_current_job()
+        name = job.origin if job is not None else queue.BULK
+        messaging.enqueue(settings, rest, batch=len(rest), name=name)
+        outcomes["handed_on"] = len(rest)
     return outcomes
 
 

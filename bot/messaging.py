@@ -2,8 +2,9 @@
 platform's rules (48-hour window, template fallback or hold, unsubscribed contacts) and ours
 (frequency caps, quiet hours, rate limit), with at-most-once delivery per row.
 
-A row moves queued → sending → sent, or to held / scheduled / skipped / failed. ``sending`` is
-committed before the API call: if the worker dies after that, the row is never sent again
+A row moves queued → sending → sent, or to held / scheduled / skipped / failed; a batch job
+first marks the rows it will send ``claimed`` (nothing sent yet, but counted by the cap), then
+each one ``sending`` just before its call. ``sending`` is committed before the API call: if the worker dies after that, the row is never sent again
 (the sweeper marks it ``unknown``), so a message is delivered at most once whatever crashes or
 retries happen; a retried job or a duplicate idempotency key finds the row and stops.
 """
@@ -11,6 +12,7 @@ retries happen; a retried job or a duplicate idempotency key finds the row and s
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 DELIVER = "bot.jobs.deliver_message"
 DELIVER_BATCH = "bot.jobs.deliver_messages"
 FINAL = {"sent", "failed", "skipped", "unknown"}
+# Rows a job may still decide about: "claimed" is a batch's, not yet being sent by anyone.
+CLAIMABLE = ("queued", "scheduled", "claimed")
 STALE_SENDING = timedelta(minutes=5)
 
 
@@ -235,19 +239,55 @@ def _finish(
     return _record(session, m, event, extra)
 
 
-def _recent_marketing(session: Session, m: Message, since: datetime) -> int:
+def _recent_marketing(
+    session: Session, contact_ids: list[int], exclude: list[int], since: datetime
+) -> dict[int, int]:
+    """Marketing messages per contact sent since ``since`` or on their way (claimed or being
+    sent), not counting the rows in ``exclude``."""
     t = Message.__table__.c
-    return session.execute(
-        sa.select(sa.func.count()).where(
-            t.contact_id == m.contact_id,
+    rows = session.execute(
+        sa.select(t.contact_id, sa.func.count())
+        .where(
+            t.contact_id.in_(sorted(set(contact_ids))),
             t.marketing.is_(True),
-            t.id != m.id,
+            t.id.not_in(exclude),
             sa.or_(
                 sa.and_(t.status == "sent", t.sent_at >= since),
-                sa.and_(t.status == "sending", t.updated_at >= since),
+                sa.and_(t.status.in_(("sending", "claimed")), t.updated_at >= since),
             ),
         )
-    ).scalar_one()
+        .group_by(t.contact_id)
+    )
+    return dict(rows.all())
+
+
+def _contacts(session: Session, settings: Settings, contact_ids: list[int]) -> dict[int, Any]:
+    """The contacts (locked, in id order: one send decision at a time per contact, for the
+    cap) with their openid, in one round trip."""
+    c, i = Contact.__table__, Identity.__table__
+    rows = session.execute(
+        sa.select(c.c.id, c.c.subscribed, c.c.last_interaction_at, i.c.value.label("openid"))
+        .select_from(
+            c.outerjoin(
+                i,
+                sa.and_(
+                    i.c.contact_id == c.c.id, i.c.kind == "openid", i.c.app_id == settings.oa_appid
+                ),
+            )
+        )
+        .where(c.c.id.in_(sorted(set(contact_ids))))
+        .order_by(c.c.id, i.c.id)
+        .with_for_update(of=c)
+    )
+    found: dict[int, Any] = {}
+    for row in rows:
+        found.setdefault(row.id, row)
+    return found
+
+
+def _capped(m: Message) -> bool:
+    """Does the frequency cap (and quiet hours) apply to this row?"""
+    return m.channel != "wecom" and m.marketing and m.reply_to_event_id is None
 
 
 def _outside_window(session: Session, m: Message, reason: str) -> tuple[str, int | None]:
@@ -261,31 +301,24 @@ def _outside_window(session: Session, m: Message, reason: str) -> tuple[str, int
     )
 
 
-def _plan(session: Session, settings: Settings, m: Message, now: datetime) -> tuple[str, Any]:
-    """Phase 1, inside the claim transaction: decide what to do with the row.
+def _plan(
+    session: Session,
+    settings: Settings,
+    m: Message,
+    now: datetime,
+    contact: Any = None,
+    recent: int | None = None,
+) -> tuple[str, Any]:
+    """Phase 1, inside the claim transaction: decide what to do with the row. ``contact`` (see
+    ``_contacts``) and ``recent`` (its marketing count) when the caller read them already.
     Returns ("send", _Plan) or (status, outbox id of the event recorded)."""
     pol = policy(settings)
     if m.channel == "wecom":
         path, body = wecom_request(m.kind, m.payload, m.to_user or "", settings.wecom_agent_id)
         return "send", _Plan(path, body, m.kind, "wecom")
 
-    # The contact (locked: one send decision at a time per contact, for the cap) and their
-    # openid, in one round trip.
-    c, i = Contact.__table__, Identity.__table__
-    contact = session.execute(
-        sa.select(c.c.id, c.c.subscribed, c.c.last_interaction_at, i.c.value.label("openid"))
-        .select_from(
-            c.outerjoin(
-                i,
-                sa.and_(
-                    i.c.contact_id == c.c.id, i.c.kind == "openid", i.c.app_id == settings.oa_appid
-                ),
-            )
-        )
-        .where(c.c.id == m.contact_id)
-        .limit(1)
-        .with_for_update(of=c)
-    ).one()
+    if contact is None:
+        contact = _contacts(session, settings, [m.contact_id])[m.contact_id]
     if not contact.subscribed:
         return "skipped", _finish(
             session, m, "skipped", "msg.failed", error_message="contact is not following"
@@ -296,14 +329,16 @@ def _plan(session: Session, settings: Settings, m: Message, now: datetime) -> tu
             session, m, "skipped", "msg.failed", error_message="contact has no openid"
         )
 
-    exempt = not m.marketing or m.reply_to_event_id is not None
-    if not exempt:
+    if _capped(m):
         talking = send_rules.in_conversation(contact.last_interaction_at, now, pol)
         resume = None if talking else send_rules.quiet_until(now, pol)
         if resume is not None:
             _finish(session, m, "scheduled", None, not_before=resume)
             return "scheduled", resume
-        if send_rules.over_cap(_recent_marketing(session, m, now - pol.cap_window), pol):
+        if recent is None:
+            since = now - pol.cap_window
+            recent = _recent_marketing(session, [m.contact_id], [m.id], since).get(m.contact_id, 0)
+        if send_rules.over_cap(recent, pol):
             reason = f"frequency cap: {pol.marketing_cap} marketing messages per 24 h"
             return "skipped", _finish(session, m, "skipped", "msg.failed", error_message=reason)
 
@@ -331,7 +366,7 @@ def deliver(settings: Settings, message_id: int, now: datetime | None = None) ->
         ).scalar_one_or_none()
         if m is None:
             return "missing"
-        if m.status not in ("queued", "scheduled"):
+        if m.status not in CLAIMABLE:
             return m.status  # sent, held, failed, … or another worker is sending it
         if m.not_before and m.not_before > now:
             outcome: str = "scheduled"
@@ -371,6 +406,88 @@ def deliver_now(settings: Settings, ids: list[int]) -> None:
         except Exception:
             log.exception("message %s: delivering now failed; enqueued", message_id)
             enqueue(settings, [message_id], urgent=True)
+
+
+def deliver_batch(
+    settings: Settings, ids: list[int], until: float | None = None, now: datetime | None = None
+) -> tuple[dict[str, int], list[int]]:
+    """Deliver these rows as ``deliver`` would one by one, with phase 1 done for all of them in
+    one transaction: rows, contacts and caps read once, and every row to send marked
+    ``claimed`` (counted by the cap, never sent by anyone yet). Each is then moved claimed →
+    sending on its own, committed just before its call, so at most once holds as before.
+
+    Returns (outcome counts, the claimed ids not reached by ``until``, a ``time.monotonic()``
+    moment). A row another job holds or has finished counts as "elsewhere"."""
+    now = now or utcnow()
+    t = Message.__table__
+    counts: dict[str, int] = {}
+
+    def count(outcome: str) -> None:
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+    plans: list[tuple[int, _Plan]] = []
+    later: list[tuple[int, datetime]] = []
+    outbox_ids: list[int | None] = []
+    with session_scope(settings.database_url) as session:
+        query = (
+            sa.select(Message)
+            .where(Message.id.in_(sorted(set(ids))), Message.status.in_(CLAIMABLE))
+            .order_by(Message.id)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)  # held by another job: theirs
+        rows = list(session.execute(query).scalars())
+        for _ in range(len(set(ids)) - len(rows)):
+            count("elsewhere")
+        due = [m for m in rows if not (m.not_before and m.not_before > now)]
+        oa = [m.contact_id for m in due if m.channel != "wecom" and m.contact_id is not None]
+        contacts = _contacts(session, settings, oa) if oa else {}
+        capped = [m.contact_id for m in due if _capped(m)]
+        since = now - policy(settings).cap_window
+        recent = _recent_marketing(session, capped, [m.id for m in rows], since) if capped else {}
+        claimed: list[int] = []
+        for m in rows:
+            if m.not_before and m.not_before > now:
+                later.append((m.id, m.not_before))
+                count("scheduled")
+                continue
+            contact = contacts.get(m.contact_id) if m.contact_id is not None else None
+            outcome, plan = _plan(session, settings, m, now, contact, recent.get(m.contact_id, 0))
+            if outcome == "send":
+                claimed.append(m.id)
+                plans.append((m.id, plan))
+                if m.marketing and m.contact_id is not None:  # the next one's cap counts it
+                    recent[m.contact_id] = recent.get(m.contact_id, 0) + 1
+            elif outcome == "scheduled":
+                later.append((m.id, plan))
+                count("scheduled")
+            else:
+                outbox_ids.append(plan)
+                count(outcome)
+        if claimed:
+            session.execute(
+                sa.update(t).where(t.c.id.in_(claimed)).values(status="claimed", updated_at=now)
+            )
+    _after_commit(settings, outbox_ids)
+    for message_id, at in later:
+        enqueue(settings, [message_id], at=at)
+
+    for n, (message_id, plan) in enumerate(plans):
+        if n and until is not None and time.monotonic() > until:
+            return counts, [i for i, _ in plans[n:]]
+        with session_scope(settings.database_url) as session:
+            took = session.execute(
+                sa.update(t)
+                .where(t.c.id == message_id, t.c.status == "claimed")
+                .values(
+                    status="sending",
+                    attempts=t.c.attempts + 1,
+                    updated_at=utcnow(),
+                    sent_kind=plan.sent_kind,
+                )
+            ).rowcount
+        count(_call(settings, message_id, plan) if took else "elsewhere")
+    return counts, []
 
 
 def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:
@@ -519,7 +636,7 @@ def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
             session.execute(
                 sa.select(t.id)
                 .where(
-                    t.status.in_(("queued", "scheduled")),
+                    t.status.in_(CLAIMABLE),
                     sa.or_(t.not_before.is_(None), t.not_before <= now),
                     t.updated_at < now - timedelta(seconds=settings.message_sweep_grace_seconds),
                 )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from support import run_worker
 
-from bot import broadcasts, db, messaging, wechat
+from bot import broadcasts, db, messaging, queue, wechat
 from bot.message_payloads import SendRequest
 from bot.models import Contact, Event, Identity, Message
 
@@ -394,3 +394,49 @@ def test_broadcast_fans_out_and_delivers_each_once(sim, sim_settings, env_to_sim
     )
     for i in range(12):
         assert len(sim.inbox(f"oBc{i}", kind="custom")) == 1
+
+
+def test_a_batch_is_claimed_at_once_and_the_cap_counts_within_it(sim, sim_settings):
+    """A delivery batch decides for all its rows in one transaction: the frequency cap sees the
+    rows it claimed before, and a claimed row counts for any other sender too."""
+    a, b = follower(sim, sim_settings, "oBatchA"), follower(sim, sim_settings, "oBatchB")
+    gone = follower(sim, sim_settings, "oBatchGone")
+    sim.unfollow("oBatchGone")
+    noon = datetime.now(UTC).replace(hour=4, minute=0)  # 12:00 in Shanghai: not quiet
+    to_a = [send(sim_settings, a, f"活动{i}", marketing=True) for i in range(4)]
+    ids = [*to_a, send(sim_settings, b, "活动", marketing=True), send(sim_settings, gone, "活动")]
+    outcomes, rest = messaging.deliver_batch(sim_settings, ids, now=noon)
+    assert rest == [] and outcomes == {"sent": 4, "skipped": 2}
+    assert [row(sim_settings, i).status for i in to_a] == ["sent"] * 3 + ["skipped"]
+    assert "frequency cap" in row(sim_settings, to_a[3]).error_message
+    assert len(sim.inbox("oBatchA", kind="custom")) == 3
+    assert len(sim.inbox("oBatchB", kind="custom")) == 1
+    assert messaging.deliver_batch(sim_settings, ids, now=noon) == ({"elsewhere": 6}, [])
+
+    # b has had one: of three more, two are claimed and the third is over the cap; a batch
+    # that stops after its first send leaves the other claimed, and the cap still counts it
+    more = [send(sim_settings, b, f"更多{i}", marketing=True) for i in range(3)]
+    outcomes, rest = messaging.deliver_batch(sim_settings, more, until=0.0, now=noon)
+    assert outcomes == {"sent": 1, "skipped": 1} and rest == [more[1]]
+    assert row(sim_settings, more[1]).status == "claimed"
+    extra = send(sim_settings, b, "再来一条", marketing=True)
+    assert messaging.deliver(sim_settings, extra, now=noon) == "skipped"  # 2 sent + 1 claimed
+    assert messaging.deliver_batch(sim_settings, rest, now=noon) == ({"sent": 1}, [])
+    assert len(sim.inbox("oBatchB", kind="custom")) == 3
+
+
+def test_claimed_rows_of_a_dead_batch_are_sent_once_by_the_sweeper(sim, sim_settings, env_to_sim):
+    """Claimed means "not sent by anyone yet": when the batch's worker dies after its claim,
+    the sweeper queues the rows again and each reaches the platform exactly once."""
+    cids = [follower(sim, sim_settings, f"oDead{i}") for i in range(3)]
+    ids = [send(sim_settings, cid, "通知") for cid in cids]
+    queue.get_redis(sim_settings).flushdb()  # their own jobs are lost with the worker
+    outcomes, rest = messaging.deliver_batch(sim_settings, ids, until=0.0)
+    assert outcomes == {"sent": 1} and len(rest) == 2  # …and the worker dies here
+    assert {row(sim_settings, i).status for i in rest} == {"claimed"}
+    late = dataclasses.replace(sim_settings, message_sweep_grace_seconds=0.0)
+    assert messaging.sweep(late)["requeued"] == 2
+    run_worker(sim_settings)
+    assert [row(sim_settings, i).status for i in ids] == ["sent"] * 3
+    assert [len(sim.inbox(f"oDead{i}", kind="custom")) for i in range(3)] == [1, 1, 1]
+    assert messaging.deliver_batch(sim_settings, ids) == ({"elsewhere": 3}, [])
