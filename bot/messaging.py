@@ -626,23 +626,40 @@ def release_held_for(settings: Settings, contact_ids: set[int]) -> int:
     return len(ids)
 
 
+DELIVERY_QUEUES = (queue.URGENT, queue.QUEUE_NAME, queue.BULK)
+
+
+def _backlog(settings: Settings) -> int:
+    """Jobs waiting in the queues that carry deliveries."""
+    return sum(queue.get_queue(settings, name).count for name in DELIVERY_QUEUES)
+
+
 def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
-    """Re-enqueue due queued/scheduled rows whose job is gone (Redis lost or down), and close
-    rows stuck in ``sending`` (a worker died mid-call) as ``unknown`` — never resent."""
+    """Re-enqueue due queued/claimed rows whose job is gone (Redis lost or down, a worker
+    killed), and close rows stuck in ``sending`` (a worker died mid-call) as ``unknown`` —
+    never resent. While delivery jobs are still waiting in the queues, rows waiting longer than
+    the grace period are a backlog (a big broadcast under the rate limit), not lost: they are
+    left to those jobs, and swept once the queues have emptied."""
     now = utcnow()
     t = Message.__table__.c
+    backlog = _backlog(settings)
     with session_scope(settings.database_url) as session:
-        due = list(
-            session.execute(
-                sa.select(t.id)
-                .where(
-                    t.status.in_(CLAIMABLE),
-                    sa.or_(t.not_before.is_(None), t.not_before <= now),
-                    t.updated_at < now - timedelta(seconds=settings.message_sweep_grace_seconds),
-                )
-                .order_by(t.id)
-                .limit(limit)
-            ).scalars()
+        due = (
+            []
+            if backlog
+            else list(
+                session.execute(
+                    sa.select(t.id)
+                    .where(
+                        t.status.in_(CLAIMABLE),
+                        sa.or_(t.not_before.is_(None), t.not_before <= now),
+                        t.updated_at
+                        < now - timedelta(seconds=settings.message_sweep_grace_seconds),
+                    )
+                    .order_by(t.id)
+                    .limit(limit)
+                ).scalars()
+            )
         )
         stuck = list(
             session.execute(

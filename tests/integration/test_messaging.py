@@ -440,3 +440,18 @@ def test_claimed_rows_of_a_dead_batch_are_sent_once_by_the_sweeper(sim, sim_sett
     assert [row(sim_settings, i).status for i in ids] == ["sent"] * 3
     assert [len(sim.inbox(f"oDead{i}", kind="custom")) for i in range(3)] == [1, 1, 1]
     assert messaging.deliver_batch(sim_settings, ids) == ({"elsewhere": 3}, [])
+
+
+def test_the_sweeper_leaves_a_backlog_to_its_jobs(sim, sim_settings):
+    """Rows behind a long queue (a broadcast under the rate limit) wait longer than the grace
+    period without being lost: the sweeper queues them again only once no delivery job is
+    left waiting."""
+    ids = [
+        send(sim_settings, follower(sim, sim_settings, f"oBacklog{i}"), "通知") for i in range(2)
+    ]
+    late = dataclasses.replace(sim_settings, message_sweep_grace_seconds=0.0)
+    queue.get_redis(sim_settings).flushdb()
+    messaging.enqueue(sim_settings, ids, batch=2)  # one batch job, still waiting
+    assert messaging.sweep(late)["requeued"] == 0
+    queue.get_redis(sim_settings).flushdb()  # Redis loses it
+    assert messaging.sweep(late)["requeued"] == 2
