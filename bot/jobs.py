@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from rq import get_current_job
@@ -35,7 +36,7 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
     started = time.monotonic()
     total = 0
     t, e = Outbox.__table__, Event.__table__
-    query = sa.select(t.c.id).where(t.c.status == "pending")
+    query = sa.select(t.c.id, t.c.priority, t.c.created_at).where(t.c.status == "pending")
     if parts > 1:
         mine = sa.func.coalesce(e.c.contact_id, 0) % parts == part
         query = query.join(Event.__table__, e.c.id == t.c.event_id).where(mine)
@@ -43,7 +44,11 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
     cleared = False
     while True:
         with session_scope(settings.database_url) as session:
-            ids = list(session.execute(query).scalars())
+            rows = session.execute(query).all()
+        ids = [r.id for r in rows]
+        people = [r.created_at for r in rows if r.priority == 0]  # not Yuchi's own events
+        if people:
+            queue.note_lag(settings, (utcnow() - min(people)).total_seconds())
         if not ids:
             if cleared:
                 return total
@@ -145,13 +150,44 @@ def deliver_message(message_id: int) -> str:
 DELIVERY_SLICE = 1.0  # s: a batch job hands what is left to a new job after this long
 
 
+YIELD_STEP, YIELD_MAX, YIELD_CHECK = 0.05, 1.0, 0.02  # s
+
+
+def give_way(
+    settings: Settings, sleep: Callable[[float], object] = time.sleep
+) -> Callable[[], bool]:
+    """Between two messages of a batch (see queue.waiting): while answers to contacts are
+    behind, sleep in steps of YIELD_STEP, up to YIELD_MAX; when a wake is queued, say stop
+    (False), so the batch hands the rest on and this worker takes the wake. Redis is asked at
+    most every YIELD_CHECK."""
+    last = -1.0
+
+    def go_on() -> bool:
+        nonlocal last
+        if time.monotonic() - last < YIELD_CHECK:
+            return True
+        waited = 0.0
+        behind, wakes = queue.waiting(settings)
+        while behind and not wakes and waited < YIELD_MAX:
+            sleep(YIELD_STEP)
+            waited += YIELD_STEP
+            behind, wakes = queue.waiting(settings)
+        last = time.monotonic()
+        return not wakes
+
+    return go_on
+
+
 def deliver_messages(message_ids: list[int]) -> dict[str, int]:
     """A batch (broadcasts, journeys), claimed in one transaction and sent one by one (see
     messaging.deliver_batch). After DELIVERY_SLICE seconds the rest goes back to the end of
     the job's queue, so due wakes and answers do not wait behind a long batch for a worker."""
     settings = load_settings()
     outcomes, rest = messaging.deliver_batch(
-        settings, message_ids, until=time.monotonic() + DELIVERY_SLICE
+        settings,
+        message_ids,
+        until=time.monotonic() + DELIVERY_SLICE,
+        between=give_way(settings),
     )
     if rest:
         job = get_current_job()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -409,7 +410,11 @@ def deliver_now(settings: Settings, ids: list[int]) -> None:
 
 
 def deliver_batch(
-    settings: Settings, ids: list[int], until: float | None = None, now: datetime | None = None
+    settings: Settings,
+    ids: list[int],
+    until: float | None = None,
+    now: datetime | None = None,
+    between: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, int], list[int]]:
     """Deliver these rows as ``deliver`` would one by one, with phase 1 done for all of them in
     one transaction: rows, contacts and caps read once, and every row to send marked
@@ -417,7 +422,8 @@ def deliver_batch(
     sending on its own, committed just before its call, so at most once holds as before.
 
     Returns (outcome counts, the claimed ids not reached by ``until``, a ``time.monotonic()``
-    moment). A row another job holds or has finished counts as "elsewhere"."""
+    moment, or by ``between`` answering False: it runs before each send, the job's chance to
+    pause or stop). A row another job holds or has finished counts as "elsewhere"."""
     now = now or utcnow()
     t = Message.__table__
     counts: dict[str, int] = {}
@@ -473,7 +479,8 @@ def deliver_batch(
         enqueue(settings, [message_id], at=at)
 
     for n, (message_id, plan) in enumerate(plans):
-        if n and until is not None and time.monotonic() > until:
+        go_on = between() if between is not None else True
+        if n and (not go_on or (until is not None and time.monotonic() > until)):
             return counts, [i for i, _ in plans[n:]]
         with session_scope(settings.database_url) as session:
             took = session.execute(

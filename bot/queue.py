@@ -133,6 +133,37 @@ def hand_on_drain(settings: Settings, part: int) -> None:
     _kick(settings, [part], force=True)
 
 
+BEHIND = "yuchi:urgent:behind"
+URGENT_LAG = 0.25  # s: a person's event older than this, still unprocessed, means "behind"
+
+
+def note_lag(settings: Settings, seconds: float) -> None:
+    """A drain saw a person's event waiting this long: past URGENT_LAG, flag the urgent lane
+    as behind for a second (background deliveries pause meanwhile, see ``urgent_behind``)."""
+    if seconds > URGENT_LAG:
+        get_redis(settings).set(BEHIND, "1", px=1000)
+
+
+def waiting(settings: Settings) -> tuple[bool, bool]:
+    """(answers to contacts are falling behind, a journey wake is queued), in one round trip.
+    Bulk work checks this between items: it pauses for the first, like PostgreSQL's autovacuum
+    cost delay, so on a saturated machine the CPU and the database go to what a person is
+    waiting for; it ends its slice for the second, so a free worker takes the wake. Both False
+    when Redis cannot say."""
+    try:
+        with get_redis(settings).pipeline(transaction=False) as pipe:
+            pipe.exists(BEHIND)
+            pipe.llen(get_queue(settings, WAKES).key)
+            behind, wakes = pipe.execute()
+    except REDIS_ERRORS:
+        return False, False
+    return bool(behind), bool(wakes)
+
+
+def urgent_behind(settings: Settings) -> bool:
+    return waiting(settings)[0]
+
+
 def drain_started(settings: Settings, part: int = 0) -> None:
     """Called by a drain that found nothing left, before it looks a last time: rows committed
     from now on kick a new drain."""

@@ -8,10 +8,11 @@ import dataclasses
 from datetime import timedelta
 
 import sqlalchemy as sa
-from support import post, text
+from support import event, post, text
 
-from bot import db, jobs, queue
+from bot import db, jobs, messaging, queue
 from bot.cli import _run_worker
+from bot.message_payloads import SendRequest
 from bot.models import Event, Outbox, utcnow
 
 
@@ -127,3 +128,56 @@ def test_a_busy_drain_hands_on_after_its_slice(clean, client, oa, monkeypatch):
     monkeypatch.setattr(jobs, "DRAIN_SLICE", 60.0)
     assert jobs.drain_outbox() == 2
     assert all(v == ["done"] for v in pending_by_contact(clean).values())
+
+
+def test_a_drain_that_finds_a_person_waiting_flags_the_urgent_lane_behind(clean, client, oa):
+    conn = queue.get_redis(clean)
+    post(client, oa, text(oa, "oBehind", "你好", 7300))
+    assert jobs.drain_outbox() == 1  # just stored: not behind
+    assert not queue.urgent_behind(clean)
+    post(client, oa, text(oa, "oBehind", "在吗", 7301))
+    with db.session_scope(clean.database_url) as s:  # it has waited a second already
+        s.execute(
+            sa.update(Outbox.__table__)
+            .where(Outbox.__table__.c.status == "pending")
+            .values(created_at=utcnow() - timedelta(seconds=1))
+        )
+    assert jobs.drain_outbox() == 1
+    assert queue.urgent_behind(clean)
+    assert 0 < conn.pttl(queue.BEHIND) <= 1000  # for a second, unless a drain says so again
+
+
+def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa, monkeypatch):
+    slept: list[float] = []
+    go_on = jobs.give_way(clean, sleep=slept.append)
+    assert go_on() and slept == []  # nobody is waiting
+    conn = queue.get_redis(clean)
+    conn.set(queue.BEHIND, "1")
+    go_on = jobs.give_way(clean, sleep=slept.append)
+    assert go_on()
+    assert slept == [jobs.YIELD_STEP] * round(jobs.YIELD_MAX / jobs.YIELD_STEP)  # bounded
+    assert go_on() and len(slept) == round(jobs.YIELD_MAX / jobs.YIELD_STEP)  # asked later
+    # a wake is queued: stop at once, no pause (the wake needs this worker, not its sleep)
+    queue.get_queue(clean, queue.WAKES).enqueue("bot.jobs.wake_due", job_id="waiting-wake")
+    slept.clear()
+    assert not jobs.give_way(clean, sleep=slept.append)() and slept == []
+
+    # a delivery batch asks before each message, and hands the rest on when told to stop
+    conn.flushdb()
+    asked: list[int] = []
+    monkeypatch.setattr(
+        jobs, "give_way", lambda settings: lambda: asked.append(1) or len(asked) < 2
+    )
+    monkeypatch.setattr(jobs.messaging, "_call", lambda settings, message_id, plan: "sent")
+    post(client, oa, event(oa, "oPause", "subscribe"))  # a follower, inside the window
+    with db.session_scope(clean.database_url) as s:
+        cid = s.execute(sa.select(Event.contact_id)).scalars().first()
+        req = {"kind": "text", "payload": {"content": "你好"}, "contact_id": cid}
+        rows = [messaging._new_row(SendRequest.model_validate(req)) for _ in range(3)]
+        ids = messaging.insert_messages(s, rows)
+    assert jobs.deliver_messages(ids) == {"sent": 1, "handed_on": 2}
+    assert asked == [1, 1]
+    [job] = [
+        j for j in queue.get_queue(clean, queue.BULK).jobs if j.func_name == messaging.DELIVER_BATCH
+    ]
+    assert job.args == (ids[1:],)
