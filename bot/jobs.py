@@ -157,23 +157,23 @@ def give_way(
     settings: Settings, sleep: Callable[[float], object] = time.sleep
 ) -> Callable[[], bool]:
     """Between two messages of a batch (see queue.waiting): while answers to contacts are
-    behind, sleep in steps of YIELD_STEP, up to YIELD_MAX; when a wake is queued, say stop
-    (False), so the batch hands the rest on and this worker takes the wake. Redis is asked at
-    most every YIELD_CHECK."""
-    last = -1.0
+    behind or a wake runs, sleep in steps of YIELD_STEP, up to YIELD_MAX; when a wake is
+    queued, say stop (False), so the batch hands the rest on and this worker takes the wake.
+    Redis is asked at most every YIELD_CHECK."""
+    last: float | None = None
 
     def go_on() -> bool:
         nonlocal last
-        if time.monotonic() - last < YIELD_CHECK:
+        if last is not None and time.monotonic() - last < YIELD_CHECK:
             return True
         waited = 0.0
-        behind, wakes = queue.waiting(settings)
-        while behind and not wakes and waited < YIELD_MAX:
+        w = queue.waiting(settings)
+        while (w.behind or w.waking) and not w.wakes_queued and waited < YIELD_MAX:
             sleep(YIELD_STEP)
             waited += YIELD_STEP
-            behind, wakes = queue.waiting(settings)
+            w = queue.waiting(settings)
         last = time.monotonic()
-        return not wakes
+        return not w.wakes_queued
 
     return go_on
 
@@ -215,7 +215,13 @@ def wake_due(due_by: float | None = None) -> dict[str, int]:
     bot.journey_runner, "waking")."""
     from bot import journey_runner
 
-    return journey_runner.wake_due(load_settings(), due_by=due_by)
+    settings = load_settings()
+    try:  # bulk deliveries give way while it runs (see give_way)
+        return journey_runner.wake_due(
+            settings, due_by=due_by, on_batch=lambda: queue.note_waking(settings)
+        )
+    finally:
+        queue.note_waking(settings, running=False)
 
 
 def wake_enrollment(enrollment_id: int) -> str:

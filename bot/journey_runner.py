@@ -992,17 +992,23 @@ def _continue_wakes(settings: Settings) -> None:
 
 
 def wake_due(
-    settings: Settings, batch: int = WAKE_BATCH, due_by: float | None = None
+    settings: Settings,
+    batch: int = WAKE_BATCH,
+    due_by: float | None = None,
+    on_batch: Callable[[], object] | None = None,
 ) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
     is left. ``due_by``: the second this job was scheduled for; rq may start it a little early,
-    so it waits for that second first. Idempotent: a row already advanced is no longer due."""
+    so it waits for that second first. ``on_batch`` runs before each batch. Idempotent: a row
+    already advanced is no longer due."""
     out = {"batches": 0, "woken": 0}
     early = (due_by - time.time()) if due_by is not None else 0.0
     if 0 < early <= EARLY_START:
         time.sleep(early + 0.01)
     started = time.monotonic()
     while True:
+        if on_batch is not None:
+            on_batch()
         after: After = []
         now = utcnow()
         later = 0  # rows of a contact already moved in this batch

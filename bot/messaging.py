@@ -4,9 +4,11 @@ platform's rules (48-hour window, template fallback or hold, unsubscribed contac
 
 A row moves queued → sending → sent, or to held / scheduled / skipped / failed; a batch job
 first marks the rows it will send ``claimed`` (nothing sent yet, but counted by the cap), then
-each one ``sending`` just before its call. ``sending`` is committed before the API call: if the worker dies after that, the row is never sent again
-(the sweeper marks it ``unknown``), so a message is delivered at most once whatever crashes or
-retries happen; a retried job or a duplicate idempotency key finds the row and stops.
+each one ``sending`` just before its call. ``sending`` is committed before the API call: if
+the worker dies after that, the row is never sent again (the sweeper marks it ``unknown``),
+so a message is delivered at most once whatever crashes or retries happen; a retried job or a
+duplicate idempotency key finds the row and stops. A claimed row whose job is lost is queued
+again by the sweeper.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import logging
 import os
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 import redis
 import sqlalchemy as sa
@@ -139,29 +140,57 @@ URGENT_LAG = 0.25  # s: a person's event older than this, still unprocessed, mea
 
 def note_lag(settings: Settings, seconds: float) -> None:
     """A drain saw a person's event waiting this long: past URGENT_LAG, flag the urgent lane
-    as behind for a second (background deliveries pause meanwhile, see ``urgent_behind``)."""
+    as behind for a second (bulk deliveries pause meanwhile, see ``waiting``). A hint only:
+    nothing fails when Redis cannot take it."""
     if seconds > URGENT_LAG:
-        get_redis(settings).set(BEHIND, "1", px=1000)
+        try:
+            get_redis(settings).set(BEHIND, "1", px=1000)
+        except REDIS_ERRORS as exc:
+            log.warning("could not flag the urgent lane behind (%s)", exc)
 
 
-def waiting(settings: Settings) -> tuple[bool, bool]:
-    """(answers to contacts are falling behind, a journey wake is queued), in one round trip.
-    Bulk work checks this between items: it pauses for the first, like PostgreSQL's autovacuum
-    cost delay, so on a saturated machine the CPU and the database go to what a person is
-    waiting for; it ends its slice for the second, so a free worker takes the wake. Both False
-    when Redis cannot say."""
+WAKING = "yuchi:wakes:running"
+
+
+def note_waking(settings: Settings, running: bool = True) -> None:
+    """A wake job is working through a batch (for the next second), or (``running=False``)
+    has finished: bulk deliveries pause meanwhile (see ``waiting``). A hint only."""
+    try:
+        conn = get_redis(settings)
+        if running:
+            conn.set(WAKING, "1", px=1000)
+        else:
+            conn.delete(WAKING)
+    except REDIS_ERRORS as exc:
+        log.warning("could not flag a running wake (%s)", exc)
+
+
+class Waiting(NamedTuple):
+    behind: bool  # answers to contacts are falling behind (see note_lag)
+    waking: bool  # a journey wake job is running (see note_waking)
+    wakes_queued: bool  # a journey wake job waits for a worker
+
+
+def waiting(settings: Settings) -> Waiting:
+    """What bulk work should give way to, in one round trip. A delivery batch checks it
+    between messages: it pauses while answers are behind or a wake runs, like PostgreSQL's
+    autovacuum cost delay, so on a saturated machine the CPU and the database go to what a
+    person is waiting for, or is due; it ends its slice when a wake is queued, so this worker
+    takes it. All False when Redis cannot say."""
     try:
         with get_redis(settings).pipeline(transaction=False) as pipe:
             pipe.exists(BEHIND)
+            pipe.exists(WAKING)
             pipe.llen(get_queue(settings, WAKES).key)
-            behind, wakes = pipe.execute()
+            behind, waking, queued = pipe.execute()
     except REDIS_ERRORS:
-        return False, False
-    return bool(behind), bool(wakes)
+        return Waiting(False, False, False)
+    return Waiting(bool(behind), bool(waking), bool(queued))
 
 
 def urgent_behind(settings: Settings) -> bool:
-    return waiting(settings)[0]
+    """Are answers to contacts falling behind (see ``waiting``)?"""
+    return waiting(settings).behind
 
 
 def drain_started(settings: Settings, part: int = 0) -> None:

@@ -148,6 +148,7 @@ def test_a_drain_that_finds_a_person_waiting_flags_the_urgent_lane_behind(clean,
 
 
 def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa, monkeypatch):
+    monkeypatch.setattr(jobs, "YIELD_CHECK", 60.0)  # asked once a minute here, not every 20 ms
     slept: list[float] = []
     go_on = jobs.give_way(clean, sleep=slept.append)
     assert go_on() and slept == []  # nobody is waiting
@@ -155,8 +156,14 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
     conn.set(queue.BEHIND, "1")
     go_on = jobs.give_way(clean, sleep=slept.append)
     assert go_on()
-    assert slept == [jobs.YIELD_STEP] * round(jobs.YIELD_MAX / jobs.YIELD_STEP)  # bounded
+    expected = [jobs.YIELD_STEP] * round(jobs.YIELD_MAX / jobs.YIELD_STEP)
+    assert slept == expected  # bounded
     assert go_on() and len(slept) == round(jobs.YIELD_MAX / jobs.YIELD_STEP)  # asked later
+    # a wake job running: the same pause
+    conn.delete(queue.BEHIND)
+    conn.set(queue.WAKING, "1")
+    slept.clear()
+    assert jobs.give_way(clean, sleep=slept.append)() and len(slept) == len(expected)
     # a wake is queued: stop at once, no pause (the wake needs this worker, not its sleep)
     queue.get_queue(clean, queue.WAKES).enqueue("bot.jobs.wake_due", job_id="waiting-wake")
     slept.clear()
@@ -181,3 +188,20 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
         j for j in queue.get_queue(clean, queue.BULK).jobs if j.func_name == messaging.DELIVER_BATCH
     ]
     assert job.args == (ids[1:],)
+
+
+def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
+    from bot import journey_runner
+
+    seen: list[bool] = []
+
+    def wake_due(settings, due_by=None, on_batch=None):
+        for _ in range(2):
+            on_batch()
+            seen.append(queue.waiting(clean).waking)
+        return {"batches": 2, "woken": 0}
+
+    monkeypatch.setattr(journey_runner, "wake_due", wake_due)
+    assert jobs.wake_due() == {"batches": 2, "woken": 0}
+    assert seen == [True, True]
+    assert not queue.waiting(clean).waking  # cleared when it returns
