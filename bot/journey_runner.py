@@ -95,13 +95,13 @@ class Tx:
     # process, instead of waiting for a worker to take their job.
     inline: bool = False
     timeline: list[events.TimelineItem] = field(default_factory=list)  # done, exited
-    _published: list[Any] | None = None
+    _journeys: list[Any] | None = None
 
     def published(self) -> list[Any]:
         """The published journeys (id, name, version), read once per transaction."""
-        if self._published is None:
-            self._published = _published(self.session)
-        return self._published
+        if self._journeys is None:
+            self._journeys = _published(self.session)
+        return self._journeys
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""

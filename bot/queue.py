@@ -188,11 +188,6 @@ def waiting(settings: Settings) -> Waiting:
     return Waiting(bool(behind), bool(waking), bool(queued))
 
 
-def urgent_behind(settings: Settings) -> bool:
-    """Are answers to contacts falling behind (see ``waiting``)?"""
-    return waiting(settings).behind
-
-
 def drain_started(settings: Settings, part: int = 0) -> None:
     """Called by a drain that found nothing left, before it looks a last time: rows committed
     from now on kick a new drain."""

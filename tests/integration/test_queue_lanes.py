@@ -134,7 +134,7 @@ def test_a_drain_that_finds_a_person_waiting_flags_the_urgent_lane_behind(clean,
     conn = queue.get_redis(clean)
     post(client, oa, text(oa, "oBehind", "你好", 7300))
     assert jobs.drain_outbox() == 1  # just stored: not behind
-    assert not queue.urgent_behind(clean)
+    assert not queue.waiting(clean).behind
     post(client, oa, text(oa, "oBehind", "在吗", 7301))
     with db.session_scope(clean.database_url) as s:  # it has waited a second already
         s.execute(
@@ -143,7 +143,7 @@ def test_a_drain_that_finds_a_person_waiting_flags_the_urgent_lane_behind(clean,
             .values(created_at=utcnow() - timedelta(seconds=1))
         )
     assert jobs.drain_outbox() == 1
-    assert queue.urgent_behind(clean)
+    assert queue.waiting(clean).behind
     assert 0 < conn.pttl(queue.BEHIND) <= 1000  # for a second, unless a drain says so again
 
 
