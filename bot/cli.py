@@ -476,6 +476,12 @@ def _supervise(procs: dict[str, subprocess.Popen]) -> int:
     return code
 
 
+def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A child in a process group of its own, so stopping it also reaches what it started
+    (gunicorn's workers, rq's scheduler process)."""
+    return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+
 def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
     click.echo("\nStopping…")
     for p in procs.values():
@@ -488,6 +494,10 @@ def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+        # anything of its group still there (say an rq scheduler process its worker did not
+        # stop) goes with it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)
         _ok(f"{name} stopped")
 
 
@@ -504,7 +514,7 @@ def serve(host: str, port: int, workers: int | None) -> None:
     settings = _settings()
     warn_about_defaults(settings)
     with _redis_env(settings) as env:
-        web = subprocess.Popen(_gunicorn_cmd(host, port, workers), env=env)
+        web = _spawn(_gunicorn_cmd(host, port, workers), env)
         sys.exit(_supervise({"web": web}))
 
 
@@ -626,18 +636,14 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
             fg="yellow",
         )
     with _redis_env(settings) as env:
-        procs = {"web": subprocess.Popen(_gunicorn_cmd(host, port, workers), env=env)}
+        procs = {"web": _spawn(_gunicorn_cmd(host, port, workers), env)}
         for n in range(1, job_workers + 1):
             name = "worker" if job_workers == 1 else f"worker {n}"
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "worker", "--background"], env=env
-            )
+            procs[name] = _spawn([sys.executable, "-m", "bot.cli", "worker", "--background"], env)
         # One urgent worker per outbox drain, so every drain can run at once.
         for n in range(1, settings.drains + 1):
             name = "urgent worker" if settings.drains == 1 else f"urgent worker {n}"
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "worker", "--urgent"], env=env
-            )
+            procs[name] = _spawn([sys.executable, "-m", "bot.cli", "worker", "--urgent"], env)
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{shown_host}:{port}"
         if _wait_healthy(f"{base}/healthz", procs):
@@ -694,8 +700,8 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
         env.update(sim.env)
         env.setdefault("YUCHI_LOG_LEVEL", "ERROR")  # the scenario's own lines are the show
         procs = {
-            "web": subprocess.Popen(_gunicorn_cmd("127.0.0.1", port, 2), env=env),
-            "worker": subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env),
+            "web": _spawn(_gunicorn_cmd("127.0.0.1", port, 2), env),
+            "worker": _spawn([sys.executable, "-m", "bot.cli", "worker"], env),
         }
         if not _wait_healthy(f"{base}/healthz", procs):
             click.secho(f"Yuchi did not become healthy at {base}", fg="red", err=True)

@@ -212,3 +212,28 @@ def test_demo_plays_the_scenario_and_stops(tmp_path):
     assert "小鱼在微信里收到：小鱼您好" in text  # the customer-service message arrived
     assert "oa.subscribe     poster_2026" in text and "msg.sent" in text
     assert "web stopped" in text and "worker stopped" in text
+
+
+LINGERER = """
+import subprocess, sys, time
+# a grandchild that ignores SIGTERM, as an rq scheduler process its worker failed to stop
+g = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+open(sys.argv[1], "w").write(str(g.pid))
+time.sleep(120)
+"""
+
+
+def test_stopping_the_stack_also_stops_what_its_processes_started(tmp_path):
+    from bot import cli
+
+    pid_file = tmp_path / "grandchild"
+    child = cli._spawn([sys.executable, "-c", LINGERER, str(pid_file)], dict(os.environ))
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    assert alive(grandchild)
+    cli._stop_all({"child": child})
+    time.sleep(0.3)
+    assert not alive(child.pid) and not alive(grandchild)
