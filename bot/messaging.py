@@ -288,6 +288,11 @@ def _contacts(session: Session, settings: Settings, contact_ids: list[int]) -> d
     return found
 
 
+def _not_yet(m: Message, now: datetime) -> bool:
+    """Is the row held back until a time still ahead (quiet hours, a retry's backoff)?"""
+    return m.not_before is not None and m.not_before > now
+
+
 def _capped(m: Message) -> bool:
     """Does the frequency cap (and quiet hours) apply to this row?"""
     return m.channel != "wecom" and m.marketing and m.reply_to_event_id is None
@@ -371,7 +376,7 @@ def deliver(settings: Settings, message_id: int, now: datetime | None = None) ->
             return "missing"
         if m.status not in CLAIMABLE:
             return m.status  # sent, held, failed, … or another worker is sending it
-        if m.not_before and m.not_before > now:
+        if _not_yet(m, now):
             outcome: str = "scheduled"
             at = m.not_before
         else:
@@ -447,7 +452,7 @@ def deliver_batch(
         rows = list(session.execute(query).scalars())
         for _ in range(len(set(ids)) - len(rows)):
             count("elsewhere")
-        due = [m for m in rows if not (m.not_before and m.not_before > now)]
+        due = [m for m in rows if not _not_yet(m, now)]
         oa = [m.contact_id for m in due if m.channel != "wecom" and m.contact_id is not None]
         contacts = _contacts(session, settings, oa) if oa else {}
         capped = [m.contact_id for m in due if _capped(m)]
@@ -455,11 +460,11 @@ def deliver_batch(
         recent = _recent_marketing(session, capped, [m.id for m in rows], since) if capped else {}
         claimed: list[int] = []
         for m in rows:
-            if m.not_before and m.not_before > now:
+            if _not_yet(m, now):
                 later.append((m.id, m.not_before))
                 count("scheduled")
                 continue
-            contact = contacts.get(m.contact_id) if m.contact_id is not None else None
+            contact = contacts.get(m.contact_id)
             outcome, plan = _plan(session, settings, m, now, contact, recent.get(m.contact_id, 0))
             if outcome == "send":
                 claimed.append(m.id)

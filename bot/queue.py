@@ -217,12 +217,12 @@ def sweep(settings: Settings) -> int:
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.sweep_grace_seconds)
     with session_scope(settings.database_url) as session:
-        waiting, oldest = session.execute(
+        pending, oldest = session.execute(
             sa.select(sa.func.count(), sa.func.min(t.c.created_at)).where(
                 t.c.status == "pending", t.c.created_at < cutoff
             )
         ).one()
-    if not waiting:
+    if not pending:
         return 0
     # A drain marked started long ago may belong to a worker that was killed: after
     # STUCK_DRAIN, queue another anyway (drains are idempotent).
@@ -235,5 +235,5 @@ def sweep(settings: Settings) -> int:
     if not gone:
         return 0
     _kick(settings, gone, force=True)
-    log.info("sweeper: %d outbox row(s) waiting, drain(s) enqueued", waiting)
-    return waiting
+    log.info("sweeper: %d outbox row(s) waiting, drain(s) enqueued", pending)
+    return pending
