@@ -6,8 +6,9 @@ from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, error, int_arg, validated
-from bot import autoreply, store
-from bot.models import ReplyRule
+from bot.contacts import timeline as store
+from bot.core.models import ReplyRule
+from bot.replies import rules as autoreply
 
 bp = api_blueprint("api", __name__)
 

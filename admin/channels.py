@@ -7,8 +7,8 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, end_reads, error, validated
-from bot import channels
-from bot.models import Channel
+from bot.core.models import Channel
+from bot.wecom import channels
 
 bp = api_blueprint("channels", __name__)
 

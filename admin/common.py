@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
-from bot.db import get_engine
+from bot.core.db import get_engine
 
 M = TypeVar("M", bound=BaseModel)
 

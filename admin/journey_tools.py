@@ -1,8 +1,8 @@
 """/api/journeys/<id>/preview and /forecast: try a journey's draft before publishing it.
 
 Both read the journey's ``definition`` (the editable draft) and write nothing: the preview
-runs one simulated contact through it in accelerated time (bot/journey_preview.py), the
-forecast replays the stored history of real contacts (bot/journey_forecast.py).
+runs one simulated contact through it in accelerated time (bot/automation/preview.py), the
+forecast replays the stored history of real contacts (bot/automation/forecast.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import journeys
 from admin.common import api_blueprint, error, validated
-from bot import journey_forecast, journey_preview
-from bot.models import Journey, utcnow
+from bot.automation import forecast as journey_forecast
+from bot.automation import preview as journey_preview
+from bot.core.models import Journey, utcnow
 
 bp = api_blueprint("journey_tools", __name__)
 

@@ -18,8 +18,10 @@ from flask.typing import ResponseReturnValue
 
 import journeys
 from admin.common import api_blueprint, end_reads, error
-from bot import contacts, journey_runner, queue
-from bot.models import (
+from bot.automation import runner as journey_runner
+from bot.contacts import identity as contacts
+from bot.core import queue
+from bot.core.models import (
     Contact,
     ContactTag,
     CorpTag,

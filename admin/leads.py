@@ -8,8 +8,8 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.common import api_blueprint, end_reads, error, int_arg, validated
-from bot import handoff
-from bot.models import LeadAssignment, Rep
+from bot.core.models import LeadAssignment, Rep
+from bot.sales import handoff
 
 bp = api_blueprint("leads", __name__)
 STATUSES = {"assigned", "accepted", "returned", "escalated", "reassigned"}

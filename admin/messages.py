@@ -6,8 +6,10 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from admin.common import api_blueprint, error, int_arg, validated
-from bot import broadcasts, messaging, store
-from bot.message_payloads import SendRequest
+from bot.contacts import timeline as store
+from bot.messaging import broadcasts
+from bot.messaging import outbox as messaging
+from bot.messaging.payloads import SendRequest
 
 bp = api_blueprint("messages", __name__)
 

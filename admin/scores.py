@@ -10,8 +10,9 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from admin.common import Invalid, api_blueprint, error, validated
-from bot import score_rules, scoring
-from bot.models import utcnow
+from bot.core.models import utcnow
+from bot.scoring import ledger as scoring
+from bot.scoring import rules as score_rules
 
 bp = api_blueprint("scores", __name__)
 

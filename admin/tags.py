@@ -9,9 +9,11 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.common import Invalid, api_blueprint, error, validated
-from bot import contacts, tag_store, tagging
-from bot.models import Contact, ContactTag, TagRule
-from bot.tag_rules import MAX_TAG, InterestWordsIn, TagRuleIn
+from bot.contacts import identity as contacts
+from bot.core.models import Contact, ContactTag, TagRule
+from bot.tagging import store as tag_store
+from bot.tagging import tags as tagging
+from bot.tagging.rules import MAX_TAG, InterestWordsIn, TagRuleIn
 
 bp = api_blueprint("tags", __name__)
 

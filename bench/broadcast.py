@@ -138,7 +138,7 @@ class Stack:
     """The simulator and `yuchi up` for one measured configuration, in their own var dir."""
 
     def __init__(self, label: str, var_dir: Path, rate: float, job_workers: int):
-        from bot.config import load_settings
+        from bot.core.config import load_settings
         from wxsim.control import env_for
 
         self.label, self.var_dir, self.rate, self.job_workers = label, var_dir, rate, job_workers
@@ -243,14 +243,14 @@ class Stack:
                 out["redis"] = out.get("redis", 0.0) + info["ticks"] / tick
         return out
 
-    # the database (reads through a plain engine: bot.db's takes SQLite's write lock at BEGIN)
+    # the database (reads through a plain engine: bot.core.db's takes SQLite's write lock at BEGIN)
 
     @property
     def reader(self):  # noqa: ANN201 - sqlalchemy Engine
         if self._reader is None:
             import sqlalchemy as sa
 
-            from bot.db import normalize_url
+            from bot.core.db import normalize_url
 
             self._reader = sa.create_engine(normalize_url(self.settings.database_url))
         return self._reader
@@ -283,8 +283,8 @@ def seed_database(stack: Stack, openids: list[str]) -> tuple[list[int], float]:
     tables Yuchi migrated. Returns their contact ids (in openid order) and the seconds taken."""
     import sqlalchemy as sa
 
-    from bot.db import get_engine
-    from bot.models import Contact, Identity, utcnow
+    from bot.core.db import get_engine
+    from bot.core.models import Contact, Identity, utcnow
 
     t0 = time.monotonic()
     now = utcnow()
@@ -470,7 +470,7 @@ def yuchi_view(
     """Yuchi's message rows by status, one msg.sent event per sent row, and what counts as lost."""
     import sqlalchemy as sa
 
-    from bot.models import Event, Message
+    from bot.core.models import Event, Message
 
     m, e = Message.__table__.c, Event.__table__.c
     with stack.reader.connect() as conn:
@@ -636,7 +636,7 @@ def run_config(
 
 def report(res: Result) -> None:
     limit = res.rate
-    from bot.wechat import SPACING_MARGIN
+    from bot.core.wechat import SPACING_MARGIN
 
     ceiling = limit / SPACING_MARGIN
     print(f"\n-- {res.label}: results (the simulator's view; arrival = when it accepted the call)")
@@ -810,7 +810,7 @@ def main() -> int:
 
     from sqlalchemy.engine import make_url
 
-    from bot.config import load_settings
+    from bot.core.config import load_settings
 
     started = time.monotonic()
     user_db, user_redis = bool(os.environ.get("DATABASE_URL")), bool(os.environ.get("REDIS_URL"))
@@ -960,7 +960,7 @@ def _code_version() -> str:
 def _check_redis_scratch(settings: Any) -> None:
     """An external Redis must not hold another run's queued jobs: they would run here. An
     outbox drain left by a stopped run is harmless (it drains whatever is pending)."""
-    from bot import queue
+    from bot.core import queue
 
     q = queue.get_queue(settings)
     waiting = [j for j in q.get_jobs() if j is not None]

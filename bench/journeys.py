@@ -6,14 +6,14 @@ minute, on PostgreSQL, with real rq workers sending through the WeChat simulator
 Creates the database in DATABASE_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/bench_journeys; dropped first if it exists),
 flushes the Redis DB in REDIS_URL (default redis://127.0.0.1:6379/5) and migrates with
-bot.db.upgrade. Publishes two journeys (a Journey row, and a journey_version row when that
+bot.core.db.upgrade. Publishes two journeys (a Journey row, and a journey_version row when that
 table exists):
 
   bench_5step  trigger → wait 1h → send → wait (--second-wait) → send
   bench_reply  trigger → wait for oa.text (timeout 1d) → send
 
 Seeds N followers (COPY) waiting at the first wait of bench_5step, due within one minute at T0
-(--spread), with their wake jobs scheduled the way bot.journey_runner does it, and
+(--spread), with their wake jobs scheduled the way bot.automation.runner does it, and
 E followers waiting in bench_reply. Runs the simulator (`yuchi sim`), the web server
 (`yuchi serve`) and K rq workers (what `yuchi worker` runs: SimpleWorker, scheduler,
 sweeper; each job function timed). From T0 the simulator sends signed text callbacks from the
@@ -232,7 +232,7 @@ def insert_journey(url: str, definition: dict[str, Any], now: datetime) -> int:
     journey_version row. Reflected, so it works before and after that migration."""
     import sqlalchemy as sa
 
-    from bot.db import normalize_url
+    from bot.core.db import normalize_url
 
     engine = sa.create_engine(normalize_url(url))
     try:
@@ -266,7 +266,7 @@ def insert_journey(url: str, definition: dict[str, Any], now: datetime) -> int:
 def has_versions(url: str) -> bool:
     import sqlalchemy as sa
 
-    from bot.db import normalize_url
+    from bot.core.db import normalize_url
 
     engine = sa.create_engine(normalize_url(url))
     try:
@@ -312,7 +312,7 @@ def seed_contacts(url: str, ids: range, appid: str, now: datetime) -> None:
 def seed_enrollments(url: str, seeded: Seeded, due: dict[int, datetime]) -> None:
     """Enrollment id = contact id, waiting as the engine left it, wake_at = due[cid]; plus the
     step_run rows of the entering call. The runner's own state_to_json writes the state."""
-    from bot.journey_runner import state_to_json
+    from bot.automation.runner import state_to_json
 
     with raw_connection(url) as conn, conn.cursor() as cur:
         with cur.copy(
@@ -367,12 +367,12 @@ def schedule_wakes(settings: Any, seeded: Seeded, due: dict[int, datetime]) -> s
     """The wake jobs, made the way the runner makes them; returns how, for the report.
 
     - runners with ``enqueue_wakes(settings, epochs)``: one job per second that comes due
-      (``bot.jobs.wake_due`` wakes every enrollment due by then): called as is;
+      (``bot.background.jobs.wake_due`` wakes every enrollment due by then): called as is;
     - runners with ``enqueue_wake(settings, enrollment_id, visit, at)``: one job per
       enrollment; the same job id, function, argument and result_ttl, pipelined
       SCHEDULE_CHUNK at a time (calling it 100,000 times would take minutes of setup)."""
-    from bot import journey_runner as jr
-    from bot import queue
+    from bot.automation import runner as jr
+    from bot.core import queue
 
     if hasattr(jr, "enqueue_wakes"):
         seconds = sorted({math.ceil(at.timestamp()) for at in due.values()})
@@ -410,10 +410,10 @@ TIMED_JOBS = (
 def worker_main(stats_path: str, lane: str = "background") -> None:
     """One worker exactly as `yuchi worker --background|--urgent` runs it (bot.cli._run_worker:
     an rq SimpleWorker with the scheduler, and the sweeper thread), with every job function of
-    bot.jobs timed. The totals go to ``stats_path`` every second and at exit."""
-    from bot import jobs
+    bot.background.jobs timed. The totals go to ``stats_path`` every second and at exit."""
+    from bot.background import jobs
     from bot.cli import _run_worker, yield_cpu
-    from bot.config import load_settings
+    from bot.core.config import load_settings
 
     stats: dict[str, list[float]] = {}
     running: dict[str, float] = {}  # the job in progress: name -> start
@@ -670,7 +670,7 @@ class Watch:
     """Cheap counts, polled while the run goes on (a connection of its own, autocommit)."""
 
     def __init__(self, url: str, settings: Any, j1: int, n: int):
-        from bot import queue
+        from bot.core import queue
 
         self.conn = raw_connection(url)
         self.conn.autocommit = True
@@ -857,7 +857,9 @@ def calibrate(
     """The cost of one contact's wait firing, in ONE process with nothing else running (the
     workers are stopped): wake → deliver its message → process its msg.sent event.
     What a cron pass does per contact, done by Yuchi's own code. Returns (s per contact, n)."""
-    from bot import jobs, journey_runner, messaging
+    from bot.automation import runner as journey_runner
+    from bot.background import jobs
+    from bot.messaging import outbox as messaging
 
     now = datetime.now(UTC) - timedelta(seconds=1)
     seed_enrollments(url, seeded, {c: now for c in cids})
@@ -1025,7 +1027,7 @@ def main() -> int:
         "PYTHONUNBUFFERED": "1",
     }
     if args.urgent_workers is None:  # one per outbox drain, as `yuchi up` starts them
-        from bot.config import load_settings
+        from bot.core.config import load_settings
 
         args.urgent_workers = load_settings(env).drains
     stack = Stack(var_dir, env, args.workers, args.web_workers, args.urgent_workers)
@@ -1033,7 +1035,7 @@ def main() -> int:
 
     import redis
 
-    from bot.config import load_settings
+    from bot.core.config import load_settings
 
     settings = load_settings()
     rconn = redis.Redis.from_url(redis_url)
@@ -1107,8 +1109,8 @@ def run(
     stack: Stack,
 ) -> bool:
     """Everything between start-up and clean-up; True when something failed."""
-    from bot import db
-    from bot.models import utcnow
+    from bot.core import db
+    from bot.core.models import utcnow
 
     t_setup = time.monotonic()
     db.upgrade(url)

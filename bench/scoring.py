@@ -6,11 +6,11 @@
 Creates the database named in DATABASE_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/bench_scoring; dropped first if it exists) and
 flushes the Redis DB in REDIS_URL (default redis://127.0.0.1:6379/4), migrates with
-bot.db.upgrade, and loads contacts and 90 days of Official Account events with COPY. Then:
+bot.core.db.upgrade, and loads contacts and 90 days of Official Account events with COPY. Then:
 
   0. builds every contact's ledger under the default rules (scoring.recompute), timed;
   a. events scored per second through the real job path: a sample of new events with outbox
-     rows, drained by K rq SimpleWorker processes (burst) running bot.jobs with every pipeline
+     rows, drained by K rq SimpleWorker processes (burst) running bot.background.jobs with every pipeline
      step, and how much of that time the scoring step takes; then scoring.verify on a sample;
   b. the time to explain one contact's score (scoring.explain; median of 100 random contacts);
   c. the time to recompute every score after publishing a new rule version (scoring.publish +
@@ -126,7 +126,7 @@ def machine_facts(url: str, redis_url: str) -> list[str]:
     import redis
     import sqlalchemy as sa
 
-    from bot import db
+    from bot.core import db
 
     cpu = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -157,7 +157,7 @@ def create_database(url: str) -> None:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from bot.db import normalize_url
+    from bot.core.db import normalize_url
 
     target = make_url(normalize_url(url))
     admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -171,7 +171,7 @@ def drop_database(url: str) -> None:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from bot import db
+    from bot.core import db
 
     db.dispose_all()
     target = make_url(db.normalize_url(url))
@@ -185,7 +185,7 @@ def raw_connection(url: str):  # noqa: ANN201 - a psycopg connection
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from bot.db import normalize_url
+    from bot.core.db import normalize_url
 
     u = make_url(normalize_url(url))
     return psycopg.connect(
@@ -351,8 +351,9 @@ def _worker(env: dict[str, str], ready, go, out: str) -> None:  # noqa: ANN001
     os.environ.update(env)
     from rq import SimpleWorker
 
-    from bot import pipeline, queue
-    from bot.config import load_settings
+    from bot.background import pipeline
+    from bot.core import queue
+    from bot.core.config import load_settings
 
     spent: dict[str, float] = {}
     calls: dict[str, int] = {}
@@ -385,8 +386,8 @@ def run_job_path(
 ) -> dict:
     import sqlalchemy as sa
 
-    from bot import db, queue
-    from bot.config import load_settings
+    from bot.core import db, queue
+    from bot.core.config import load_settings
 
     settings = load_settings()
     ctx = mp.get_context("spawn")
@@ -464,9 +465,10 @@ def main() -> int:
     import redis
     import sqlalchemy as sa
 
-    from bot import db, scoring
-    from bot.config import load_settings
-    from bot.score_rules import RuleSet
+    from bot.core import db
+    from bot.core.config import load_settings
+    from bot.scoring import ledger as scoring
+    from bot.scoring.rules import RuleSet
 
     say("鱼池 Yuchi lead-scoring benchmark")
     create_database(url)
@@ -539,7 +541,7 @@ def main() -> int:
         say(
             f"\na. events scored through the job path: {_n(args.job_events)} new events (text, "
             f"click, view; the last hour) with outbox rows, {args.job_workers} rq SimpleWorker "
-            "process(es), burst, bot.jobs.drain_outbox → process_batch → every pipeline step"
+            "process(es), burst, bot.background.jobs.drain_outbox → process_batch → every pipeline step"
         )
         first, touched = add_sample(url, args.contacts, args.job_events, now)
         job = run_job_path(url, env, first, args.job_events, args.job_workers, tmp)

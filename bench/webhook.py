@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from bot.core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -409,14 +409,14 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
 
 
 class Store:
-    """Read-only counts. A plain engine, not bot.db.get_engine: that one opens every
+    """Read-only counts. A plain engine, not bot.core.db.get_engine: that one opens every
     transaction with BEGIN IMMEDIATE on SQLite, so polling through it would take the write
     lock from the server being measured."""
 
     def __init__(self, url: str):
         import sqlalchemy as sa
 
-        from bot.db import normalize_url
+        from bot.core.db import normalize_url
 
         self.engine = sa.create_engine(normalize_url(url))
         self.first_id = self._scalar("SELECT COALESCE(MAX(id), 0) FROM event")
@@ -593,7 +593,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from sqlalchemy.engine import make_url
 
-    from bot.config import load_settings
+    from bot.core.config import load_settings
 
     var_dir = Path(tempfile.mkdtemp(prefix="yuchi-bench-"))
     env = {**os.environ, **BENCH_ENV, "YUCHI_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}

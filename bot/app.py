@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bot import text
-from bot.config import Settings, load_settings, warn_about_defaults
+from bot.core import text
+from bot.core.config import Settings, load_settings, warn_about_defaults
 
 
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from bot.config import ConfigError, Settings, load_settings, warn_about_defaults
+from bot.core.config import ConfigError, Settings, load_settings, warn_about_defaults
 
 GUNICORN_APP = "bot.app:create_app()"
 
@@ -76,7 +76,7 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    from bot.db import current_revision, upgrade
+    from bot.core.db import current_revision, upgrade
 
     settings = _settings()
     before = current_revision(settings.database_url)
@@ -90,7 +90,7 @@ def db_upgrade(revision: str) -> None:
 @db.command("current")
 def db_current() -> None:
     """Print the database's migration revision."""
-    from bot.db import current_revision
+    from bot.core.db import current_revision
 
     click.echo(current_revision(_settings().database_url) or "empty (run: yuchi db upgrade)")
 
@@ -113,8 +113,8 @@ def replies() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def replies_import(file: Path) -> None:
     """Create or update the reply rules in FILE (YAML, `replies:` list), all or nothing."""
-    from bot import autoreply
-    from bot.db import session_scope
+    from bot.core.db import session_scope
+    from bot.replies import rules as autoreply
 
     settings = _settings()
     try:
@@ -147,8 +147,9 @@ def tags() -> None:
 def tags_import(file: Path | None, defaults: bool) -> None:
     """Create or update the tag rules (by name) and interest words in FILE (YAML,
     `tag_rules:` list and `interest_words:` mapping), all or nothing."""
-    from bot import tag_rules, tag_store
-    from bot.db import session_scope
+    from bot.core.db import session_scope
+    from bot.tagging import rules as tag_rules
+    from bot.tagging import store as tag_store
 
     if (file is None) == (not defaults):
         raise click.UsageError("give a FILE or --defaults (not both)")
@@ -180,7 +181,7 @@ def scoring_group() -> None:
 
 
 def _scoring_rules(file: Path):  # noqa: ANN202 - a score_rules.RuleSet
-    from bot import score_rules
+    from bot.scoring import rules as score_rules
 
     try:
         return score_rules.parse_yaml(file.read_text(encoding="utf-8"))
@@ -192,7 +193,7 @@ def _scoring_rules(file: Path):  # noqa: ANN202 - a score_rules.RuleSet
 
 
 def _recompute(settings: Settings, contact_ids: list[int] | None = None) -> None:
-    from bot import scoring
+    from bot.scoring import ledger as scoring
 
     def show(r: scoring.Recomputed) -> None:
         rate = r.events / r.seconds if r.seconds else 0.0
@@ -214,8 +215,8 @@ def _recompute(settings: Settings, contact_ids: list[int] | None = None) -> None
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def scoring_import(file: Path) -> None:
     """Install the rules in FILE (YAML) as version 1, when there are no scoring rules yet."""
-    from bot import scoring
-    from bot.db import session_scope
+    from bot.core.db import session_scope
+    from bot.scoring import ledger as scoring
 
     settings = _settings()
     rules = _scoring_rules(file)
@@ -236,8 +237,8 @@ def scoring_import(file: Path) -> None:
 @click.option("--now", is_flag=True, help="Recompute every score here instead of in a job.")
 def scoring_publish(file: Path, now: bool) -> None:
     """Make the rules in FILE (YAML) the new active version and recompute every score."""
-    from bot import scoring
-    from bot.db import session_scope
+    from bot.core.db import session_scope
+    from bot.scoring import ledger as scoring
 
     settings = _settings()
     rules = _scoring_rules(file)
@@ -274,8 +275,8 @@ def _journey_definition(ref: str, settings: Settings | None = None):  # noqa: AN
 
     try:
         if ref.isdigit() and settings is not None:
-            from bot.db import session_scope
-            from bot.models import Journey
+            from bot.core.db import session_scope
+            from bot.core.models import Journey
 
             with session_scope(settings.database_url) as session:
                 j = session.get(Journey, int(ref))
@@ -336,7 +337,7 @@ def journeys_preview(
     follower OPENID of that running simulator, SECONDS-PER-DAY real seconds a simulated day."""
     from datetime import datetime
 
-    from bot import journey_preview
+    from bot.automation import preview as journey_preview
 
     settings = _settings()
     d = _journey_definition(journey)
@@ -399,9 +400,9 @@ def journeys_forecast(journey: str, days: int) -> None:
 
     from sqlmodel import Session
 
-    from bot import journey_forecast
-    from bot.db import get_engine
-    from bot.models import utcnow
+    from bot.automation import forecast as journey_forecast
+    from bot.core.db import get_engine
+    from bot.core.models import utcnow
 
     settings = _settings()
     d = _journey_definition(journey, settings)
@@ -425,7 +426,7 @@ def _redis_env(settings: Settings) -> Iterator[dict[str, str]]:
     if settings.redis_url:
         yield env
         return
-    from bot.embedded_redis import EmbeddedRedis
+    from bot.core.embedded_redis import EmbeddedRedis
 
     server = EmbeddedRedis(settings.embedded_redis_path)
     _ok(f"embedded Redis {'started' if server.owner else 'attached'}: {server.url}")
@@ -559,8 +560,8 @@ def yield_cpu(settings: Settings, lane: str) -> None:
 def _run_worker(settings: Settings, burst: bool, fork: bool = False, lane: str = "all") -> int:
     from rq import SimpleWorker, Worker
 
-    from bot import queue
-    from bot.sweeper import Sweeper
+    from bot.background.sweeper import Sweeper
+    from bot.core import queue
 
     sweeper = Sweeper(settings)
     sweeper.start()
@@ -582,7 +583,7 @@ def _run_worker(settings: Settings, burst: bool, fork: bool = False, lane: str =
 @main.command("sweep")
 def sweep_once() -> None:
     """Re-enqueue work whose background job never ran, once (outbox rows, due messages)."""
-    from bot.sweeper import sweep_all
+    from bot.background.sweeper import sweep_all
 
     counts = sweep_all(_settings())
     _ok(
@@ -620,7 +621,7 @@ def _wait_healthy(url: str, procs: dict[str, subprocess.Popen], seconds: float =
 )
 def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
     """Run the whole stack in the foreground: migrations, Redis, web and worker."""
-    from bot.db import current_revision, upgrade
+    from bot.core.db import current_revision, upgrade
 
     settings = _settings()
     click.secho("鱼池 Yuchi: starting", bold=True)
@@ -682,8 +683,8 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
     follower's first minutes (follow from a QR poster, ask the price, click the menu)."""
     import dataclasses
 
-    from bot import wechat
-    from bot.db import upgrade
+    from bot.core import wechat
+    from bot.core.db import upgrade
     from wxsim import demo as scenario
     from wxsim.app import SimConfig
     from wxsim.testing import running_simulator

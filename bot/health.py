@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from bot import queue
-from bot.db import get_engine
+from bot.core import queue
+from bot.core.db import get_engine
 
 bp = Blueprint("health", __name__)
 

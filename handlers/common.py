@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app
 
-from bot.config import Settings
+from bot.core.config import Settings
 from handlers.xml import BadXML, parse_flat
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """``/wechat/oa``: the Official Account callback (URL check, plaintext, compatible and safe
-mode). Verifies, decrypts and normalizes, then hands the event to ``bot.inbound.receive``."""
+mode). Verifies, decrypts and normalizes, then hands the event to ``bot.replies.receive.receive``."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import ArticlesReply, ImageReply, TextReply
 from wechatpy.utils import check_signature
 
-from bot.config import Settings
-from bot.inbound import Trigger, receive
-from bot.keywords import Rule
+from bot.core.config import Settings
+from bot.replies.match import Rule
+from bot.replies.receive import Trigger, receive
 from handlers import common
 from handlers.common import Rejected, install_rejections, parse
 from handlers.oa_events import MissingField, normalize

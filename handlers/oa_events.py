@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.events import IncomingEvent
+from bot.contacts.record import IncomingEvent
 
 Fields = dict[str, Any]
 UNIX_TIME = re.compile(r"[0-9]{1,11}")  # ASCII digits only: one instant, one dedupe key

@@ -1,6 +1,6 @@
 """``/wechat/wecom``: the WeCom (企业微信) callback. URL check (decrypting ``echostr``) and
 AES messages with receiveid = corp id; verified, decrypted and normalized, then stored through
-``bot.inbound.receive``. The answer is an empty 200: these events get no passive reply."""
+``bot.replies.receive.receive``. The answer is an empty 200: these events get no passive reply."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from flask import Blueprint, Response, request
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot.config import Settings
-from bot.inbound import receive
+from bot.core.config import Settings
+from bot.replies.receive import receive
 from handlers import common
 from handlers.common import Rejected, install_rejections, parse
 from handlers.oa_events import MissingField

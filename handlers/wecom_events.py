@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.events import IncomingEvent
+from bot.contacts.record import IncomingEvent
 from handlers.oa_events import UNIX_TIME, MissingField, Normalized, _pick
 
 Fields = dict[str, Any]

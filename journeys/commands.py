@@ -20,7 +20,7 @@ class Command:
 
 @dataclass(frozen=True, kw_only=True)
 class Send(Command):
-    """A message of any kind the messaging service accepts (bot/message_payloads.py).
+    """A message of any kind the messaging service accepts (bot/messaging/payloads.py).
     ``reply``: send it as the instant passive reply to the contact's message."""
 
     kind: str

@@ -12,8 +12,11 @@ import pytest
 import sqlalchemy as sa
 from testenv import TEST_ENV
 
-from bot import autoreply, db, journey_runner, queue, tagging, wechat
-from bot.config import Settings, load_settings
+from bot.automation import runner as journey_runner
+from bot.core import db, queue, wechat
+from bot.core.config import Settings, load_settings
+from bot.replies import rules as autoreply
+from bot.tagging import tags as tagging
 from wxsim.callbacks import OAPlatform
 
 TABLES = [  # children before parents
@@ -59,7 +62,7 @@ def settings() -> Iterator[Settings]:
     os.environ["YUCHI_VAR_DIR"] = str(tmp)
     embedded = None
     if not os.environ.get("REDIS_URL"):
-        from bot.embedded_redis import EmbeddedRedis
+        from bot.core.embedded_redis import EmbeddedRedis
 
         embedded = EmbeddedRedis(tmp / "redis.db")
         os.environ["REDIS_URL"] = embedded.url

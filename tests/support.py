@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from defusedxml.ElementTree import fromstring
 
-from bot import queue
-from bot.config import Settings
+from bot.core import queue
+from bot.core.config import Settings
 from wxsim.callbacks import OAPlatform, xml_fields
 
 

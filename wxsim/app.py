@@ -47,7 +47,7 @@ class SimConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> SimConfig:
-        """From a ``bot.config.Settings`` (the same values the server uses)."""
+        """From a ``bot.core.config.Settings`` (the same values the server uses)."""
         base = cls(
             oa_appid=settings.oa_appid,
             oa_secret=settings.oa_secret,
@@ -64,7 +64,7 @@ class SimConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SimConfig:
         """From the environment, read exactly as the server reads it (``load_settings``)."""
-        from bot.config import load_settings
+        from bot.core.config import load_settings
 
         env = dict(os.environ if environ is None else environ)
         return cls.from_settings(load_settings(env), **overrides)

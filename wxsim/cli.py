@@ -57,7 +57,7 @@ def sim(
         return
     from werkzeug.serving import run_simple
 
-    from bot.config import ConfigError
+    from bot.core.config import ConfigError
     from wxsim.app import SimConfig, create_sim_app
     from wxsim.control import env_for
 

@@ -71,7 +71,7 @@ class SimHandle:
         return env_for(self.base_url)
 
     def point(self, settings: Any) -> Any:
-        """A copy of a ``bot.config.Settings`` whose platform URLs lead to this simulator."""
+        """A copy of a ``bot.core.config.Settings`` whose platform URLs lead to this simulator."""
         env = self.env
         return dataclasses.replace(
             settings,

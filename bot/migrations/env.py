@@ -3,8 +3,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import bot.models  # noqa: F401 - registers the tables on SQLModel.metadata
-from bot.db import make_engine
+import bot.core.models  # noqa: F401 - registers the tables on SQLModel.metadata
+from bot.core.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.config import Settings
+from bot.core.config import Settings
 from wxsim.app import SimConfig
 from wxsim.testing import ServerThread, SimHandle, running_simulator
 
@@ -57,7 +57,7 @@ def sim_settings(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) ->
 @pytest.fixture
 def env_to_sim(sim: SimHandle, monkeypatch: pytest.MonkeyPatch):
     """Jobs read settings from the environment: point them at the simulator too."""
-    from bot import wechat
+    from bot.core import wechat
 
     for key, value in sim.env.items():
         monkeypatch.setenv(key, value)

@@ -8,8 +8,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from support import run_worker
 
-from bot import db, events, handoff, queue
-from bot.models import Contact, Event, Identity, LeadAssignment, Rep, utcnow
+from bot.contacts import record as events
+from bot.core import db, queue
+from bot.core.models import Contact, Event, Identity, LeadAssignment, Rep, utcnow
+from bot.sales import handoff
 
 
 def reps(sim, settings, *people: tuple[str, str]) -> None:

@@ -17,8 +17,11 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 from support import run_worker
 
-from bot import db, events, journey_runner, journey_webhooks, queue, scoring
-from bot.models import (
+from bot.automation import runner as journey_runner
+from bot.automation import webhooks as journey_webhooks
+from bot.contacts import record as events
+from bot.core import db, queue
+from bot.core.models import (
     Contact,
     ContactTag,
     Enrollment,
@@ -29,7 +32,8 @@ from bot.models import (
     ScoreEntry,
     utcnow,
 )
-from bot.score_rules import DIRECT
+from bot.scoring import ledger as scoring
+from bot.scoring.rules import DIRECT
 
 # --- building definitions ------------------------------------------------------------------
 

@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 from testenv import TEST_ENV
 
-from bot import db, messaging, queue
-from bot.config import Settings
-from bot.models import Message, utcnow
+from bot.core import db, queue
+from bot.core.config import Settings
+from bot.core.models import Message, utcnow
+from bot.messaging import outbox as messaging
 
 pytestmark = pytest.mark.slow  # runs real worker processes
 

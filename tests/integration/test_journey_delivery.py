@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from support import run_worker
 
-from bot import db, journey_runner
-from bot.models import Contact, Enrollment, Identity, Message
+from bot.automation import runner as journey_runner
+from bot.core import db
+from bot.core.models import Contact, Enrollment, Identity, Message
 
 TOUCH = {
     "id": "touch",
@@ -110,7 +111,8 @@ REPLY = {
 def test_answers_made_in_the_background_go_out_from_the_drain_itself(
     sim, sim_settings, sim_client, auth, env_to_sim
 ):
-    from bot import jobs, queue
+    from bot.background import jobs
+    from bot.core import queue
 
     resp = sim_client.post(
         "/api/journeys", json={"name": "reply", "definition": REPLY}, headers=auth
@@ -143,8 +145,10 @@ def test_answers_made_in_the_background_go_out_from_the_drain_itself(
 
 
 def test_a_long_delivery_batch_hands_the_rest_on(sim, sim_settings, env_to_sim, monkeypatch):
-    from bot import jobs, messaging, queue
-    from bot.message_payloads import SendRequest
+    from bot.background import jobs
+    from bot.core import queue
+    from bot.messaging import outbox as messaging
+    from bot.messaging.payloads import SendRequest
 
     for i in range(3):
         sim.follow(f"oSlice{i}")

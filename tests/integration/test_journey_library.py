@@ -10,8 +10,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from support import post, run_worker, text
 
-from bot import db, journey_runner, journey_segments, scoring
-from bot.models import (
+from bot.automation import runner as journey_runner
+from bot.automation import segments as journey_segments
+from bot.core import db
+from bot.core.models import (
     Contact,
     ContactTag,
     Enrollment,
@@ -23,6 +25,7 @@ from bot.models import (
     ReplyRule,
     utcnow,
 )
+from bot.scoring import ledger as scoring
 
 
 def publish(client, auth, name: str) -> int:

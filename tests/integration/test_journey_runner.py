@@ -9,8 +9,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from support import run_worker
 
-from bot import db, journey_runner, pipeline
-from bot.models import Enrollment, Event, Identity, Message, StepRun
+from bot.automation import runner as journey_runner
+from bot.background import pipeline
+from bot.core import db
+from bot.core.models import Enrollment, Event, Identity, Message, StepRun
 
 
 def contact_of(settings, openid: str) -> int:
@@ -109,7 +111,7 @@ def test_entry_once_and_sweeper_requeues_lost_wakes(
     with db.session_scope(sim_settings.database_url) as s:  # pretend the wake is overdue
         row = s.get(Enrollment, e.id)
         row.wake_at = row.wake_at - timedelta(days=30)
-    from bot import queue
+    from bot.core import queue
 
     queue.get_redis(sim_settings).flushdb()  # Redis lost the scheduled job
     assert journey_runner.sweep(sim_settings) == 1
@@ -206,7 +208,7 @@ def make_all_due(settings) -> None:
 def test_a_wake_batch_claims_once_and_delivers_its_sends_in_one_job(
     sim, sim_settings, sim_client, auth, env_to_sim
 ):
-    from bot import queue
+    from bot.core import queue
 
     publish_welcome(sim_client, auth)
     openids = [f"oBulk{i}" for i in range(4)]
@@ -217,7 +219,7 @@ def test_a_wake_batch_claims_once_and_delivers_its_sends_in_one_job(
     assert journey_runner.wake_due(sim_settings) == {"batches": 1, "woken": 4}
     [job] = [j for j in queue.get_queue(sim_settings).jobs if "deliver" in j.func_name]
     [ids] = job.args  # the four day-2 touches, one delivery job
-    assert job.func_name == "bot.jobs.deliver_messages" and len(ids) == 4
+    assert job.func_name == "bot.background.jobs.deliver_messages" and len(ids) == 4
     runs = count(sim_settings, StepRun)
     assert journey_runner.wake_due(sim_settings) == {"batches": 0, "woken": 0}
     assert count(sim_settings, StepRun) == runs

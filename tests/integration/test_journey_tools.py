@@ -11,9 +11,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from bot import db, journey_forecast, journey_preview
-from bot.events import IncomingEvent, record
-from bot.models import (
+from bot.automation import forecast as journey_forecast
+from bot.automation import preview as journey_preview
+from bot.contacts.record import IncomingEvent, record
+from bot.core import db
+from bot.core.models import (
     Contact,
     ContactTag,
     Enrollment,

@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from support import run_worker
 
-from bot import broadcasts, db, messaging, queue, wechat
-from bot.message_payloads import SendRequest
-from bot.models import Contact, Event, Identity, Message
+from bot.core import db, queue, wechat
+from bot.core.models import Contact, Event, Identity, Message
+from bot.messaging import broadcasts
+from bot.messaging import outbox as messaging
+from bot.messaging.payloads import SendRequest
 
 
 def contact_of(settings, openid: str) -> int:
@@ -267,7 +269,7 @@ def test_worker_killed_mid_send_never_sends_twice(sim, sim_settings):
     mid = send(sim_settings, cid, idempotency_key="kill-1")
     sim.faults(latency_ms=3000, paths=["message/custom/send"])
     env = {**os.environ, **sim.env}
-    code = f"from bot.config import load_settings; from bot import messaging; messaging.deliver(load_settings(), {mid})"
+    code = f"from bot.core.config import load_settings; from bot.messaging import outbox as messaging; messaging.deliver(load_settings(), {mid})"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     assert sim.wait_for(lambda: row(sim_settings, mid).status == "sending", timeout=20)
     time.sleep(0.5)  # the call is in flight (the platform takes 3 s)

@@ -7,8 +7,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-import bot.models  # noqa: F401
-from bot import db
+import bot.core.models  # noqa: F401
+from bot.core import db
 
 
 def test_models_and_migrations_agree(settings):

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from support import event, post, run_worker, text
 
-from bot import db, queue
-from bot.models import Contact, ContactTag, Event, Outbox
+from bot.core import db, queue
+from bot.core.models import Contact, ContactTag, Event, Outbox
 
 
 def rows(settings, model, *where):
@@ -200,7 +200,7 @@ def test_background_job_processes_the_event(client, oa, clean):
     [ev] = rows(clean, Event)
     assert ev.processed_at is not None
     # A second delivery of the same job (a retry, a sweep) changes nothing.
-    from bot.jobs import process_event
+    from bot.background.jobs import process_event
 
     assert process_event(ob.id) == "done"
     assert rows(clean, Outbox)[0].attempts == 1

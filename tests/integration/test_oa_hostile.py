@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from support import text
 
-from bot import db
+from bot.core import db
 from wxsim.callbacks import OAPlatform, xml_fields
 
 BILLION_LAUGHS = """<?xml version="1.0"?>

@@ -10,10 +10,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from support import event, post, text
 
-from bot import db, jobs, messaging, queue
+from bot.background import jobs
 from bot.cli import _run_worker
-from bot.message_payloads import SendRequest
-from bot.models import Event, Outbox, utcnow
+from bot.core import db, queue
+from bot.core.models import Event, Outbox, utcnow
+from bot.messaging import outbox as messaging
+from bot.messaging.payloads import SendRequest
 
 
 def pending_by_contact(settings) -> dict[int, list[str]]:
@@ -76,9 +78,11 @@ def test_the_sweeper_kicks_each_drain_whose_job_is_gone(clean, client, oa):
 
 
 def test_an_urgent_worker_serves_only_the_urgent_queue(clean):
-    queue.get_queue(clean).enqueue("bot.jobs.deliver_message", 999_999, job_id="lane-default")
+    queue.get_queue(clean).enqueue(
+        "bot.background.jobs.deliver_message", 999_999, job_id="lane-default"
+    )
     queue.get_queue(clean, queue.URGENT).enqueue(
-        "bot.jobs.deliver_message", 999_998, job_id="lane-urgent"
+        "bot.background.jobs.deliver_message", 999_998, job_id="lane-urgent"
     )
     assert _run_worker(clean, burst=True, lane="urgent") == 0
     assert queue.get_queue(clean, queue.URGENT).count == 0
@@ -89,11 +93,11 @@ def test_an_urgent_worker_serves_only_the_urgent_queue(clean):
 
 def test_a_background_worker_leaves_the_urgent_queue_alone(clean):
     queue.get_queue(clean, queue.URGENT).enqueue(
-        "bot.jobs.deliver_message", 999_998, job_id="lane-urgent"
+        "bot.background.jobs.deliver_message", 999_998, job_id="lane-urgent"
     )
-    queue.get_queue(clean, queue.WAKES).enqueue("bot.jobs.wake_due", job_id="lane-wake")
+    queue.get_queue(clean, queue.WAKES).enqueue("bot.background.jobs.wake_due", job_id="lane-wake")
     queue.get_queue(clean, queue.BULK).enqueue(
-        "bot.jobs.deliver_message", 999_997, job_id="lane-bulk"
+        "bot.background.jobs.deliver_message", 999_997, job_id="lane-bulk"
     )
     assert _run_worker(clean, burst=True, lane="background") == 0
     assert queue.get_queue(clean, queue.WAKES).count == 0
@@ -165,7 +169,9 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
     slept.clear()
     assert jobs.give_way(clean, sleep=slept.append)() and len(slept) == len(expected)
     # a wake is queued: stop at once, no pause (the wake needs this worker, not its sleep)
-    queue.get_queue(clean, queue.WAKES).enqueue("bot.jobs.wake_due", job_id="waiting-wake")
+    queue.get_queue(clean, queue.WAKES).enqueue(
+        "bot.background.jobs.wake_due", job_id="waiting-wake"
+    )
     slept.clear()
     assert not jobs.give_way(clean, sleep=slept.append)() and slept == []
 
@@ -191,7 +197,7 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
 
 
 def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
-    from bot import journey_runner
+    from bot.automation import runner as journey_runner
 
     seen: list[bool] = []
 

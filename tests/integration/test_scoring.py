@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from support import event, post, run_worker, text
 
-from bot import db, queue, scoring
-from bot.events import IncomingEvent, record
-from bot.models import Contact, Event, Identity, Outbox, ScoreEntry, ScoringRuleSet
-from bot.pipeline import Context
-from bot.score_rules import MARKER, cents
+from bot.background.pipeline import Context
+from bot.contacts.record import IncomingEvent, record
+from bot.core import db, queue
+from bot.core.models import Contact, Event, Identity, Outbox, ScoreEntry, ScoringRuleSet
+from bot.scoring import ledger as scoring
+from bot.scoring.rules import MARKER, cents
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -297,7 +298,7 @@ def test_events_arriving_during_a_publish_are_not_lost(client, oa, clean, auth):
 
 
 def test_retried_job_writes_no_duplicate_lines(client, oa, clean):
-    from bot.jobs import process_event
+    from bot.background.jobs import process_event
 
     t0 = noon()
     post(client, oa, event(oa, "oRetry", "subscribe", t0))
@@ -412,7 +413,7 @@ def test_api_auth_404_and_422(client, clean, auth):
 
 
 def test_a_one_id_merge_moves_both_ledgers_and_recomputes(client, oa, clean):
-    from bot import contacts
+    from bot.contacts import identity as contacts
 
     t0 = noon()
     play(client, oa, "oM1", t0, 100)

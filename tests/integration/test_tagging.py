@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from rq.registry import ScheduledJobRegistry
 from support import run_worker
 
-from bot import db, jobs, queue, tag_sync, tagging
+from bot.background import jobs
 from bot.cli import main as cli
-from bot.models import (
+from bot.core import db, queue
+from bot.core.models import (
     Contact,
     ContactTag,
     CorpTag,
@@ -26,6 +27,8 @@ from bot.models import (
     TagSync,
     utcnow,
 )
+from bot.tagging import sync as tag_sync
+from bot.tagging import tags as tagging
 from wxsim.state import CorpTag as SimCorpTag
 from wxsim.state import CorpTagGroup, ExternalContact
 from wxsim.state import FollowUser as SimFollowUser
@@ -376,7 +379,7 @@ def test_kicks_coalesce_into_one_queued_job_per_platform(clean):
 
 
 def test_the_sweeper_re_enqueues_rows_whose_job_was_lost(sim, sim_settings, env_to_sim):
-    from bot.sweeper import sweep_all
+    from bot.background.sweeper import sweep_all
 
     sim.set_user("oLost")
     cid = new_contact(sim_settings, "oLost")
@@ -451,8 +454,8 @@ def test_wecom_failures_and_lost_relations(sim, sim_settings, env_to_sim):
 def test_a_new_rep_gets_the_contacts_tags(sim, sim_settings, env_to_sim):
     """When the contact_added step (another module) adds a FollowUser, the pipeline's
     tagging step owes WeCom all of the contact's tags."""
-    from bot import events
-    from bot.pipeline import Context
+    from bot.background.pipeline import Context
+    from bot.contacts import record as events
 
     sim.set_user("oBoth")
     wecom_customer(sim, "wmBoth")

@@ -11,8 +11,10 @@ import pytest
 import sqlalchemy as sa
 from support import run_worker
 
-from bot import contacts, db, wecom_sync
-from bot.models import Contact, ContactTag, Event, FollowUser, Identity, Rep
+from bot.contacts import identity as contacts
+from bot.core import db
+from bot.core.models import Contact, ContactTag, Event, FollowUser, Identity, Rep
+from bot.wecom import sync as wecom_sync
 from wxsim.callbacks import WeComPlatform, xml_fields
 
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bot import db
-from bot.models import Event
+from bot.core import db
+from bot.core.models import Event
 from wxsim.actors import ActorError
 
 

@@ -1,4 +1,4 @@
-"""bot.config.load_settings with explicit environments (never os.environ)."""
+"""bot.core.config.load_settings with explicit environments (never os.environ)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import DEV_DEFAULTS, ENV_NAMES, ConfigError, Settings, load_settings
+from bot.core.config import DEV_DEFAULTS, ENV_NAMES, ConfigError, Settings, load_settings
 
 SECRETS = {
     "YUCHI_SECRET_KEY": "prod-secret-key-9f8e7d6c5b4a",

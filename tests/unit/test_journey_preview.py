@@ -1,4 +1,4 @@
-"""bot.journey_preview: the ready-made journeys previewed for a simulated contact with a fake
+"""bot.automation.preview: the ready-made journeys previewed for a simulated contact with a fake
 clock, scripted replies, and the messaging rules (quiet hours, cap, 48-hour window). Pure."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from bot.journey_preview import (
+from bot.automation.preview import (
     Deliveries,
     PreviewError,
     preview,
 )
-from bot.send_rules import Policy
+from bot.messaging.send_rules import Policy
 from journeys import DefinitionError, Send, library
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -284,7 +284,7 @@ def test_cli_prints_the_transcript():
 def test_quiet_hours_come_from_settings_when_given():
     from dataclasses import replace
 
-    from bot.config import load_settings
+    from bot.core.config import load_settings
 
     settings = replace(load_settings({}), quiet_hours="21:00-09:00")
     d = journey(wait("w", "1h", "s"), send("s", "hi"))

@@ -1,7 +1,7 @@
-"""bot.keywords.match: which reply rules an interaction matches, best first.
+"""bot.replies.match.match: which reply rules an interaction matches, best first.
 
 Pure: Rule objects and text in, rules out. Disabled rules never reach match() (the caller,
-bot.autoreply.active_rules, loads only enabled ones), so they are not tested here.
+bot.replies.rules.active_rules, loads only enabled ones), so they are not tested here.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from bot.keywords import MATCH_ORDER, Rule, keyword_matches, match
-from bot.text import tokens
+from bot.core.text import tokens
+from bot.replies.match import MATCH_ORDER, Rule, keyword_matches, match
 
 
 def kw(id: int, *keywords: str, match: str = "jieba", priority: int = 0, name: str = "") -> Rule:
@@ -255,8 +255,8 @@ def test_token_boundary_survives_teaching_jieba_the_keywords() -> None:
     fresh interpreter so the jieba dictionary of this process stays untouched."""
     script = textwrap.dedent(
         """
-        from bot import text
-        from bot.keywords import Rule, match
+        from bot.core import text
+        from bot.replies.match import Rule, match
         text.add_words(["价格", "报价", "多少钱"])
         rule = Rule(id=1, name="p", trigger="keyword", keywords=("价格", "报价", "多少钱"))
         assert match([rule], "keyword", "评价格式") == [], "评价格式"

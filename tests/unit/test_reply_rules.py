@@ -1,4 +1,4 @@
-"""bot.autoreply.ReplyRuleIn validation and parse_yaml (pure: no database)."""
+"""bot.replies.rules.ReplyRuleIn validation and parse_yaml (pure: no database)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.autoreply import Article, ReplyRuleIn, RuleImportError, parse_yaml
+from bot.replies.rules import Article, ReplyRuleIn, RuleImportError, parse_yaml
 
 
 def rule(**overrides: Any) -> dict[str, Any]:

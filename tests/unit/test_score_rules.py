@@ -1,4 +1,4 @@
-"""bot.score_rules: caps, negative and attribute rules, decay, stages, explanations, validation
+"""bot.scoring.rules: caps, negative and attribute rules, decay, stages, explanations, validation
 (pure: no database)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot import scoring
-from bot.score_rules import (
+from bot.scoring import ledger as scoring
+from bot.scoring.rules import (
     Line,
     ReplayedEvent,
     RuleSet,

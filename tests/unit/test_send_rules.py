@@ -8,9 +8,9 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from pydantic import ValidationError
 
-from bot import send_rules
-from bot.message_payloads import SendRequest, oa_request, wecom_request
-from bot.send_rules import Policy
+from bot.messaging import send_rules
+from bot.messaging.payloads import SendRequest, oa_request, wecom_request
+from bot.messaging.send_rules import Policy
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai
 

@@ -1,4 +1,4 @@
-"""bot.tag_rules: evaluation of every condition kind, interest words with jieba, validation
+"""bot.tagging.rules: evaluation of every condition kind, interest words with jieba, validation
 and the YAML file (pure: no database)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot import text
-from bot.tag_rules import (
+from bot.core import text
+from bot.tagging.rules import (
     InterestWordsIn,
     Rule,
     TagFileError,

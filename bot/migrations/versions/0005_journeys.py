@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from bot.models import BIGINT, JSONType, UTCDateTime
+from bot.core.models import BIGINT, JSONType, UTCDateTime
 
 revision: str = "0005"
 down_revision: str | None = "0004"

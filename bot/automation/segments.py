@@ -1,0 +1,139 @@
+"""Segment triggers: contacts who come to match a journey's saved filter without doing anything
+(silent for 30 days, a score reached by decay, …) are found by a periodic sweep over every
+followed contact; those who match on an event are enrolled by the runner right then.
+
+The sweep runs from the sweeper at most every ``segment_interval_seconds`` (a Redis key says
+when it last ran; if Redis forgot, it runs again, harmlessly: entry rules still apply)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+
+import journeys
+from bot.automation import runner as journey_runner
+from bot.core import queue
+from bot.core.config import Settings
+from bot.core.db import session_scope
+from bot.core.models import Contact, Enrollment, Event, Journey, utcnow
+
+log = logging.getLogger(__name__)
+THROTTLE_KEY = "yuchi:journey-segments:ran"
+BATCH = 500
+
+
+def _segment_journeys(session: Any) -> list[tuple[Any, journeys.Definition]]:
+    found = []
+    j = Journey.__table__.c
+    for row in session.execute(
+        sa.select(j.id, j.name, j.version).where(j.status == "published").order_by(j.id)
+    ):
+        try:
+            d = journey_runner.definition_for(session, row.id, row.version)
+        except journeys.DefinitionError:
+            continue
+        if d.trigger.on == "segment":
+            found.append((row, d))
+    return found
+
+
+def _needs_events(d: journeys.Definition) -> bool:
+    segment = d.trigger.segment
+    dumped = segment.model_dump(by_alias=True, exclude_none=True) if segment else {}
+    return '"event"' in json.dumps(dumped)
+
+
+def _snapshots(session: Any, ids: list[int], with_events: bool) -> list[journeys.Contact]:
+    counts: dict[int, dict[str, int]] | None = None
+    if with_events:  # one grouped count for the batch, not one per contact
+        counts = defaultdict(dict)
+        e = Event.__table__.c
+        for cid, type_, n in session.execute(
+            sa.select(e.contact_id, e.type, sa.func.count())
+            .where(e.contact_id.in_(ids))
+            .group_by(e.contact_id, e.type)
+        ):
+            counts[cid][type_] = n
+    found = journey_runner.snapshots(session, ids, counts)
+    return [found[i] for i in ids if i in found]
+
+
+def _due(settings: Settings) -> bool:
+    try:
+        return bool(
+            queue.get_redis(settings).set(
+                THROTTLE_KEY, "1", nx=True, ex=max(1, int(settings.segment_interval_seconds))
+            )
+        )
+    except queue.REDIS_ERRORS:
+        return False
+
+
+def sweep(settings: Settings, force: bool = False) -> dict[str, int]:
+    """Enroll every followed contact who matches a published segment journey and whose entry
+    rule lets them in. Returns {"journeys", "checked", "entered"}."""
+    out = {"journeys": 0, "checked": 0, "entered": 0}
+    if not force and not _due(settings):
+        return out
+    now = utcnow()
+    with session_scope(settings.database_url) as session:
+        targets = _segment_journeys(session)
+    out["journeys"] = len(targets)
+    k = Contact.__table__.c
+    for j, d in targets:
+        with_events = _needs_events(d)
+        last = 0
+        while True:
+            after: journey_runner.After = []
+            with session_scope(settings.database_url) as session:
+                ids = list(
+                    session.execute(
+                        sa.select(k.id)
+                        .where(k.subscribed.is_(True), k.merged_into_id.is_(None), k.id > last)
+                        .order_by(k.id)
+                        .limit(BATCH)
+                    ).scalars()
+                )
+                if not ids:
+                    break
+                last = ids[-1]
+                out["checked"] += len(ids)
+                matching = [
+                    c
+                    for c in _snapshots(session, ids, with_events)
+                    if journeys.triggered_by(d, None, c, now)
+                ]
+                inside = _open(session, j.id, [c.id for c in matching])
+                tx = journey_runner.Tx(settings, session, now, after)
+                for contact in matching:
+                    if contact.id in inside:
+                        continue
+                    row = journey_runner.enroll_contact(
+                        tx, j, d, int(contact.id), None, None, contact
+                    )
+                    out["entered"] += row is not None
+                journey_runner.drain_changes(tx)
+            for action in after:
+                action()
+    if out["entered"]:
+        log.info("journey segments: %(entered)d entered of %(checked)d checked", out)
+    return out
+
+
+def _open(session: Any, journey_id: int, contact_ids: list[Any]) -> set[int]:
+    if not contact_ids:
+        return set()
+    en = Enrollment.__table__.c
+    return set(
+        session.execute(
+            sa.select(en.contact_id).where(
+                en.journey_id == journey_id,
+                en.contact_id.in_(contact_ids),
+                en.status.in_(journey_runner.OPEN),
+            )
+        ).scalars()
+    )

@@ -1,0 +1,1 @@
+"""What runs in rq workers: the pipeline's step list, the jobs, the sweeper."""

@@ -1,0 +1,241 @@
+"""Background jobs, importable by dotted path for rq. Each is idempotent."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from rq import get_current_job
+
+from bot.background import pipeline
+from bot.core import changes, queue
+from bot.core.config import Settings, load_settings
+from bot.core.db import session_scope
+from bot.core.models import Event, Outbox, utcnow
+from bot.messaging import outbox as messaging
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+
+
+BATCH = 100
+DRAIN_SLICE = 2.0  # s: a drain hands on to a new job of its own after this long
+
+
+def drain_outbox(part: int = 0, parts: int = 1) -> int:
+    """Process every pending outbox row of this drain's contacts (``contact_id % parts ==
+    part``; events about no one go to drain 0), in batches; returns how many were processed.
+
+    While a drain runs, its "drain pending" flag stays set, so callbacks skip enqueueing
+    another job (one Redis command each). Only when it finds nothing left does it clear the
+    flag — and then looks once more, since a row committed just before the clear found the flag
+    set and relied on this drain. After DRAIN_SLICE seconds of steady work it hands on to a new
+    job at the back of the urgent queue (the flag stays set), so one busy drain cannot keep an
+    urgent worker from the other drains."""
+    settings = load_settings()
+    started = time.monotonic()
+    total = 0
+    t, e = Outbox.__table__, Event.__table__
+    query = sa.select(t.c.id, t.c.priority, t.c.created_at).where(t.c.status == "pending")
+    if parts > 1:
+        mine = sa.func.coalesce(e.c.contact_id, 0) % parts == part
+        query = query.join(Event.__table__, e.c.id == t.c.event_id).where(mine)
+    query = query.order_by(t.c.priority, t.c.id).limit(BATCH)  # people's events first
+    cleared = False
+    while True:
+        with session_scope(settings.database_url) as session:
+            rows = session.execute(query).all()
+        ids = [r.id for r in rows]
+        people = [r.created_at for r in rows if r.priority == 0]  # not Yuchi's own events
+        if people:
+            queue.note_lag(settings, (utcnow() - min(people)).total_seconds())
+        if not ids:
+            if cleared:
+                return total
+            queue.drain_started(settings, part)  # from now on, new rows kick a new drain
+            cleared = True
+            continue
+        cleared = False
+        outcome = process_batch(settings, ids)
+        if not outcome:  # another drain holds every one of these rows: it carries on from here
+            return total
+        total += sum(1 for status in outcome.values() if status == "done")
+        if time.monotonic() - started > DRAIN_SLICE:
+            queue.hand_on_drain(settings, part)
+            return total
+
+
+def process_event(outbox_id: int) -> str:
+    """Process one outbox row (the sweeper's and the tests' way in)."""
+    return process_batch(load_settings(), [outbox_id]).get(outbox_id, "missing")
+
+
+def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
+    """Run the pipeline steps for these outbox rows' events, each once, in one transaction;
+    each event in a savepoint, so one failing event is retried later without the others."""
+    t, e = Outbox.__table__, Event.__table__
+    outcome: dict[int, str] = {}
+    actions: list = []
+    interacted: set[int] = set()
+    with session_scope(settings.database_url) as session:
+        query = sa.select(t.c.id, t.c.event_id, t.c.status, t.c.attempts).where(
+            t.c.id.in_(outbox_ids)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)  # parallel drains split the work
+        rows = session.execute(query.order_by(t.c.id)).all()
+        events = {
+            ev.id: ev
+            for ev in session.execute(
+                sa.select(Event).where(e.c.id.in_([r.event_id for r in rows]))
+            ).scalars()
+        }
+        done: list[int] = []
+        for row in rows:
+            if row.status != "pending":
+                outcome[row.id] = row.status
+                continue
+            event = events[row.event_id]
+            ctx = pipeline.Context(settings, session, event)
+            try:
+                with session.begin_nested():
+                    steps = (
+                        pipeline.STEPS if event.contact_id is not None else pipeline.SYSTEM_STEPS
+                    )
+                    for step in steps:
+                        step(ctx)
+            except Exception as exc:  # this event is retried by a later drain; the rest go on
+                changes.take(session)  # what its steps noted was rolled back with them
+                failed = row.attempts + 1 >= MAX_ATTEMPTS
+                log.exception("outbox %s (event %s) failed", row.id, event.id)
+                session.execute(
+                    sa.update(t)
+                    .where(t.c.id == row.id)
+                    .values(
+                        attempts=row.attempts + 1,
+                        last_error=repr(exc)[:2000],
+                        status="failed" if failed else "pending",
+                    )
+                )
+                outcome[row.id] = "failed" if failed else "retry"
+                continue
+            actions += ctx.after_commit
+            done.append(row.id)
+            outcome[row.id] = "done"
+            if event.contact_id is not None and not event.type.startswith("msg."):
+                interacted.add(event.contact_id)
+        if done:
+            now = utcnow()
+            session.execute(
+                sa.update(t)
+                .where(t.c.id.in_(done))
+                .values(status="done", done_at=now, attempts=t.c.attempts + 1)
+            )
+            session.execute(
+                sa.update(e)
+                .where(e.c.id.in_([r.event_id for r in rows if outcome[r.id] == "done"]))
+                .values(processed_at=now)
+            )
+    for action in actions:
+        action()
+    if interacted:
+        messaging.release_held_for(settings, interacted)  # they interacted: held messages may go
+    return outcome
+
+
+def deliver_message(message_id: int) -> str:
+    return messaging.deliver(load_settings(), message_id)
+
+
+DELIVERY_SLICE = 1.0  # s: a batch job hands what is left to a new job after this long
+
+
+YIELD_STEP, YIELD_MAX, YIELD_CHECK = 0.05, 1.0, 0.02  # s
+
+
+def give_way(
+    settings: Settings, sleep: Callable[[float], object] = time.sleep
+) -> Callable[[], bool]:
+    """Between two messages of a batch (see queue.waiting): while answers to contacts are
+    behind or a wake runs, sleep in steps of YIELD_STEP, up to YIELD_MAX; when a wake is
+    queued, say stop (False), so the batch hands the rest on and this worker takes the wake.
+    Redis is asked at most every YIELD_CHECK."""
+    last: float | None = None
+
+    def go_on() -> bool:
+        nonlocal last
+        if last is not None and time.monotonic() - last < YIELD_CHECK:
+            return True
+        waited = 0.0
+        w = queue.waiting(settings)
+        while (w.behind or w.waking) and not w.wakes_queued and waited < YIELD_MAX:
+            sleep(YIELD_STEP)
+            waited += YIELD_STEP
+            w = queue.waiting(settings)
+        last = time.monotonic()
+        return not w.wakes_queued
+
+    return go_on
+
+
+def deliver_messages(message_ids: list[int]) -> dict[str, int]:
+    """A batch (broadcasts, journeys), claimed in one transaction and sent one by one (see
+    messaging.deliver_batch). After DELIVERY_SLICE seconds the rest goes back to the end of
+    the job's queue, so due wakes and answers do not wait behind a long batch for a worker."""
+    settings = load_settings()
+    outcomes, rest = messaging.deliver_batch(
+        settings,
+        message_ids,
+        until=time.monotonic() + DELIVERY_SLICE,
+        between=give_way(settings),
+    )
+    if rest:
+        job = get_current_job()
+        name = job.origin if job is not None else queue.BULK
+        messaging.enqueue(settings, rest, batch=len(rest), name=name)
+        outcomes["handed_on"] = len(rest)
+    return outcomes
+
+
+def fan_out_broadcast(broadcast_id: int) -> int:
+    from bot.messaging import broadcasts
+
+    return broadcasts.fan_out(load_settings(), broadcast_id)
+
+
+def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
+    """Send pending tag changes (TagSync rows) to one platform: "oa" or "wecom"."""
+    from bot.tagging import sync as tag_sync
+
+    return tag_sync.run(load_settings(), platform, retry)
+
+
+def wake_due(due_by: float | None = None) -> dict[str, int]:
+    """Journey waits that have come due by ``due_by`` (epoch seconds) or now (see
+    bot.automation.runner, "waking")."""
+    from bot.automation import runner as journey_runner
+
+    settings = load_settings()
+    try:  # bulk deliveries give way while it runs (see give_way)
+        return journey_runner.wake_due(
+            settings, due_by=due_by, on_batch=lambda: queue.note_waking(settings)
+        )
+    finally:
+        queue.note_waking(settings, running=False)
+
+
+def wake_enrollment(enrollment_id: int) -> str:
+    """A journey enrollment's wait or question timeout has come (see bot.automation.runner)."""
+    from bot.automation import runner as journey_runner
+
+    return journey_runner.wake(load_settings(), enrollment_id)
+
+
+def call_webhook(key: str) -> int:
+    """POST a journey's webhook (the ``journey.webhook`` event with this dedupe key) and record
+    the answer as ``journey.webhook_result``; a network error or a 5xx raises, for rq's retry."""
+    from bot.automation import webhooks as journey_webhooks
+
+    return journey_webhooks.call(load_settings(), key)

@@ -1,0 +1,170 @@
+"""Engine, sessions and migrations. One engine per process (made lazily, so a forked
+gunicorn worker never shares the parent's connections)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
+
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def normalize_url(url: str) -> str:
+    """Accept the common spellings of a PostgreSQL URL and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run beside the one writer; synchronous=FULL fsyncs every commit, so an
+    # event acknowledged to WeChat survives a power cut, not only a crash of the process.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class _WriterLock:
+    """Queue SQLite writers on a file lock before BEGIN IMMEDIATE.
+
+    SQLite's own busy handler polls with sleeps that grow to 100 ms, so under concurrent
+    callbacks most of a waiting process's time is spent asleep while the lock is already free.
+    A blocking flock() wakes the next writer the moment the previous one finishes. Each
+    connection has its own descriptor, so threads and processes queue alike."""
+
+    def __init__(self, db_path: str):
+        self.path = db_path + ".writer-lock"
+
+    def on_connect(self, _dbapi_conn, record) -> None:  # noqa: ANN001
+        record.info["writer_lock"] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def on_close(self, _dbapi_conn, record) -> None:  # noqa: ANN001
+        fd = record.info.pop("writer_lock", None)
+        if fd is not None:
+            os.close(fd)
+
+    @staticmethod
+    def acquire(conn, timeout: float = 10.0) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+        """Take the lock, polling at most every 2 ms; after ``timeout`` let SQLite's own busy
+        handling decide (a nested write in one thread must fail, never hang)."""
+        fd = conn.connection._connection_record.info.get("writer_lock")
+        if fd is None:
+            return
+        pause, deadline = 0.0002, time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    @staticmethod
+    def release(_dbapi_conn, record, *_args) -> None:  # noqa: ANN001
+        """On check-in to the pool: after the commit or rollback has completed."""
+        fd = record.info.get("writer_lock")
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+
+        @sa.event.listens_for(engine, "connect")
+        def _no_pysqlite_begin(dbapi_conn, _record) -> None:  # noqa: ANN001
+            dbapi_conn.isolation_level = None
+
+        lock = _WriterLock(path) if path and path != ":memory:" else None
+        if lock is not None:
+            sa.event.listen(engine, "connect", lock.on_connect)
+            sa.event.listen(engine.pool, "close", lock.on_close)
+            sa.event.listen(engine.pool, "checkin", lock.release)
+
+        def begin(conn) -> None:  # noqa: ANN001
+            # pysqlite's own BEGIN defers the write lock; take it at BEGIN instead, so two
+            # writers queue here rather than failing with "database is locked" mid-way.
+            if lock is not None:
+                lock.acquire(conn)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        sa.event.listen(engine, "begin", begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(url: str) -> Engine:
+    key = (os.getpid(), normalize_url(url))
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines[key] = make_engine(url)
+    return engine
+
+
+def dispose_all() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with Session(get_engine(url), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def any_of(session: Session, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
+    """``column IN values``: on PostgreSQL one array parameter (``= ANY(...)``), so the SQL
+    text is the same for any number of values (psycopg parses and caches it once); elsewhere
+    an ordinary IN list."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(values, ARRAY(column.type)))
+    return column.in_(values)
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    with get_engine(url).connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()

@@ -1,0 +1,63 @@
+"""Which reply rules an interaction matches. Pure: rules and text in, rules out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.core import text
+
+MATCH_ORDER = {"exact": 0, "jieba": 1, "contains": 2}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    name: str
+    trigger: str  # keyword | subscribe | click
+    match: str = "jieba"
+    keywords: tuple[str, ...] = ()
+    click_key: str | None = None
+    reply_type: str = "text"
+    reply: dict = field(default_factory=dict, hash=False, compare=False)
+    tags: tuple[str, ...] = ()
+    priority: int = 0
+
+    @property
+    def has_reply(self) -> bool:
+        return bool(self.reply)
+
+
+def _sort_key(rule: Rule) -> tuple[int, int, int]:
+    return (-rule.priority, MATCH_ORDER.get(rule.match, 9), rule.id)
+
+
+def keyword_matches(rule: Rule, message: str, message_tokens: set[str]) -> bool:
+    folded = message.strip().lower()
+    for keyword in rule.keywords:
+        kw = keyword.strip().lower()
+        if not kw:
+            continue
+        if rule.match == "exact" and folded == kw:
+            return True
+        if rule.match == "contains" and kw in folded:
+            return True
+        if rule.match == "jieba":
+            if kw in message_tokens:
+                return True
+            kw_tokens = text.tokens(kw)
+            if kw_tokens and kw_tokens <= message_tokens and kw in folded:
+                return True
+    return False
+
+
+def match(rules: list[Rule], trigger: str, message: str = "", click_key: str = "") -> list[Rule]:
+    """Every rule that matches, best first: priority, then exact before jieba before contains."""
+    candidates = [r for r in rules if r.trigger == trigger]
+    if trigger == "keyword":
+        tokens = text.tokens(message) if any(r.match == "jieba" for r in candidates) else set()
+        found = [r for r in candidates if keyword_matches(r, message, tokens)]
+    elif trigger == "click":
+        found = [r for r in candidates if r.click_key == click_key]
+    else:
+        found = candidates
+    return sorted(found, key=_sort_key)

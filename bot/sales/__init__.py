@@ -1,0 +1,1 @@
+"""Handing leads to sales reps: owners, notifications, acceptance."""
