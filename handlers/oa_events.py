@@ -31,7 +31,7 @@ class Normalized:
     subscribed: bool | None = None
 
 
-def _pick(fields: Fields, **names: str) -> dict[str, Any]:
+def pick(fields: Fields, **names: str) -> dict[str, Any]:
     """Properties named in snake_case from WeChat's CamelCase fields, skipping absent ones."""
     return {key: fields[src] for key, src in names.items() if fields.get(src) not in (None, "")}
 
@@ -48,30 +48,30 @@ def _float(fields: Fields, name: str) -> float | None:
 
 def text(f: Fields) -> Normalized:
     return Normalized(
-        "oa.text", _pick(f, content="Content", msg_id="MsgId", biz_msg_menu_id="bizmsgmenuid")
+        "oa.text", pick(f, content="Content", msg_id="MsgId", biz_msg_menu_id="bizmsgmenuid")
     )
 
 
 def image(f: Fields) -> Normalized:
-    return Normalized("oa.image", _pick(f, pic_url="PicUrl", media_id="MediaId", msg_id="MsgId"))
+    return Normalized("oa.image", pick(f, pic_url="PicUrl", media_id="MediaId", msg_id="MsgId"))
 
 
 def voice(f: Fields) -> Normalized:
     return Normalized(
         "oa.voice",
-        _pick(f, media_id="MediaId", format="Format", recognition="Recognition", msg_id="MsgId"),
+        pick(f, media_id="MediaId", format="Format", recognition="Recognition", msg_id="MsgId"),
     )
 
 
 def video(f: Fields) -> Normalized:
     kind = "oa.shortvideo" if f.get("MsgType") == "shortvideo" else "oa.video"
     return Normalized(
-        kind, _pick(f, media_id="MediaId", thumb_media_id="ThumbMediaId", msg_id="MsgId")
+        kind, pick(f, media_id="MediaId", thumb_media_id="ThumbMediaId", msg_id="MsgId")
     )
 
 
 def location(f: Fields) -> Normalized:
-    props = _pick(f, label="Label", msg_id="MsgId")
+    props = pick(f, label="Label", msg_id="MsgId")
     props.update(
         latitude=_float(f, "Location_X"),
         longitude=_float(f, "Location_Y"),
@@ -82,7 +82,7 @@ def location(f: Fields) -> Normalized:
 
 def link(f: Fields) -> Normalized:
     return Normalized(
-        "oa.link", _pick(f, title="Title", description="Description", url="Url", msg_id="MsgId")
+        "oa.link", pick(f, title="Title", description="Description", url="Url", msg_id="MsgId")
     )
 
 
@@ -101,7 +101,7 @@ MESSAGES: dict[str, Callable[[Fields], Normalized]] = {
 
 def subscribe(f: Fields) -> Normalized:
     key = str(f.get("EventKey") or "")
-    props: dict[str, Any] = _pick(f, ticket="Ticket")
+    props: dict[str, Any] = pick(f, ticket="Ticket")
     if key.startswith("qrscene_"):
         props["scene"] = key[len("qrscene_") :]
     return Normalized("oa.subscribe", props, subscribed=True)
@@ -112,7 +112,7 @@ def unsubscribe(f: Fields) -> Normalized:
 
 
 def scan(f: Fields) -> Normalized:
-    props = _pick(f, ticket="Ticket")
+    props = pick(f, ticket="Ticket")
     props["scene"] = str(f.get("EventKey") or "")
     return Normalized("oa.scan", props, subscribed=True)
 
@@ -128,21 +128,21 @@ def location_report(f: Fields) -> Normalized:
 
 
 def click(f: Fields) -> Normalized:
-    return Normalized("oa.click", _pick(f, key="EventKey"))
+    return Normalized("oa.click", pick(f, key="EventKey"))
 
 
 def view(f: Fields) -> Normalized:
-    return Normalized("oa.view", _pick(f, url="EventKey", menu_id="MenuId"), interaction=False)
+    return Normalized("oa.view", pick(f, url="EventKey", menu_id="MenuId"), interaction=False)
 
 
 def template_send_finished(f: Fields) -> Normalized:
     return Normalized(
-        "oa.template_send_finished", _pick(f, msg_id="MsgID", status="Status"), interaction=False
+        "oa.template_send_finished", pick(f, msg_id="MsgID", status="Status"), interaction=False
     )
 
 
 def mass_send_finished(f: Fields) -> Normalized:
-    props = _pick(
+    props = pick(
         f,
         msg_id="MsgID",
         status="Status",
@@ -155,26 +155,26 @@ def mass_send_finished(f: Fields) -> Normalized:
 
 def scancode(f: Fields) -> Normalized:
     info = f.get("ScanCodeInfo") if isinstance(f.get("ScanCodeInfo"), dict) else {}
-    props = _pick(f, key="EventKey") | _pick(info, scan_type="ScanType", result="ScanResult")
+    props = pick(f, key="EventKey") | pick(info, scan_type="ScanType", result="ScanResult")
     return Normalized("oa.scancode", props)
 
 
 def menu_photo(f: Fields) -> Normalized:
     info = f.get("SendPicsInfo") if isinstance(f.get("SendPicsInfo"), dict) else {}
-    props = _pick(f, key="EventKey") | {"kind": f.get("Event")} | _pick(info, count="Count")
+    props = pick(f, key="EventKey") | {"kind": f.get("Event")} | pick(info, count="Count")
     return Normalized("oa.menu_photo", props, interaction=False)
 
 
 def location_select(f: Fields) -> Normalized:
     info = f.get("SendLocationInfo") if isinstance(f.get("SendLocationInfo"), dict) else {}
-    props = _pick(f, key="EventKey") | _pick(info, label="Label", poi="Poiname")
+    props = pick(f, key="EventKey") | pick(info, label="Label", poi="Poiname")
     props.update(latitude=_float(info, "Location_X"), longitude=_float(info, "Location_Y"))
     return Normalized("oa.location_select", props, interaction=False)
 
 
 def view_miniprogram(f: Fields) -> Normalized:
     return Normalized(
-        "oa.view_miniprogram", _pick(f, path="EventKey", menu_id="MenuId"), interaction=False
+        "oa.view_miniprogram", pick(f, path="EventKey", menu_id="MenuId"), interaction=False
     )
 
 

@@ -13,36 +13,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.contacts.record import IncomingEvent
-from handlers.oa_events import UNIX_TIME, MissingField, Normalized, _pick
+from handlers.oa_events import UNIX_TIME, MissingField, Normalized, pick
 
 Fields = dict[str, Any]
 
 
 def added(f: Fields) -> Normalized:
-    props = _pick(f, userid="UserID", state="State", welcome_code="WelcomeCode")
+    props = pick(f, userid="UserID", state="State", welcome_code="WelcomeCode")
     return Normalized("wecom.contact_added", props)
 
 
 def half_added(f: Fields) -> Normalized:
-    props = _pick(f, userid="UserID", state="State", welcome_code="WelcomeCode")
+    props = pick(f, userid="UserID", state="State", welcome_code="WelcomeCode")
     return Normalized("wecom.contact_half_added", props)
 
 
 def edited(f: Fields) -> Normalized:
-    return Normalized("wecom.contact_edited", _pick(f, userid="UserID"), interaction=False)
+    return Normalized("wecom.contact_edited", pick(f, userid="UserID"), interaction=False)
 
 
 def rep_deleted_customer(f: Fields) -> Normalized:
-    props = _pick(f, userid="UserID", source="Source")
+    props = pick(f, userid="UserID", source="Source")
     return Normalized("wecom.rep_deleted_customer", props, interaction=False)
 
 
 def customer_deleted_rep(f: Fields) -> Normalized:
-    return Normalized("wecom.customer_deleted_rep", _pick(f, userid="UserID"), interaction=False)
+    return Normalized("wecom.customer_deleted_rep", pick(f, userid="UserID"), interaction=False)
 
 
 def transfer_failed(f: Fields) -> Normalized:
-    props = _pick(f, userid="UserID", fail_reason="FailReason")
+    props = pick(f, userid="UserID", fail_reason="FailReason")
     return Normalized("wecom.transfer_failed", props, interaction=False)
 
 
@@ -98,7 +98,7 @@ def normalize(fields: Fields, corp_id: str) -> IncomingEvent:
 
     if event in SYSTEM_EVENTS:
         type_ = SYSTEM_EVENTS[event]
-        props = _pick(fields, change="ChangeType", id="Id", tag_type="TagType", chat_id="ChatId")
+        props = pick(fields, change="ChangeType", id="Id", tag_type="TagType", chat_id="ChatId")
     else:
         type_, props = "wecom.unknown", {"raw": fields}
     msg_id = fields.get("MsgId")

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from journeys import words
 from journeys.model import Cmp, Pred
 
-_MISSING = object()
+MISSING = object()
 
 
 class ContactLike(Protocol):
@@ -79,9 +79,9 @@ def _scalar(cmp: Cmp, value: Any) -> bool:
     return True
 
 
-def compare(cmp: Cmp, value: Any = _MISSING) -> bool:
-    """Does ``value`` (absent: ``_MISSING``/None/""/[]) meet every comparison in ``cmp``?"""
-    present = value is not _MISSING and value is not None and value != "" and value != []
+def compare(cmp: Cmp, value: Any = MISSING) -> bool:
+    """Does ``value`` (absent: ``MISSING``/None/""/[]) meet every comparison in ``cmp``?"""
+    present = value is not MISSING and value is not None and value != "" and value != []
     if cmp.exists is not None and cmp.exists != present:
         return False
     if not cmp.model_dump(exclude_none=True, exclude={"exists"}):
@@ -98,10 +98,10 @@ def holds(pred: Pred, contact: ContactLike, answers: Mapping[str, Any], now: dat
         return pred.no_tag not in contact.tags
     if pred.field is not None:
         assert pred.is_ is not None
-        return compare(pred.is_, contact.fields.get(pred.field, _MISSING))
+        return compare(pred.is_, contact.fields.get(pred.field, MISSING))
     if pred.answer is not None:
         assert pred.is_ is not None
-        return compare(pred.is_, answers.get(pred.answer, _MISSING))
+        return compare(pred.is_, answers.get(pred.answer, MISSING))
     if pred.score is not None:
         return compare(pred.score, contact.score)
     if pred.stage is not None:
@@ -132,13 +132,13 @@ def type_matches(pattern: str, event_type: str) -> bool:
 
 
 def lookup(properties: Mapping[str, Any], key: str) -> Any:
-    """A property (``a.b`` reaches into nested objects); _MISSING when absent."""
+    """A property (``a.b`` reaches into nested objects); MISSING when absent."""
     if key in properties:
         return properties[key]
     value: Any = properties
     for part in key.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
+            return MISSING
         value = value[part]
     return value
 

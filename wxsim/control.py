@@ -271,12 +271,12 @@ def browser() -> Response:
 @bp.get("/tags")
 def tags() -> Response:
     st = state()
-    from wxsim.wecom_api import _group_view
+    from wxsim.wecom_api import group_view
 
     with st.lock:
         return jsonify(
             oa=[{"id": i, "name": n} for i, n in st.oa_tags.items()],
-            wecom=[_group_view(g) for g in st.tag_groups],
+            wecom=[group_view(g) for g in st.tag_groups],
         )
 
 

@@ -242,7 +242,7 @@ def mark_tag() -> dict[str, Any]:
     return ok()
 
 
-def _group_view(group: CorpTagGroup, tags: list[CorpTag] | None = None) -> dict[str, Any]:
+def group_view(group: CorpTagGroup, tags: list[CorpTag] | None = None) -> dict[str, Any]:
     return {
         "group_id": group.group_id,
         "group_name": group.group_name,
@@ -267,13 +267,13 @@ def get_corp_tag_list() -> dict[str, Any]:
         for group in st.tag_groups:
             if group_ids:
                 if group.group_id in group_ids:
-                    groups.append(_group_view(group))
+                    groups.append(group_view(group))
             elif tag_ids:
                 tags = [t for t in group.tags if t.id in tag_ids]
                 if tags:
-                    groups.append(_group_view(group, tags))
+                    groups.append(group_view(group, tags))
             else:
-                groups.append(_group_view(group))
+                groups.append(group_view(group))
     return ok(tag_group=groups)
 
 
@@ -315,7 +315,7 @@ def add_corp_tag() -> dict[str, Any]:
             for name, tag in zip(names, tags, strict=True)
         ]
         group.tags.extend(added)
-        return ok(tag_group=_group_view(group, added))
+        return ok(tag_group=group_view(group, added))
 
 
 @bp.route("/cgi-bin/externalcontact/del_corp_tag", methods=["POST"])

@@ -43,7 +43,7 @@ from bot.contacts import identity as contacts
 from bot.contacts import record as events
 from bot.core import changes, queue
 from bot.core.config import Settings
-from bot.core.db import any_of, session_scope
+from bot.core.db import any_of, dialect_insert, session_scope
 from bot.core.models import (
     Contact,
     ContactTag,
@@ -65,7 +65,7 @@ from journeys.engine import FINAL, REPLY_KINDS, SCORE_CHANGED, STAGE_CHANGED, TA
 from journeys.predicates import type_matches
 
 if TYPE_CHECKING:
-    from bot.background.pipeline import Context
+    from bot.core.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -547,7 +547,7 @@ def _enroll(
 ) -> Enrollment | None:
     t = Enrollment.__table__
     new_id = session.execute(
-        events._insert(session, t)
+        dialect_insert(session, t)
         .values(
             journey_id=journey_id,
             version=version,
@@ -707,7 +707,7 @@ def _claim(
     }
     new = [(k, cmd) for k, (_eid, cmd, _idx) in zip(keys, items, strict=True) if k not in stored]
     if new:
-        stmt = events._insert(session, t).on_conflict_do_nothing(
+        stmt = dialect_insert(session, t).on_conflict_do_nothing(
             index_elements=["enrollment_id", "step", "visit", "idx"]
         )
         session.execute(
@@ -834,7 +834,7 @@ def _notify_rep(tx: Tx, row: Enrollment, cmd: c.NotifyRep, idx: int) -> None:
             "idempotency_key": _key(row, cmd, idx),
         }
     )
-    ids = messaging.insert_messages(session, [messaging._new_row(req)])
+    ids = messaging.insert_messages(session, [messaging.new_message_row(req)])
     tx.deliver(ids)
     _record(tx, row, cmd, idx, "journey.notify_rep")
 
@@ -884,7 +884,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         events.append(session, row.contact_id, "journey.send_invalid", props, key)
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
         return
-    new = messaging._new_row(req)
+    new = messaging.new_message_row(req)
     passive = tx.passive is not None and not tx.passive and cmd.reply and cmd.kind in REPLY_KINDS
     if not passive:
         tx.sends.append((new, conversational))  # inserted with the others (_insert_buffered)
@@ -896,7 +896,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         return
     tx.passive.append((req.kind, req.payload))
     m = session.get(Message, ids[0])
-    outbox_id = messaging._record(session, m, "msg.sent", {"passive": True})
+    outbox_id = messaging.record_message_event(session, m, "msg.sent", {"passive": True})
     if outbox_id is not None:
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.contacts import record as events
+from bot.core.db import dialect_insert
 from bot.core.models import (
     Contact,
     ContactTag,
@@ -70,7 +71,7 @@ def attach(
         return contact_id, None
     if owner is None:
         inserted = session.execute(
-            events._insert(session, Identity.__table__)
+            dialect_insert(session, Identity.__table__)
             .values(
                 contact_id=contact_id, kind=kind, app_id=app_id, value=value, created_at=utcnow()
             )

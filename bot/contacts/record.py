@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.core.db import dialect_insert
 from bot.core.models import (
     Contact,
     ContactTag,
@@ -68,11 +69,6 @@ class Recorded:
 
 class _IdentityRace(Exception):
     """Another request created the same identity first; the transaction is retried."""
-
-
-def _insert(session: Session, table: sa.Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 # The hot path's statements, built once per dialect and executed on the session's Core
@@ -311,7 +307,9 @@ def timeline(session: Session, items: list[TimelineItem], source: str = "bot") -
     if not items:
         return
     now = utcnow()
-    stmt = _insert(session, Event.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = dialect_insert(session, Event.__table__).on_conflict_do_nothing(
+        index_elements=["dedupe_key"]
+    )
     session.execute(
         stmt,
         [

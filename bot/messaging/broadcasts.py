@@ -16,14 +16,14 @@ from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Broadcast, Contact, Message, utcnow
 from bot.messaging import outbox as messaging
-from bot.messaging.payloads import PAYLOADS, SendRequest, _Strict
+from bot.messaging.payloads import PAYLOADS, SendRequest, Strict
 
 FAN_OUT = "bot.background.jobs.fan_out_broadcast"
 BATCH = 500  # rows written per transaction
 DELIVERY_BATCH = 50  # messages per delivery job
 
 
-class BroadcastRequest(_Strict):
+class BroadcastRequest(Strict):
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["text", "news", "link", "image", "miniprogram", "template"]
     payload: dict[str, Any]
@@ -107,7 +107,7 @@ def fan_out(settings: Settings, broadcast_id: int) -> int:
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
         rows = [
-            messaging._new_row(
+            messaging.new_message_row(
                 SendRequest.model_construct(
                     kind=kind,
                     payload=payload,

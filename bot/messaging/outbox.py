@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from bot.contacts import record as events
 from bot.core import queue, wechat
 from bot.core.config import Settings
-from bot.core.db import session_scope
+from bot.core.db import dialect_insert, session_scope
 from bot.core.models import Contact, Identity, Message, utcnow
 from bot.messaging import send_rules
 from bot.messaging.payloads import SendRequest, oa_request, wecom_request
@@ -86,7 +86,7 @@ def message_json(m: Message) -> dict[str, Any]:
 # --- creating ------------------------------------------------------------------------------
 
 
-def _new_row(req: SendRequest, broadcast_id: int | None = None) -> dict[str, Any]:
+def new_message_row(req: SendRequest, broadcast_id: int | None = None) -> dict[str, Any]:
     now = utcnow()
     return {
         "contact_id": req.contact_id,
@@ -120,7 +120,7 @@ def insert_messages(
     if not rows:
         return []
     t = Message.__table__
-    stmt = events._insert(session, t).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    stmt = dialect_insert(session, t).on_conflict_do_nothing(index_elements=["idempotency_key"])
     if not new_keys or session.get_bind().dialect.name != "postgresql":
         return sorted(session.execute(stmt.returning(t.c.id), rows).scalars())
     sequence = sa.func.pg_get_serial_sequence("message", "id")
@@ -139,7 +139,7 @@ def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
     with session_scope(settings.database_url) as session:
         if req.contact_id is not None and session.get(Contact, req.contact_id) is None:
             raise UnknownContact(req.contact_id)
-        ids = insert_messages(session, [_new_row(req)])
+        ids = insert_messages(session, [new_message_row(req)])
         if ids:
             row, created = session.get(Message, ids[0]), True
         else:
@@ -212,7 +212,9 @@ class _Plan:
 QUIET_EVENTS = frozenset({"msg.sent"})
 
 
-def _record(session: Session, m: Message, type_: str, extra: dict[str, Any]) -> int | None:
+def record_message_event(
+    session: Session, m: Message, type_: str, extra: dict[str, Any]
+) -> int | None:
     if m.contact_id is None:
         return None
     props = {"message_id": m.id, "kind": m.sent_kind or m.kind, "marketing": m.marketing, **extra}
@@ -241,7 +243,7 @@ def _finish(
     extra = {k: fields[k] for k in ("error_code", "error_message") if fields.get(k) is not None}
     if status == "sent":
         extra["platform_msgid"] = m.platform_msgid
-    return _record(session, m, event, extra)
+    return record_message_event(session, m, event, extra)
 
 
 def _recent_marketing(

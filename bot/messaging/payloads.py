@@ -9,52 +9,52 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from bot.messaging.send_rules import ALL_KINDS, CUSTOMER_SERVICE_KINDS, WECOM_APP_KINDS
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class Text(_Strict):
+class Text(Strict):
     content: str = Field(min_length=1, max_length=2048)
 
 
-class News(_Strict):
+class News(Strict):
     title: str = Field(min_length=1, max_length=64)
     description: str = Field(default="", max_length=512)
     url: HttpUrl
     picurl: HttpUrl | None = None
 
 
-class Image(_Strict):
+class Image(Strict):
     media_id: str = Field(min_length=1, max_length=128)
 
 
-class MiniProgram(_Strict):
+class MiniProgram(Strict):
     title: str = Field(min_length=1, max_length=64)
     appid: str = Field(min_length=1, max_length=64)
     pagepath: str = Field(min_length=1, max_length=256)
     thumb_media_id: str = Field(min_length=1, max_length=128)
 
 
-class MiniProgramLink(_Strict):
+class MiniProgramLink(Strict):
     appid: str = Field(min_length=1, max_length=64)
     pagepath: str = Field(default="", max_length=256)
 
 
-class Template(_Strict):
+class Template(Strict):
     template_id: str = Field(min_length=1, max_length=128)
     data: dict[str, str | dict[str, str]] = Field(min_length=1)
     url: HttpUrl | None = None
     miniprogram: MiniProgramLink | None = None
 
 
-class TextCard(_Strict):
+class TextCard(Strict):
     title: str = Field(min_length=1, max_length=128)
     description: str = Field(min_length=1, max_length=512)
     url: HttpUrl
     btntxt: str = Field(default="详情", max_length=4)
 
 
-PAYLOADS: dict[str, type[_Strict]] = {
+PAYLOADS: dict[str, type[Strict]] = {
     "text": Text,
     "news": News,
     "link": News,
@@ -68,7 +68,7 @@ PAYLOADS: dict[str, type[_Strict]] = {
 assert set(PAYLOADS) == ALL_KINDS
 
 
-class SendRequest(_Strict):
+class SendRequest(Strict):
     """A send, as the API and journeys ask for it."""
 
     kind: Literal[

@@ -25,7 +25,7 @@ from bot.messaging.payloads import SendRequest
 from bot.scoring import ledger as scoring
 
 if TYPE_CHECKING:
-    from bot.background.pipeline import Context
+    from bot.core.context import Context
 
 log = logging.getLogger(__name__)
 ESCALATE_AFTER = timedelta(hours=4)

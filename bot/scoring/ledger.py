@@ -38,13 +38,13 @@ from sqlalchemy.orm import Session
 from bot.contacts import record as events
 from bot.core import changes, queue
 from bot.core.config import Settings, load_settings
-from bot.core.db import session_scope
+from bot.core.db import dialect_insert, session_scope
 from bot.core.models import Contact, Event, ScoreEntry, ScoringRuleSet, utcnow
 from bot.scoring import rules as score_rules
 from bot.scoring.rules import MARKER, ReplayedEvent, RuleSet, cents
 
 if TYPE_CHECKING:
-    from bot.background.pipeline import Context
+    from bot.core.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +131,12 @@ def default_rules() -> RuleSet:
     return score_rules.parse_yaml(DEFAULT_RULES.read_text(encoding="utf-8"))
 
 
-def _insert(session: Session, table: sa.Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 def install(session: Session, rules: RuleSet) -> int | None:
     """Make ``rules`` version 1 if there is no rule set yet; None if there is one."""
     if session.execute(sa.select(R.c.version).limit(1)).first() is not None:
         return None
     return session.execute(
-        _insert(session, R)
+        dialect_insert(session, R)
         .values(version=1, rules=rules.to_json(), active=True, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["version"])
         .returning(R.c.version)

@@ -38,7 +38,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.core import text
-from journeys.predicates import _MISSING, lookup, type_matches  # one property path language
+from journeys.predicates import MISSING, lookup, type_matches  # one property path language
 
 OPERATORS = ("eq", "in", "prefix", "contains", "keywords", "gt", "gte", "lt", "lte", "exists")
 NUMERIC = ("gt", "gte", "lt", "lte")
@@ -146,7 +146,7 @@ def _holds(condition: Any, value: Any, tokens: _Tokens) -> bool:
         ops = {"in": list(condition)}
     else:
         ops = {"eq": condition}
-    present = value is not _MISSING and value is not None and value != "" and value != []
+    present = value is not MISSING and value is not None and value != "" and value != []
     for op, arg in ops.items():
         if op == "exists":
             if bool(arg) != present:

@@ -28,10 +28,9 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot.contacts import record as events
 from bot.core import queue, wechat
 from bot.core.config import Settings
-from bot.core.db import session_scope
+from bot.core.db import dialect_insert, session_scope
 from bot.core.models import Contact, CorpTag, FollowUser, Identity, PlatformTag, TagSync, utcnow
 from bot.messaging import outbox as messaging
 from bot.messaging import send_rules
@@ -338,7 +337,7 @@ def _oa_tag_id(settings: Settings, oa: wechat.Platform, name: str, create: bool)
             raise
         tag_id = int(found)
     with session_scope(settings.database_url) as session:
-        stmt = events._insert(session, PlatformTag.__table__).values(name=name, oa_tag_id=tag_id)
+        stmt = dialect_insert(session, PlatformTag.__table__).values(name=name, oa_tag_id=tag_id)
         session.execute(
             stmt.on_conflict_do_update(index_elements=["name"], set_={"oa_tag_id": tag_id})
         )
@@ -510,7 +509,7 @@ def store_corp_groups(session: Session, groups: list[dict[str, Any]]) -> set[str
                 "deleted": bool(tag.get("deleted")),
                 "synced_at": now,
             }
-            stmt = events._insert(session, table).values(**values)
+            stmt = dialect_insert(session, table).values(**values)
             session.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["tag_id"],

@@ -21,7 +21,7 @@ from bot.contacts import identity as contacts
 from bot.contacts import record as events
 from bot.core import changes, text, wechat
 from bot.core.config import Settings
-from bot.core.db import session_scope
+from bot.core.db import dialect_insert, session_scope
 from bot.core.models import (
     ContactTag,
     FollowUser,
@@ -35,7 +35,7 @@ from bot.tagging import rules as tag_rules
 from bot.tagging import sync as tag_sync
 
 if TYPE_CHECKING:
-    from bot.background import pipeline
+    from bot.core.context import Context
 
 WECOM_SOURCE = "wecom"
 # A rep newly has the customer: the contact's tags go to WeCom again (TagSync has no rep).
@@ -105,7 +105,7 @@ def free_text(event_type: str, properties: dict[str, Any]) -> tuple[str, str]:
     return (key, value) if isinstance(value, str) and value.strip() else ("", "")
 
 
-def on_event(ctx: pipeline.Context) -> None:
+def on_event(ctx: Context) -> None:
     """Apply the tag rules and the interest dictionary to the event; tag changes owe
     TagSync rows, whose job is enqueued after commit."""
     session, event = ctx.session, ctx.event
@@ -169,7 +169,7 @@ def add_tag(
     if source not in events.TAG_SOURCES:
         raise ValueError(f"unknown tag source {source!r}")
     added = session.execute(
-        events._insert(session, ContactTag.__table__)
+        dialect_insert(session, ContactTag.__table__)
         .values(contact_id=contact_id, tag=tag, source=source, source_ref=ref, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
         .returning(ContactTag.__table__.c.id)

@@ -24,7 +24,7 @@ from bot.scoring import ledger as scoring
 from bot.tagging import tags as tagging
 
 if TYPE_CHECKING:
-    from bot.background.pipeline import Context
+    from bot.core.context import Context
 
 log = logging.getLogger(__name__)
 REP_REFRESH = timedelta(days=1)

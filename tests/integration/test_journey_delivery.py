@@ -156,7 +156,7 @@ def test_a_long_delivery_batch_hands_the_rest_on(sim, sim_settings, env_to_sim, 
     with db.session_scope(sim_settings.database_url) as s:
         cids = list(s.execute(sa.select(Contact.id).order_by(Contact.id)).scalars())
         rows = [
-            messaging._new_row(
+            messaging.new_message_row(
                 SendRequest.model_validate(
                     {"kind": "text", "payload": {"content": "你好"}, "contact_id": cid}
                 )

@@ -186,7 +186,7 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
     with db.session_scope(clean.database_url) as s:
         cid = s.execute(sa.select(Event.contact_id)).scalars().first()
         req = {"kind": "text", "payload": {"content": "你好"}, "contact_id": cid}
-        rows = [messaging._new_row(SendRequest.model_validate(req)) for _ in range(3)]
+        rows = [messaging.new_message_row(SendRequest.model_validate(req)) for _ in range(3)]
         ids = messaging.insert_messages(s, rows)
     assert jobs.deliver_messages(ids) == {"sent": 1, "handed_on": 2}
     assert asked == [1, 1]

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from support import event, post, run_worker, text
 
-from bot.background.pipeline import Context
 from bot.contacts.record import IncomingEvent, record
 from bot.core import db, queue
+from bot.core.context import Context
 from bot.core.models import Contact, Event, Identity, Outbox, ScoreEntry, ScoringRuleSet
 from bot.scoring import ledger as scoring
 from bot.scoring.rules import MARKER, cents

@@ -454,8 +454,8 @@ def test_wecom_failures_and_lost_relations(sim, sim_settings, env_to_sim):
 def test_a_new_rep_gets_the_contacts_tags(sim, sim_settings, env_to_sim):
     """When the contact_added step (another module) adds a FollowUser, the pipeline's
     tagging step owes WeCom all of the contact's tags."""
-    from bot.background.pipeline import Context
     from bot.contacts import record as events
+    from bot.core.context import Context
 
     sim.set_user("oBoth")
     wecom_customer(sim, "wmBoth")
