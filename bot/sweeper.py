@@ -51,6 +51,8 @@ class Sweeper(threading.Thread):
                     self.emptied.set()
             except Exception:
                 log.exception("sweeper run failed")
+                if emptied:
+                    self.emptied.set()
             self.emptied.wait(self.settings.sweep_interval_seconds)
 
     def redis_emptied(self) -> None:
