@@ -454,8 +454,16 @@ def _gunicorn_cmd(host: str, port: int, workers: int | None) -> list[str]:
     return [*cmd, GUNICORN_APP]
 
 
-def _supervise(procs: dict[str, subprocess.Popen]) -> int:
-    """Wait until a signal or a child's exit, then stop every child. Returns an exit code."""
+RESTART_FIRST, RESTART_MAX = 1.0, 30.0  # s: waits before starting a child that died again
+STEADY = 60.0  # s: a child that ran this long before dying starts again after RESTART_FIRST
+
+
+def _supervise(
+    procs: dict[str, subprocess.Popen], commands: dict[str, list[str]], env: dict[str, str]
+) -> int:
+    """Run until SIGINT or SIGTERM, then stop every child. A child that exits meanwhile (a
+    worker killed by the OOM killer, say) is started again from ``commands``, after a wait
+    that doubles while it keeps dying; the others, the web above all, go on serving."""
     stop = {"signal": None}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -463,18 +471,37 @@ def _supervise(procs: dict[str, subprocess.Popen]) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    code = 0
+    started = dict.fromkeys(procs, time.monotonic())
+    delays: dict[str, float] = {}
+    due: dict[str, float] = {}  # name: when to start it again
     while stop["signal"] is None:
-        dead = [name for name, p in procs.items() if p.poll() is not None]
-        if dead:
+        now = time.monotonic()
+        for name, p in procs.items():
+            if name in due:
+                if now >= due.pop(name):
+                    procs[name], started[name] = _spawn(commands[name], env), now
+                    click.secho(f"{name} started again", fg="yellow", err=True)
+                continue
+            if p.poll() is None:
+                continue
+            _kill_group(p)  # what it started (rq's scheduler, gunicorn's workers) goes with it
+            steady = now - started[name] >= STEADY
+            delays[name] = RESTART_FIRST if steady else min(delays.get(name, 0.5) * 2, RESTART_MAX)
+            due[name] = now + delays[name]
             click.secho(
-                f"\n{', '.join(dead)} exited unexpectedly; stopping the rest.", fg="red", err=True
+                f"{name} exited unexpectedly (code {p.returncode}); starting it again in "
+                f"{delays[name]:.0f} s",
+                fg="red",
+                err=True,
             )
-            code = 1
-            break
         time.sleep(0.2)
     _stop_all(procs)
-    return code
+    return 0
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, signal.SIGKILL)
 
 
 def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -497,8 +524,7 @@ def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
         # anything of its group still there (say an rq scheduler process its worker did not
         # stop) goes with it
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
+        _kill_group(p)
         _ok(f"{name} stopped")
 
 
@@ -515,8 +541,8 @@ def serve(host: str, port: int, workers: int | None) -> None:
     settings = _settings()
     warn_about_defaults(settings)
     with _redis_env(settings) as env:
-        web = _spawn(_gunicorn_cmd(host, port, workers), env)
-        sys.exit(_supervise({"web": web}))
+        commands = {"web": _gunicorn_cmd(host, port, workers)}
+        sys.exit(_supervise({"web": _spawn(commands["web"], env)}, commands, env))
 
 
 @main.command()
@@ -558,26 +584,9 @@ def yield_cpu(settings: Settings, lane: str) -> None:
 
 
 def _run_worker(settings: Settings, burst: bool, fork: bool = False, lane: str = "all") -> int:
-    from rq import SimpleWorker, Worker
+    from bot.background import worker
 
-    from bot.background.sweeper import Sweeper
-    from bot.core import queue
-
-    sweeper = Sweeper(settings)
-    sweeper.start()
-    try:
-        # Our jobs are short DB and HTTP calls: running them in the worker process (no fork
-        # per job) costs about a millisecond a job instead of ten.
-        worker_class = Worker if fork else SimpleWorker
-        w = worker_class(queue.lane_queues(settings, lane), connection=queue.get_redis(settings))
-        w.work(
-            with_scheduler=True,
-            burst=burst,
-            logging_level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
-        )
-    finally:
-        sweeper.stop()
-    return 0
+    return worker.run(settings, burst=burst, fork=fork, lane=lane)
 
 
 @main.command("sweep")
@@ -637,14 +646,15 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
             fg="yellow",
         )
     with _redis_env(settings) as env:
-        procs = {"web": _spawn(_gunicorn_cmd(host, port, workers), env)}
+        commands = {"web": _gunicorn_cmd(host, port, workers)}
         for n in range(1, job_workers + 1):
             name = "worker" if job_workers == 1 else f"worker {n}"
-            procs[name] = _spawn([sys.executable, "-m", "bot.cli", "worker", "--background"], env)
+            commands[name] = [sys.executable, "-m", "bot.cli", "worker", "--background"]
         # One urgent worker per outbox drain, so every drain can run at once.
         for n in range(1, settings.drains + 1):
             name = "urgent worker" if settings.drains == 1 else f"urgent worker {n}"
-            procs[name] = _spawn([sys.executable, "-m", "bot.cli", "worker", "--urgent"], env)
+            commands[name] = [sys.executable, "-m", "bot.cli", "worker", "--urgent"]
+        procs = {name: _spawn(cmd, env) for name, cmd in commands.items()}
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{shown_host}:{port}"
         if _wait_healthy(f"{base}/healthz", procs):
@@ -669,7 +679,7 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
             )
             _stop_all(procs)
             sys.exit(1)
-        sys.exit(_supervise(procs))
+        sys.exit(_supervise(procs, commands, env))
 
 
 @main.command()
@@ -700,10 +710,11 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
         _ok(f"WeChat simulator on {sim.base_url}")
         env.update(sim.env)
         env.setdefault("YUCHI_LOG_LEVEL", "ERROR")  # the scenario's own lines are the show
-        procs = {
-            "web": _spawn(_gunicorn_cmd("127.0.0.1", port, 2), env),
-            "worker": _spawn([sys.executable, "-m", "bot.cli", "worker"], env),
+        commands = {
+            "web": _gunicorn_cmd("127.0.0.1", port, 2),
+            "worker": [sys.executable, "-m", "bot.cli", "worker"],
         }
+        procs = {name: _spawn(cmd, env) for name, cmd in commands.items()}
         if not _wait_healthy(f"{base}/healthz", procs):
             click.secho(f"Yuchi did not become healthy at {base}", fg="red", err=True)
             _stop_all(procs)
@@ -742,7 +753,7 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
             f"  curl -H 'Authorization: Bearer {settings.api_token}' {base}/api/contacts/{contact_id}/events\n"
             "Press Ctrl+C to stop."
         )
-        sys.exit(_supervise(procs))
+        sys.exit(_supervise(procs, commands, env))
 
 
 def _register_sim() -> None:

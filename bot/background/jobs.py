@@ -54,7 +54,11 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
         if not ids:
             if cleared:
                 return total
-            queue.drain_started(settings, part)  # from now on, new rows kick a new drain
+            try:
+                queue.drain_started(settings, part)  # from now on, new rows kick a new drain
+            except queue.REDIS_ERRORS as exc:
+                _redis_away(exc)
+                continue  # callbacks cannot kick anyone now: keep watching the table
             cleared = True
             continue
         cleared = False
@@ -63,8 +67,23 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
             return total
         total += sum(1 for status in outcome.values() if status == "done")
         if time.monotonic() - started > DRAIN_SLICE:
-            queue.hand_on_drain(settings, part)
+            try:
+                queue.hand_on_drain(settings, part)
+            except queue.REDIS_ERRORS as exc:
+                _redis_away(exc)
+                started = time.monotonic()  # no successor can be queued: this drain goes on
+                continue
             return total
+
+
+OUTAGE_POLL = 0.5  # s: how often a drain looks at the table while Redis is away
+
+
+def _redis_away(exc: Exception) -> None:
+    """A drain outlives a Redis outage: it goes on processing what callbacks store meanwhile
+    (they answer without Redis), and ends normally once Redis is back."""
+    log.warning("drain: Redis unreachable (%s); draining on without it", exc)
+    time.sleep(OUTAGE_POLL)
 
 
 def process_event(outbox_id: int) -> str:

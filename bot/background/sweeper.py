@@ -19,37 +19,52 @@ from bot.tagging import sync as tag_sync
 log = logging.getLogger(__name__)
 
 
-def sweep_all(settings: Settings) -> dict[str, int]:
+def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]:
+    """One sweep. ``redis_emptied``: Redis has just started empty (see queue.started_empty),
+    so no job it held survives: whatever waits is queued again now, without the grace periods
+    that otherwise tell a lost job from a slow one."""
+    grace = 0.0 if redis_emptied else settings.sweep_grace_seconds
     return {
-        "outbox": queue.sweep(settings),
+        "outbox": queue.sweep(settings, grace),
         "broadcasts": broadcasts.sweep(settings),
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),
-        "journey_wakes": journey_runner.sweep(
-            settings, timedelta(seconds=settings.sweep_grace_seconds)
-        ),
+        "journey_wakes": journey_runner.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
-        **messaging.sweep(settings),
+        **messaging.sweep(settings, redis_emptied=redis_emptied),
     }
 
 
 class Sweeper(threading.Thread):
-    """Runs sweep_all() every interval; survives Redis outages."""
+    """Runs sweep_all() every interval, and at once when Redis turns out to have started empty;
+    survives Redis outages."""
 
     def __init__(self, settings: Settings):
         super().__init__(name="yuchi-sweeper", daemon=True)
         self.settings = settings
         self.stopping = threading.Event()
+        self.emptied = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            emptied = self.emptied.is_set()
+            self.emptied.clear()
             try:
-                sweep_all(self.settings)
+                sweep_all(self.settings, redis_emptied=emptied)
             except queue.REDIS_ERRORS as exc:
                 log.warning("sweeper: Redis unreachable (%s); retrying", exc)
+                if emptied:
+                    self.emptied.set()
             except Exception:
                 log.exception("sweeper run failed")
-            self.stopping.wait(self.settings.sweep_interval_seconds)
+                if emptied:
+                    self.emptied.set()
+            self.emptied.wait(self.settings.sweep_interval_seconds)
+
+    def redis_emptied(self) -> None:
+        """Sweep now, every row whose job Redis held (see sweep_all)."""
+        self.emptied.set()
 
     def stop(self) -> None:
         self.stopping.set()
+        self.emptied.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from datetime import timedelta
 from typing import NamedTuple
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import parse_composite_key
 
 from bot.core.config import Settings
 from bot.core.db import session_scope
@@ -81,7 +83,6 @@ def lane_queues(settings: Settings, lane: str = "all") -> list[Queue]:
 
 
 DRAIN_FLAG = "yuchi:outbox:drain-pending:{part}"
-STUCK_DRAIN = timedelta(minutes=5)
 DRAIN_JOB = "yuchi:outbox:drain-job:{part}"
 
 
@@ -208,32 +209,72 @@ def drop_job(settings: Settings, job_id: str) -> None:
     get_redis(settings).delete(Job.key_for(job_id))
 
 
-def sweep(settings: Settings) -> int:
-    """If outbox rows have waited longer than the grace period and no drain job is alive in
-    Redis (never enqueued, Redis down or flushed, a worker killed), enqueue one. Returns how
+def sweep(settings: Settings, grace: float | None = None) -> int:
+    """If outbox rows have waited longer than the grace period (``grace`` seconds, else the
+    setting) and no drain job is alive in Redis (never enqueued, Redis down or flushed), enqueue
+    one. A drain whose worker was killed is queued again by ``recover_abandoned``. Returns how
     many rows it found waiting (0 when none, or a drain is already on its way); raises if
     Redis is still unreachable."""
     t = Outbox.__table__
-    now = utcnow()
-    cutoff = now - timedelta(seconds=settings.sweep_grace_seconds)
+    wait = settings.sweep_grace_seconds if grace is None else grace
+    cutoff = utcnow() - timedelta(seconds=wait)
     with session_scope(settings.database_url) as session:
-        pending, oldest = session.execute(
-            sa.select(sa.func.count(), sa.func.min(t.c.created_at)).where(
-                t.c.status == "pending", t.c.created_at < cutoff
-            )
-        ).one()
+        pending = session.execute(
+            sa.select(sa.func.count()).where(t.c.status == "pending", t.c.created_at <= cutoff)
+        ).scalar_one()
     if not pending:
         return 0
-    # A drain marked started long ago may belong to a worker that was killed: after
-    # STUCK_DRAIN, queue another anyway (drains are idempotent).
-    stuck = oldest is not None and now - oldest > STUCK_DRAIN
     gone = []
     for part in range(settings.drains):
         last = get_redis(settings).get(DRAIN_JOB.format(part=part))
-        if stuck or not (last and job_alive(settings, last.decode())):
+        if not (last and job_alive(settings, last.decode())):
             gone.append(part)
     if not gone:
         return 0
     _kick(settings, gone, force=True)
     log.info("sweeper: %d outbox row(s) waiting, drain(s) enqueued", pending)
     return pending
+
+
+# --- workers that die, and a Redis that forgets ---------------------------------------------
+
+# A running job's heartbeat (its entry in rq's StartedJobRegistry) lasts this long; its worker
+# renews it every few seconds (bot.worker), so an entry older than this is a dead worker's.
+LIVENESS_TTL = 15  # s
+
+
+def recover_abandoned(settings: Settings) -> list[str]:
+    """Jobs whose worker died mid-run (SIGKILL, the OOM killer, a lost machine): their
+    heartbeat in rq's StartedJobRegistry has expired. Each is put back at the front of its
+    queue, as it was (every job is idempotent; at most once for sends is the database's).
+    One caller takes each (the registry entry is removed first). Returns their ids."""
+    conn = get_redis(settings)
+    recovered = []
+    for name in QUEUES:
+        q = get_queue(settings, name)
+        key = q.started_job_registry.key
+        for entry in conn.zrangebyscore(key, 0, time.time()):
+            if not conn.zrem(key, entry):
+                continue  # another worker's sweeper took it
+            job_id, _execution = parse_composite_key(entry.decode())
+            try:
+                job = Job.fetch(job_id, connection=conn)
+            except NoSuchJobError:
+                continue
+            if job.get_status(refresh=False) != JobStatus.STARTED:
+                continue  # it finished; the entry was a leftover
+            q.enqueue_job(job, at_front=True)
+            recovered.append(job_id)
+    if recovered:
+        log.warning("jobs of a dead worker queued again: %s", ", ".join(recovered))
+    return recovered
+
+
+EPOCH = "yuchi:redis:epoch"
+
+
+def started_empty(settings: Settings) -> bool:
+    """Has Redis started empty since anyone last asked (a restart without persistence, a
+    flush, the very first start)? Then every job it held is gone and the database must be
+    swept at once. True for one caller only."""
+    return bool(get_redis(settings).set(EPOCH, str(time.time()), nx=True))

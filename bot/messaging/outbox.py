@@ -508,19 +508,42 @@ def deliver_batch(
     return counts, []
 
 
+class NotSent(Exception):
+    """Redis failed before the API call (the token or the rate slot): nothing reached the
+    platform, so the row may go out later."""
+
+
 def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:
     platform = wechat.oa(settings) if plan.channel == "oa" else wechat.wecom(settings)
     try:
-        platform.tokens.get()  # fetch a missing token before taking a rate slot
-        wechat.RateLimiter(queue.get_redis(settings), platform.app, settings.send_rate).acquire()
+        try:
+            platform.tokens.get()  # fetch a missing token before taking a rate slot
+            limiter = wechat.RateLimiter(
+                queue.get_redis(settings), platform.app, settings.send_rate
+            )
+            limiter.acquire()
+        except queue.REDIS_ERRORS as exc:
+            raise NotSent(str(exc)) from exc
         return platform.call("post", plan.path, data=plan.body), None
     except wechat.PlatformError as exc:
         return {}, exc
 
 
 def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
-    """Phase 2: the API call (outside any transaction); phase 3: record the outcome."""
-    result, error = _send(settings, plan)
+    """Phase 2: the API call (outside any transaction); phase 3: record the outcome. When
+    Redis fails before the call, the row goes back to ``claimed`` (decided, nothing sent) and
+    the error is raised: its job fails, and a recovered job or the sweeper sends it later."""
+    try:
+        result, error = _send(settings, plan)
+    except NotSent:
+        t = Message.__table__
+        with session_scope(settings.database_url) as session:
+            session.execute(
+                sa.update(t)
+                .where(t.c.id == message_id, t.c.status == "sending")
+                .values(status="claimed", attempts=t.c.attempts - 1, updated_at=utcnow())
+            )
+        raise
     if error is not None and error.errcode == 45015:
         # The platform's view of the window differs from ours: apply the row's policy now.
         with session_scope(settings.database_url) as session:
@@ -645,6 +668,7 @@ def release_held_for(settings: Settings, contact_ids: set[int]) -> int:
 
 
 DELIVERY_QUEUES = (queue.URGENT, queue.QUEUE_NAME, queue.BULK)
+SWEPT_BATCH = 25  # rows a job when a whole emptied Redis's worth is queued again
 
 
 def _backlog(settings: Settings) -> int:
@@ -652,15 +676,18 @@ def _backlog(settings: Settings) -> int:
     return sum(queue.get_queue(settings, name).count for name in DELIVERY_QUEUES)
 
 
-def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
+def sweep(settings: Settings, limit: int = 1000, redis_emptied: bool = False) -> dict[str, int]:
     """Re-enqueue due queued/claimed rows whose job is gone (Redis lost or down, a worker
     killed), and close rows stuck in ``sending`` (a worker died mid-call) as ``unknown`` —
     never resent. While delivery jobs are still waiting in the queues, rows waiting longer than
     the grace period are a backlog (a big broadcast under the rate limit), not lost: they are
-    left to those jobs, and swept once the queues have emptied."""
+    left to those jobs, and swept once the queues have emptied. ``redis_emptied``: Redis has
+    just started empty (see queue.started_empty), so every due row's job is gone: no grace,
+    no backlog to wait for."""
     now = utcnow()
     t = Message.__table__.c
-    backlog = _backlog(settings)
+    backlog = 0 if redis_emptied else _backlog(settings)
+    grace = 0 if redis_emptied else settings.message_sweep_grace_seconds
     with session_scope(settings.database_url) as session:
         due = (
             []
@@ -671,8 +698,7 @@ def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
                     .where(
                         t.status.in_(CLAIMABLE),
                         sa.or_(t.not_before.is_(None), t.not_before <= now),
-                        t.updated_at
-                        < now - timedelta(seconds=settings.message_sweep_grace_seconds),
+                        t.updated_at <= now - timedelta(seconds=grace),
                     )
                     .order_by(t.id)
                     .limit(limit)
@@ -695,7 +721,7 @@ def sweep(settings: Settings, limit: int = 1000) -> dict[str, int]:
     for i in todo:
         queue.drop_job(settings, f"msg-{i}")
     if todo:
-        enqueue(settings, todo)
+        enqueue(settings, todo, batch=SWEPT_BATCH if redis_emptied else 1)
     return {"requeued": len(todo), "unknown": len(stuck)}
 
 
