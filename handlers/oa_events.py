@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.events import IncomingEvent
@@ -212,14 +212,21 @@ def _required(fields: Fields, name: str) -> str:
     return value
 
 
-def normalize(fields: Fields, app_id: str) -> IncomingEvent:
-    """One callback's fields -> the event to store. Raises MissingField on a broken message."""
-    openid = _required(fields, "FromUserName")
-    msg_type = _required(fields, "MsgType").lower()
+def create_time(fields: Fields) -> str:
+    """The sender's ``CreateTime`` (digits), for dedupe keys and properties only: the event's
+    time is when it arrived, so a sender's clock never moves a contact's window."""
     raw_time = _required(fields, "CreateTime")
     if not UNIX_TIME.fullmatch(raw_time):
         raise MissingField(f"CreateTime {raw_time[:20]!r} is not a Unix time")
-    occurred_at = datetime.fromtimestamp(int(raw_time), UTC)
+    return raw_time
+
+
+def normalize(fields: Fields, app_id: str, received_at: datetime) -> IncomingEvent:
+    """One callback's fields, arrived at ``received_at`` -> the event to store. Raises
+    MissingField on a broken message."""
+    openid = _required(fields, "FromUserName")
+    msg_type = _required(fields, "MsgType").lower()
+    raw_time = create_time(fields)
     if len(openid) > 128:
         raise MissingField("FromUserName is too long")
 
@@ -242,9 +249,9 @@ def normalize(fields: Fields, app_id: str) -> IncomingEvent:
         identity_kind="openid",
         identity_value=openid,
         app_id=app_id,
-        occurred_at=occurred_at,
+        occurred_at=received_at,
         dedupe_key=dedupe_key[:200],
-        properties=result.properties,
+        properties={**result.properties, "create_time": int(raw_time)},
         interaction=result.interaction,
         subscribed=result.subscribed,
     )
