@@ -43,6 +43,9 @@ class IncomingEvent:
     # digest: a second delivery with the same key must carry the same body (a retry).
     callback_nonce: str | None = None
     body_digest: str | None = None
+    # When a callback arrived (server clock): the contact's last interaction, which opens
+    # the 48-hour window, is this, never the sender's clock. None: occurred_at.
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -169,9 +172,10 @@ def _build(dialect: str, key: Any) -> Any:
         "first_seen_at": sa.case((c.first_seen_at > t, t), else_=c.first_seen_at),
     }
     if interaction:
+        arrived = sa.bindparam("arrived", type_=UTCDateTime())
         values["last_interaction_at"] = sa.case(
-            (c.last_interaction_at.is_(None), t),
-            (c.last_interaction_at < t, t),
+            (c.last_interaction_at.is_(None), arrived),
+            (c.last_interaction_at < arrived, arrived),
             else_=c.last_interaction_at,
         )
     if subscribed is True:
@@ -202,7 +206,10 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
 def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
     conn = session.connection()
     stmt = _stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
-    conn.execute(stmt, {"t": ev.occurred_at, "contact_id": contact_id})
+    params = {"t": ev.occurred_at, "contact_id": contact_id}
+    if ev.interaction:
+        params["arrived"] = ev.received_at or ev.occurred_at
+    conn.execute(stmt, params)
 
 
 def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: datetime) -> None:

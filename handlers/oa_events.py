@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.events import IncomingEvent
@@ -213,12 +213,18 @@ def _required(fields: Fields, name: str) -> str:
 
 
 def create_time(fields: Fields) -> str:
-    """The sender's ``CreateTime`` (digits), for dedupe keys and properties only: the event's
-    time is when it arrived, so a sender's clock never moves a contact's window."""
+    """The sender's ``CreateTime`` (digits): kept for dedupe keys and as a property."""
     raw_time = _required(fields, "CreateTime")
     if not UNIX_TIME.fullmatch(raw_time):
         raise MissingField(f"CreateTime {raw_time[:20]!r} is not a Unix time")
     return raw_time
+
+
+def event_time(raw_time: str, received_at: datetime) -> datetime:
+    """The event's time: the sender's ``CreateTime``, but never later than its arrival (a
+    CreateTime ahead of the server clock would sit at the top of every timeline). The
+    48-hour window never uses it: the contact's last interaction is the arrival."""
+    return min(datetime.fromtimestamp(int(raw_time), UTC), received_at)
 
 
 def normalize(fields: Fields, app_id: str, received_at: datetime) -> IncomingEvent:
@@ -249,7 +255,8 @@ def normalize(fields: Fields, app_id: str, received_at: datetime) -> IncomingEve
         identity_kind="openid",
         identity_value=openid,
         app_id=app_id,
-        occurred_at=received_at,
+        occurred_at=event_time(raw_time, received_at),
+        received_at=received_at,
         dedupe_key=dedupe_key[:200],
         properties={**result.properties, "create_time": int(raw_time)},
         interaction=result.interaction,

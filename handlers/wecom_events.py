@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.events import IncomingEvent
-from handlers.oa_events import UNIX_TIME, MissingField, Normalized, _pick
+from handlers.oa_events import UNIX_TIME, MissingField, Normalized, _pick, event_time
 
 Fields = dict[str, Any]
 
@@ -64,8 +64,8 @@ SYSTEM_EVENTS: dict[str, str] = {
 
 
 def normalize(fields: Fields, corp_id: str, received_at: datetime) -> IncomingEvent:
-    """One WeCom callback's fields, arrived at ``received_at`` -> the event to store (its
-    time is the arrival, ``CreateTime`` a property). Raises MissingField."""
+    """One WeCom callback's fields, arrived at ``received_at`` -> the event to store (see
+    oa_events.event_time; ``CreateTime`` is kept as a property). Raises MissingField."""
     raw_time = str(fields.get("CreateTime") or "")
     if not UNIX_TIME.fullmatch(raw_time):
         raise MissingField("missing or malformed CreateTime")
@@ -90,7 +90,8 @@ def normalize(fields: Fields, corp_id: str, received_at: datetime) -> IncomingEv
             identity_kind="external_userid",
             identity_value=external,
             app_id=corp_id,
-            occurred_at=received_at,
+            occurred_at=event_time(raw_time, received_at),
+            received_at=received_at,
             dedupe_key=key[:200],
             properties={**result.properties, "create_time": int(raw_time)},
             interaction=result.interaction,
@@ -113,7 +114,8 @@ def normalize(fields: Fields, corp_id: str, received_at: datetime) -> IncomingEv
         identity_kind="",
         identity_value="",
         app_id=corp_id,
-        occurred_at=received_at,
+        occurred_at=event_time(raw_time, received_at),
+        received_at=received_at,
         dedupe_key=key[:200],
         properties={**props, "create_time": int(raw_time)},
         interaction=False,

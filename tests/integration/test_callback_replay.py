@@ -213,6 +213,17 @@ def test_create_time_in_2036_does_not_hold_the_window_open(client, oa, clean):
     assert ev.properties["create_time"] == future
 
 
+def test_an_old_create_time_dates_the_event_but_not_the_window(client, oa, clean):
+    old = int(time.time()) - 3 * DAY
+    before = datetime.now(UTC)
+    assert post(client, oa, text(oa, "oOld", "hi", 6, create_time=old)).status == 200
+    [contact] = rows(clean, Contact)
+    assert before <= contact.last_interaction_at <= datetime.now(UTC)
+    [ev] = rows(clean, Event)
+    assert ev.occurred_at == datetime.fromtimestamp(old, UTC)
+    assert ev.properties["create_time"] == old
+
+
 # --- OA: XML depth --------------------------------------------------------------------------
 
 

@@ -222,17 +222,20 @@ def test_common_fields(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", wechat_names())
-def test_occurred_at_is_the_arrival_and_create_time_a_property(name: str) -> None:
+def test_times_create_time_and_arrival(name: str) -> None:
     fields = load(name)
     event = normalize(fields, APP_ID, RECEIVED)
-    assert event.occurred_at == RECEIVED and event.occurred_at.utcoffset() == timedelta(0)
+    sent = datetime.fromtimestamp(int(fields["CreateTime"]), UTC)
+    assert sent < RECEIVED and event.occurred_at == sent
+    assert event.occurred_at.utcoffset() == timedelta(0)
+    assert event.received_at == RECEIVED  # the contact's last interaction
     assert event.properties["create_time"] == int(fields["CreateTime"])
 
 
 def test_a_create_time_in_2036_does_not_move_the_event() -> None:
     fields = load("text__message.xml") | {"CreateTime": "2097705600"}  # 2036-06-22
     event = normalize(fields, APP_ID, RECEIVED)
-    assert event.occurred_at == RECEIVED
+    assert event.occurred_at == event.received_at == RECEIVED
     assert event.properties["create_time"] == 2097705600
 
 
