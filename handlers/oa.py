@@ -3,6 +3,7 @@ mode). Verifies, decrypts and normalizes, then hands the event to ``bot.replies.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,10 +15,12 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import ArticlesReply, ImageReply, TextReply
 from wechatpy.utils import check_signature
 
+from bot.contacts.record import NonceReused
 from bot.core.config import Settings
+from bot.core.models import utcnow
 from bot.replies.match import Rule
 from bot.replies.receive import Trigger, receive
-from handlers import common
+from handlers import common, replay
 from handlers.common import Rejected, install_rejections, parse
 from handlers.oa_events import MissingField, normalize
 
@@ -35,7 +38,8 @@ REPLY_TRIGGERS = {
 install_rejections(bp, "OA")
 
 
-def _verify_signature(settings: Settings) -> None:
+def _verify_signature(settings: Settings) -> tuple[str, str]:
+    """Check ``signature`` over (token, timestamp, nonce); the timestamp and nonce."""
     args = request.args
     signature, timestamp, nonce = args.get("signature"), args.get("timestamp"), args.get("nonce")
     if not (signature and timestamp and nonce):
@@ -44,11 +48,25 @@ def _verify_signature(settings: Settings) -> None:
         check_signature(settings.oa_token, signature, timestamp, nonce)
     except InvalidSignatureException:
         raise Rejected(403, "invalid signature") from None
+    return timestamp, nonce
+
+
+def _check_mode(settings: Settings, encrypted: bool) -> None:
+    """Accept only the request shapes the account's message mode sends: safe, encrypted ones
+    (a plaintext request's signature does not cover its body); plaintext, plain ones;
+    compatible, either (for the switch between the two)."""
+    mode = settings.oa_message_mode
+    if mode == "safe" and not encrypted:
+        raise Rejected(403, "safe mode: encrypt_type=aes and msg_signature are required")
+    if mode == "plaintext" and encrypted:
+        raise Rejected(403, "plaintext mode: encrypted callbacks are not accepted")
 
 
 @bp.get("/wechat/oa")
 def verify_url() -> Response:
-    _verify_signature(common.settings())
+    settings = common.settings()
+    timestamp, _ = _verify_signature(settings)
+    replay.check_fresh(timestamp, utcnow(), settings.callback_max_skew_seconds)
     echostr = request.args.get("echostr")
     if not echostr:
         raise Rejected(400, "missing echostr")
@@ -126,21 +144,36 @@ def _render_message(fields: dict) -> Callable[[str, dict[str, Any]], str]:
 
 @bp.post("/wechat/oa")
 def callback() -> Response:
-    started = time.perf_counter()
+    started, arrived = time.perf_counter(), utcnow()
     settings = common.settings()
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before we read it
-    _verify_signature(settings)
-    outer = parse(body)
+    timestamp, nonce = _verify_signature(settings)
+    stamp = replay.stamp(
+        f"oa:{settings.oa_appid}",
+        timestamp,
+        nonce,
+        body,
+        arrived,
+        settings.callback_max_skew_seconds,
+    )
     encrypted = request.args.get("encrypt_type", "raw").lower() == "aes"
+    _check_mode(settings, encrypted)
+    outer = parse(body)
     fields = _decrypt(settings, outer) if encrypted else outer
     try:
-        event = normalize(fields, settings.oa_appid)
+        event = normalize(fields, settings.oa_appid, stamp.received_at)
     except MissingField as exc:
         raise Rejected(400, str(exc)) from None
+    event = dataclasses.replace(
+        event, callback_nonce=stamp.nonce_key, body_digest=stamp.body_digest
+    )
 
     make_trigger = REPLY_TRIGGERS.get(event.type)
     trigger = make_trigger(event.properties) if make_trigger else None
-    result = receive(settings, event, trigger, _render(fields), _render_message(fields))
+    try:
+        result = receive(settings, event, trigger, _render(fields), _render_message(fields))
+    except NonceReused:
+        raise Rejected(403, "nonce already used with another body") from None
 
     if result.reply is None:
         response = Response("success", mimetype="text/plain")

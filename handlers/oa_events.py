@@ -212,14 +212,27 @@ def _required(fields: Fields, name: str) -> str:
     return value
 
 
-def normalize(fields: Fields, app_id: str) -> IncomingEvent:
-    """One callback's fields -> the event to store. Raises MissingField on a broken message."""
-    openid = _required(fields, "FromUserName")
-    msg_type = _required(fields, "MsgType").lower()
+def create_time(fields: Fields) -> str:
+    """The sender's ``CreateTime`` (digits): kept for dedupe keys and as a property."""
     raw_time = _required(fields, "CreateTime")
     if not UNIX_TIME.fullmatch(raw_time):
         raise MissingField(f"CreateTime {raw_time[:20]!r} is not a Unix time")
-    occurred_at = datetime.fromtimestamp(int(raw_time), UTC)
+    return raw_time
+
+
+def event_time(raw_time: str, received_at: datetime) -> datetime:
+    """The event's time: the sender's ``CreateTime``, but never later than its arrival (a
+    CreateTime ahead of the server clock would sit at the top of every timeline). The
+    48-hour window never uses it: the contact's last interaction is the arrival."""
+    return min(datetime.fromtimestamp(int(raw_time), UTC), received_at)
+
+
+def normalize(fields: Fields, app_id: str, received_at: datetime) -> IncomingEvent:
+    """One callback's fields, arrived at ``received_at`` -> the event to store. Raises
+    MissingField on a broken message."""
+    openid = _required(fields, "FromUserName")
+    msg_type = _required(fields, "MsgType").lower()
+    raw_time = create_time(fields)
     if len(openid) > 128:
         raise MissingField("FromUserName is too long")
 
@@ -242,9 +255,10 @@ def normalize(fields: Fields, app_id: str) -> IncomingEvent:
         identity_kind="openid",
         identity_value=openid,
         app_id=app_id,
-        occurred_at=occurred_at,
+        occurred_at=event_time(raw_time, received_at),
+        received_at=received_at,
         dedupe_key=dedupe_key[:200],
-        properties=result.properties,
+        properties={**result.properties, "create_time": int(raw_time)},
         interaction=result.interaction,
         subscribed=result.subscribed,
     )

@@ -4,6 +4,7 @@ AES messages with receiveid = corp id; verified, decrypted and normalized, then 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -11,9 +12,11 @@ from flask import Blueprint, Response, request
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 
+from bot.contacts.record import NonceReused
 from bot.core.config import Settings
+from bot.core.models import utcnow
 from bot.replies.receive import receive
-from handlers import common
+from handlers import common, replay
 from handlers.common import Rejected, install_rejections, parse
 from handlers.oa_events import MissingField
 from handlers.wecom_events import normalize
@@ -45,6 +48,7 @@ def _signed_args() -> tuple[str, str, str]:
 def verify_url() -> Response:
     crypto = _crypto(common.settings())
     signature, timestamp, nonce = _signed_args()
+    replay.check_fresh(timestamp, utcnow(), common.settings().callback_max_skew_seconds)
     echostr = request.args.get("echostr")
     if not echostr:
         raise Rejected(400, "missing echostr")
@@ -59,11 +63,19 @@ def verify_url() -> Response:
 
 @bp.post("/wechat/wecom")
 def callback() -> Response:
-    started = time.perf_counter()
+    started, arrived = time.perf_counter(), utcnow()
     settings = common.settings()
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before we read it
     crypto = _crypto(settings)
     signature, timestamp, nonce = _signed_args()
+    stamp = replay.stamp(
+        f"wecom:{settings.wecom_corp_id}",
+        timestamp,
+        nonce,
+        body,
+        arrived,
+        settings.callback_max_skew_seconds,
+    )
     outer = parse(body)
     encrypt = outer.get("Encrypt")
     if not isinstance(encrypt, str) or not encrypt:
@@ -76,10 +88,16 @@ def callback() -> Response:
         raise Rejected(403, f"cannot decrypt payload ({type(exc).__name__})") from None
     fields = parse(plaintext, "decrypted payload: ")
     try:
-        event = normalize(fields, settings.wecom_corp_id)
+        event = normalize(fields, settings.wecom_corp_id, stamp.received_at)
     except MissingField as exc:
         raise Rejected(400, str(exc)) from None
-    result = receive(settings, event, None, lambda rule: "")
+    event = dataclasses.replace(
+        event, callback_nonce=stamp.nonce_key, body_digest=stamp.body_digest
+    )
+    try:
+        result = receive(settings, event, None, lambda rule: "")
+    except NonceReused:
+        raise Rejected(403, "nonce already used with another body") from None
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.debug(
         "WeCom %s event=%s duplicate=%s in %.1f ms",

@@ -9,11 +9,11 @@ deleted the rep.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.contacts.record import IncomingEvent
-from handlers.oa_events import UNIX_TIME, MissingField, Normalized, pick
+from handlers.oa_events import UNIX_TIME, MissingField, Normalized, event_time, pick
 
 Fields = dict[str, Any]
 
@@ -63,12 +63,12 @@ SYSTEM_EVENTS: dict[str, str] = {
 }
 
 
-def normalize(fields: Fields, corp_id: str) -> IncomingEvent:
-    """One WeCom callback's fields -> the event to store. Raises MissingField."""
+def normalize(fields: Fields, corp_id: str, received_at: datetime) -> IncomingEvent:
+    """One WeCom callback's fields, arrived at ``received_at`` -> the event to store (see
+    oa_events.event_time; ``CreateTime`` is kept as a property). Raises MissingField."""
     raw_time = str(fields.get("CreateTime") or "")
     if not UNIX_TIME.fullmatch(raw_time):
         raise MissingField("missing or malformed CreateTime")
-    occurred_at = datetime.fromtimestamp(int(raw_time), UTC)
     msg_type = str(fields.get("MsgType") or "").lower()
     event = str(fields.get("Event") or "")
     change = str(fields.get("ChangeType") or "")
@@ -90,9 +90,10 @@ def normalize(fields: Fields, corp_id: str) -> IncomingEvent:
             identity_kind="external_userid",
             identity_value=external,
             app_id=corp_id,
-            occurred_at=occurred_at,
+            occurred_at=event_time(raw_time, received_at),
+            received_at=received_at,
             dedupe_key=key[:200],
-            properties=result.properties,
+            properties={**result.properties, "create_time": int(raw_time)},
             interaction=result.interaction,
         )
 
@@ -113,8 +114,9 @@ def normalize(fields: Fields, corp_id: str) -> IncomingEvent:
         identity_kind="",
         identity_value="",
         app_id=corp_id,
-        occurred_at=occurred_at,
+        occurred_at=event_time(raw_time, received_at),
+        received_at=received_at,
         dedupe_key=key[:200],
-        properties=props,
+        properties={**props, "create_time": int(raw_time)},
         interaction=False,
     )

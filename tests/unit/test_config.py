@@ -426,3 +426,27 @@ def test_background_lanes_settings(var_dir: Path) -> None:
     assert any(
         "YUCHI_OUTBOX_DRAINS" in p for p in problems_of(env(var_dir, YUCHI_OUTBOX_DRAINS="0"))
     )
+
+
+def test_message_mode_defaults_to_safe_and_accepts_the_three_modes(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    assert s.oa_message_mode == "safe" and s.callback_max_skew_seconds == 300.0
+    for mode in ("plaintext", "compatible", "safe", " Compatible "):
+        assert load_settings(env(var_dir, WECHAT_OA_MESSAGE_MODE=mode)).oa_message_mode == (
+            mode.strip().lower()
+        )
+    assert load_settings(env(var_dir, YUCHI_CALLBACK_MAX_SKEW="60")).callback_max_skew_seconds == 60
+
+
+@pytest.mark.parametrize("mode", ["raw", "aes", "encrypted", "明文"])
+def test_unknown_message_mode_is_an_error(var_dir: Path, mode: str) -> None:
+    [problem] = problems_of(env(var_dir, WECHAT_OA_MESSAGE_MODE=mode))
+    assert (
+        problem.startswith("WECHAT_OA_MESSAGE_MODE=") and "plaintext, compatible, safe" in problem
+    )
+
+
+@pytest.mark.parametrize("skew", ["0", "-5", "five", "inf"])
+def test_callback_skew_must_be_positive(var_dir: Path, skew: str) -> None:
+    [problem] = problems_of(env(var_dir, YUCHI_CALLBACK_MAX_SKEW=skew))
+    assert problem.startswith("YUCHI_CALLBACK_MAX_SKEW=")

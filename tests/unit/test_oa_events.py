@@ -15,6 +15,7 @@ from handlers.xml import parse_flat
 
 from .fixtures import APP_ID, OPENID, fixture_bytes, wechat_names
 
+RECEIVED = datetime(2026, 5, 1, 8, 30, 15, tzinfo=UTC)  # when the callback arrived
 TICKET = "gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xL2taZ2Z3TVRtNzJXV1Brb3ZhYmJJAAIEZ23sUwMEmm3sUw=="
 
 # fixture -> (type, properties (exactly), interaction, subscribed)
@@ -172,7 +173,7 @@ def load(name: str) -> dict[str, Any]:
 
 
 def event_of(name: str, app_id: str = APP_ID):
-    return normalize(load(name), app_id)
+    return normalize(load(name), app_id, RECEIVED)
 
 
 # --- fixtures and the table ---------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_normalized_type_and_properties(name: str) -> None:
     expected_type, expected_props, interaction, subscribed = EXPECTED[name]
     event = event_of(name)
     assert event.type == expected_type
-    assert event.properties == expected_props
+    assert event.properties == {**expected_props, "create_time": int(load(name)["CreateTime"])}
     assert event.interaction is interaction
     assert event.subscribed is subscribed
 
@@ -212,7 +213,7 @@ def test_normalized_type_and_properties(name: str) -> None:
 @pytest.mark.parametrize("name", wechat_names())
 def test_common_fields(name: str) -> None:
     fields = load(name)
-    event = normalize(fields, APP_ID)
+    event = normalize(fields, APP_ID, RECEIVED)
     assert event.source == "oa"
     assert event.identity_kind == "openid"
     assert event.identity_value == OPENID
@@ -221,26 +222,29 @@ def test_common_fields(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", wechat_names())
-def test_occurred_at_is_utc_aware_from_create_time(name: str) -> None:
+def test_times_create_time_and_arrival(name: str) -> None:
     fields = load(name)
-    event = normalize(fields, APP_ID)
-    assert event.occurred_at.tzinfo is not None
+    event = normalize(fields, APP_ID, RECEIVED)
+    sent = datetime.fromtimestamp(int(fields["CreateTime"]), UTC)
+    assert sent < RECEIVED and event.occurred_at == sent
     assert event.occurred_at.utcoffset() == timedelta(0)
-    assert event.occurred_at == datetime.fromtimestamp(int(fields["CreateTime"]), UTC)
+    assert event.received_at == RECEIVED  # the contact's last interaction
+    assert event.properties["create_time"] == int(fields["CreateTime"])
 
 
-def test_occurred_at_known_value() -> None:
-    assert event_of("text__message.xml").occurred_at == datetime(
-        2023, 11, 14, 22, 13, 20, tzinfo=UTC
-    )
+def test_a_create_time_in_2036_does_not_move_the_event() -> None:
+    fields = load("text__message.xml") | {"CreateTime": "2097705600"}  # 2036-06-22
+    event = normalize(fields, APP_ID, RECEIVED)
+    assert event.occurred_at == event.received_at == RECEIVED
+    assert event.properties["create_time"] == 2097705600
 
 
 @pytest.mark.parametrize("name", UNKNOWN)
 def test_unknown_keeps_raw_fields(name: str) -> None:
     fields = load(name)
-    event = normalize(fields, APP_ID)
+    event = normalize(fields, APP_ID, RECEIVED)
     assert event.type == "oa.unknown"
-    assert event.properties == {"raw": fields}
+    assert event.properties == {"raw": fields, "create_time": int(fields["CreateTime"])}
     # An unknown user message is still the person's own action; an unknown event is not.
     assert event.interaction is (fields["MsgType"] != "event")
     assert event.subscribed is None
@@ -256,13 +260,13 @@ def test_unknown_event_raw_keeps_nested_and_unicode_fields() -> None:
 def test_template_finish_reads_msg_id_with_capital_d() -> None:
     fields = load("event__templatesendjobfinish.xml")
     assert "MsgID" in fields and "MsgId" not in fields
-    assert normalize(fields, APP_ID).properties["msg_id"] == "2001638364581543937"
+    assert normalize(fields, APP_ID, RECEIVED).properties["msg_id"] == "2001638364581543937"
 
 
 @pytest.mark.parametrize("status", ["success", "failed:user block", "failed: system failed"])
 def test_template_finish_statuses(status: str) -> None:
     fields = load("event__templatesendjobfinish.xml") | {"Status": status}
-    assert normalize(fields, APP_ID).properties["status"] == status
+    assert normalize(fields, APP_ID, RECEIVED).properties["status"] == status
 
 
 @pytest.mark.parametrize(
@@ -280,7 +284,7 @@ def test_coordinates_are_floats(name: str, lat: float, lng: float) -> None:
 
 def test_location_report_with_bad_coordinates_keeps_none() -> None:
     fields = load("event__location.xml") | {"Latitude": "north", "Longitude": ""}
-    props = normalize(fields, APP_ID).properties
+    props = normalize(fields, APP_ID, RECEIVED).properties
     assert props["latitude"] is None and props["longitude"] is None
 
 
@@ -290,25 +294,25 @@ def test_subscribe_without_qrscene_has_no_scene() -> None:
 
 def test_subscribe_with_other_event_key_has_no_scene() -> None:
     fields = load("event__subscribe.xml") | {"EventKey": "campaign42"}
-    assert "scene" not in normalize(fields, APP_ID).properties
+    assert "scene" not in normalize(fields, APP_ID, RECEIVED).properties
 
 
 def test_scan_scene_is_the_raw_event_key() -> None:
     """SCAN (already following) sends the scene without the qrscene_ prefix."""
     assert event_of("event__scan.xml").properties["scene"] == "campaign42"
     fields = load("event__scan.xml") | {"EventKey": "123"}
-    assert normalize(fields, APP_ID).properties["scene"] == "123"
+    assert normalize(fields, APP_ID, RECEIVED).properties["scene"] == "123"
 
 
 @pytest.mark.parametrize("event_name", ["SCAN", "scan", "Scan"])
 def test_event_names_are_case_insensitive(event_name: str) -> None:
     fields = load("event__scan.xml") | {"Event": event_name}
-    assert normalize(fields, APP_ID).type == "oa.scan"
+    assert normalize(fields, APP_ID, RECEIVED).type == "oa.scan"
 
 
 def test_msg_type_is_case_insensitive() -> None:
     fields = load("text__message.xml") | {"MsgType": "TEXT"}
-    assert normalize(fields, APP_ID).type == "oa.text"
+    assert normalize(fields, APP_ID, RECEIVED).type == "oa.text"
 
 
 @pytest.mark.parametrize(
@@ -324,7 +328,7 @@ def test_menu_variants_share_handlers(
 ) -> None:
     source = "event__scancode_push.xml" if "scancode" in event_name else "event__pic_sysphoto.xml"
     fields = load(source) | {"Event": event_name}
-    event = normalize(fields, APP_ID)
+    event = normalize(fields, APP_ID, RECEIVED)
     assert event.type == expected_type
     assert event.interaction is interaction
     if expected_type == "oa.menu_photo":
@@ -333,12 +337,13 @@ def test_menu_variants_share_handlers(
 
 def test_scancode_without_scan_code_info() -> None:
     fields = {k: v for k, v in load("event__scancode_push.xml").items() if k != "ScanCodeInfo"}
-    assert normalize(fields, APP_ID).properties == {"key": "MENU_SCAN"}
+    props = normalize(fields, APP_ID, RECEIVED).properties
+    assert props == {"key": "MENU_SCAN", "create_time": int(fields["CreateTime"])}
 
 
 def test_empty_fields_are_left_out_of_properties() -> None:
     fields = load("text__message.xml") | {"Content": ""}
-    assert "content" not in normalize(fields, APP_ID).properties
+    assert "content" not in normalize(fields, APP_ID, RECEIVED).properties
 
 
 @pytest.mark.parametrize(
@@ -387,14 +392,14 @@ EVENT_FIXTURES = [n for n in wechat_names() if n.startswith("event__")]
 @pytest.mark.parametrize("name", MESSAGE_FIXTURES)
 def test_message_dedupe_key_is_msg_id(name: str) -> None:
     fields = load(name)
-    assert normalize(fields, APP_ID).dedupe_key == f"oa:{APP_ID}:msg:{fields['MsgId']}"
+    assert normalize(fields, APP_ID, RECEIVED).dedupe_key == f"oa:{APP_ID}:msg:{fields['MsgId']}"
 
 
 @pytest.mark.parametrize("name", EVENT_FIXTURES)
 def test_event_dedupe_key_is_openid_time_event(name: str) -> None:
     fields = load(name)
     assert (
-        normalize(fields, APP_ID).dedupe_key
+        normalize(fields, APP_ID, RECEIVED).dedupe_key
         == f"oa:{APP_ID}:evt:{OPENID}:{fields['CreateTime']}:{fields['Event']}"
     )
 
@@ -403,17 +408,23 @@ def test_same_msg_id_twice_gives_the_same_key() -> None:
     """A retried callback (WeChat tries 3 times) is recognised by its MsgId."""
     first = load("text__message.xml")
     retry = first | {"CreateTime": str(int(first["CreateTime"]) + 5)}
-    assert normalize(first, APP_ID).dedupe_key == normalize(retry, APP_ID).dedupe_key
     assert (
-        normalize(first, APP_ID).dedupe_key
-        == normalize(load("text__message.xml"), APP_ID).dedupe_key
+        normalize(first, APP_ID, RECEIVED).dedupe_key
+        == normalize(retry, APP_ID, RECEIVED).dedupe_key
+    )
+    assert (
+        normalize(first, APP_ID, RECEIVED).dedupe_key
+        == normalize(load("text__message.xml"), APP_ID, RECEIVED).dedupe_key
     )
 
 
 def test_different_msg_ids_differ() -> None:
     first = load("text__message.xml")
     second = first | {"MsgId": "24345678901234999"}
-    assert normalize(first, APP_ID).dedupe_key != normalize(second, APP_ID).dedupe_key
+    assert (
+        normalize(first, APP_ID, RECEIVED).dedupe_key
+        != normalize(second, APP_ID, RECEIVED).dedupe_key
+    )
 
 
 def test_identical_event_twice_gives_the_same_key() -> None:
@@ -424,19 +435,28 @@ def test_two_different_events_at_the_same_create_time_differ() -> None:
     """A follow and the LOCATION report WeChat sends with it often share a second."""
     subscribe = load("event__subscribe.xml")
     location = load("event__location.xml") | {"CreateTime": subscribe["CreateTime"]}
-    assert normalize(subscribe, APP_ID).dedupe_key != normalize(location, APP_ID).dedupe_key
+    assert (
+        normalize(subscribe, APP_ID, RECEIVED).dedupe_key
+        != normalize(location, APP_ID, RECEIVED).dedupe_key
+    )
 
 
 def test_same_event_by_two_people_at_the_same_time_differs() -> None:
     first = load("event__click.xml")
     other = first | {"FromUserName": "oLVPpjqs2BhvzwPj5A-someoneElse"}
-    assert normalize(first, APP_ID).dedupe_key != normalize(other, APP_ID).dedupe_key
+    assert (
+        normalize(first, APP_ID, RECEIVED).dedupe_key
+        != normalize(other, APP_ID, RECEIVED).dedupe_key
+    )
 
 
 def test_same_event_at_another_time_differs() -> None:
     first = load("event__click.xml")
     later = first | {"CreateTime": str(int(first["CreateTime"]) + 1)}
-    assert normalize(first, APP_ID).dedupe_key != normalize(later, APP_ID).dedupe_key
+    assert (
+        normalize(first, APP_ID, RECEIVED).dedupe_key
+        != normalize(later, APP_ID, RECEIVED).dedupe_key
+    )
 
 
 def test_dedupe_key_is_scoped_by_app_id() -> None:
@@ -453,11 +473,11 @@ def test_template_finish_is_deduped_as_an_event_not_by_msg_id() -> None:
 
 def test_message_without_msg_id_falls_back_to_openid_and_time() -> None:
     fields = {k: v for k, v in load("text__message.xml").items() if k != "MsgId"}
-    key = normalize(fields, APP_ID).dedupe_key
+    key = normalize(fields, APP_ID, RECEIVED).dedupe_key
     assert key == f"oa:{APP_ID}:evt:{OPENID}:{fields['CreateTime']}:text"
     image = {k: v for k, v in load("image__message.xml").items() if k != "MsgId"}
     image["CreateTime"] = fields["CreateTime"]
-    assert normalize(image, APP_ID).dedupe_key != key
+    assert normalize(image, APP_ID, RECEIVED).dedupe_key != key
 
 
 # --- broken messages ----------------------------------------------------------------------
@@ -467,14 +487,14 @@ def test_message_without_msg_id_falls_back_to_openid_and_time() -> None:
 def test_missing_required_field_raises(missing: str) -> None:
     fields = {k: v for k, v in load("text__message.xml").items() if k != missing}
     with pytest.raises(MissingField, match=missing):
-        normalize(fields, APP_ID)
+        normalize(fields, APP_ID, RECEIVED)
 
 
 @pytest.mark.parametrize("empty", ["FromUserName", "MsgType", "CreateTime"])
 def test_empty_required_field_raises(empty: str) -> None:
     fields = load("text__message.xml") | {empty: ""}
     with pytest.raises(MissingField):
-        normalize(fields, APP_ID)
+        normalize(fields, APP_ID, RECEIVED)
 
 
 @pytest.mark.parametrize(
@@ -484,7 +504,7 @@ def test_empty_required_field_raises(empty: str) -> None:
 def test_non_numeric_create_time_raises(create_time: str) -> None:
     fields = load("text__message.xml") | {"CreateTime": create_time}
     with pytest.raises(MissingField, match="CreateTime"):
-        normalize(fields, APP_ID)
+        normalize(fields, APP_ID, RECEIVED)
 
 
 @pytest.mark.parametrize(
@@ -495,7 +515,7 @@ def test_non_numeric_create_time_raises(create_time: str) -> None:
 def test_non_ascii_digit_create_time_raises(create_time: str) -> None:
     fields = load("text__message.xml") | {"CreateTime": create_time}
     with pytest.raises(MissingField):
-        normalize(fields, APP_ID)
+        normalize(fields, APP_ID, RECEIVED)
 
 
 @pytest.mark.parametrize("field", ["FromUserName", "MsgType", "CreateTime"])
@@ -504,18 +524,18 @@ def test_repeated_or_nested_required_field_raises(field: str) -> None:
     base = load("text__message.xml")
     for value in ([base[field], base[field]], {"Inner": base[field]}):
         with pytest.raises(MissingField):
-            normalize(base | {field: value}, APP_ID)
+            normalize(base | {field: value}, APP_ID, RECEIVED)
 
 
 def test_overlong_openid_raises() -> None:
     fields = load("text__message.xml") | {"FromUserName": "o" * 129}
     with pytest.raises(MissingField, match="FromUserName"):
-        normalize(fields, APP_ID)
+        normalize(fields, APP_ID, RECEIVED)
 
 
 def test_openid_of_128_characters_is_accepted() -> None:
     fields = load("text__message.xml") | {"FromUserName": "o" * 128}
-    assert normalize(fields, APP_ID).identity_value == "o" * 128
+    assert normalize(fields, APP_ID, RECEIVED).identity_value == "o" * 128
 
 
 def test_missing_field_is_a_value_error() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from defusedxml import DefusedXmlException
 
-from handlers.xml import BadXML, parse_flat
+from handlers.xml import MAX_DEPTH, BadXML, parse_flat
 
 from .fixtures import ACCOUNT, OPENID, fixture_bytes, hostile_names, wechat_names
 
@@ -222,3 +222,20 @@ def test_every_wechat_fixture_parses(name: str) -> None:
     assert fields["FromUserName"] == OPENID
     assert fields["CreateTime"].isdigit()
     assert fields["MsgType"]
+
+
+def _nested(depth: int) -> bytes:
+    return b"<xml>" + b"<a>" * depth + b"x" + b"</a>" * depth + b"</xml>"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 40, 1_200, 20_000])
+def test_deeper_than_the_platform_nests_is_bad_xml(depth: int) -> None:
+    with pytest.raises(BadXML, match="nested more than"):
+        parse_flat(_nested(depth))
+
+
+def test_max_depth_is_accepted() -> None:
+    doc = parse_flat(_nested(MAX_DEPTH))
+    for _ in range(MAX_DEPTH - 1):
+        doc = doc["a"]
+    assert doc == {"a": "x"}
