@@ -408,11 +408,11 @@ TIMED_JOBS = (
 
 
 def worker_main(stats_path: str, lane: str = "background") -> None:
-    """One worker exactly as `yuchi worker --background|--urgent` runs it (bot.cli._run_worker:
+    """One worker exactly as `yuchi worker --background|--urgent` runs it (bot.cli.stack.run_worker:
     an rq SimpleWorker with the scheduler, and the sweeper thread), with every job function of
     bot.background.jobs timed. The totals go to ``stats_path`` every second and at exit."""
     from bot.background import jobs
-    from bot.cli import _run_worker, yield_cpu
+    from bot.cli import run_worker, yield_cpu
     from bot.core.config import load_settings
 
     stats: dict[str, list[float]] = {}
@@ -468,7 +468,7 @@ def worker_main(stats_path: str, lane: str = "background") -> None:
     try:
         settings = load_settings()
         yield_cpu(settings, lane)
-        _run_worker(settings, burst=False, lane=lane)
+        run_worker(settings, burst=False, lane=lane)
     finally:
         dump()
 

@@ -225,15 +225,15 @@ time.sleep(120)
 
 
 def test_stopping_the_stack_also_stops_what_its_processes_started(tmp_path):
-    from bot import cli
+    from bot.cli import processes
 
     pid_file = tmp_path / "grandchild"
-    child = cli._spawn([sys.executable, "-c", LINGERER, str(pid_file)], dict(os.environ))
+    child = processes.spawn([sys.executable, "-c", LINGERER, str(pid_file)], dict(os.environ))
     deadline = time.monotonic() + 20
     while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     grandchild = int(pid_file.read_text())
     assert alive(grandchild)
-    cli._stop_all({"child": child})
+    processes.stop_all({"child": child})
     time.sleep(0.3)
     assert not alive(child.pid) and not alive(grandchild)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from support import event, post, text
 
 from bot.background import jobs
-from bot.cli import _run_worker
+from bot.cli.stack import run_worker
 from bot.core import db, queue
 from bot.core.models import Event, Outbox, utcnow
 from bot.messaging import outbox as messaging
@@ -84,10 +84,10 @@ def test_an_urgent_worker_serves_only_the_urgent_queue(clean):
     queue.get_queue(clean, queue.URGENT).enqueue(
         "bot.background.jobs.deliver_message", 999_998, job_id="lane-urgent"
     )
-    assert _run_worker(clean, burst=True, lane="urgent") == 0
+    assert run_worker(clean, burst=True, lane="urgent") == 0
     assert queue.get_queue(clean, queue.URGENT).count == 0
     assert [j.id for j in queue.get_queue(clean).jobs] == ["lane-default"]
-    assert _run_worker(clean, burst=True) == 0  # an ordinary worker takes it
+    assert run_worker(clean, burst=True) == 0  # an ordinary worker takes it
     assert queue.get_queue(clean).count == 0
 
 
@@ -99,7 +99,7 @@ def test_a_background_worker_leaves_the_urgent_queue_alone(clean):
     queue.get_queue(clean, queue.BULK).enqueue(
         "bot.background.jobs.deliver_message", 999_997, job_id="lane-bulk"
     )
-    assert _run_worker(clean, burst=True, lane="background") == 0
+    assert run_worker(clean, burst=True, lane="background") == 0
     assert queue.get_queue(clean, queue.WAKES).count == 0
     assert queue.get_queue(clean, queue.BULK).count == 0
     assert [j.id for j in queue.get_queue(clean, queue.URGENT).jobs] == ["lane-urgent"]
@@ -108,7 +108,7 @@ def test_a_background_worker_leaves_the_urgent_queue_alone(clean):
 def test_only_the_background_lane_lowers_its_priority(clean, monkeypatch):
     import dataclasses as dc
 
-    from bot import cli
+    from bot.cli import stack as cli
 
     niced: list[int] = []
     monkeypatch.setattr(cli.os, "nice", niced.append)

@@ -1,0 +1,51 @@
+"""`yuchi check-config` and `yuchi db`: the settings and the database's migrations."""
+
+from __future__ import annotations
+
+import click
+
+from bot.cli.common import ok, safe_url, settings_or_exit
+
+
+@click.command("check-config")
+def check_config() -> None:
+    """Validate the settings and show where each comes from (secrets masked)."""
+    settings = settings_or_exit()
+    width = max(len(name) for name, _, _ in settings.describe())
+    for name, shown, origin in settings.describe():
+        flag = click.style(f"  {origin}", fg="yellow") if origin else ""
+        click.echo(f"  {name:<{width}}  {shown}{flag}")
+    if settings.defaults_used:
+        click.secho(
+            f"\n{len(settings.defaults_used)} setting(s) use public development defaults: fine on "
+            "this machine, never for a real account (set YUCHI_ENV=production to forbid them).",
+            fg="yellow",
+        )
+    else:
+        ok("configuration is complete")
+
+
+@click.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from bot.core.db import current_revision, upgrade
+
+    settings = settings_or_exit()
+    before = current_revision(settings.database_url)
+    upgrade(settings.database_url, revision)
+    after = current_revision(settings.database_url)
+    ok(f"database at revision {after} (was {before or 'empty'}): {safe_url(settings.database_url)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from bot.core.db import current_revision
+
+    click.echo(current_revision(settings_or_exit().database_url) or "empty (run: yuchi db upgrade)")
