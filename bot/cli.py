@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from bot import redact
 from bot.config import ConfigError, Settings, load_settings, warn_about_defaults
 
 GUNICORN_APP = "bot.app:create_app()"
@@ -44,6 +45,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # import-time chatter
+    redact.install()
 
 
 @main.command("check-config")
@@ -96,9 +98,7 @@ def db_current() -> None:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return redact.text(url)
 
 
 # --- reply rules ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from rq import get_current_job
 
-from bot import changes, messaging, pipeline, queue
+from bot import changes, messaging, pipeline, queue, redact
 from bot.config import Settings, load_settings
 from bot.db import session_scope
 from bot.models import Event, Outbox, utcnow
@@ -113,7 +113,7 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
                     .where(t.c.id == row.id)
                     .values(
                         attempts=row.attempts + 1,
-                        last_error=repr(exc)[:2000],
+                        last_error=redact.text(repr(exc))[:2000],
                         status="failed" if failed else "pending",
                     )
                 )

@@ -39,7 +39,7 @@ from rq import Retry
 from sqlalchemy.orm import Session
 
 import journeys
-from bot import changes, contacts, events, handoff, messaging, queue, scoring, tagging
+from bot import changes, contacts, events, handoff, messaging, queue, redact, scoring, tagging
 from bot.config import Settings
 from bot.db import any_of, session_scope
 from bot.message_payloads import SendRequest
@@ -874,7 +874,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         )
     except ValidationError as exc:
         log.warning("journey send %s not valid: %s", key, exc)
-        props = {"enrollment_id": row.id, "step": cmd.step, "error": str(exc)[:500]}
+        props = {"enrollment_id": row.id, "step": cmd.step, "error": redact.text(str(exc))[:500]}
         events.append(session, row.contact_id, "journey.send_invalid", props, key)
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
         return
