@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
+from bot.core import redact
 from bot.core.db import get_engine
 
 M = TypeVar("M", bound=BaseModel)
@@ -32,7 +33,9 @@ def api_blueprint(name: str, import_name: str) -> Blueprint:
 
 
 def error(status: int, reason: str, **extra: Any) -> ResponseReturnValue:
-    return jsonify(error=reason, **extra), status
+    """A JSON error answer; its text goes through the redaction, as every error out does."""
+    extra = {k: redact.text(v) if isinstance(v, str) else v for k, v in extra.items()}
+    return jsonify(error=redact.text(reason), **extra), status
 
 
 def _invalid(exc: Invalid) -> ResponseReturnValue:

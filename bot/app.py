@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bot.core import text
+from bot.core import redact, text
 from bot.core.config import Settings, load_settings, warn_about_defaults
 
 
@@ -23,6 +23,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact.install()
     warn_about_defaults(settings)
 
     app = Flask(__name__)
@@ -61,7 +62,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        reason = exc.description or exc.name
+        reason = redact.text(exc.description or exc.name)
         if exc.code == 413:
             reason = f"request body larger than {settings.max_body_bytes} bytes"
         if request.path.startswith("/api/") or request.path == "/healthz":

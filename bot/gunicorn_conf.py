@@ -6,6 +6,8 @@ PORT / HOST / WEB_CONCURRENCY / WEB_THREADS come from the environment (platform 
 import multiprocessing
 import os
 
+from bot.core import redact
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 threads = int(os.environ.get("WEB_THREADS", "1"))
@@ -23,3 +25,7 @@ loglevel = os.environ.get("YUCHI_LOG_LEVEL", "info").lower()
 # gunicorn >= 24 opens a control socket at one shared path per user (~/.gunicorn); several
 # instances on one machine (web, tests, benchmarks) would fight over it. We do not use it.
 control_socket_disable = True
+
+# Every log line of the master and its workers, the access log's request line and referrer
+# included, masks signatures, echostr, OAuth codes, tokens and secrets (bot/core/redact.py).
+redact.install()

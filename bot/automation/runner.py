@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 import journeys
 from bot.contacts import identity as contacts
 from bot.contacts import record as events
-from bot.core import changes, queue
+from bot.core import changes, queue, redact
 from bot.core.config import Settings
 from bot.core.db import any_of, dialect_insert, session_scope
 from bot.core.models import (
@@ -880,7 +880,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         )
     except ValidationError as exc:
         log.warning("journey send %s not valid: %s", key, exc)
-        props = {"enrollment_id": row.id, "step": cmd.step, "error": str(exc)[:500]}
+        props = {"enrollment_id": row.id, "step": cmd.step, "error": redact.text(str(exc))[:500]}
         events.append(session, row.contact_id, "journey.send_invalid", props, key)
         tx.after.append(functools.partial(queue.kick_outbox, tx.settings))
         return

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from rq import get_current_job
 
 from bot.background import pipeline
-from bot.core import changes, queue
+from bot.core import changes, queue, redact
 from bot.core.config import Settings, load_settings
 from bot.core.db import session_scope
 from bot.core.models import Event, Outbox, utcnow
@@ -134,7 +134,7 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
                     .where(t.c.id == row.id)
                     .values(
                         attempts=row.attempts + 1,
-                        last_error=repr(exc)[:2000],
+                        last_error=redact.text(repr(exc))[:2000],
                         status="failed" if failed else "pending",
                     )
                 )

@@ -11,6 +11,7 @@ from bot.cli.journeys import journeys_group
 from bot.cli.rules import replies, scoring_group, tags
 from bot.cli.setup import check_config, db
 from bot.cli.stack import demo, serve, sweep_once, up, worker
+from bot.core import redact
 
 
 @click.group()
@@ -21,6 +22,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # import-time chatter
+    redact.install()
 
 
 for command in (check_config, db, replies, tags, scoring_group, journeys_group):

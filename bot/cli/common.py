@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from bot.core import redact
 from bot.core.config import ConfigError, Settings, load_settings
 
 
@@ -26,6 +27,4 @@ def ok(message: str) -> None:
 
 
 def safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return redact.text(url)

