@@ -3,22 +3,25 @@ the overview of every tag with the WeCom corp tag library."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import sqlalchemy as sa
 from flask import abort, current_app, g, jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from admin.common import Invalid, api_blueprint, error, validated
 from bot import contacts, tag_store, tagging
 from bot.models import Contact, ContactTag, TagRule
-from bot.tag_rules import MAX_TAG, InterestWordsIn, TagRuleIn
+from bot.tag_names import checked_tag
+from bot.tag_rules import InterestWordsIn, TagRuleIn
 
 bp = api_blueprint("tags", __name__)
 
 
 class ManualTag(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    tag: str = Field(min_length=1, max_length=MAX_TAG)
+    tag: Annotated[str, AfterValidator(checked_tag)]
 
 
 def _rule_or_404(rule_id: int) -> TagRule:
@@ -46,7 +49,7 @@ def list_tag_rules() -> ResponseReturnValue:
     return jsonify(tag_rules=[tag_store.rule_to_json(r) for r in tag_store.list_rules(g.session)])
 
 
-@bp.get("/tag-rules/<int:rule_id>")
+@bp.get("/tag-rules/<id:rule_id>")
 def get_tag_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(_rule_or_404(rule_id)))
 
@@ -63,7 +66,7 @@ def create_tag_rule() -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(row)), 201
 
 
-@bp.put("/tag-rules/<int:rule_id>")
+@bp.put("/tag-rules/<id:rule_id>")
 def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(TagRuleIn, "tag rule")
@@ -76,7 +79,7 @@ def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(row))
 
 
-@bp.delete("/tag-rules/<int:rule_id>")
+@bp.delete("/tag-rules/<id:rule_id>")
 def delete_tag_rule(rule_id: int) -> ResponseReturnValue:
     tag_store.delete_rule(g.session, _rule_or_404(rule_id))
     g.session.commit()
@@ -114,7 +117,7 @@ def _tag_json(row: ContactTag) -> dict:
     }
 
 
-@bp.post("/contacts/<int:contact_id>/tags")
+@bp.post("/contacts/<id:contact_id>/tags")
 def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     cid = _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
@@ -127,7 +130,7 @@ def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     return jsonify(_tag_json(row)), 201 if added else 200
 
 
-@bp.delete("/contacts/<int:contact_id>/tags/<path:tag>")
+@bp.delete("/contacts/<id:contact_id>/tags/<path:tag>")
 def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
     cid = _contact_or_404(contact_id)
     if not tagging.remove_tag(g.session, cid, tag):
