@@ -113,5 +113,5 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
 
 
 def id_arg(name: str) -> int | None:
-    """An id query parameter such as ``?before=``: 1 to 2⁶³−1, or None when absent."""
+    """An id query parameter such as ``?before=``: 1 to MAX_ID, or None when absent."""
     return int_arg(name, None, 1, input_guard.MAX_ID)

@@ -1,4 +1,4 @@
-"""What no request may carry, whatever route it reaches: ids outside PostgreSQL's BIGINT, JSON
+"""What no request may carry, whatever route it reaches: ids outside the id columns' range, JSON
 nested deeper than any real body, and characters PostgreSQL cannot store (NUL, lone
 surrogates) or the platform cannot send (other C0 controls). Pure, apart from the werkzeug
 URL converter."""
@@ -14,10 +14,12 @@ from typing import Annotated, Any
 from pydantic import Field
 from werkzeug.routing import BaseConverter, ValidationError
 
-MAX_ID = 2**63 - 1  # PostgreSQL BIGINT
+# Every id column is INTEGER (migrations 0001-0006): on PostgreSQL no row id can pass 2³¹−1,
+# and a larger one in a query is an error there. Widen this with the columns, if ever.
+MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]  # a row id in a body
 MAX_DEPTH = 32  # the deepest real body (a journey definition's branches) is about 10
-_DIGITS = re.compile(r"[1-9][0-9]{0,18}")
+_DIGITS = re.compile(r"[1-9][0-9]{0,18}")  # beyond 19 digits, too long to be an id
 # NUL and the C0 controls other than tab, newline and carriage return; lone UTF-16 surrogates.
 _UNFIT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
@@ -31,7 +33,7 @@ class UnfitBody(ValueError):
 
 
 def parse_id(raw: str) -> int | None:
-    """``raw`` as an id (1 to 2⁶³−1, plain ASCII digits), or None."""
+    """``raw`` as an id (1 to MAX_ID, plain ASCII digits), or None."""
     if not _DIGITS.fullmatch(raw):
         return None
     value = int(raw)
@@ -39,7 +41,7 @@ def parse_id(raw: str) -> int | None:
 
 
 class IdConverter(BaseConverter):
-    """``<id:name>``: a row id, 1 to 2⁶³−1; anything else does not match the route (404)."""
+    """``<id:name>``: a row id, 1 to MAX_ID; anything else does not match the route (404)."""
 
     regex = r"[1-9][0-9]{0,18}"
     weight = 50
