@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from admin.common import Invalid, api_blueprint, error, int_arg, validated
+from admin.common import Invalid, api_blueprint, error, id_arg, int_arg, validated
 from bot.contacts import timeline as store
 from bot.core.models import ReplyRule
 from bot.replies import rules as autoreply
@@ -19,7 +19,7 @@ bp = api_blueprint("api", __name__)
 @bp.get("/contacts")
 def list_contacts() -> ResponseReturnValue:
     limit = int_arg("limit", 50, 1, 200)
-    before = int_arg("before", None, 1, 2**63)
+    before = id_arg("before")
     identity = next(
         ((k, request.args[k]) for k in store.IDENTITY_KINDS if request.args.get(k)), None
     )
@@ -27,7 +27,7 @@ def list_contacts() -> ResponseReturnValue:
     return jsonify(contacts=contacts, next_before=next_before)
 
 
-@bp.get("/contacts/<int:contact_id>")
+@bp.get("/contacts/<id:contact_id>")
 def get_contact(contact_id: int) -> ResponseReturnValue:
     contact = store.contact_json(g.session, contact_id)
     if contact is None:
@@ -35,10 +35,10 @@ def get_contact(contact_id: int) -> ResponseReturnValue:
     return jsonify(contact)
 
 
-@bp.get("/contacts/<int:contact_id>/events")
+@bp.get("/contacts/<id:contact_id>/events")
 def contact_events(contact_id: int) -> ResponseReturnValue:
     limit = int_arg("limit", 50, 1, 200)
-    before = int_arg("before", None, 1, 2**63)
+    before = id_arg("before")
     contact = store.contact_json(g.session, contact_id, with_tags=False)
     if contact is None:
         return error(404, f"no contact {contact_id}")
@@ -61,7 +61,7 @@ def list_replies() -> ResponseReturnValue:
     return jsonify(replies=[autoreply.rule_to_json(r) for r in autoreply.list_rules(g.session)])
 
 
-@bp.get("/replies/<int:rule_id>")
+@bp.get("/replies/<id:rule_id>")
 def get_reply(rule_id: int) -> ResponseReturnValue:
     return jsonify(autoreply.rule_to_json(_rule_or_404(rule_id)))
 
@@ -78,7 +78,7 @@ def create_reply() -> ResponseReturnValue:
     return jsonify(autoreply.rule_to_json(row)), 201
 
 
-@bp.put("/replies/<int:rule_id>")
+@bp.put("/replies/<id:rule_id>")
 def update_reply(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(autoreply.ReplyRuleIn, "reply rule")
@@ -91,7 +91,7 @@ def update_reply(rule_id: int) -> ResponseReturnValue:
     return jsonify(autoreply.rule_to_json(row))
 
 
-@bp.delete("/replies/<int:rule_id>")
+@bp.delete("/replies/<id:rule_id>")
 def delete_reply(rule_id: int) -> ResponseReturnValue:
     autoreply.delete_rule(g.session, _rule_or_404(rule_id))
     g.session.commit()

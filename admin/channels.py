@@ -34,7 +34,7 @@ def list_channels() -> ResponseReturnValue:
     return jsonify(channels=[channels.channel_json(c) for c in channels.list_channels(g.session)])
 
 
-@bp.get("/channels/<int:channel_id>")
+@bp.get("/channels/<id:channel_id>")
 def get_channel(channel_id: int) -> ResponseReturnValue:
     row = g.session.get(Channel, channel_id)
     if row is None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hmac
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
-from bot.core import redact
+from bot.core import input_guard, redact
 from bot.core.db import get_engine
 
 M = TypeVar("M", bound=BaseModel)
@@ -75,32 +75,45 @@ def end_reads() -> None:
     g.session.commit()
 
 
-def validated(model: type[M], what: str) -> M:
-    """The JSON body as ``model``, or Invalid (422) naming every bad field."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+def json_object() -> bytes:
+    """The raw body, once it is known to be a JSON object; Invalid (422) otherwise."""
+    if not isinstance(request.get_json(silent=True), dict):
         raise Invalid("body must be a JSON object", {})
+    return request.get_data(cache=True)
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a whole-object check names its field first: "keywords: ..."
+            loc, _, msg = msg.partition(": ")
+        fields[loc or "body"] = msg
+    return fields
+
+
+def validated(model: type[M], what: str) -> M:
+    """The JSON body as ``model``, or Invalid (422) naming every bad field. Strict: a number
+    is never taken from text or true/false, nor text from a number."""
+    raw = json_object()
     try:
-        return model.model_validate(body)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
-        fields: dict[str, str] = {}
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if not loc:  # a whole-object check names its field first: "keywords: ..."
-                loc, _, msg = msg.partition(": ")
-            fields[loc] = msg
-        raise Invalid(f"invalid {what}", fields) from None
+        raise Invalid(f"invalid {what}", field_errors(exc)) from None
 
 
 def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    """A whole-number query parameter (plain ASCII digits) from ``low`` to ``high``."""
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        abort(422, description=f"{name} must be an integer")
-    if not low <= value <= high:
-        abort(422, description=f"{name} must be between {low} and {high}")
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
+    if value is None or not low <= value <= high:
+        raise Invalid("invalid query string", {name: f"a whole number from {low} to {high}"})
     return value
+
+
+def id_arg(name: str) -> int | None:
+    """An id query parameter such as ``?before=``: 1 to MAX_ID, or None when absent."""
+    return int_arg(name, None, 1, input_guard.MAX_ID)

@@ -65,7 +65,7 @@ def _definition(journey_id: int) -> tuple[journeys.Definition | None, ResponseRe
     return journey_preview.load_definition(j.definition), None
 
 
-@bp.post("/journeys/<int:journey_id>/preview")
+@bp.post("/journeys/<id:journey_id>/preview")
 def preview_journey(journey_id: int) -> ResponseReturnValue:
     d, failed = _definition(journey_id)
     if d is None:
@@ -85,7 +85,7 @@ def preview_journey(journey_id: int) -> ResponseReturnValue:
     return jsonify(transcript.to_json())
 
 
-@bp.post("/journeys/<int:journey_id>/forecast")
+@bp.post("/journeys/<id:journey_id>/forecast")
 def forecast_journey(journey_id: int) -> ResponseReturnValue:
     d, failed = _definition(journey_id)
     if d is None:

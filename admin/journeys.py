@@ -17,10 +17,10 @@ from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 import journeys
-from admin.common import api_blueprint, end_reads, error
+from admin.common import api_blueprint, end_reads, error, int_arg
 from bot.automation import runner as journey_runner
 from bot.contacts import identity as contacts
-from bot.core import queue
+from bot.core import input_guard, queue
 from bot.core.models import (
     Contact,
     ContactTag,
@@ -111,9 +111,16 @@ def _yaml(text: str) -> Any:
     """YAML without aliases (a few bytes of anchors can expand into gigabytes), as the JSON
     the draft is stored as."""
     try:
+        depth = 0
         for ev in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(ev, yaml.AliasEvent):
                 raise BadBody("YAML anchors and aliases (*name) are not accepted")
+            if isinstance(ev, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > input_guard.MAX_DEPTH:
+                    raise BadBody(f"YAML nested deeper than {input_guard.MAX_DEPTH} levels")
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                depth -= 1
         data = library.read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -121,7 +128,7 @@ def _yaml(text: str) -> Any:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise BadBody(f"{problem}{where}") from None
     try:
-        return json.loads(json.dumps(data, default=_iso_text, allow_nan=False))
+        return input_guard.load_json(json.dumps(data, default=_iso_text, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise BadBody(str(exc)) from None
 
@@ -235,7 +242,7 @@ def _versions(journey_id: int) -> list[JourneyVersion]:
     )
 
 
-@bp.get("/journeys/<int:journey_id>")
+@bp.get("/journeys/<id:journey_id>")
 def get_journey(journey_id: int) -> ResponseReturnValue:
     j = _journey(journey_id)
     if j is None:
@@ -243,7 +250,7 @@ def get_journey(journey_id: int) -> ResponseReturnValue:
     return jsonify(journey_json(j, _versions(j.id)))
 
 
-@bp.put("/journeys/<int:journey_id>")
+@bp.put("/journeys/<id:journey_id>")
 def edit_draft(journey_id: int) -> ResponseReturnValue:
     """Replace the draft; contacts see it once it is published (as a new version)."""
     j = _journey(journey_id)
@@ -262,7 +269,7 @@ def edit_draft(journey_id: int) -> ResponseReturnValue:
     return jsonify(journey_json(j, _versions(j.id)))
 
 
-@bp.post("/journeys/<int:journey_id>/<action>")
+@bp.post("/journeys/<id:journey_id>/<action>")
 def change_status(journey_id: int, action: str) -> ResponseReturnValue:
     if action not in TRANSITIONS:
         return error(404, f"no action {action!r}; one of {', '.join(TRANSITIONS)}")
@@ -293,7 +300,7 @@ def change_status(journey_id: int, action: str) -> ResponseReturnValue:
     return jsonify({**journey_json(j, _versions(j.id)), **extra})
 
 
-@bp.delete("/journeys/<int:journey_id>/contacts/<int:contact_id>")
+@bp.delete("/journeys/<id:journey_id>/contacts/<id:contact_id>")
 def remove_contact(journey_id: int, contact_id: int) -> ResponseReturnValue:
     if _journey(journey_id) is None:
         return error(404, f"no journey {journey_id}")
@@ -337,7 +344,7 @@ def _failed_sends(journey_id: int, version: int) -> dict[str, int]:
     return failed
 
 
-@bp.get("/journeys/<int:journey_id>/stats")
+@bp.get("/journeys/<id:journey_id>/stats")
 def journey_stats(journey_id: int) -> ResponseReturnValue:
     j = _journey(journey_id)
     if j is None:
@@ -345,10 +352,7 @@ def journey_stats(journey_id: int) -> ResponseReturnValue:
     versions = [v.version for v in _versions(j.id)]
     if not versions:
         return error(409, "the journey has not been published: no one has entered it")
-    try:
-        version = int(request.args.get("version", j.version))
-    except ValueError:
-        return error(422, "version: a number")
+    version = int_arg("version", j.version, 1, input_guard.MAX_ID)
     if version not in versions:
         return error(404, f"no version {version}; there are {versions}")
     d = journey_runner.definition_for(g.session, j.id, version)
@@ -367,7 +371,7 @@ def journey_stats(journey_id: int) -> ResponseReturnValue:
     return jsonify(journey_id=j.id, version=version, versions=versions, **counted)
 
 
-@bp.get("/contacts/<int:contact_id>/journeys")
+@bp.get("/contacts/<id:contact_id>/journeys")
 def contact_journeys(contact_id: int) -> ResponseReturnValue:
     if g.session.get(Contact, contact_id) is None:
         return error(404, f"no contact {contact_id}")

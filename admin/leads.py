@@ -69,12 +69,12 @@ def _answer(lead_id: int, accept: bool) -> ResponseReturnValue:
     return jsonify(handoff.lead_json(row, None))
 
 
-@bp.post("/leads/<int:lead_id>/accept")
+@bp.post("/leads/<id:lead_id>/accept")
 def accept(lead_id: int) -> ResponseReturnValue:
     return _answer(lead_id, True)
 
 
-@bp.post("/leads/<int:lead_id>/return")
+@bp.post("/leads/<id:lead_id>/return")
 def give_back(lead_id: int) -> ResponseReturnValue:
     return _answer(lead_id, False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from admin.common import api_blueprint, error, int_arg, validated
+from admin.common import Invalid, api_blueprint, end_reads, error, id_arg, int_arg, validated
 from bot.contacts import timeline as store
 from bot.messaging import broadcasts
 from bot.messaging import outbox as messaging
@@ -24,7 +24,7 @@ def create_message() -> ResponseReturnValue:
     return jsonify(messaging.message_json(row)), (201 if created else 200)
 
 
-@bp.get("/messages/<int:message_id>")
+@bp.get("/messages/<id:message_id>")
 def get_message(message_id: int) -> ResponseReturnValue:
     row = messaging.get(g.session, message_id)
     if row is None:
@@ -32,10 +32,10 @@ def get_message(message_id: int) -> ResponseReturnValue:
     return jsonify(messaging.message_json(row))
 
 
-@bp.get("/contacts/<int:contact_id>/messages")
+@bp.get("/contacts/<id:contact_id>/messages")
 def contact_messages(contact_id: int) -> ResponseReturnValue:
     limit = int_arg("limit", 50, 1, 200)
-    before = int_arg("before", None, 1, 2**63)
+    before = id_arg("before")
     if store.contact_json(g.session, contact_id, with_tags=False) is None:
         return error(404, f"no contact {contact_id}")
     rows, next_before = messaging.for_contact(g.session, contact_id, limit, before)
@@ -45,11 +45,18 @@ def contact_messages(contact_id: int) -> ResponseReturnValue:
 @bp.post("/broadcasts")
 def create_broadcast() -> ResponseReturnValue:
     req = validated(broadcasts.BroadcastRequest, "broadcast")
+    missing = broadcasts.missing_contacts(g.session, req.contact_ids or [])
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else "")
+        raise Invalid(
+            "invalid broadcast", {"contact_ids": f"{len(missing)} unknown contact(s): {shown}"}
+        )
+    end_reads()
     row = broadcasts.create(current_app.config["SETTINGS"], req)
     return jsonify(broadcasts.progress(g.session, row.id)), 202
 
 
-@bp.get("/broadcasts/<int:broadcast_id>")
+@bp.get("/broadcasts/<id:broadcast_id>")
 def get_broadcast(broadcast_id: int) -> ResponseReturnValue:
     body = broadcasts.progress(g.session, broadcast_id)
     if body is None:

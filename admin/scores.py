@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from admin.common import Invalid, api_blueprint, error, validated
+from admin.common import Invalid, api_blueprint, error, json_object, validated
 from bot.core.models import utcnow
 from bot.scoring import ledger as scoring
 from bot.scoring import rules as score_rules
@@ -26,7 +26,7 @@ class StageIn(BaseModel):
     note: str | None = Field(default=None, max_length=200)
 
 
-@bp.get("/contacts/<int:contact_id>/score")
+@bp.get("/contacts/<id:contact_id>/score")
 def contact_score(contact_id: int) -> ResponseReturnValue:
     explained = scoring.explain(g.session, contact_id, utcnow())
     if explained is None:
@@ -35,7 +35,7 @@ def contact_score(contact_id: int) -> ResponseReturnValue:
     return jsonify(explained)
 
 
-@bp.put("/contacts/<int:contact_id>/stage")
+@bp.put("/contacts/<id:contact_id>/stage")
 def put_stage(contact_id: int) -> ResponseReturnValue:
     data = validated(StageIn, "stage")
     try:
@@ -58,11 +58,9 @@ def get_ruleset() -> ResponseReturnValue:
 
 @bp.post("/scoring/rulesets")
 def publish_ruleset() -> ResponseReturnValue:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise Invalid("body must be a JSON object", {})
+    raw = json_object()
     try:
-        rules = score_rules.RuleSet.model_validate(body)
+        rules = score_rules.RuleSet.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise Invalid("invalid scoring rule set", score_rules.field_errors(exc)) from None
     version = scoring.publish(g.session, rules)

@@ -3,24 +3,27 @@ the overview of every tag with the WeCom corp tag library."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import sqlalchemy as sa
 from flask import abort, current_app, g, jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from admin.common import Invalid, api_blueprint, error, validated
 from bot.contacts import identity as contacts
 from bot.core.models import Contact, ContactTag, TagRule
 from bot.tagging import store as tag_store
 from bot.tagging import tags as tagging
-from bot.tagging.rules import MAX_TAG, InterestWordsIn, TagRuleIn
+from bot.tagging.rules import InterestWordsIn, TagRuleIn
+from journeys.tag_names import checked_tag
 
 bp = api_blueprint("tags", __name__)
 
 
 class ManualTag(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    tag: str = Field(min_length=1, max_length=MAX_TAG)
+    tag: Annotated[str, AfterValidator(checked_tag)]
 
 
 def _rule_or_404(rule_id: int) -> TagRule:
@@ -48,7 +51,7 @@ def list_tag_rules() -> ResponseReturnValue:
     return jsonify(tag_rules=[tag_store.rule_to_json(r) for r in tag_store.list_rules(g.session)])
 
 
-@bp.get("/tag-rules/<int:rule_id>")
+@bp.get("/tag-rules/<id:rule_id>")
 def get_tag_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(_rule_or_404(rule_id)))
 
@@ -65,7 +68,7 @@ def create_tag_rule() -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(row)), 201
 
 
-@bp.put("/tag-rules/<int:rule_id>")
+@bp.put("/tag-rules/<id:rule_id>")
 def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(TagRuleIn, "tag rule")
@@ -78,7 +81,7 @@ def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(row))
 
 
-@bp.delete("/tag-rules/<int:rule_id>")
+@bp.delete("/tag-rules/<id:rule_id>")
 def delete_tag_rule(rule_id: int) -> ResponseReturnValue:
     tag_store.delete_rule(g.session, _rule_or_404(rule_id))
     g.session.commit()
@@ -116,7 +119,7 @@ def _tag_json(row: ContactTag) -> dict:
     }
 
 
-@bp.post("/contacts/<int:contact_id>/tags")
+@bp.post("/contacts/<id:contact_id>/tags")
 def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     cid = _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
@@ -129,7 +132,7 @@ def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     return jsonify(_tag_json(row)), 201 if added else 200
 
 
-@bp.delete("/contacts/<int:contact_id>/tags/<path:tag>")
+@bp.delete("/contacts/<id:contact_id>/tags/<path:tag>")
 def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
     cid = _contact_or_404(contact_id)
     if not tagging.remove_tag(g.session, cid, tag):

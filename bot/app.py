@@ -7,10 +7,19 @@ import os
 from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from bot.core import redact, text
+from bot.core import input_guard, redact, text
 from bot.core.config import Settings, load_settings, warn_about_defaults
+
+
+class GuardedJSON(DefaultJSONProvider):
+    """JSON bodies through input_guard.load_json: too deep, NaN or unfit characters are a
+    ValueError (so ``get_json`` answers 400, or None when silent) instead of a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: object) -> object:
+        return input_guard.load_json(s, **kwargs)
 
 
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
@@ -27,6 +36,8 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     warn_about_defaults(settings)
 
     app = Flask(__name__)
+    app.json = GuardedJSON(app)
+    app.url_map.converters["id"] = input_guard.IdConverter
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
@@ -34,6 +45,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # Chinese stays readable in API responses
+    app.before_request(_refuse_unfit_input)
     text.initialize()
 
     from admin.api import bp as api_bp
@@ -72,3 +84,35 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         return Response(f"{reason}\n", status=exc.code or 500, mimetype="text/plain")
 
     return app
+
+
+def _refuse(status: int, summary: str, field: str, problem: str) -> Response:
+    if request.path.startswith("/api/"):
+        response = jsonify(error=summary, fields={field: problem})
+        response.status_code = status
+        return response
+    return Response(f"{summary}: {field}: {problem}\n", status=status, mimetype="text/plain")
+
+
+def _refuse_unfit_input() -> Response | None:
+    """Before any route: a query string or path with characters no route stores is a 400; on
+    /api/, a JSON body that does not decode is a 400 and one too deep or holding unfit
+    characters a 422, each naming what is wrong."""
+    unfit = input_guard.unfit_query(request.args.items(multi=True))
+    if unfit is not None:
+        return _refuse(400, "invalid query string", unfit[0], unfit[1])
+    problem = input_guard.unfit_text(request.path)
+    if problem is not None:
+        return _refuse(400, "invalid path", "path", problem)
+    if not (request.path.startswith("/api/") and request.is_json):
+        return None
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return None
+    try:
+        input_guard.load_json(raw)
+    except input_guard.UnfitBody as exc:
+        return _refuse(422, "invalid body", exc.field or "body", exc.message)
+    except ValueError as exc:
+        return _refuse(400, "the body is not valid JSON", "body", str(exc))
+    return None

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from journeys.tag_names import tag_problem
 from journeys.timing import valid_zone
 
 STEP_TYPES = ("trigger", "wait", "condition", "action", "ask", "goal")
@@ -321,6 +322,14 @@ class Action(_Step):
             raise ValueError("fallback: outside_window: fallback needs a template to send instead")
         if self.do == "exit" and self.next is not None:
             raise ValueError("next: nothing comes after exit")
+        return self
+
+    @model_validator(mode="after")
+    def _tag_name(self) -> Action:
+        if self.do in ("add_tag", "remove_tag") and self.tag:
+            problem = tag_problem(self.tag.strip())
+            if problem:
+                raise ValueError(f"tag: {problem}")
         return self
 
 

@@ -52,3 +52,22 @@ def run_worker(settings: Settings) -> None:
     SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
         burst=True, logging_level="WARNING"
     )
+
+
+_TABLES: dict[str, list[str]] = {}
+
+
+def row_counts(settings: Settings) -> dict[str, int]:
+    """Rows in every table (except Alembic's), in one query."""
+    import sqlalchemy as sa
+
+    from bot.core import db
+
+    engine = db.get_engine(settings.database_url)
+    if settings.database_url not in _TABLES:
+        names = sa.inspect(engine).get_table_names()
+        _TABLES[settings.database_url] = [t for t in names if t != "alembic_version"]
+    tables = _TABLES[settings.database_url]
+    query = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text(query)).all())

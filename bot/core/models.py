@@ -179,7 +179,8 @@ class Broadcast(SQLModel, table=True):
     # {"subscribed": true} (everyone following when it fans out) or {"contact_ids": [...]}
     audience: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
     total: int = Field(default=0)
-    status: str = Field(default="fanning_out", max_length=16)  # fanning_out | queued
+    status: str = Field(default="fanning_out", max_length=16)  # fanning_out | queued | failed
+    reason: str | None = Field(default=None, max_length=500)  # why the fan-out failed
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
 
 

@@ -1,10 +1,13 @@
 """One message to many contacts. Creating a broadcast stores it and enqueues a fan-out job;
 the fan-out writes one message row per contact (idempotency key ``b<id>:c<contact>``, so a
 re-run creates nothing twice) and enqueues their delivery in batches. The per-app rate limit
-in bot.core.wechat spreads the sends; progress is a count of the rows by status."""
+in bot.core.wechat spreads the sends; progress is a count of the rows by status. A fan-out that
+fails for a reason a re-run cannot fix (anything but Redis or the database being unreachable)
+ends the broadcast ``failed`` with its reason; the sweeper only re-runs ``fanning_out`` ones."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -14,10 +17,12 @@ from sqlalchemy.orm import Session
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
+from bot.core.input_guard import MAX_ID, Id
 from bot.core.models import Broadcast, Contact, Message, utcnow
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import PAYLOADS, SendRequest, Strict
 
+log = logging.getLogger(__name__)
 FAN_OUT = "bot.background.jobs.fan_out_broadcast"
 BATCH = 500  # rows written per transaction
 DELIVERY_BATCH = 50  # messages per delivery job
@@ -30,7 +35,7 @@ class BroadcastRequest(Strict):
     marketing: bool = True
     outside_window: Literal["hold", "fallback", "fail"] = "fail"
     audience: Literal["subscribed"] | None = None
-    contact_ids: list[int] | None = Field(default=None, min_length=1, max_length=100_000)
+    contact_ids: list[Id] | None = Field(default=None, min_length=1, max_length=100_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> BroadcastRequest:
@@ -90,12 +95,49 @@ def sweep(settings: Settings) -> int:
     return len(todo)
 
 
+def missing_contacts(session: Session, ids: list[int]) -> list[int]:
+    """The ids in ``ids`` that no contact has, in order."""
+    wanted = sorted(set(ids))
+    found: set[int] = set()
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        found.update(session.execute(sa.select(Contact.id).where(Contact.id.in_(chunk))).scalars())
+    return [i for i in wanted if i not in found]
+
+
+# A re-run may succeed once these pass; anything else fails the same way every time.
+_TRANSIENT = (*queue.REDIS_ERRORS, sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
 def fan_out(settings: Settings, broadcast_id: int) -> int:
-    """Create the message rows and enqueue them; safe to run again."""
+    """Create the message rows and enqueue them; safe to run again. A failure no re-run can
+    fix ends the broadcast ``failed`` with its reason."""
+    try:
+        return _fan_out(settings, broadcast_id)
+    except _TRANSIENT:
+        raise  # still fanning_out: the sweeper enqueues it again
+    except Exception as exc:
+        reason = f"fan-out failed: {type(exc).__name__}: {str(exc).splitlines()[0][:400]}"
+        log.exception("broadcast %s: %s", broadcast_id, reason)
+        with session_scope(settings.database_url) as session:
+            session.execute(
+                sa.update(Broadcast.__table__)
+                .where(Broadcast.__table__.c.id == broadcast_id)
+                .values(status="failed", reason=reason)
+            )
+        return 0
+
+
+def _fan_out(settings: Settings, broadcast_id: int) -> int:
     with session_scope(settings.database_url) as session:
         b = session.get(Broadcast, broadcast_id)
+        if b is None or b.status != "fanning_out":
+            return 0
         if "contact_ids" in b.audience:
             ids = sorted(set(b.audience["contact_ids"]))
+            bad = [i for i in ids if type(i) is not int or not 1 <= i <= MAX_ID]
+            if bad:
+                raise ValueError(f"contact_ids out of range: {bad[:10]}")
         else:
             ids = list(
                 session.execute(
@@ -159,8 +201,9 @@ def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
         "name": b.name,
         "kind": b.kind,
         "status": b.status
-        if b.status == "fanning_out"
+        if b.status in ("fanning_out", "failed")
         else ("done" if done >= b.total else "sending"),
+        "reason": b.reason,
         "total": b.total,
         "counts": counts,
         "done": done,

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from bot.core.input_guard import Id
 from bot.messaging.send_rules import ALL_KINDS, CUSTOMER_SERVICE_KINDS, WECOM_APP_KINDS
 
 
@@ -83,13 +84,13 @@ class SendRequest(Strict):
         "wecom_markdown",
     ]
     payload: dict[str, Any]
-    contact_id: int | None = Field(default=None, ge=1)
+    contact_id: Id | None = None
     to_user: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     marketing: bool = False
     outside_window: Literal["hold", "fallback", "fail"] = "hold"
     fallback: Template | None = None
-    reply_to_event_id: int | None = Field(default=None, ge=1)
+    reply_to_event_id: Id | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> SendRequest:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bot.core import text
 from bot.core.models import ReplyRule, utcnow
 from bot.replies.match import Rule
+from journeys.tag_names import tag_problem
 
 # YAML reads a bare 618 or 2024 as a number; a keyword or tag is always text.
 Word = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
@@ -66,8 +67,9 @@ class ReplyRuleIn(BaseModel):
         if not (self.reply or self.news or self.tags):
             raise ValueError("reply: a rule needs a reply, a news article or tags to add")
         for tag in self.tags:
-            if not tag.strip() or len(tag) > 64:
-                raise ValueError(f"tags: {tag!r} must be 1 to 64 characters")
+            problem = tag_problem(tag.strip())
+            if problem:
+                raise ValueError(f"tags: {problem}")
         return self
 
     def columns(self) -> dict[str, Any]:

@@ -39,10 +39,10 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.core import text
 from journeys.predicates import MISSING, lookup, type_matches  # one property path language
+from journeys.tag_names import checked_tag, tag_problem
 
 OPERATORS = ("eq", "in", "prefix", "contains", "keywords", "gt", "gte", "lt", "lte", "exists")
 NUMERIC = ("gt", "gte", "lt", "lte")
-MAX_TAG = 64
 
 # YAML reads a bare 618 as a number; a tag, word or property name is always text.
 Word = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
@@ -225,6 +225,7 @@ def interest_tags(dictionary: Mapping[str, str], tokens: set[str], raw: str = ""
 
 # --- validation ------------------------------------------------------------------------------
 
+
 _SCALAR = (str, int, float, bool)
 
 
@@ -333,11 +334,7 @@ class TagRuleIn(BaseModel):
     @field_validator("add_tags", "remove_tags")
     @classmethod
     def _tags(cls, tags: list[str]) -> list[str]:
-        tags = _clean_tags(tags)
-        for tag in tags:
-            if len(tag) > MAX_TAG:
-                raise ValueError(f"{tag!r} is longer than {MAX_TAG} characters")
-        return tags
+        return [checked_tag(tag) for tag in _clean_tags(tags)]
 
     @model_validator(mode="after")
     def _consistent(self) -> TagRuleIn:
@@ -367,8 +364,8 @@ class InterestWordsIn(BaseModel):
             w, t = word.strip(), tag.strip()
             if not w or len(w) > 64:
                 problems.append((("words", word), "a word is 1 to 64 characters"))
-            elif not t or len(t) > MAX_TAG:
-                problems.append((("words", word), f"the tag must be 1 to {MAX_TAG} characters"))
+            elif tag_problem(t):
+                problems.append((("words", word), str(tag_problem(t))))
             elif w in cleaned and cleaned[w] != t:
                 problems.append((("words", word), f"given twice, as {cleaned[w]} and {t}"))
             else:

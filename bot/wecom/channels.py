@@ -14,6 +14,7 @@ from bot.core import wechat
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Channel
+from journeys.tag_names import checked_tag
 
 
 class ChannelIn(BaseModel):
@@ -34,6 +35,11 @@ class ChannelIn(BaseModel):
         if any(not v or len(v) > 64 for v in cleaned):
             raise ValueError("every entry must be 1 to 64 characters")
         return list(dict.fromkeys(cleaned))
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_names(cls, tags: list[str]) -> list[str]:
+        return [checked_tag(t) for t in tags]
 
 
 class ChannelError(Exception):

@@ -244,7 +244,7 @@ def test_interest_words_validation() -> None:
         InterestWordsIn.model_validate({"words": {"": "x", "价格": " "}})
     locs = {e["loc"]: e["msg"] for e in info.value.errors()}
     assert locs[("words", "")] == "a word is 1 to 64 characters"
-    assert locs[("words", "价格")] == "the tag must be 1 to 64 characters"
+    assert locs[("words", "价格")] == "a tag is 1 to 30 characters"
 
 
 # --- the YAML file -----------------------------------------------------------------------
