@@ -1,5 +1,5 @@
 """The sweeper: beside every `yuchi worker`, rebuild from the database whatever work Redis
-lost or never got (outbox rows, due messages) and close messages stuck mid-send."""
+lost or never got (outbox rows, due messages, pending webhooks) and close messages stuck mid-send."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import logging
 import threading
 from datetime import timedelta
 
-from bot import broadcasts, handoff, journey_runner, journey_segments, messaging, queue, tag_sync
+from bot import (
+    broadcasts,
+    handoff,
+    journey_runner,
+    journey_segments,
+    journey_webhooks,
+    messaging,
+    queue,
+    tag_sync,
+)
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +32,7 @@ def sweep_all(settings: Settings) -> dict[str, int]:
             settings, timedelta(seconds=settings.sweep_grace_seconds)
         ),
         "journey_segments": journey_segments.sweep(settings)["entered"],
+        "journey_webhooks": journey_webhooks.sweep(settings),
         **messaging.sweep(settings),
     }
 

@@ -17,6 +17,8 @@ from bot.config import Settings, load_settings
 from wxsim.callbacks import OAPlatform
 
 TABLES = [  # children before parents
+    "webhook_delivery",
+    "webhook_endpoint",
     "step_run",
     "enrollment",
     "journey_version",
