@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 import journeys
 from admin.common import api_blueprint, end_reads, error, int_arg
 from bot.automation import runner as journey_runner
+from bot.automation import webhook_endpoints
 from bot.contacts import identity as contacts
 from bot.core import input_guard, queue
 from bot.core.models import (
@@ -35,6 +36,7 @@ from bot.core.models import (
     utcnow,
 )
 from journeys import library, stats
+from journeys.webhook_urls import Allow
 
 bp = api_blueprint("journeys", __name__)
 
@@ -163,6 +165,10 @@ def _body() -> tuple[dict[str, Any], str | None]:
     raise BadBody('definition: a journey definition object is required ({"definition": {...}})')
 
 
+def _webhook_allow() -> Allow:
+    return current_app.config["SETTINGS"].webhook_allow
+
+
 def known_tags() -> set[str]:
     """Every tag something can give a contact: tags in use, tag rules, reply rules, the interest
     dictionary (and the default one), WeCom's corp tags, and every journey's own add_tag."""
@@ -221,7 +227,7 @@ def create_journey() -> ResponseReturnValue:
     name = str(name or data.get("name") or data.get("id") or "")
     if not name or len(name) > 100:
         return error(422, "name: 1 to 100 characters")
-    problems = journeys.validate(data)
+    problems = journeys.validate(data, webhook_allow=_webhook_allow())
     if problems:
         return _problems(problems)
     if g.session.execute(sa.select(Journey.id).where(Journey.name == name)).scalar() is not None:
@@ -260,7 +266,7 @@ def edit_draft(journey_id: int) -> ResponseReturnValue:
         data, _ = _body()
     except BadBody as exc:
         return error(422, str(exc))
-    problems = journeys.validate(data)
+    problems = journeys.validate(data, webhook_allow=_webhook_allow())
     if problems:
         return _problems(problems)
     j.definition = data
@@ -282,7 +288,12 @@ def change_status(journey_id: int, action: str) -> ResponseReturnValue:
         return error(409, f"cannot {action} a {was} journey")
     extra: dict[str, Any] = {}
     if action == "publish":
-        problems = journeys.validate(j.definition, known_tags=known_tags())
+        problems = journeys.validate(
+            j.definition,
+            known_tags=known_tags(),
+            webhook_allow=_webhook_allow(),
+            known_webhooks=webhook_endpoints.urls(g.session),
+        )
         if problems:
             return _problems(problems)
         made = journey_runner.publish(g.session, j)

@@ -56,6 +56,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     from admin.messages import bp as messages_bp
     from admin.scores import bp as scores_bp
     from admin.tags import bp as tags_bp
+    from admin.webhooks import bp as webhooks_bp
     from bot.health import bp as health_bp
     from handlers.oa import bp as oa_bp
     from handlers.wecom import bp as wecom_bp
@@ -71,6 +72,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     app.register_blueprint(scores_bp)
     app.register_blueprint(journeys_bp)
     app.register_blueprint(journey_tools_bp)
+    app.register_blueprint(webhooks_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

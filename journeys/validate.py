@@ -30,6 +30,7 @@ from journeys.model import (
     Trigger,
     Wait,
 )
+from journeys.webhook_urls import Allow, url_refusal
 
 SEND_NEEDS: dict[str, tuple[str, ...]] = {
     "text": ("content",),
@@ -351,9 +352,18 @@ def added_tags(data: Any) -> set[str]:
         return set()
 
 
-def _step_problems(
-    d: Definition, known_tags: set[str] | None, known_templates: set[str] | None
-) -> Iterator[Problem]:
+@dataclass(frozen=True)
+class Known:
+    """What the definition is checked against; None skips that check."""
+
+    tags: set[str] | None = None
+    templates: set[str] | None = None
+    webhook_allow: Allow | None = None  # refuse webhook urls to addresses not allowed
+    webhooks: set[str] | None = None  # the registered webhook endpoint urls
+
+
+def _step_problems(d: Definition, known: Known) -> Iterator[Problem]:
+    known_tags = known.tags
     tags = None if known_tags is None else set(known_tags) | _added_tags(d.steps)
     if d.goal is not None and tags is not None:
         for where, tag in _pred_tags(d.goal, "goal"):
@@ -374,12 +384,11 @@ def _step_problems(
             if abs(total - 100) > 1e-9:
                 yield Problem(s.id, "split", f"the percentages add up to {total:g}, not 100")
         if isinstance(s, Action):
-            yield from _action_problems(s, d, known_templates)
+            yield from _action_problems(s, d, known)
 
 
-def _action_problems(
-    s: Action, d: Definition, known_templates: set[str] | None
-) -> Iterator[Problem]:
+def _action_problems(s: Action, d: Definition, known: Known) -> Iterator[Problem]:
+    known_templates = known.templates
     if s.do == "send":
         needs = SEND_NEEDS.get(s.kind or "")
         if needs is None:
@@ -406,20 +415,35 @@ def _action_problems(
                 yield Problem(s.id, "fallback.template_id", f"unknown template {fb!r}")
     elif s.do == "enter_journey" and s.journey == d.id:
         yield Problem(s.id, "journey", "a journey cannot enter itself")
+    elif s.do == "webhook" and s.url:
+        refusal = None if known.webhook_allow is None else url_refusal(s.url, known.webhook_allow)
+        if refusal:
+            yield Problem(s.id, "url", f"{refusal}; webhooks go to public addresses only")
+        elif known.webhooks is not None and s.url not in known.webhooks:
+            yield Problem(
+                s.id,
+                "url",
+                "no webhook endpoint is registered for this url (POST /api/webhook-endpoints)",
+            )
 
 
 def validate(
     definition: Definition | Mapping[str, Any],
     known_tags: set[str] | None = None,
     known_templates: set[str] | None = None,
+    *,
+    webhook_allow: Allow | None = None,
+    known_webhooks: set[str] | None = None,
 ) -> list[Problem]:
     """Every problem with the definition (a Definition or its JSON/YAML data); [] when it
-    may be published. ``known_tags``/``known_templates``: None skips those checks."""
+    may be published. ``known_tags``/``known_templates``/``known_webhooks`` (endpoint
+    urls)/``webhook_allow``: None skips those checks."""
     parsed, problems, dicts = _parse(definition)
     graph_problems, _ = _graph(dicts)
     problems += graph_problems
     if parsed is not None:
-        problems += _step_problems(parsed, known_tags, known_templates)
+        known = Known(known_tags, known_templates, webhook_allow, known_webhooks)
+        problems += _step_problems(parsed, known)
     elif isinstance(definition, Mapping):
         # shape problems elsewhere: still check the steps that parsed on their own
         for raw in dicts:

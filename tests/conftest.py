@@ -21,6 +21,8 @@ from bot.tagging import tags as tagging
 from wxsim.callbacks import OAPlatform
 
 TABLES = [  # children before parents
+    "webhook_delivery",
+    "webhook_endpoint",
     "step_run",
     "enrollment",
     "journey_version",

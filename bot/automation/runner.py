@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from rq import Retry
 from sqlalchemy.orm import Session
 
 import journeys
+from bot.automation import webhooks as journey_webhooks
 from bot.contacts import identity as contacts
 from bot.contacts import record as events
 from bot.core import changes, queue, redact
@@ -75,7 +75,6 @@ SWEEP_WAKE = "journey-wakes-sweep"
 EARLY_START = 1.5  # seconds: rq's scheduler may run a job this much before its time, at most
 DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
 WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
-WEBHOOK_JOB = "bot.background.jobs.call_webhook"
 OPEN = ("active", "waiting", "asking")
 UNSUBSCRIBE = "oa.unsubscribe"
 # A contact leaving a journey goes on their timeline; no background step needs to see it.
@@ -772,8 +771,10 @@ def _execute(tx: Tx, row: Enrollment, cmd: c.Command, idx: int, event_id: int | 
         _notify_rep(tx, row, cmd, idx)
     elif isinstance(cmd, c.CallWebhook):
         outbox_id = _record(tx, row, cmd, idx, "journey.webhook")
-        if outbox_id is not None:
-            after.append(functools.partial(_enqueue_webhook, settings, _key(row, cmd, idx)))
+        if outbox_id is not None:  # a new key: the delivery row is the truth, its job follows
+            key = _key(row, cmd, idx)
+            journey_webhooks.record_pending(session, cid, key, cmd.url, cmd.body)
+            after.append(functools.partial(_enqueue_webhook, settings, key))
     elif isinstance(cmd, c.EnterJourney):
         _enter_other(tx, row, cmd, idx)
     elif isinstance(cmd, c.Schedule):
@@ -917,15 +918,9 @@ def _insert_buffered(tx: Tx) -> None:
 
 def _enqueue_webhook(settings: Settings, key: str) -> None:
     try:
-        queue.get_queue(settings).enqueue(
-            WEBHOOK_JOB,
-            key,
-            job_id=f"journey-webhook-{key}".replace(":", "-"),
-            result_ttl=300,
-            retry=Retry(max=3, interval=[10, 60, 300]),
-        )
+        journey_webhooks.enqueue(settings, key)
     except queue.REDIS_ERRORS as exc:
-        log.warning("journey webhook %s not enqueued (%s)", key, exc)
+        log.warning("journey webhook %s not enqueued (%s); the sweeper will", key, exc)
 
 
 # --- waking --------------------------------------------------------------------------------

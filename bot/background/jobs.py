@@ -253,8 +253,9 @@ def wake_enrollment(enrollment_id: int) -> str:
 
 
 def call_webhook(key: str) -> int:
-    """POST a journey's webhook (the ``journey.webhook`` event with this dedupe key) and record
-    the answer as ``journey.webhook_result``; a network error or a 5xx raises, for rq's retry."""
+    """Deliver a journey's pending webhook (its ``webhook_delivery`` row, keyed like the
+    ``journey.webhook`` event) and record the outcome as ``journey.webhook_result``; no answer
+    or a 5xx with attempts left raises, for rq's retry."""
     from bot.automation import webhooks as journey_webhooks
 
     return journey_webhooks.call(load_settings(), key)

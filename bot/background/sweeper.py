@@ -1,5 +1,5 @@
 """The sweeper: beside every `yuchi worker`, rebuild from the database whatever work Redis
-lost or never got (outbox rows, due messages) and close messages stuck mid-send."""
+lost or never got (outbox rows, due messages, pending webhooks) and close messages stuck mid-send."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from bot.automation import runner as journey_runner
 from bot.automation import segments as journey_segments
+from bot.automation import webhooks as journey_webhooks
 from bot.core import queue
 from bot.core.config import Settings
 from bot.messaging import broadcasts
@@ -31,6 +32,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "leads_escalated": handoff.escalate_due(settings),
         "journey_wakes": journey_runner.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
+        "journey_webhooks": journey_webhooks.sweep(settings),
         **messaging.sweep(settings, redis_emptied=redis_emptied),
     }
 

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.core import redact
+from journeys.webhook_urls import Allow
 
 log = logging.getLogger(__name__)
 MESSAGE_MODES = ("plaintext", "compatible", "safe")
@@ -97,6 +98,8 @@ class Settings:
     # `yuchi worker` (not --urgent) lowers its CPU priority by this much (0-19; 0: not at
     # all), so on a busy machine the web and the urgent lane run first.
     worker_nice: int = 10
+    # Non-public addresses and host names journey webhooks may reach (YUCHI_WEBHOOK_ALLOW).
+    webhook_allow: Allow = field(default_factory=Allow)
     defaults_used: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -150,6 +153,7 @@ ENV_NAMES = {
     "WECOM_TOKEN": "wecom_token",
     "WECOM_AES_KEY": "wecom_aes_key",
     "WECOM_API_BASE": "wecom_api_base",
+    "YUCHI_WEBHOOK_ALLOW": "webhook_allow",
 }
 SECRET_FIELDS = {
     "secret_key",
@@ -293,6 +297,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"YUCHI_TIMEZONE={timezone!r} is not a time zone name (e.g. Asia/Shanghai)")
 
+    try:
+        webhook_allow = Allow.parse(env.get("YUCHI_WEBHOOK_ALLOW", "").split(","))
+    except ValueError as exc:
+        problems.append(f"YUCHI_WEBHOOK_ALLOW: {exc} (list addresses, networks, host names)")
+        webhook_allow = Allow()
+
     settings = Settings(
         env=yuchi_env,
         var_dir=var_dir,
@@ -328,6 +338,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_rate=number("YUCHI_SEND_RATE", 20.0),
         outbox_drains=int(number("YUCHI_OUTBOX_DRAINS", 0, integer=True)),
         worker_nice=worker_nice,
+        webhook_allow=webhook_allow,
         defaults_used=tuple(used_defaults),
     )
     if problems:

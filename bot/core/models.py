@@ -465,3 +465,40 @@ class StepRun(SQLModel, table=True):
     idx: int = Field(default=0)  # turn * 1000 + the command's position in that advance call
     kind: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """Where journey webhooks may go: a journey's webhook url must be one of these. The
+    secret signs each request (Standard Webhooks); the API shows it once, when created."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000, unique=True)
+    secret: str = Field(max_length=100)
+    note: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One journey webhook to deliver (the truth; its rq job only carries it): ``pending``
+    until it is ``answered`` (any HTTP status below 500), ``failed`` (no answer or a 5xx
+    after every attempt) or ``refused`` (an address not allowed, no registered endpoint)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (sa.Index("ix_webhook_delivery_due", "status", "due_at"),)
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    key: str = Field(max_length=200, unique=True)  # the journey.webhook event's dedupe key
+    contact_id: int = Field(foreign_key="contact.id")
+    url: str = Field(max_length=2000)
+    body: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = Field(default=0)
+    due_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())  # next attempt
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    finished_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # what came back: {status, duration_ms, excerpt?} or {error}
+    result: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))

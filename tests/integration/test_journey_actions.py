@@ -1,15 +1,12 @@
 """Journeys end to end, past the welcome series: published versions (a contact keeps the version
 it entered), pause / resume / stop and taking one contact out, every action executed (points,
-fields, the rep's notification, webhooks, another journey), the tag / score / stage triggers,
-and the per-step stats."""
+fields, the rep's notification, another journey; webhooks: test_journey_webhooks.py), the
+tag / score / stage triggers, and the per-step stats."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -18,7 +15,6 @@ from rq import SimpleWorker
 from support import run_worker
 
 from bot.automation import runner as journey_runner
-from bot.automation import webhooks as journey_webhooks
 from bot.contacts import record as events
 from bot.core import db, queue
 from bot.core.models import (
@@ -491,97 +487,6 @@ def test_notify_rep_messages_the_owner_or_records_why_not(
     assert events_of(sim_settings, owned, "journey.notify_failed") == []
     [failed] = events_of(sim_settings, orphan, "journey.notify_failed")
     assert failed.properties["step"] == "tell" and failed.properties["error"]
-
-
-class Hooks:
-    """A tiny HTTP server that keeps every JSON body POSTed to it (by path); ``/gone``
-    answers 410."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        self.paths: list[str] = []
-        hooks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                hooks.bodies.append(json.loads(raw))
-                hooks.headers.append(dict(self.headers))
-                hooks.paths.append(self.path)
-                out = b'{"ok": true}'
-                self.send_response(410 if self.path == "/gone" else 200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
-        self.url = f"{self.base}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def hooks():
-    h = Hooks()
-    yield h
-    h.stop()
-
-
-def test_webhook_posts_the_answers_once_and_records_the_result(
-    sim, sim_settings, sim_client, auth, env_to_sim, hooks
-):
-    published(
-        sim_client,
-        auth,
-        journey(
-            "hook",
-            trigger("city"),
-            {
-                "id": "city",
-                "type": "ask",
-                "question": "你在哪个城市？",
-                "save_as": "city",
-                "free_text": True,
-                "timeout": "1d",
-                "timeout_next": "post",
-                "next": "post",
-            },
-            act("post", "webhook", next_="refused", url=hooks.url, body={"source": "yuchi"}),
-            act("refused", "webhook", url=f"{hooks.base}/gone"),
-        ),
-    )
-    cid = follower(sim, sim_settings, "oHook")
-    assert texts(sim, "oHook") == ["你在哪个城市？"]
-    assert sim.say("oHook", "杭州").status == 200
-    run_worker(sim_settings)
-    run_worker(sim_settings)
-
-    assert hooks.paths == ["/hook", "/gone"]  # each once; the 410 is not retried
-    body = hooks.bodies[0]
-    assert body["journey"] == "hook" and body["step"] == "post"
-    assert body["contact_id"] == cid and body["answers"] == {"city": "杭州"}
-    assert body["source"] == "yuchi" and body["version"] == 1
-    sent, _ = events_of(sim_settings, cid, "journey.webhook")
-    assert hooks.headers[0]["Idempotency-Key"] == sent.dedupe_key
-    result, gone = events_of(sim_settings, cid, "journey.webhook_result")
-    assert result.properties["status"] == 200 and result.properties["url"] == hooks.url
-    assert result.dedupe_key == f"{sent.dedupe_key}:result"
-    assert gone.properties["status"] == 410
-
-    # the job again (a retry after a lost answer): answered already, no second POST
-    assert journey_webhooks.call(sim_settings, sent.dedupe_key) == 0
-    assert len(hooks.bodies) == 2
 
 
 def test_enter_journey_starts_the_other_one(sim, sim_settings, sim_client, auth, env_to_sim):

@@ -1,0 +1,50 @@
+"""/api/webhook-endpoints: register the urls journey webhooks may call. Creating one answers
+its signing secret, once; reads never show it again."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app, g, jsonify
+from flask.typing import ResponseReturnValue
+
+from admin.common import Invalid, api_blueprint, error, validated
+from bot.automation import webhook_endpoints
+from bot.core.models import WebhookEndpoint
+
+bp = api_blueprint("webhooks", __name__)
+
+
+@bp.get("/webhook-endpoints")
+def list_endpoints() -> ResponseReturnValue:
+    rows = g.session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars()
+    return jsonify(endpoints=[webhook_endpoints.endpoint_json(r) for r in rows])
+
+
+@bp.get("/webhook-endpoints/<int:endpoint_id>")
+def get_endpoint(endpoint_id: int) -> ResponseReturnValue:
+    row = g.session.get(WebhookEndpoint, endpoint_id)
+    if row is None:
+        return error(404, f"no webhook endpoint {endpoint_id}")
+    return jsonify(webhook_endpoints.endpoint_json(row))
+
+
+@bp.post("/webhook-endpoints")
+def create_endpoint() -> ResponseReturnValue:
+    data = validated(webhook_endpoints.EndpointIn, "webhook endpoint")
+    allow = current_app.config["SETTINGS"].webhook_allow
+    try:
+        row, secret = webhook_endpoints.create(g.session, data, allow)
+    except webhook_endpoints.Refused as exc:
+        raise Invalid("invalid webhook endpoint", {"url": str(exc)}) from None
+    g.session.commit()
+    return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
+
+
+@bp.delete("/webhook-endpoints/<int:endpoint_id>")
+def delete_endpoint(endpoint_id: int) -> ResponseReturnValue:
+    row = g.session.get(WebhookEndpoint, endpoint_id)
+    if row is None:
+        return error(404, f"no webhook endpoint {endpoint_id}")
+    g.session.delete(row)
+    g.session.commit()
+    return "", 204
