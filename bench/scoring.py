@@ -16,7 +16,8 @@ bot.core.db.upgrade, and loads contacts and 90 days of Official Account events w
   c. the time to recompute every score after publishing a new rule version (scoring.publish +
      scoring.recompute over all contacts and events), with progress lines and events/s.
 
-Drops the database and flushes the Redis DB at the end (unless --keep). See bench/README.md.
+Drops the database and flushes the Redis DB at the end (unless --keep). Exits 1 when any
+sampled contact fails scoring.verify (before or after the recompute). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -477,6 +478,7 @@ def main() -> int:
     for line in machine_facts(url, redis_url):
         say(f"  {line}")
     settings = load_settings()
+    mismatches = 0
     try:
         db.upgrade(url)
         now = datetime.now(UTC)
@@ -573,6 +575,7 @@ def main() -> int:
             f"   verify: incremental score = ledger = replay from scratch for {ok} of {len(check)} "
             "sampled contacts"
         )
+        mismatches += len(check) - ok
 
         # b. explain one contact's score
         with db.session_scope(url) as s:
@@ -611,6 +614,7 @@ def main() -> int:
         with db.session_scope(url) as s:
             ok = sum(scoring.verify(s, cid).ok for cid in check[:100])
         say(f"   verify after the recompute: {ok} of {min(100, len(check))} sampled contacts")
+        mismatches += min(100, len(check)) - ok
     finally:
         rconn.flushdb()
         if args.keep:
@@ -618,6 +622,9 @@ def main() -> int:
         else:
             drop_database(url)
             say("\ndatabase dropped, Redis DB flushed")
+    if mismatches:
+        say(f"\nFAILED: {mismatches} sampled contact(s) failed scoring.verify")
+        return 1
     return 0
 
 

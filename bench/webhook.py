@@ -6,8 +6,13 @@ Starts `yuchi up` (migrations, Redis, gunicorn web, rq worker) on a fresh databa
 baseline (bench/baseline_app.py) under the same gunicorn config, drives each from a separate
 load-generator process over loopback with distinct safe-mode encrypted text callbacks, and
 prints requests/s and p50/p99 latency per run, the medians, and the ratio yuchi/baseline.
-Then checks that every callback Yuchi answered is stored (event + outbox row) and how many
-the worker has processed. Exits non-zero on any failed request or missing event.
+Every text matches one reply rule, so every Yuchi answer must be that rule's reply: a
+`success` body is a miss, 2 % of the replies (every 49th) are decrypted and compared with the
+rule's text, and every stored event's reply is compared in the database. Server CPU is
+charged to every process of each stack (found by walking the process tree: `yuchi up` starts
+gunicorn and the rq workers in sessions of their own). Then checks that every callback Yuchi
+answered is stored (event + outbox row) and how many the worker has processed. Exits
+non-zero on any failed request, missed reply or missing event.
 See bench/README.md.
 """
 
@@ -52,26 +57,31 @@ BENCH_ENV = {
 }
 ACCOUNT = "gh_bench0000001"
 OPENIDS = 300
+PRICE = "您好，价格请见菜单「产品价格」，或回复型号查询。"
+SHIPPING = "下单后 48 小时内发货，快递单号会通过服务通知发给您。"
+REFUND = "退款请在订单页提交申请，客服会在一个工作日内处理。"
+# (callback text, the reply of the rule in REPLIES_YAML it matches)
 TEXTS = [
-    "你好，请问价格是多少",
-    "这个多少钱？有没有优惠",
-    "请问今天下单什么时候发货",
-    "我的快递到哪里了",
-    "收到的货有问题，我想申请退款",
+    ("你好，请问价格是多少", PRICE),
+    ("这个多少钱？有没有优惠", PRICE),
+    ("请问今天下单什么时候发货", SHIPPING),
+    ("我的快递到哪里了", SHIPPING),
+    ("收到的货有问题，我想申请退款", REFUND),
 ]
+SAMPLE_EVERY = 49  # decrypt every 49th reply (2 %; coprime with 5: every text is sampled)
 # What a user would import with `yuchi replies import`: every text above matches one rule,
 # so Yuchi answers each callback with an encrypted text reply, like the baseline.
-REPLIES_YAML = """\
+REPLIES_YAML = f"""\
 replies:
   - name: 价格
     keywords: [价格, 多少钱]
-    reply: 您好，价格请见菜单「产品价格」，或回复型号查询。
+    reply: {PRICE}
   - name: 发货
     keywords: [发货, 快递]
-    reply: 下单后 48 小时内发货，快递单号会通过服务通知发给您。
+    reply: {SHIPPING}
   - name: 退款
     keywords: [退款]
-    reply: 退款请在订单页提交申请，客服会在一个工作日内处理。
+    reply: {REFUND}
 """
 MSG_ID_STRIDE = 10**6  # MsgIds per request set
 
@@ -85,6 +95,7 @@ class RequestSet:
     requests: list[bytes]
     openids: list[str]
     dedupe_keys: list[str]
+    replies: list[str]  # the reply each callback's text must get
 
 
 def _openids() -> list[str]:
@@ -116,15 +127,17 @@ def make_set(name: str, count: int, first_msg_id: int, seed: int) -> RequestSet:
     rng = random.Random(seed)
     pool = _openids()
     appid = BENCH_ENV["WECHAT_OA_APPID"]
-    out = RequestSet(name, [], [], [])
+    out = RequestSet(name, [], [], [], [])
     for i in range(count):
         msg_id = first_msg_id + i
         openid = pool[i % OPENIDS] if i < OPENIDS else rng.choice(pool)
-        fields = oa.message_fields(openid, "text", Content=TEXTS[i % len(TEXTS)], MsgId=msg_id)
+        content, reply = TEXTS[i % len(TEXTS)]
+        fields = oa.message_fields(openid, "text", Content=content, MsgId=msg_id)
         signed = oa.sign(xml_fields(fields), "safe")
         out.requests.append(_http_request(signed.query_string, signed.body))
         out.openids.append(openid)
         out.dedupe_keys.append(f"oa:{appid}:msg:{msg_id}")
+        out.replies.append(reply)
     return out
 
 
@@ -186,7 +199,7 @@ def _loadgen(port: int, requests: list[bytes], concurrency: int, conn: Connectio
                 latency[i] = perf() - t0
                 resp = b"".join(chunks)
                 kinds[i], app_ms[i] = _classify(resp)
-                if i < 3:
+                if i < 3 or i % SAMPLE_EVERY == 0:
                     samples[i] = resp.partition(b"\r\n\r\n")[2]
             except OSError as exc:
                 latency[i] = perf() - t0
@@ -273,9 +286,10 @@ def _proc_table() -> dict[int, dict]:
 
 
 class Processes:
-    """Every process the bench starts: each in its own session, so the whole tree (gunicorn
-    workers, the rq worker and its work horses) is found by session id, plus the embedded
-    redis-server (daemonized, so found by its working directory: the var dir)."""
+    """Every process the bench starts and all their descendants, found by walking the parent
+    links in /proc (`yuchi up` starts gunicorn and each rq worker in a session of its own, so
+    the session id alone finds only the supervisor), plus the embedded redis-server
+    (daemonized, so found by its working directory: the var dir)."""
 
     def __init__(self, var_dir: Path):
         self.var_dir = str(var_dir)
@@ -292,15 +306,25 @@ class Processes:
         return proc
 
     def tree(self, names: list[str] | None = None) -> dict[int, dict]:
-        sids = {p.pid for n, p in self.started.items() if names is None or n in names}
+        roots = {p.pid for n, p in self.started.items() if names is None or n in names}
         table = _proc_table()
+        children: dict[int, list[int]] = {}
+        for pid, info in table.items():
+            children.setdefault(info["ppid"], []).append(pid)
+        family, todo = set(), list(roots)
+        while todo:
+            pid = todo.pop()
+            if pid not in family:
+                family.add(pid)
+                todo.extend(children.get(pid, []))
         mine = {
             pid: info
             for pid, info in table.items()
             if pid != os.getpid()
             and info["state"] != "Z"
             and (
-                info["sid"] in sids
+                pid in family
+                or info["sid"] in roots
                 or (
                     (names is None or "yuchi" in names)
                     and info["comm"].startswith("redis-server")
@@ -444,8 +468,8 @@ class Store:
             first=self.first_id,
         )
 
-    def rows(self) -> list[tuple[str, bool, str | None]]:
-        """(dedupe_key, has reply, outbox status) of every event stored during this run."""
+    def rows(self) -> list[tuple[str, str | None, str | None]]:
+        """(dedupe_key, reply, outbox status) of every event stored during this run."""
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
@@ -453,7 +477,7 @@ class Store:
                 tuple(r)
                 for r in conn.execute(
                     sa.text(
-                        "SELECT e.dedupe_key, e.reply IS NOT NULL, o.status FROM event e "
+                        "SELECT e.dedupe_key, e.reply, o.status FROM event e "
                         "LEFT JOIN outbox o ON o.event_id = e.id WHERE e.id > :first"
                     ),
                     {"first": self.first_id},
@@ -535,20 +559,41 @@ def row(r: Run, label: str | None = None) -> str:
     )
 
 
-def check_samples(server: str, reqs: RequestSet, result: dict) -> None:
-    """Open a few replies the way WeChat does: the signature must verify and the reply must
-    be addressed to the sender."""
+def check_samples(server: str, reqs: RequestSet, result: dict) -> tuple[int, int]:
+    """Open the sampled replies the way WeChat does: the signature must verify and the reply
+    must be a text addressed to the sender. For Yuchi its content must also be the reply of
+    the rule the callback's text matches (the baseline answers one fixed text to anything).
+    Returns (replies opened, misses)."""
+    from wechatpy import parse_message
+
     from wxsim.callbacks import OAPlatform
 
     oa = OAPlatform(
         BENCH_ENV["WECHAT_OA_TOKEN"], BENCH_ENV["WECHAT_OA_AES_KEY"], BENCH_ENV["WECHAT_OA_APPID"]
     )
+    misses = opened = 0
     for i, body in sorted(result["samples"].items()):
-        if body == b"success":
+        if body == b"success":  # counted with every other `success` answer by the caller
             continue
+        opened += 1
         plain = oa.decrypt_reply(body.decode(), "", "")
         if f"<ToUserName><![CDATA[{reqs.openids[i]}]]></ToUserName>" not in plain:
             raise SystemExit(f"{server}: reply {i} is not addressed to {reqs.openids[i]}:\n{plain}")
+        reply = parse_message(plain)
+        content = getattr(reply, "content", None)
+        if reply.type != "text" or (server == "yuchi" and content != reqs.replies[i]):
+            misses += 1
+            print(f"  ! {server}: callback {i} got {content!r}, not {reqs.replies[i]!r}")
+    return opened, misses
+
+
+def _reply_text(stored: str | None) -> str | None:
+    """The text of a stored passive reply (the plaintext reply XML), None if not a text."""
+    if not stored:
+        return None
+    from wechatpy import parse_message
+
+    return getattr(parse_message(stored), "content", None)
 
 
 def _fs_type(path: Path) -> str:
@@ -752,6 +797,7 @@ def _bench(
     print(f"worker drained the warm-up in {waited:.1f} s ({left} pending)")
 
     runs: list[Run] = []
+    opened = sample_misses = no_reply = 0
     n = 0
     for r in range(args.rounds):
         for name, reqs in (("baseline", base_set), ("yuchi", yuchi_sets[r])):
@@ -774,7 +820,11 @@ def _bench(
             cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
             run = summarize(n, name, res, cpu)
             runs.append(run)
-            check_samples(name, reqs, res)
+            seen, missed = check_samples(name, reqs, res)
+            if name == "yuchi":
+                # Every text matches a rule: a `success` (nothing to say) is a missed reply.
+                opened, sample_misses = opened + seen, sample_misses + missed
+                no_reply += res["counts"].get("success", 0)
             kinds = ", ".join(f"{c} {k}" for k, c in sorted(res["counts"].items()))
             extra = (
                 f"; in-app time (Server-Timing) p50 {run.app_p50:.1f} ms, p99 {run.app_p99:.1f} ms"
@@ -838,14 +888,16 @@ def _bench(
     )
     print(f"target req/s ratio ≥ 0.60: {'met' if ratio >= 0.6 else 'NOT met'} ({ratio:.2f})")
 
-    # Durability: every callback Yuchi answered must be an event with its outbox row.
-    expected = set(yuchi_warm.dedupe_keys)
+    # Durability: every callback Yuchi answered must be an event with its outbox row, and
+    # its stored reply must be the reply of the rule its text matches.
+    want = dict(zip(yuchi_warm.dedupe_keys, yuchi_warm.replies, strict=True))
     for s in yuchi_sets:
-        expected.update(s.dedupe_keys)
+        want.update(zip(s.dedupe_keys, s.replies, strict=True))
+    expected = set(want)
     left, waited = wait_drained(store, args.drain_timeout)
     rows = [r for r in store.rows() if r[0] in expected]
     stored = {r[0] for r in rows}
-    with_reply = sum(1 for r in rows if r[1])
+    with_reply = sum(1 for r in rows if _reply_text(r[1]) == want[r[0]])
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r[2] or "missing"] = statuses.get(r[2] or "missing", 0) + 1
@@ -853,7 +905,11 @@ def _bench(
     print()
     print(
         f"stored {len(stored)} of {len(expected)} events "
-        f"({with_reply} with their reply; warm-up + {args.rounds} yuchi runs)"
+        f"({with_reply} with their rule's reply; warm-up + {args.rounds} yuchi runs)"
+    )
+    print(
+        f"replies: {opened} of {sum(len(s.requests) for s in yuchi_sets)} measured answers "
+        f"decrypted ({sample_misses} wrong), {no_reply} answered `success` with no reply"
     )
     print(
         f"outbox: {outbox_rows} of {len(expected)} rows, {statuses.get('done', 0)} done, "
@@ -864,6 +920,15 @@ def _bench(
     ok = True
     if errors:
         print(f"FAILED: {errors} request(s) did not get a 200 with a reply")
+        ok = False
+    if no_reply or sample_misses:
+        print(
+            f"FAILED: {no_reply + sample_misses} callback(s) matching a rule did not get its "
+            "reply in the HTTP answer"
+        )
+        ok = False
+    if with_reply < len(stored):
+        print(f"FAILED: {len(stored) - with_reply} stored event(s) lack their rule's reply")
         ok = False
     if len(stored) < len(expected):
         print(f"FAILED: {len(expected) - len(stored)} event(s) answered with 200 are not stored")

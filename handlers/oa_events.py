@@ -36,6 +36,16 @@ def pick(fields: Fields, **names: str) -> dict[str, Any]:
     return {key: fields[src] for key, src in names.items() if fields.get(src) not in (None, "")}
 
 
+def _items(container: Any, name: str) -> list[Fields]:
+    """The ``<item>`` children of ``container[name]`` as a list (parse_flat gives one item as a
+    dict, several as a list, none as an empty string)."""
+    holder = container.get(name) if isinstance(container, dict) else None
+    items = holder.get("item") if isinstance(holder, dict) else None
+    if isinstance(items, dict):
+        return [items]
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
 def _float(fields: Fields, name: str) -> float | None:
     try:
         return float(fields[name])
@@ -86,6 +96,22 @@ def link(f: Fields) -> Normalized:
     )
 
 
+def miniprogram_page(f: Fields) -> Normalized:
+    """A mini-program card the person sent to the account."""
+    return Normalized(
+        "oa.miniprogrampage",
+        pick(
+            f,
+            title="Title",
+            app_id="AppId",
+            page_path="PagePath",
+            thumb_url="ThumbUrl",
+            thumb_media_id="ThumbMediaId",
+            msg_id="MsgId",
+        ),
+    )
+
+
 MESSAGES: dict[str, Callable[[Fields], Normalized]] = {
     "text": text,
     "image": image,
@@ -94,14 +120,17 @@ MESSAGES: dict[str, Callable[[Fields], Normalized]] = {
     "shortvideo": video,
     "location": location,
     "link": link,
+    "miniprogrampage": miniprogram_page,
 }
 
 # --- events (MsgType=event, Event) ------------------------------------------------------
 
 
 def subscribe(f: Fields) -> Normalized:
+    # EventKey is kept whatever it holds: qrscene_<scene> after a parametric QR, but also
+    # last_trade_no_<no> after a payment or scanbarcode|… / scanimage|… after a product scan.
     key = str(f.get("EventKey") or "")
-    props: dict[str, Any] = pick(f, ticket="Ticket")
+    props: dict[str, Any] = pick(f, event_key="EventKey", ticket="Ticket")
     if key.startswith("qrscene_"):
         props["scene"] = key[len("qrscene_") :]
     return Normalized("oa.subscribe", props, subscribed=True)
@@ -147,9 +176,36 @@ def mass_send_finished(f: Fields) -> Normalized:
         msg_id="MsgID",
         status="Status",
         total="TotalCount",
+        filtered="FilterCount",
         sent="SentCount",
         errors="ErrorCount",
     )
+    copyright_check = f.get("CopyrightCheckResult")
+    if isinstance(copyright_check, dict):
+        props["copyright_check"] = pick(
+            copyright_check, count="Count", check_state="CheckState"
+        ) | {
+            "results": [
+                pick(
+                    item,
+                    article_idx="ArticleIdx",
+                    user_declare_state="UserDeclareState",
+                    audit_state="AuditState",
+                    original_article_url="OriginalArticleUrl",
+                    original_article_type="OriginalArticleType",
+                    can_reprint="CanReprint",
+                    need_replace_content="NeedReplaceContent",
+                    need_show_reprint_source="NeedShowReprintSource",
+                )
+                for item in _items(copyright_check, "ResultList")
+            ]
+        }
+    article_urls = f.get("ArticleUrlResult")
+    if isinstance(article_urls, dict):
+        props["article_urls"] = [
+            pick(item, article_idx="ArticleIdx", url="ArticleUrl")
+            for item in _items(article_urls, "ResultList")
+        ]
     return Normalized("oa.mass_send_finished", props, interaction=False)
 
 
@@ -162,13 +218,20 @@ def scancode(f: Fields) -> Normalized:
 def menu_photo(f: Fields) -> Normalized:
     info = f.get("SendPicsInfo") if isinstance(f.get("SendPicsInfo"), dict) else {}
     props = pick(f, key="EventKey") | {"kind": f.get("Event")} | pick(info, count="Count")
+    props["pic_md5_sums"] = [
+        str(item["PicMd5Sum"]) for item in _items(info, "PicList") if item.get("PicMd5Sum")
+    ]
     return Normalized("oa.menu_photo", props, interaction=False)
 
 
 def location_select(f: Fields) -> Normalized:
     info = f.get("SendLocationInfo") if isinstance(f.get("SendLocationInfo"), dict) else {}
     props = pick(f, key="EventKey") | pick(info, label="Label", poi="Poiname")
-    props.update(latitude=_float(info, "Location_X"), longitude=_float(info, "Location_Y"))
+    props.update(
+        latitude=_float(info, "Location_X"),
+        longitude=_float(info, "Location_Y"),
+        scale=_float(info, "Scale"),
+    )
     return Normalized("oa.location_select", props, interaction=False)
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from support import run_worker
 
@@ -116,6 +117,37 @@ def test_outside_the_window_fail_policy_sends_nothing(sim, sim_settings):
     )
     m = row(sim_settings, mid)
     assert m.error_code == 45015 and "48-hour" in m.error_message
+    assert sim.calls(path="message/") == []
+
+
+PAYLOADS = {
+    "news": {"title": "鱼池新品", "description": "点击查看", "url": "https://example.com/n"},
+    "link": {"title": "鱼池手册", "url": "https://example.com/l"},
+    "image": {"media_id": "MEDIA_IMAGE_1"},
+    "miniprogram": {
+        "title": "鱼池小程序",
+        "appid": "wxminiprogram01",
+        "pagepath": "pages/index/index",
+        "thumb_media_id": "MEDIA_THUMB_1",
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_outside_the_window_no_kind_is_attempted(sim, sim_settings, kind):
+    """Rule (send_rules.CUSTOMER_SERVICE_KINDS, messaging._plan): the 48-hour window is checked
+    before the call for every customer-service kind, not only text; a news, link, image or
+    mini-program send outside it is never fired at the platform (45015 would only hide it)."""
+    cid = follower(sim, sim_settings, f"oWindow{kind}")
+    req = SendRequest.model_validate(
+        {"contact_id": cid, "kind": kind, "payload": PAYLOADS[kind], "outside_window": "hold"}
+    )
+    one, _ = messaging.create(sim_settings, req)
+    batched, _ = messaging.create(sim_settings, req.model_copy(update={"idempotency_key": "b"}))
+    later = datetime.now(UTC) + timedelta(hours=49)
+    assert messaging.deliver(sim_settings, one.id, now=later) == "held"
+    assert messaging.deliver_batch(sim_settings, [batched.id], now=later) == ({"held": 1}, [])
+    assert [row(sim_settings, i).status for i in (one.id, batched.id)] == ["held", "held"]
     assert sim.calls(path="message/") == []
 
 
@@ -305,6 +337,29 @@ def test_marketing_cap_and_exemptions(sim, sim_settings):
         ev_id = s.execute(sa.select(Event.id).where(Event.contact_id == cid)).scalars().first()
     reply = send(sim_settings, cid, "回复您的问题", marketing=True, reply_to_event_id=ev_id)
     assert messaging.deliver(sim_settings, reply, now=noon) == "sent"  # a reply to them is exempt
+
+
+def test_marketing_cap_counts_only_the_last_24_hours(sim, sim_settings):
+    """Rule (send_rules.Policy.cap_window, messaging._recent_marketing): the frequency cap
+    counts marketing messages sent in the last 24 hours, not of all time."""
+    cid = follower(sim, sim_settings, "oCapDay")
+    noon = datetime.now(UTC).replace(hour=4, minute=0)  # 12:00 in Shanghai: not quiet
+    first = [send(sim_settings, cid, f"昨天的活动{i}", marketing=True) for i in range(3)]
+    assert [messaging.deliver(sim_settings, i, now=noon) for i in first] == ["sent"] * 3
+    # two went out 25 hours before noon, one 23 hours before: only that one still counts
+    with db.session_scope(sim_settings.database_url) as s:
+        t = Message.__table__
+        for mid, hours in zip(first, (25, 25, 23), strict=True):
+            s.execute(
+                sa.update(t).where(t.c.id == mid).values(sent_at=noon - timedelta(hours=hours))
+            )
+    more = [send(sim_settings, cid, f"今天的活动{i}", marketing=True) for i in range(3)]
+    assert [messaging.deliver(sim_settings, i, now=noon) for i in more] == [
+        "sent",
+        "sent",
+        "skipped",
+    ]
+    assert "frequency cap" in row(sim_settings, more[2]).error_message
 
 
 def test_quiet_hours_move_marketing_not_drop_it(sim, sim_settings):

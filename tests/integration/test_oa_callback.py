@@ -111,8 +111,12 @@ def test_subscribe_with_scene_welcome_and_unsubscribe(client, oa, clean, auth):
     [contact] = rows(clean, Contact)
     assert contact.subscribed and contact.subscribed_at is not None
     [ev] = rows(clean, Event)
-    assert ev.type == "oa.subscribe"
-    assert ev.properties == {"ticket": "TK", "scene": "campaign42", "create_time": t0}
+    assert ev.type == "oa.subscribe" and ev.properties == {
+        "event_key": "qrscene_campaign42",
+        "ticket": "TK",
+        "scene": "campaign42",
+        "create_time": t0,
+    }
 
     assert (
         post(client, oa, event(oa, "oSub", "SCAN", t0 + 1, EventKey="shop7", Ticket="T2")).body

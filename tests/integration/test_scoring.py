@@ -157,6 +157,66 @@ def test_decay_at_read_time(client, oa, clean, auth):
     assert contact(clean, cid).score == 17  # nothing decayed is ever written
 
 
+def store(settings, openid: str, type_: str, at: datetime, **kw) -> None:
+    """One event recorded directly (any time in the past), then the scoring job run."""
+    with db.session_scope(settings.database_url) as s:
+        record(
+            s,
+            IncomingEvent(
+                type=type_,
+                source="oa",
+                identity_kind="openid",
+                identity_value=openid,
+                app_id=settings.oa_appid,
+                occurred_at=at,
+                dedupe_key=f"decay-{openid}-{type_}-{at.timestamp()}",
+                **kw,
+            ),
+        )
+    queue.kick_outbox(settings)
+    run_worker(settings)
+
+
+def decay_of(settings, openid: str, at: datetime) -> dict:
+    with db.session_scope(settings.database_url) as s:
+        return scoring.explain(s, contact_id(settings, openid), at)["decay"]
+
+
+def test_decay_starts_from_the_last_interaction_when_it_is_later(clean):
+    """Rule (bot/scoring/ledger.py): decay starts from the later of the last interaction and the last
+    positive ledger line. An interaction no rule scores (an image) restarts the clock too."""
+    t0 = datetime.fromtimestamp(noon(), UTC) - timedelta(days=90)
+    store(clean, "oDecayA", "oa.subscribe", t0, properties={}, subscribed=True)  # +5
+    store(clean, "oDecayA", "oa.image", t0 + timedelta(days=30), properties={})  # no points
+    assert [e.rule_id for e in ledger(clean, contact_id(clean, "oDecayA"))] == ["follow"]
+    half_life = timedelta(days=scoring.default_rules().half_life)
+    decay = decay_of(clean, "oDecayA", t0 + timedelta(days=30) + half_life)
+    assert decay["last_activity_at"] == (t0 + timedelta(days=30)).isoformat()
+    assert decay["factor"] == pytest.approx(0.5)  # one half-life since the image
+
+
+def test_negative_lines_do_not_restart_decay(clean):
+    """Rule (bot/scoring/ledger.py): only a line with positive points counts as activity; an
+    unfollow's -30 is not activity and leaves the decay clock where it was."""
+    t0 = datetime.fromtimestamp(noon(), UTC) - timedelta(days=90)
+    store(clean, "oDecayB", "oa.subscribe", t0, properties={}, subscribed=True)  # +5
+    store(
+        clean,
+        "oDecayB",
+        "oa.unsubscribe",
+        t0 + timedelta(days=7),
+        properties={},
+        interaction=False,
+        subscribed=False,
+    )  # -30
+    rules = [e.rule_id for e in ledger(clean, contact_id(clean, "oDecayB"))]
+    assert rules == ["follow", "unsubscribe"]
+    half_life = timedelta(days=scoring.default_rules().half_life)
+    decay = decay_of(clean, "oDecayB", t0 + half_life)
+    assert decay["last_activity_at"] == t0.isoformat()
+    assert decay["factor"] == pytest.approx(0.5)  # one half-life since the follow
+
+
 def test_manual_stage_sticks_and_auto_hands_it_back(client, oa, clean, auth):
     t0 = noon()
     post(client, oa, event(oa, "oMan", "subscribe", t0))

@@ -70,7 +70,7 @@ def test_follow_through_an_api_made_qr_code_carries_its_ticket(sim, yuchi_server
     assert result.status == 200
     [ev] = rows(clean, Event)
     assert isinstance(ev.properties.pop("create_time"), int)
-    assert ev.properties == {"scene": "42", "ticket": qr["ticket"]}
+    assert ev.properties == {"event_key": "qrscene_42", "scene": "42", "ticket": qr["ticket"]}
     sim.scan("oQr", ticket=qr["ticket"])  # now a follower: SCAN
     scan = rows(clean, Event, Event.type == "oa.scan")[0]
     assert scan.properties["scene"] == "42"

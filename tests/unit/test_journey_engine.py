@@ -147,6 +147,28 @@ def test_account_zone_and_explicit_zone_and_date():
     assert texts(cmds) == ["双十一"]
 
 
+def test_a_wait_due_exactly_now_passes_instead_of_scheduling():
+    """Rule (journeys.engine Wait): a wait whose wake time is not after "now" (``wake <= now``)
+    goes straight on; only a wake strictly ahead is scheduled. The boundary, pinned."""
+    d = journey(
+        {
+            "id": "w",
+            "type": "wait",
+            "date": "2025-11-11",
+            "at": "00:00",
+            "timezone": "Asia/Shanghai",
+            "next": "s",
+        },
+        send("s", "双十一"),
+    )
+    state, cmds = start(d, SUB, datetime(2025, 11, 11, 0, 0, tzinfo=SH), Contact(1))
+    assert not any(isinstance(c, Schedule) for c in cmds)
+    assert texts(cmds) == ["双十一"] and state.status == "done"
+    # one second earlier it is still a wait
+    state, cmds = start(d, SUB, datetime(2025, 11, 10, 23, 59, 59, tzinfo=SH), Contact(1))
+    assert state.status == "waiting" and texts(cmds) == []
+
+
 def test_wait_for_event_or_timeout():
     d = journey(
         {

@@ -90,10 +90,35 @@ EXPECTED: dict[str, tuple[str, dict[str, Any], bool, bool | None]] = {
         True,
         None,
     ),
+    "miniprogrampage__message.xml": (
+        "oa.miniprogrampage",
+        {
+            "title": "鱼池会员中心",
+            "app_id": "wx3c8d5e6f7a8b9c0d",
+            "page_path": "pages/member/index?from=chat",
+            "thumb_url": "http://mmbiz.qpic.cn/mmbiz_jpg/MiniProgramThumb/0",
+            "thumb_media_id": "Mp7tH8uM9bM0eD1iA2iD3mP4rO5gR6aM7cA8rD9tH0uM1bM2",
+            "msg_id": "24345678901234574",
+        },
+        True,
+        None,
+    ),
     "event__subscribe.xml": ("oa.subscribe", {}, True, True),
     "event__subscribe_qrscene.xml": (
         "oa.subscribe",
-        {"scene": "campaign42", "ticket": TICKET},
+        {"event_key": "qrscene_campaign42", "scene": "campaign42", "ticket": TICKET},
+        True,
+        True,
+    ),
+    "event__subscribe_last_trade_no.xml": (
+        "oa.subscribe",
+        {"event_key": "last_trade_no_4200001234202311141234567890"},
+        True,
+        True,
+    ),
+    "event__subscribe_scanbarcode.xml": (
+        "oa.subscribe",
+        {"event_key": "scanbarcode|EAN_13|6901234567892"},
         True,
         True,
     ),
@@ -124,8 +149,29 @@ EXPECTED: dict[str, tuple[str, dict[str, Any], bool, bool | None]] = {
             "msg_id": "1000001625",
             "status": "sendsuccess",
             "total": "100",
+            "filtered": "80",
             "sent": "75",
             "errors": "5",
+            "copyright_check": {
+                "count": "2",
+                "check_state": "2",
+                "results": [
+                    {
+                        "article_idx": str(idx),
+                        "user_declare_state": "0",
+                        "audit_state": "2",
+                        "original_article_url": f"https://mp.weixin.qq.com/s/Original{word}",
+                        "original_article_type": "1",
+                        "can_reprint": "1",
+                        "need_replace_content": "1",
+                        "need_show_reprint_source": "1",
+                    }
+                    for idx, word in ((1, "One"), (2, "Two"))
+                ],
+            },
+            "article_urls": [
+                {"article_idx": "1", "url": "https://mp.weixin.qq.com/s/SentArticleOne"}
+            ],
         },
         False,
         None,
@@ -140,9 +186,45 @@ EXPECTED: dict[str, tuple[str, dict[str, Any], bool, bool | None]] = {
         True,
         None,
     ),
+    "event__scancode_waitmsg.xml": (
+        "oa.scancode",
+        {"key": "MENU_SCAN_WAIT", "scan_type": "barcode", "result": "EAN_13,6901234567892"},
+        True,
+        None,
+    ),
     "event__pic_sysphoto.xml": (
         "oa.menu_photo",
-        {"key": "MENU_PHOTO", "kind": "pic_sysphoto", "count": "1"},
+        {
+            "key": "MENU_PHOTO",
+            "kind": "pic_sysphoto",
+            "count": "1",
+            "pic_md5_sums": ["1b5f7c23b5bf75682a53e7b6d163e185"],
+        },
+        False,
+        None,
+    ),
+    "event__pic_photo_or_album.xml": (
+        "oa.menu_photo",
+        {
+            "key": "MENU_ALBUM",
+            "kind": "pic_photo_or_album",
+            "count": "2",
+            "pic_md5_sums": [
+                "5a75aaca956d97be686719218f275c6b",
+                "b1e9a5a1f9e3d2c4b5a6978877665544",
+            ],
+        },
+        False,
+        None,
+    ),
+    "event__pic_weixin.xml": (
+        "oa.menu_photo",
+        {
+            "key": "MENU_WEIXIN_ALBUM",
+            "kind": "pic_weixin",
+            "count": "1",
+            "pic_md5_sums": ["5a75aaca956d97be686719218f275c6b"],
+        },
         False,
         None,
     ),
@@ -151,8 +233,10 @@ EXPECTED: dict[str, tuple[str, dict[str, Any], bool, bool | None]] = {
         {
             "key": "MENU_WHERE",
             "label": "广州市海珠区客村艺苑路 106号",
+            "poi": "艺苑大厦",
             "latitude": 23.0,
             "longitude": 113.0,
+            "scale": 15.0,
         },
         False,
         None,
@@ -193,8 +277,7 @@ def test_every_table_entry_has_a_fixture() -> None:
         else:
             seen_types.add(fields["MsgType"])
     assert set(MESSAGES) <= seen_types
-    # Variants that share a handler with a fixture-covered event are checked inline below.
-    assert set(EVENTS) - {"scancode_waitmsg", "pic_photo_or_album", "pic_weixin"} <= seen_events
+    assert set(EVENTS) <= seen_events
 
 
 # --- type, properties, flags --------------------------------------------------------------
@@ -295,6 +378,38 @@ def test_subscribe_without_qrscene_has_no_scene() -> None:
 def test_subscribe_with_other_event_key_has_no_scene() -> None:
     fields = load("event__subscribe.xml") | {"EventKey": "campaign42"}
     assert "scene" not in normalize(fields, APP_ID, RECEIVED).properties
+
+
+@pytest.mark.parametrize(
+    "event_key",
+    [
+        "qrscene_campaign42",
+        "last_trade_no_4200001234202311141234567890",
+        "scanbarcode|EAN_13|6901234567892",
+        "scanimage|6901234567892",
+        "campaign42",
+    ],
+)
+def test_subscribe_keeps_every_event_key(event_key: str) -> None:
+    """Whatever follows a subscribe (QR scene, payment, product scan), its EventKey is kept."""
+    fields = load("event__subscribe.xml") | {"EventKey": event_key}
+    assert normalize(fields, APP_ID, RECEIVED).properties["event_key"] == event_key
+
+
+def test_mass_send_finish_without_results_keeps_empty_lists() -> None:
+    """An empty <ResultList/> (no article checked) is an empty list, not a lost field."""
+    fields = load("event__masssendjobfinish.xml") | {
+        "CopyrightCheckResult": {"Count": "0", "ResultList": "", "CheckState": "1"},
+        "ArticleUrlResult": {"Count": "0", "ResultList": ""},
+    }
+    props = normalize(fields, APP_ID, RECEIVED).properties
+    assert props["copyright_check"] == {"count": "0", "check_state": "1", "results": []}
+    assert props["article_urls"] == []
+
+
+def test_menu_photo_without_pic_list_has_no_sums() -> None:
+    fields = {k: v for k, v in load("event__pic_sysphoto.xml").items() if k != "SendPicsInfo"}
+    assert normalize(fields, APP_ID, RECEIVED).properties["pic_md5_sums"] == []
 
 
 def test_scan_scene_is_the_raw_event_key() -> None:
