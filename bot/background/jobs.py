@@ -202,7 +202,9 @@ def give_way(
 def deliver_messages(message_ids: list[int]) -> dict[str, int]:
     """A batch (broadcasts, journeys), claimed in one transaction and sent one by one (see
     messaging.deliver_batch). After DELIVERY_SLICE seconds the rest goes back to the end of
-    the job's queue, so due wakes and answers do not wait behind a long batch for a worker."""
+    the job's queue, so due wakes and answers do not wait behind a long batch for a worker.
+    If Redis cannot take the rest, the job fails (it is run again whole: its rows are
+    ``claimed``, and no one else would send them before the sweeper's grace period)."""
     settings = load_settings()
     outcomes, rest = messaging.deliver_batch(
         settings,
@@ -213,7 +215,7 @@ def deliver_messages(message_ids: list[int]) -> dict[str, int]:
     if rest:
         job = get_current_job()
         name = job.origin if job is not None else queue.BULK
-        messaging.enqueue(settings, rest, batch=len(rest), name=name)
+        messaging.enqueue(settings, rest, batch=len(rest), name=name, must=True)
         outcomes["handed_on"] = len(rest)
     return outcomes
 

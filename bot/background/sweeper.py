@@ -37,36 +37,43 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
     }
 
 
+RETRY = 1.0  # s
+
+
 class Sweeper(threading.Thread):
-    """Runs sweep_all() every interval, and at once when Redis turns out to have started empty;
-    survives Redis outages."""
+    """Runs sweep_all() every interval, and at once when asked (a dead worker's jobs were
+    recovered, Redis turned out to have started empty); survives Redis outages."""
 
     def __init__(self, settings: Settings):
         super().__init__(name="yuchi-sweeper", daemon=True)
         self.settings = settings
         self.stopping = threading.Event()
-        self.emptied = threading.Event()
+        self.wake = threading.Event()  # sweep now
+        self.emptied = False  # ... without grace periods (see sweep_all)
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            emptied = self.emptied.is_set()
-            self.emptied.clear()
+            emptied, self.emptied = self.emptied, False
+            self.wake.clear()
             try:
                 sweep_all(self.settings, redis_emptied=emptied)
             except queue.REDIS_ERRORS as exc:
                 log.warning("sweeper: Redis unreachable (%s); retrying", exc)
-                if emptied:
-                    self.emptied.set()
+                self.emptied = self.emptied or emptied
             except Exception:
                 log.exception("sweeper run failed")
-                if emptied:
-                    self.emptied.set()
-            self.emptied.wait(self.settings.sweep_interval_seconds)
+                self.emptied = self.emptied or emptied
+            # an "emptied" sweep that failed is tried again soon
+            self.wake.wait(RETRY if self.emptied else self.settings.sweep_interval_seconds)
+
+    def sweep_now(self) -> None:
+        self.wake.set()
 
     def redis_emptied(self) -> None:
         """Sweep now, every row whose job Redis held (see sweep_all)."""
-        self.emptied.set()
+        self.emptied = True
+        self.wake.set()
 
     def stop(self) -> None:
         self.stopping.set()
-        self.emptied.set()
+        self.wake.set()

@@ -23,7 +23,9 @@ from bot.core.config import Settings
 log = logging.getLogger(__name__)
 
 BEAT = 3.0  # s: how often a running job's heartbeat is renewed (see queue.LIVENESS_TTL)
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # s: waiting for Redis to come back
+# s: waiting for Redis to come back. The cap is short: once Redis is back, every worker is
+# serving again within a few seconds (a 30 s cap left whole lanes idle for half a minute).
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 5.0
 
 
 class Backoff:
@@ -81,6 +83,7 @@ class Liveness:
 
     stopping: threading.Event
     running: tuple[Any, Any] | None = None  # (job, execution) while a job runs
+    max_connection_wait_time = BACKOFF_MAX  # rq's own wait for Redis while idle (default 60 s)
 
     def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
         return queue.LIVENESS_TTL
@@ -134,8 +137,9 @@ class ForkingWorker(Liveness, Worker):
 
 class Heartbeat(threading.Thread):
     """Every BEAT seconds: renew the running job's heartbeat; once Redis has answered for a
-    whole LIVENESS_TTL, queue again the jobs of workers that died (their heartbeat expired);
-    and when Redis turns out to have started empty, have the sweeper sweep at once."""
+    whole LIVENESS_TTL, queue again the jobs of workers that died (their heartbeat expired) and
+    have the sweeper look at once for what else they left (a drain's answers being sent); and
+    when Redis turns out to have started empty, have the sweeper sweep at once."""
 
     def __init__(self, settings: Settings, sweeper: Sweeper) -> None:
         super().__init__(name="yuchi-heartbeat", daemon=True)
@@ -157,8 +161,10 @@ class Heartbeat(threading.Thread):
                 now = time.monotonic()
                 answering_since = answering_since or now
                 # Right after an outage, live workers have not renewed their heartbeats yet.
-                if now - answering_since >= queue.LIVENESS_TTL:
-                    queue.recover_abandoned(self.settings)
+                if now - answering_since >= queue.LIVENESS_TTL and queue.recover_abandoned(
+                    self.settings
+                ):
+                    self.sweeper.sweep_now()
             except queue.REDIS_ERRORS:
                 answering_since = None
             except Exception:

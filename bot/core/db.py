@@ -145,6 +145,15 @@ def session_scope(url: str) -> Iterator[Session]:
             raise
 
 
+CONFLICTS = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock_detected, serialization_failure
+
+
+def conflict(exc: BaseException) -> bool:
+    """Did the database abort this transaction only because another one got in its way (a
+    deadlock it broke, a serialization failure)? Then running it again is the cure."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in CONFLICTS
+
+
 def any_of(session: Session, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
     """``column IN values``: on PostgreSQL one array parameter (``= ANY(...)``), so the SQL
     text is the same for any number of values (psycopg parses and caches it once); elsewhere

@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from rq import Retry
 from sqlalchemy.orm import Session
 
 from bot.contacts import record as events
 from bot.core import queue, wechat
 from bot.core.config import Settings
-from bot.core.db import dialect_insert, session_scope
+from bot.core.db import conflict, dialect_insert, session_scope
 from bot.core.models import Contact, Identity, Message, utcnow
 from bot.messaging import send_rules
 from bot.messaging.payloads import SendRequest, oa_request, wecom_request
@@ -153,6 +154,11 @@ def create(settings: Settings, req: SendRequest) -> tuple[Message, bool]:
     return row, created
 
 
+# A delivery job that fails (a deadlock with a drain, Redis failing before a send) runs again:
+# the rows it claimed are then sent now, not when the sweeper's grace period has passed.
+RETRY = Retry(max=3)
+
+
 def enqueue(
     settings: Settings,
     ids: list[int],
@@ -160,11 +166,13 @@ def enqueue(
     batch: int = 1,
     urgent: bool = False,
     name: str | None = None,
+    must: bool = False,
 ) -> bool:
     """Enqueue delivery jobs with deterministic ids (one per message, or one per ``batch``
     messages, by default on the bulk queue (broadcasts); ``urgent``: answers to the contact's
     own message, first in line; ``name``: this queue); False if Redis is unreachable — the
-    sweeper finds the rows."""
+    sweeper finds the rows. ``must``: raise instead (a batch job handing on its rest: failing,
+    it is run again whole, see RETRY and queue.recover_abandoned)."""
     try:
         if name is None:
             name = queue.URGENT if urgent else queue.BULK if batch > 1 else queue.QUEUE_NAME
@@ -172,23 +180,38 @@ def enqueue(
         if at is not None:
             for i in ids:
                 q.enqueue_at(
-                    at, DELIVER, i, job_id=f"msg-{i}-at{int(at.timestamp())}", result_ttl=300
+                    at,
+                    DELIVER,
+                    i,
+                    job_id=f"msg-{i}-at{int(at.timestamp())}",
+                    result_ttl=300,
+                    retry=RETRY,
                 )
             return True
         if batch > 1:
             chunks = [ids[n : n + batch] for n in range(0, len(ids), batch)]
             jobs = [
                 q.prepare_data(
-                    DELIVER_BATCH, (c,), job_id=f"msgs-{c[0]}-{c[-1]}", result_ttl=300, timeout=3600
+                    DELIVER_BATCH,
+                    (c,),
+                    job_id=f"msgs-{c[0]}-{c[-1]}",
+                    result_ttl=300,
+                    timeout=3600,
+                    retry=RETRY,
                 )
                 for c in chunks
             ]
         else:
-            jobs = [q.prepare_data(DELIVER, (i,), job_id=f"msg-{i}", result_ttl=300) for i in ids]
+            jobs = [
+                q.prepare_data(DELIVER, (i,), job_id=f"msg-{i}", result_ttl=300, retry=RETRY)
+                for i in ids
+            ]
         with q.connection.pipeline() as pipe:
             q.enqueue_many(jobs, pipeline=pipe)
             pipe.execute()
     except queue.REDIS_ERRORS as exc:
+        if must:
+            raise
         log.warning(
             "%d message job(s) not enqueued (%s); the sweeper will pick them up", len(ids), exc
         )
@@ -420,22 +443,14 @@ def deliver_now(settings: Settings, ids: list[int]) -> None:
             enqueue(settings, [message_id], urgent=True)
 
 
-def deliver_batch(
-    settings: Settings,
-    ids: list[int],
-    until: float | None = None,
-    now: datetime | None = None,
-    between: Callable[[], bool] | None = None,
-) -> tuple[dict[str, int], list[int]]:
-    """Deliver these rows as ``deliver`` would one by one, with phase 1 done for all of them in
-    one transaction: rows, contacts and caps read once, and every row to send marked
-    ``claimed`` (counted by the cap, never sent by anyone yet). Each is then moved claimed →
-    sending on its own, committed just before its call, so at most once holds as before.
+CLAIM_ATTEMPTS = 3
 
-    Returns (outcome counts, the claimed ids not reached by ``until``, a ``time.monotonic()``
-    moment, or by ``between`` answering False: it runs before each send, the job's chance to
-    pause or stop). A row another job holds or has finished counts as "elsewhere"."""
-    now = now or utcnow()
+
+def _claim(
+    settings: Settings, ids: list[int], now: datetime
+) -> tuple[dict[str, int], list[tuple[int, _Plan]], list[tuple[int, datetime]], list[int | None]]:
+    """Phase 1 of a batch, in one transaction (see deliver_batch): (outcome counts so far, the
+    rows to send with their plans, the rows to deliver later, outbox rows recorded)."""
     t = Message.__table__
     counts: dict[str, int] = {}
 
@@ -485,6 +500,36 @@ def deliver_batch(
             session.execute(
                 sa.update(t).where(t.c.id.in_(claimed)).values(status="claimed", updated_at=now)
             )
+    return counts, plans, later, outbox_ids
+
+
+def deliver_batch(
+    settings: Settings,
+    ids: list[int],
+    until: float | None = None,
+    now: datetime | None = None,
+    between: Callable[[], bool] | None = None,
+) -> tuple[dict[str, int], list[int]]:
+    """Deliver these rows as ``deliver`` would one by one, with phase 1 done for all of them in
+    one transaction: rows, contacts and caps read once, and every row to send marked
+    ``claimed`` (counted by the cap, never sent by anyone yet). Each is then moved claimed →
+    sending on its own, committed just before its call, so at most once holds as before.
+
+    Returns (outcome counts, the claimed ids not reached by ``until``, a ``time.monotonic()``
+    moment, or by ``between`` answering False: it runs before each send, the job's chance to
+    pause or stop). A row another job holds or has finished counts as "elsewhere"."""
+    now = now or utcnow()
+    t = Message.__table__
+    for attempt in range(1, CLAIM_ATTEMPTS + 1):
+        try:
+            counts, plans, later, outbox_ids = _claim(settings, ids, now)
+            break
+        except sa.exc.OperationalError as exc:
+            # a drain holds some of these contacts while it waits for others (it locks them
+            # in event order, we in id order): the database broke the deadlock; go again
+            if attempt == CLAIM_ATTEMPTS or not conflict(exc):
+                raise
+            log.info("delivery batch: %s; claiming again", exc.orig)
     _after_commit(settings, outbox_ids)
     for message_id, at in later:
         enqueue(settings, [message_id], at=at)
@@ -504,7 +549,8 @@ def deliver_batch(
                     sent_kind=plan.sent_kind,
                 )
             ).rowcount
-        count(_call(settings, message_id, plan) if took else "elsewhere")
+        outcome = _call(settings, message_id, plan) if took else "elsewhere"
+        counts[outcome] = counts.get(outcome, 0) + 1
     return counts, []
 
 
@@ -681,30 +727,32 @@ def sweep(settings: Settings, limit: int = 1000, redis_emptied: bool = False) ->
     killed), and close rows stuck in ``sending`` (a worker died mid-call) as ``unknown`` —
     never resent. While delivery jobs are still waiting in the queues, rows waiting longer than
     the grace period are a backlog (a big broadcast under the rate limit), not lost: they are
-    left to those jobs, and swept once the queues have emptied. ``redis_emptied``: Redis has
-    just started empty (see queue.started_empty), so every due row's job is gone: no grace,
-    no backlog to wait for."""
+    left to those jobs, and swept once the queues have emptied. Answers to a contact's own
+    message are either in a job of their own (``msg-<id>``, first in line) or being sent by the
+    drain that wrote them, within seconds: one waiting longer than the short outbox grace with
+    no job was left by a drain that died, and goes to the urgent queue whatever the backlog.
+    ``redis_emptied``: Redis has just started empty (see queue.started_empty), so every due
+    row's job is gone: no grace, no backlog to wait for."""
     now = utcnow()
     t = Message.__table__.c
     backlog = 0 if redis_emptied else _backlog(settings)
     grace = 0 if redis_emptied else settings.message_sweep_grace_seconds
+    answer_grace = 0 if redis_emptied else settings.sweep_grace_seconds
+    answers = sa.and_(
+        t.reply_to_event_id.is_not(None), t.updated_at <= now - timedelta(seconds=answer_grace)
+    )
+    others = sa.and_(t.reply_to_event_id.is_(None), t.updated_at <= now - timedelta(seconds=grace))
     with session_scope(settings.database_url) as session:
-        due = (
-            []
-            if backlog
-            else list(
-                session.execute(
-                    sa.select(t.id)
-                    .where(
-                        t.status.in_(CLAIMABLE),
-                        sa.or_(t.not_before.is_(None), t.not_before <= now),
-                        t.updated_at <= now - timedelta(seconds=grace),
-                    )
-                    .order_by(t.id)
-                    .limit(limit)
-                ).scalars()
+        due = session.execute(
+            sa.select(t.id, t.reply_to_event_id.is_not(None).label("answer"))
+            .where(
+                t.status.in_(CLAIMABLE),
+                sa.or_(t.not_before.is_(None), t.not_before <= now),
+                answers if backlog else sa.or_(answers, others),
             )
-        )
+            .order_by(t.id)
+            .limit(limit)
+        ).all()
         stuck = list(
             session.execute(
                 sa.select(Message)
@@ -717,11 +765,15 @@ def sweep(settings: Settings, limit: int = 1000, redis_emptied: bool = False) ->
             _finish(session, m, "unknown", "msg.failed", error_message=reason) for m in stuck
         ]
     _after_commit(settings, outbox_ids)
-    todo = [i for i in due if not queue.job_alive(settings, f"msg-{i}")]
-    for i in todo:
-        queue.drop_job(settings, f"msg-{i}")
-    if todo:
-        enqueue(settings, todo, batch=SWEPT_BATCH if redis_emptied else 1)
+    todo = [row for row in due if not queue.job_alive(settings, f"msg-{row.id}")]
+    for row in todo:
+        queue.drop_job(settings, f"msg-{row.id}")
+    urgent = [row.id for row in todo if row.answer]
+    rest = [row.id for row in todo if not row.answer]
+    if urgent:
+        enqueue(settings, urgent, urgent=True)
+    if rest:
+        enqueue(settings, rest, batch=SWEPT_BATCH if redis_emptied else 1)
     return {"requeued": len(todo), "unknown": len(stuck)}
 
 
