@@ -18,6 +18,7 @@ import journeys
 from admin.common import api_blueprint, error, validated
 from bot.automation import forecast as journey_forecast
 from bot.automation import preview as journey_preview
+from bot.automation import preview_input
 from bot.core.models import Journey, utcnow
 
 bp = api_blueprint("journey_tools", __name__)
@@ -28,8 +29,8 @@ M = TypeVar("M", bound=BaseModel)
 class PreviewBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    replies: list[journey_preview.ScriptedReply] = Field(default_factory=list, max_length=100)
-    contact: journey_preview.PreviewContact | None = None
+    replies: list[preview_input.ScriptedReply] = Field(default_factory=list, max_length=100)
+    contact: preview_input.PreviewContact | None = None
     start: datetime | None = None  # without a zone: the journey's
     max_days: int = Field(default=journey_preview.DEFAULT_MAX_DAYS, ge=1, le=365)
 
@@ -62,7 +63,7 @@ def _definition(journey_id: int) -> tuple[journeys.Definition | None, ResponseRe
                 for p in problems
             ],
         )
-    return journey_preview.load_definition(j.definition), None
+    return preview_input.load_definition(j.definition), None
 
 
 @bp.post("/journeys/<id:journey_id>/preview")
@@ -80,7 +81,7 @@ def preview_journey(journey_id: int) -> ResponseReturnValue:
             settings=current_app.config["SETTINGS"],
             max_days=body.max_days,
         )
-    except journey_preview.PreviewError as exc:
+    except preview_input.PreviewError as exc:
         return error(422, "cannot preview", reason=str(exc))
     return jsonify(transcript.to_json())
 

@@ -18,7 +18,9 @@ from flask.typing import ResponseReturnValue
 
 import journeys
 from admin.common import api_blueprint, end_reads, error, int_arg
-from bot.automation import runner as journey_runner
+from bot.automation import definitions as journey_definitions
+from bot.automation import enroll as journey_enroll
+from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import webhook_endpoints
 from bot.contacts import identity as contacts
 from bot.core import input_guard, queue
@@ -201,7 +203,7 @@ def list_journeys() -> ResponseReturnValue:
     counts = dict(
         g.session.execute(
             sa.select(en.journey_id, sa.func.count())
-            .where(en.status.in_(journey_runner.OPEN))
+            .where(en.status.in_(journey_enroll.OPEN))
             .group_by(en.journey_id)
         ).all()
     )
@@ -296,16 +298,16 @@ def change_status(journey_id: int, action: str) -> ResponseReturnValue:
         )
         if problems:
             return _problems(problems)
-        made = journey_runner.publish(g.session, j)
+        made = journey_definitions.publish(g.session, j)
         extra["new_version"] = made is not None
     elif action == "stop":
-        extra["ended"] = journey_runner.stop_journey(g.session, j.id, utcnow(), "journey stopped")
+        extra["ended"] = journey_enroll.stop_journey(g.session, j.id, utcnow(), "journey stopped")
     j.status = to
     g.session.add(j)
     g.session.commit()
     settings = current_app.config["SETTINGS"]
     if was == "paused" and to == "published":  # resumed (or published while paused)
-        extra["wakes"] = journey_runner.resume_due(settings, j.id)
+        extra["wakes"] = journey_wake_jobs.resume_due(settings, j.id)
     if extra.get("ended"):
         queue.kick_outbox(settings)  # their journey.exited events
     return jsonify({**journey_json(j, _versions(j.id)), **extra})
@@ -317,7 +319,7 @@ def remove_contact(journey_id: int, contact_id: int) -> ResponseReturnValue:
         return error(404, f"no journey {journey_id}")
     if g.session.get(Contact, contact_id) is None:
         return error(404, f"no contact {contact_id}")
-    ended = journey_runner.exit_all(
+    ended = journey_enroll.exit_all(
         g.session,
         contacts.resolve(g.session, contact_id),  # a merged contact's old id works too
         utcnow(),
@@ -366,7 +368,7 @@ def journey_stats(journey_id: int) -> ResponseReturnValue:
     version = int_arg("version", j.version, 1, input_guard.MAX_ID)
     if version not in versions:
         return error(404, f"no version {version}; there are {versions}")
-    d = journey_runner.definition_for(g.session, j.id, version)
+    d = journey_definitions.definition_for(g.session, j.id, version)
     en = Enrollment.__table__.c
     rows = g.session.execute(
         sa.select(en.status, en.step, en.state, en.reason).where(

@@ -13,7 +13,7 @@ table exists):
   bench_reply  trigger → wait for oa.text (timeout 1d) → send
 
 Seeds N followers (COPY) waiting at the first wait of bench_5step, due within one minute at T0
-(--spread), with their wake jobs scheduled the way bot.automation.runner does it, and
+(--spread), with their wake jobs scheduled the way bot.automation.wake_jobs does it, and
 E followers waiting in bench_reply. Runs the simulator (`yuchi sim`), the web server
 (`yuchi serve`) and K rq workers (what `yuchi worker` runs: SimpleWorker, scheduler,
 sweeper; each job function timed). From T0 the simulator sends signed text callbacks from the
@@ -313,7 +313,7 @@ def seed_contacts(url: str, ids: range, appid: str, now: datetime) -> None:
 def seed_enrollments(url: str, seeded: Seeded, due: dict[int, datetime]) -> None:
     """Enrollment id = contact id, waiting as the engine left it, wake_at = due[cid]; plus the
     step_run rows of the entering call. The runner's own state_to_json writes the state."""
-    from bot.automation.runner import state_to_json
+    from bot.automation.state import state_to_json
 
     with raw_connection(url) as conn, conn.cursor() as cur:
         with cur.copy(
@@ -372,7 +372,7 @@ def schedule_wakes(settings: Any, seeded: Seeded, due: dict[int, datetime]) -> s
     - runners with ``enqueue_wake(settings, enrollment_id, visit, at)``: one job per
       enrollment; the same job id, function, argument and result_ttl, pipelined
       SCHEDULE_CHUNK at a time (calling it 100,000 times would take minutes of setup)."""
-    from bot.automation import runner as jr
+    from bot.automation import wake_jobs as jr
     from bot.core import queue
 
     if hasattr(jr, "enqueue_wakes"):
@@ -857,11 +857,12 @@ def calibrate(
 ) -> tuple[float, int]:
     """The cost of one contact's wait firing, in ONE process with nothing else running (the
     workers are stopped), batched the way Yuchi's jobs batch: the due waits woken
-    ``CRON_BATCH`` per transaction (journey_runner.wake_due), their messages delivered
-    ``journey_runner.DELIVERY_BATCH`` per call (messaging.deliver_batch), the msg.sent events
+    ``CRON_BATCH`` per transaction (wakes.wake_due), their messages delivered
+    ``DELIVERY_BATCH`` per call (messaging.deliver_batch), the msg.sent events
     processed ``jobs.BATCH`` at a time (jobs.process_batch). What a cron pass does per contact
     up to the message delivered, done by Yuchi's own code. Returns (s per contact, n)."""
-    from bot.automation import runner as journey_runner
+    from bot.automation import wakes as journey_wakes
+    from bot.automation.tx import DELIVERY_BATCH
     from bot.background import jobs
     from bot.messaging import outbox as messaging
 
@@ -882,10 +883,10 @@ def calibrate(
         )
 
         def one_pass(contacts: list[int]) -> int:
-            journey_runner.wake_due(settings, batch=CRON_BATCH)
+            journey_wakes.wake_due(settings, batch=CRON_BATCH)
             messages = ids(queued, contacts)
-            for b in range(0, len(messages), journey_runner.DELIVERY_BATCH):
-                chunk = messages[b : b + journey_runner.DELIVERY_BATCH]
+            for b in range(0, len(messages), DELIVERY_BATCH):
+                chunk = messages[b : b + DELIVERY_BATCH]
                 while chunk:
                     _counts, chunk = messaging.deliver_batch(settings, chunk)
             events = ids(pending, contacts)

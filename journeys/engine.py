@@ -29,8 +29,9 @@ from typing import Any
 
 from journeys import commands as c
 from journeys import timing, words
-from journeys.model import Action, Ask, Choice, Condition, Definition, Goal, Trigger, Wait
-from journeys.predicates import event_matches, holds, number
+from journeys.answers import reply_of, understand
+from journeys.model import Action, Ask, Condition, Definition, Goal, Trigger, Wait
+from journeys.predicates import event_matches, holds, number, type_matches
 from journeys.render import render, render_text
 
 ACTIVE, WAITING, ASKING = "active", "waiting", "asking"
@@ -145,6 +146,24 @@ def triggered_by(
             and before < t.score_gte <= after
         )
     return event.type == STAGE_CHANGED and props.get("to") == t.stage
+
+
+def could_start(definition: Definition, event_type: str, quiet: bool = False) -> bool:
+    """Could an event of this type start the journey? A cheap test on the type alone, before
+    any contact is read; ``triggered_by`` decides. ``quiet``: an event Yuchi made (it enters
+    no segment)."""
+    t = definition.trigger
+    if t.on == "event":
+        return type_matches(t.event or "", event_type)
+    if t.on == "segment":
+        return not quiet
+    return event_type == {"tag_added": TAG_ADDED, "score": SCORE_CHANGED}.get(t.on, STAGE_CHANGED)
+
+
+def awaits(state: State, event_type: str) -> bool:
+    """Does this state wait for an event of this type (a wait step's ``until``)?"""
+    wf = state.waiting_for
+    return wf is not None and any(type_matches(p, event_type) for p in wf.events)
 
 
 class _Run:
@@ -376,7 +395,7 @@ class _Run:
 
     def resume_ask(self, step: Ask) -> tuple[State, list]:
         e = self.event
-        reply = _reply_of(e) if e is not None else None
+        reply = reply_of(e.type, e.properties) if e is not None else None
         if reply is None:
             if self.state.wake_at is not None and self.now >= self.state.wake_at:
                 return self.go(step.timeout_next, step.id)
@@ -407,38 +426,6 @@ class _Run:
         if not self.state.re_asked:
             return self.ask(step, re_ask=True)
         return self.go(step.no_match_next, step.id)
-
-
-def _reply_of(event: Event) -> tuple[str, str] | None:
-    """("text", what they wrote) or ("click", the menu key); None for other events."""
-    if event.type.endswith(".text"):
-        return "text", str(event.properties.get("content", ""))
-    if event.type.endswith(".click"):
-        return "click", str(event.properties.get("key", ""))
-    return None
-
-
-def understand(step: Ask, kind: str, text: str) -> Choice | None:
-    """The choice an answer picks: a menu key; a number (「2」「第二个」); a label said
-    exactly; else the choice with the longest label or synonym that is a whole word of it."""
-    if not step.choices:
-        return None
-    if kind == "click":
-        return next((ch for ch in step.choices if ch.click_key and ch.click_key == text), None)
-    n = words.numbered(text)
-    if n is not None and 1 <= n <= len(step.choices):
-        return step.choices[n - 1]
-    raw = words.normalize(text)
-    for ch in step.choices:
-        if raw in (words.normalize(ch.label), words.normalize(ch.saved)):
-            return ch
-    toks = words.tokens(raw)
-    best: tuple[int, Choice] | None = None
-    for ch in step.choices:
-        for w in (ch.label, *ch.synonyms):
-            if (best is None or len(w) > best[0]) and words.word_in(w, toks, raw):
-                best = (len(w), ch)
-    return best[1] if best else None
 
 
 def advance(

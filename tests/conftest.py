@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from testenv import TEST_ENV
 
-from bot.automation import runner as journey_runner
+from bot.automation import definitions as journey_definitions
 from bot.core import db, queue, wechat
 from bot.core.config import Settings, load_settings
 from bot.replies import rules as autoreply
@@ -99,7 +99,7 @@ def clean(settings: Settings) -> Settings:
     wechat.reset_clients()  # per-process token caches belong to the previous test's platform
     autoreply.invalidate()
     tagging.invalidate()
-    journey_runner.invalidate()
+    journey_definitions.invalidate()
     return settings
 
 

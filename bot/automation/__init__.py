@@ -1,1 +1,1 @@
-"""The journey runtime on the database: runner, segment triggers, webhooks, preview and forecast."""
+"""The journey runtime on the database (runner, wakes, execute, …), segments, webhooks, preview, forecast."""

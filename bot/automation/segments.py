@@ -15,7 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 
 import journeys
-from bot.automation import runner as journey_runner
+from bot.automation.definitions import definition_for
+from bot.automation.enroll import OPEN
+from bot.automation.moves import enroll_contact
+from bot.automation.runner import drain_changes
+from bot.automation.snapshots import snapshots
+from bot.automation.tx import After, Tx
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
@@ -33,7 +38,7 @@ def _segment_journeys(session: Any) -> list[tuple[Any, journeys.Definition]]:
         sa.select(j.id, j.name, j.version).where(j.status == "published").order_by(j.id)
     ):
         try:
-            d = journey_runner.definition_for(session, row.id, row.version)
+            d = definition_for(session, row.id, row.version)
         except journeys.DefinitionError:
             continue
         if d.trigger.on == "segment":
@@ -58,7 +63,7 @@ def _snapshots(session: Any, ids: list[int], with_events: bool) -> list[journeys
             .group_by(e.contact_id, e.type)
         ):
             counts[cid][type_] = n
-    found = journey_runner.snapshots(session, ids, counts)
+    found = snapshots(session, ids, counts)
     return [found[i] for i in ids if i in found]
 
 
@@ -88,7 +93,7 @@ def sweep(settings: Settings, force: bool = False) -> dict[str, int]:
         with_events = _needs_events(d)
         last = 0
         while True:
-            after: journey_runner.After = []
+            after: After = []
             with session_scope(settings.database_url) as session:
                 ids = list(
                     session.execute(
@@ -108,15 +113,13 @@ def sweep(settings: Settings, force: bool = False) -> dict[str, int]:
                     if journeys.triggered_by(d, None, c, now)
                 ]
                 inside = _open(session, j.id, [c.id for c in matching])
-                tx = journey_runner.Tx(settings, session, now, after)
+                tx = Tx(settings, session, now, after)
                 for contact in matching:
                     if contact.id in inside:
                         continue
-                    row = journey_runner.enroll_contact(
-                        tx, j, d, int(contact.id), None, None, contact
-                    )
+                    row = enroll_contact(tx, j, d, int(contact.id), None, None, contact)
                     out["entered"] += row is not None
-                journey_runner.drain_changes(tx)
+                drain_changes(tx)
             for action in after:
                 action()
     if out["entered"]:
@@ -133,7 +136,7 @@ def _open(session: Any, journey_id: int, contact_ids: list[Any]) -> set[int]:
             sa.select(en.contact_id).where(
                 en.journey_id == journey_id,
                 en.contact_id.in_(contact_ids),
-                en.status.in_(journey_runner.OPEN),
+                en.status.in_(OPEN),
             )
         ).scalars()
     )

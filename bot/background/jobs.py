@@ -235,12 +235,12 @@ def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
 
 def wake_due(due_by: float | None = None) -> dict[str, int]:
     """Journey waits that have come due by ``due_by`` (epoch seconds) or now (see
-    bot.automation.runner, "waking")."""
-    from bot.automation import runner as journey_runner
+    bot.automation.wake_jobs)."""
+    from bot.automation import wakes as journey_wakes
 
     settings = load_settings()
     try:  # bulk deliveries give way while it runs (see give_way)
-        return journey_runner.wake_due(
+        return journey_wakes.wake_due(
             settings, due_by=due_by, on_batch=lambda: queue.note_waking(settings)
         )
     finally:
@@ -248,10 +248,10 @@ def wake_due(due_by: float | None = None) -> dict[str, int]:
 
 
 def wake_enrollment(enrollment_id: int) -> str:
-    """A journey enrollment's wait or question timeout has come (see bot.automation.runner)."""
-    from bot.automation import runner as journey_runner
+    """A journey enrollment's wait or question timeout has come (see bot.automation.wakes)."""
+    from bot.automation import wakes as journey_wakes
 
-    return journey_runner.wake(load_settings(), enrollment_id)
+    return journey_wakes.wake(load_settings(), enrollment_id)
 
 
 def call_webhook(key: str) -> int:

@@ -7,8 +7,8 @@ import logging
 import threading
 from datetime import timedelta
 
-from bot.automation import runner as journey_runner
 from bot.automation import segments as journey_segments
+from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import webhooks as journey_webhooks
 from bot.core import queue
 from bot.core.config import Settings
@@ -30,7 +30,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "broadcasts": broadcasts.sweep(settings),
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),
-        "journey_wakes": journey_runner.sweep(settings, timedelta(seconds=grace)),
+        "journey_wakes": journey_wake_jobs.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         "journey_webhooks": journey_webhooks.sweep(settings),
         **messaging.sweep(settings, redis_emptied=redis_emptied),

@@ -86,17 +86,20 @@ def journeys_preview(
     from datetime import datetime
 
     from bot.automation import preview as journey_preview
+    from bot.automation import preview_simulator
+    from bot.automation.preview_input import PreviewError
+    from bot.automation.preview_transcript import Line
 
     settings = settings_or_exit()
     d = _journey_definition(journey)
     inbox = None
     if sim_url:
-        inbox = journey_preview.SimulatorInbox(sim_url, settings, openid, seconds_per_day)
+        inbox = preview_simulator.SimulatorInbox(sim_url, settings, openid, seconds_per_day)
     try:
         when = datetime.fromisoformat(start) if start else (inbox.now() if inbox else None)
     except ValueError:
         raise click.UsageError(f"--start {start!r}: use ISO 8601, e.g. 2025-03-03T21:30") from None
-    except journey_preview.SimulatorError as exc:
+    except preview_simulator.SimulatorError as exc:
         click.secho(f"✗ {exc}", fg="red", err=True)
         sys.exit(1)
     contact = {"tags": list(tags), "score": score} if tags or score else None
@@ -109,7 +112,7 @@ def journeys_preview(
             settings=settings,
             max_days=days,
         )
-    except journey_preview.PreviewError as exc:
+    except PreviewError as exc:
         raise click.UsageError(str(exc)) from None
     click.secho(f"旅程预览：{d.name}（{d.id}）", bold=True)
     if inbox is None:
@@ -119,14 +122,14 @@ def journeys_preview(
             f"  逐条投递到模拟器 {sim_url} 的粉丝 {openid}，每模拟一天 {seconds_per_day:g} 秒"
         )
 
-        def show(line: journey_preview.Line, outcome: str | None) -> None:
+        def show(line: Line, outcome: str | None) -> None:
             click.echo(line.line)
             if outcome:
                 click.secho(f"            → {outcome}", fg="green" if "送达" in outcome else "red")
 
         try:
             played = inbox.play(transcript, show)
-        except journey_preview.SimulatorError as exc:
+        except preview_simulator.SimulatorError as exc:
             click.secho(f"✗ {exc}", fg="red", err=True)
             sys.exit(1)
         ok(

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 from support import run_worker
 
-from bot.automation import runner as journey_runner
+from bot.automation import wake_jobs as journey_wake_jobs
+from bot.automation import wakes as journey_wakes
 from bot.contacts import record as events
 from bot.core import db, queue
 from bot.core.models import (
@@ -144,7 +145,7 @@ def texts(sim, openid: str) -> list[str]:
 def wake_later(settings, e: Enrollment) -> str:
     """Wake the enrollment as if its wait were over (the clock passed in, not Redis)."""
     assert e.wake_at is not None
-    status = journey_runner.wake(settings, e.id, e.wake_at + timedelta(minutes=1))
+    status = journey_wakes.wake(settings, e.id, e.wake_at + timedelta(minutes=1))
     run_worker(settings)
     return status
 
@@ -317,11 +318,11 @@ def test_pause_holds_everything_and_resume_runs_due_wakes_once(
 
     time.sleep(max(0.0, (ea.wake_at - utcnow()).total_seconds()) + 0.05)
     run_due(sim_settings)  # the wake job came due and ran: nothing moved
-    assert journey_runner.wake(sim_settings, ea.id) == "paused"
+    assert journey_wakes.wake(sim_settings, ea.id) == "paused"
     [ea2] = enrollments(sim_settings, jid, a)
     assert (ea2.status, ea2.step) == ("waiting", "w")
     assert texts(sim, "oPauseA") == ["你好"]
-    assert journey_runner.sweep(sim_settings) == 0  # not for a paused journey either
+    assert journey_wake_jobs.sweep(sim_settings) == 0  # not for a paused journey either
 
     resumed = sim_client.post(f"/api/journeys/{jid}/{how}", headers=auth)  # publish: unchanged
     assert resumed.status_code == 200
@@ -332,7 +333,7 @@ def test_pause_holds_everything_and_resume_runs_due_wakes_once(
     assert texts(sim, "oPauseA") == ["你好", "再见"]
     [ea3] = enrollments(sim_settings, jid, a)
     assert ea3.status == "done"
-    assert journey_runner.wake(sim_settings, ea.id) == "done"
+    assert journey_wakes.wake(sim_settings, ea.id) == "done"
     assert sim_client.post(f"/api/journeys/{jid}/resume", headers=auth).status_code == 409
 
 
@@ -375,7 +376,7 @@ def test_remove_one_contact_then_stop_the_journey(sim, sim_settings, sim_client,
         [exited] = events_of(sim_settings, cid, "journey.exited")
         assert exited.properties["reason"] == "journey stopped"
         assert exited.processed_at is not None  # its outbox row was kicked and drained
-        assert journey_runner.wake(sim_settings, e.id, utcnow() + timedelta(days=2)) == "exited"
+        assert journey_wakes.wake(sim_settings, e.id, utcnow() + timedelta(days=2)) == "exited"
     [removed] = events_of(sim_settings, a, "journey.exited")
     assert removed.properties["reason"] == "removed by a marketer"
     assert removed.processed_at is not None

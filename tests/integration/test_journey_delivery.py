@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from support import run_worker
 
-from bot.automation import runner as journey_runner
+from bot.automation import wakes as journey_wakes
 from bot.core import db
 from bot.core.models import Contact, Enrollment, Identity, Message
 
@@ -60,7 +60,7 @@ def test_a_touch_due_in_quiet_hours_is_moved_not_dropped(
         )
         e = s.execute(sa.select(Enrollment).where(Enrollment.contact_id == cid)).scalar_one()
         eid, due = e.id, e.wake_at
-    assert journey_runner.wake(sim_settings, eid, now=due + timedelta(seconds=1)) == "done"
+    assert journey_wakes.wake(sim_settings, eid, now=due + timedelta(seconds=1)) == "done"
     run_worker(sim_settings)
     with db.session_scope(sim_settings.database_url) as s:
         [m] = s.execute(sa.select(Message).where(Message.contact_id == cid)).scalars()

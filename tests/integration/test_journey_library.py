@@ -10,8 +10,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 from support import post, run_worker, text
 
-from bot.automation import runner as journey_runner
+from bot.automation import enroll as journey_enroll
 from bot.automation import segments as journey_segments
+from bot.automation import wakes as journey_wakes
 from bot.core import db
 from bot.core.models import (
     Contact,
@@ -171,7 +172,7 @@ def test_keyword_replies_come_back_once_the_question_is_closed(
     assert "价格表" not in sim.say("oKw", "价格").text  # the journey's: re-asked
     cid = contact_of(sim_settings, "oKw")
     with db.session_scope(sim_settings.database_url) as s:
-        journey_runner.exit_all(s, cid, utcnow(), "removed by a test")
+        journey_enroll.exit_all(s, cid, utcnow(), "removed by a test")
     assert "价格表在这里" in sim.say("oKw", "价格").text
 
 
@@ -189,7 +190,7 @@ def test_welcome_series_three_touches_over_five_days(
         e = enrollment(sim_settings, cid, welcome)
         if e.status != "waiting":
             break
-        status = journey_runner.wake(sim_settings, e.id, now=e.wake_at + timedelta(seconds=1))
+        status = journey_wakes.wake(sim_settings, e.id, now=e.wake_at + timedelta(seconds=1))
         assert status in ("waiting", "done", "converted")
         run_worker(sim_settings)
     e = enrollment(sim_settings, cid, welcome)

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from support import run_worker
 
 from bot.automation import runner as journey_runner
+from bot.automation import wake_jobs as journey_wake_jobs
+from bot.automation import wakes as journey_wakes
 from bot.background import pipeline
 from bot.core import db
 from bot.core.models import Enrollment, Event, Identity, Message, StepRun
@@ -72,11 +74,11 @@ def test_follow_enrolls_sends_once_waits_and_wakes_once(
     assert len(enrollments(sim_settings, cid)) == 1
 
     # too early: nothing happens
-    assert journey_runner.wake(sim_settings, e.id, e.wake_at - timedelta(minutes=1)) == "not_due"
+    assert journey_wakes.wake(sim_settings, e.id, e.wake_at - timedelta(minutes=1)) == "not_due"
     # due: the next touch, exactly once even if woken twice
     later = e.wake_at + timedelta(minutes=1)
-    assert journey_runner.wake(sim_settings, e.id, later) == "waiting"
-    assert journey_runner.wake(sim_settings, e.id, later) == "not_due"
+    assert journey_wakes.wake(sim_settings, e.id, later) == "waiting"
+    assert journey_wakes.wake(sim_settings, e.id, later) == "not_due"
     run_worker(sim_settings)
     got = customs(sim, "oJourney")
     assert len(got) == 2
@@ -96,7 +98,7 @@ def test_follow_enrolls_sends_once_waits_and_wakes_once(
     run_worker(sim_settings)
     [e3] = enrollments(sim_settings, cid)
     assert e3.status == "exited" and e3.ended_at is not None and e3.wake_at is None
-    assert journey_runner.wake(sim_settings, e.id, later + timedelta(days=10)) == "exited"
+    assert journey_wakes.wake(sim_settings, e.id, later + timedelta(days=10)) == "exited"
     assert len(customs(sim, "oJourney")) == 2
 
 
@@ -114,8 +116,8 @@ def test_entry_once_and_sweeper_requeues_lost_wakes(
     from bot.core import queue
 
     queue.get_redis(sim_settings).flushdb()  # Redis lost the scheduled job
-    assert journey_runner.sweep(sim_settings) == 1
-    assert journey_runner.sweep(sim_settings) == 0  # the job is alive now
+    assert journey_wake_jobs.sweep(sim_settings) == 1
+    assert journey_wake_jobs.sweep(sim_settings) == 0  # the job is alive now
     sim.unfollow("oOnce")
     sim.follow("oOnce")
     run_worker(sim_settings)
@@ -175,8 +177,8 @@ def test_due_wakes_are_batched_and_a_long_run_hands_over(
         for e in s.execute(sa.select(Enrollment)).scalars():
             e.wake_at = e.wake_at - timedelta(days=3)
             e.state = {**e.state, "wake_at": e.wake_at.isoformat()}
-    monkeypatch.setattr(journey_runner, "WAKE_SLICE", 0.0)
-    assert journey_runner.wake_due(sim_settings, batch=2) == {"batches": 1, "woken": 2}
+    monkeypatch.setattr(journey_wakes, "WAKE_SLICE", 0.0)
+    assert journey_wakes.wake_due(sim_settings, batch=2) == {"batches": 1, "woken": 2}
     run_worker(sim_settings)  # the continuation job wakes the rest
     for openid in openids:
         [e] = enrollments(sim_settings, contact_of(sim_settings, openid))
@@ -193,7 +195,7 @@ def test_a_due_row_the_engine_does_not_move_is_not_picked_forever(
     [e] = enrollments(sim_settings, contact_of(sim_settings, "oOdd"))
     with db.session_scope(sim_settings.database_url) as s:  # the column alone says "due"
         s.get(Enrollment, e.id).wake_at = e.wake_at - timedelta(days=3)
-    assert journey_runner.wake_due(sim_settings) == {"batches": 1, "woken": 1}
+    assert journey_wakes.wake_due(sim_settings) == {"batches": 1, "woken": 1}
     [after] = enrollments(sim_settings, contact_of(sim_settings, "oOdd"))
     assert (after.step, after.wake_at) == ("wait_day2", e.wake_at)
 
@@ -216,12 +218,12 @@ def test_a_wake_batch_claims_once_and_delivers_its_sends_in_one_job(
         sim.follow(openid)
     run_worker(sim_settings)
     make_all_due(sim_settings)
-    assert journey_runner.wake_due(sim_settings) == {"batches": 1, "woken": 4}
+    assert journey_wakes.wake_due(sim_settings) == {"batches": 1, "woken": 4}
     [job] = [j for j in queue.get_queue(sim_settings).jobs if "deliver" in j.func_name]
     [ids] = job.args  # the four day-2 touches, one delivery job
     assert job.func_name == "bot.background.jobs.deliver_messages" and len(ids) == 4
     runs = count(sim_settings, StepRun)
-    assert journey_runner.wake_due(sim_settings) == {"batches": 0, "woken": 0}
+    assert journey_wakes.wake_due(sim_settings) == {"batches": 0, "woken": 0}
     assert count(sim_settings, StepRun) == runs
     run_worker(sim_settings)
     for openid in openids:
@@ -243,7 +245,7 @@ def test_a_contact_due_in_two_journeys_moves_in_both(
     assert len(enrollments(sim_settings, cid)) == 2
     make_all_due(sim_settings)
     # one batch takes one of a contact's enrollments: the next sees what the first changed
-    assert journey_runner.wake_due(sim_settings) == {"batches": 2, "woken": 2}
+    assert journey_wakes.wake_due(sim_settings) == {"batches": 2, "woken": 2}
     assert {e.step for e in enrollments(sim_settings, cid)} == {"wait_day5"}
     run_worker(sim_settings)
     assert len(customs(sim, "oTwice")) == 4

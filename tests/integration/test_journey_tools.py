@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from bot.automation import forecast as journey_forecast
 from bot.automation import preview as journey_preview
+from bot.automation import preview_simulator
 from bot.contacts.record import IncomingEvent, record
 from bot.core import db
 from bot.core.models import (
@@ -255,7 +256,7 @@ def test_cli_forecast_prints_the_table(client, auth, settings):
 
 def test_preview_plays_into_the_simulators_inbox(sim, sim_settings):
     slept: list[float] = []
-    inbox = journey_preview.SimulatorInbox(
+    inbox = preview_simulator.SimulatorInbox(
         sim.base_url, sim_settings, "o_preview", seconds_per_day=2.0, sleep=slept.append
     )
     start = inbox.now().astimezone(SH).replace(hour=9, minute=0, second=0, microsecond=0)

@@ -197,7 +197,7 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
 
 
 def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
-    from bot.automation import runner as journey_runner
+    from bot.automation import wakes as journey_wakes
 
     seen: list[bool] = []
 
@@ -207,7 +207,7 @@ def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
             seen.append(queue.waiting(clean).waking)
         return {"batches": 2, "woken": 0}
 
-    monkeypatch.setattr(journey_runner, "wake_due", wake_due)
+    monkeypatch.setattr(journey_wakes, "wake_due", wake_due)
     assert jobs.wake_due() == {"batches": 2, "woken": 0}
     assert seen == [True, True]
     assert not queue.waiting(clean).waking  # cleared when it returns

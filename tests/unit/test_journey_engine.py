@@ -31,7 +31,7 @@ from journeys import (
     may_enter,
     start,
 )
-from journeys.engine import MAX_STEPS, split_bucket, triggered_by
+from journeys.engine import MAX_STEPS, awaits, could_start, split_bucket, triggered_by
 from journeys.model import Definition, EntryRule
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -578,6 +578,40 @@ def test_trigger_conditions_and_other_triggers():
     assert triggered_by(
         stage, Event("contact.stage_changed", {"from": "lead", "to": "mql"}), Contact(1), T0
     )
+
+
+def trigger_only(**trigger) -> Definition:
+    start_step = {"id": "start", "type": "trigger", "next": "s", **trigger}
+    return check({"id": "t", "name": "n", "steps": [start_step, send("s", "hi")]})
+
+
+def test_could_start_looks_at_the_event_type_alone():
+    on_event = trigger_only(event="oa.*", conditions={"scene": {"prefix": "lead_"}})
+    assert could_start(on_event, "oa.subscribe")  # the conditions are triggered_by's business
+    assert not could_start(on_event, "wecom.add_customer")
+    assert could_start(trigger_only(event="*"), "msg.sent", quiet=True)
+    tag = trigger_only(on="tag_added", tag="VIP")
+    assert could_start(tag, "tag.added") and not could_start(tag, "oa.subscribe")
+    score = trigger_only(on="score", score_gte=50)
+    assert could_start(score, "score.changed") and not could_start(score, "tag.added")
+    stage = trigger_only(on="stage", stage="mql")
+    assert could_start(stage, "contact.stage_changed") and not could_start(stage, "oa.text")
+    segment = trigger_only(on="segment", segment={"tag": "VIP"})
+    assert could_start(segment, "oa.text")
+    assert not could_start(segment, "msg.sent", quiet=True)  # Yuchi's own events enter none
+
+
+def test_awaits_only_the_event_types_a_wait_names():
+    d = journey(
+        {"id": "w", "type": "wait", "event": "oa.click", "timeout": "2d", "next": "s"},
+        send("s", "谢谢"),
+    )
+    waiting, _ = start(d, SUB, T0, Contact(1))
+    assert awaits(waiting, "oa.click")
+    assert not awaits(waiting, "oa.text")
+    assert not awaits(State(), "oa.click")  # not waiting for anything
+    timed = journey({"id": "w", "type": "wait", "duration": "1d", "next": "s"}, send("s", "x"))
+    assert not awaits(start(timed, SUB, T0, Contact(1))[0], "oa.click")  # a timed wait
 
 
 def test_may_enter_rules():

@@ -1,5 +1,6 @@
-"""bot.automation.preview: the ready-made journeys previewed for a simulated contact with a fake
-clock, scripted replies, and the messaging rules (quiet hours, cap, 48-hour window). Pure."""
+"""bot.automation.preview (and its preview_* modules): the ready-made journeys previewed for a
+simulated contact with a fake clock, scripted replies, and the messaging rules (quiet hours,
+cap, 48-hour window). Pure."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from bot.automation.preview import (
-    Deliveries,
-    PreviewError,
-    preview,
-)
+from bot.automation.preview import preview
+from bot.automation.preview_input import PreviewError
+from bot.automation.send_outcomes import Deliveries
 from bot.messaging.send_rules import Policy
 from journeys import DefinitionError, Send, library
 
