@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bot.core import text
 from bot.core.config import Settings, load_settings, warn_about_defaults
+from journeys import words
 
 
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # Chinese stays readable in API responses
-    text.initialize()
+    words.initialize()
 
     from admin.api import bp as api_bp
     from admin.channels import bp as channels_bp
