@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import (
@@ -219,6 +220,33 @@ class Cmp(BaseModel):
             for name in ("eq", "in_", "prefix", "contains", "keywords", *BOUNDS)
         )
 
+    @functools.cached_property
+    def plan(self) -> Plan:
+        """The operands read once (numbers, trimmed and lower-cased text) for fast checks."""
+        return Plan(
+            None if self.eq is None else _expected(self.eq),
+            None if self.in_ is None else tuple(_expected(v) for v in self.in_),
+            None if self.prefix is None else tuple(listed(self.prefix)),
+            None if self.contains is None else tuple(c.lower() for c in listed(self.contains)),
+            any(b is not None for b in (self.gt, self.gte, self.lt, self.lte)),
+        )
+
+
+Expected = tuple[Any, float | None, str]  # (operand, its number, its trimmed text)
+
+
+def _expected(operand: Any) -> Expected:
+    return operand, number(operand), str(operand).strip()
+
+
+@dataclass(frozen=True)
+class Plan:
+    eq: Expected | None
+    in_: tuple[Expected, ...] | None
+    prefix: tuple[str, ...] | None
+    contains: tuple[str, ...] | None
+    bounds: bool
+
 
 def _condition(value: Any) -> Any:
     """A bare value means equal, a list means any of; both checked where they were written."""
@@ -266,26 +294,58 @@ Conditions = Annotated[dict[Word, ValueCondition], WrapValidator(_properties)]
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def _scalar(cmp: Cmp, value: Any, tokens: Tokenizer) -> bool:
-    if cmp.eq is not None and not same(value, cmp.eq):
+class _Value:
+    """One value being checked, its number and texts read at most once."""
+
+    __slots__ = ("value", "_number", "_text")
+
+    def __init__(self, value: Any):
+        self.value = value
+        self._number: float | None | object = MISSING
+        self._text: str | None = None
+
+    @property
+    def number(self) -> float | None:
+        if self._number is MISSING:
+            self._number = number(self.value)
+        return self._number  # type: ignore[return-value]
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = str(self.value)
+        return self._text
+
+    def equals(self, expected: Expected) -> bool:
+        """``same(value, operand)``, with the operand read beforehand."""
+        operand, n, text = expected
+        if isinstance(self.value, bool) or isinstance(operand, bool):
+            return self.value is operand
+        if n is not None and self.number is not None:
+            return self.number == n
+        return self.text.strip() == text
+
+
+def _scalar(cmp: Cmp, raw: Any, tokens: Tokenizer) -> bool:
+    plan, value = cmp.plan, _Value(raw)
+    if plan.eq is not None and not value.equals(plan.eq):
         return False
-    if cmp.in_ is not None and not any(same(value, v) for v in cmp.in_):
+    if plan.in_ is not None and not any(value.equals(e) for e in plan.in_):
         return False
-    text = str(value)
-    if cmp.prefix is not None and not any(text.startswith(p) for p in listed(cmp.prefix)):
+    if plan.prefix is not None and not value.text.startswith(plan.prefix):
         return False
-    if cmp.contains is not None and not any(
-        c.lower() in text.lower() for c in listed(cmp.contains)
-    ):
-        return False
-    if cmp.keywords is not None:
-        raw = words.normalize(text)
-        toks = tokens(raw)
-        if not any(words.word_in(k, toks, raw) for k in cmp.keywords):
+    if plan.contains is not None:
+        lowered = value.text.lower()
+        if not any(c in lowered for c in plan.contains):
             return False
-    if cmp.gt is None and cmp.gte is None and cmp.lt is None and cmp.lte is None:
+    if cmp.keywords is not None:
+        normalized = words.normalize(value.text)
+        toks = tokens(normalized)
+        if not any(words.word_in(k, toks, normalized) for k in cmp.keywords):
+            return False
+    if not plan.bounds:
         return True
-    n = number(value)
+    n = value.number
     return (
         n is not None
         and (cmp.gt is None or n > cmp.gt)
@@ -297,7 +357,7 @@ def _scalar(cmp: Cmp, value: Any, tokens: Tokenizer) -> bool:
 
 def compare(cmp: Cmp, value: Any = MISSING, tokens: Tokenizer | None = None) -> bool:
     """Does ``value`` (absent: ``MISSING``/None/""/[]) meet every comparison in ``cmp``?"""
-    here = present(value)
+    here = value is not MISSING and value is not None and value != "" and value != []
     if cmp.exists is not None and cmp.exists != here:
         return False
     if not cmp.operands:
@@ -305,14 +365,19 @@ def compare(cmp: Cmp, value: Any = MISSING, tokens: Tokenizer | None = None) -> 
     if not here:
         return False
     cut = tokens or words.tokens
-    return any(_scalar(cmp, v, cut) for v in listed(value))
+    if isinstance(value, (list, tuple)):  # noqa: UP038 (a tuple is faster on this hot path)
+        return any(_scalar(cmp, v, cut) for v in value)
+    return _scalar(cmp, value, cut)
 
 
 def meets(
     conditions: Mapping[str, Cmp], properties: Mapping[str, Any], tokens: Tokenizer | None = None
 ) -> bool:
     """Does every ``{property: condition}`` hold for these properties?"""
-    return all(compare(c, lookup(properties, k), tokens) for k, c in conditions.items())
+    for key, cmp in conditions.items():  # noqa: SIM110 (a loop: no generator per event)
+        if not compare(cmp, lookup(properties, key), tokens):
+            return False
+    return True
 
 
 def event_matches(
@@ -322,7 +387,10 @@ def event_matches(
     properties: Mapping[str, Any],
     tokens: Tokenizer | None = None,
 ) -> bool:
-    if not any(type_matches(p, event_type) for p in listed(patterns)):
+    if isinstance(patterns, str):
+        if not type_matches(patterns, event_type):
+            return False
+    elif not any(type_matches(p, event_type) for p in patterns):
         return False
     return meets(conditions, properties, tokens)
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from bot.scoring.rules import RuleSet, points_for
+from bot.tagging.rules import Rule, matches
 from journeys.conditions import (
     MISSING,
     OPERATORS,
@@ -22,6 +24,7 @@ from journeys.conditions import (
     meets,
     number,
 )
+from journeys.model import Trigger
 
 CONDITIONS: TypeAdapter[dict[str, Cmp]] = TypeAdapter(Conditions)
 
@@ -228,3 +231,39 @@ def test_what_parses_is_normalized() -> None:
 def test_each_operator_alone_is_a_condition(op: str) -> None:
     arg = {"in": [1], "prefix": "a", "contains": "a", "keywords": ["a"], "exists": True}.get(op, 1)
     assert problems({"p": {op: arg}}) == {}
+
+
+# --- one language: tag rules, score rules and journeys agree ---------------------------------
+
+CASES: list[tuple[Any, Any]] = [
+    ("01", "1"),
+    (3, "three"),
+    (True, "true"),
+    (["a", "b"], ["c", "b"]),
+    ({"contains": "VIP"}, "a vip"),
+    ({"keywords": ["价格"]}, "评价格式"),
+    ({"keywords": ["vip"]}, "ＶＩＰ会员"),
+    ({"gte": 10, "lt": 20}, "12"),
+    ({"gte": 10}, "inf"),
+    ({"exists": False}, None),
+    ({"exists": True}, ""),
+    ({"prefix": ["x", "lead_"]}, "lead_1"),
+]
+
+
+@pytest.mark.parametrize(("cond", "value"), CASES)
+def test_tag_rules_score_rules_and_journeys_mean_the_same(cond: Any, value: Any) -> None:
+    props = {"p": value}
+    trigger = Trigger.model_validate(
+        {"id": "t", "type": "trigger", "event": "x", "conditions": {"p": cond}}
+    )
+    journey = event_matches(trigger.event or "", trigger.conditions, "x", props)
+    tag = matches(Rule(id=1, event_type="x", conditions={"p": cond}), "x", props)
+    rules = RuleSet.model_validate(
+        {
+            "events": [{"id": "r", "event": "x", "conditions": {"p": cond}, "points": 1}],
+            "stages": {"lead": 1, "mql": 2, "sql": 3},
+        }
+    )
+    score = bool(points_for(rules, "x", props, {}))
+    assert journey == tag == score == holds(cond, value)
