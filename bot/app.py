@@ -10,8 +10,9 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from bot.core import input_guard, redact, text
+from bot.core import input_guard, redact
 from bot.core.config import Settings, load_settings, warn_about_defaults
+from journeys import words
 
 
 class GuardedJSON(DefaultJSONProvider):
@@ -46,7 +47,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     )
     app.json.ensure_ascii = False  # Chinese stays readable in API responses
     app.before_request(_refuse_unfit_input)
-    text.initialize()
+    words.initialize()
 
     from admin.api import bp as api_bp
     from admin.channels import bp as channels_bp

@@ -481,4 +481,4 @@ def teach_words(definitions: Iterable[Definition]) -> None:
     for d in definitions:
         for s in d.steps:
             if isinstance(s, Ask):
-                words.teach([w for ch in s.choices for w in (ch.label, *ch.synonyms)])
+                words.add_words([w for ch in s.choices for w in (ch.label, *ch.synonyms)])

@@ -13,8 +13,9 @@ Conditions on a contact (``Pred``), one subject each::
     {silent_days: {gte: 30}}              days since the contact was last seen
     {all: [...]} {any: [...]} {not: {...}}
 
-Conditions on an event's properties (``conditions``): a value (equal), a list (any of) or a
-``Cmp`` object such as ``{prefix: lead_}``.
+Conditions on one value (``is``, ``score``, ``count``, ...) and on an event's properties
+(``conditions``) are the one condition language of journeys/conditions.py: a value (equal), a
+list (any of) or an operator object such as ``{prefix: lead_}``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from journeys.conditions import Cmp, Conditions, ValueCondition
 from journeys.tag_names import tag_problem
 from journeys.timing import valid_zone
 
@@ -72,39 +74,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class Cmp(_Model):
-    """Comparisons on one value; every one given must hold."""
-
-    eq: Any = None
-    in_: list[Any] | None = Field(default=None, alias="in", min_length=1)
-    prefix: Word | list[Word] | None = None
-    contains: Word | list[Word] | None = None
-    keywords: list[Word] | None = Field(default=None, min_length=1)  # whole words, jieba
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
-    exists: bool | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> Cmp:
-        if not self.model_dump(exclude_none=True):
-            raise ValueError(
-                "give at least one of eq, in, prefix, contains, keywords, gt, gte, lt, lte, exists"
-            )
-        return self
-
-
-def _cmp_of(value: Any) -> Any:
-    """A bare value means equal, a list means any of."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list):
-        return {"in": value}
-    return {"eq": value}
-
-
-EventConditions = dict[Word, Annotated[Cmp, BeforeValidator(_cmp_of)]]
+EventConditions = Conditions
 
 
 class Pred(_Model):
@@ -116,7 +86,7 @@ class Pred(_Model):
     answer: Word | None = None
     is_: Cmp | None = Field(default=None, alias="is")
     score: Cmp | None = None
-    stage: Annotated[Cmp, BeforeValidator(_cmp_of)] | None = None
+    stage: ValueCondition | None = None
     event: Word | None = None
     count: Cmp | None = None
     silent_days: Cmp | None = None

@@ -1,4 +1,5 @@
-"""Chinese text for answers: jieba tokens, numbered choices, whole-word matching. Pure."""
+"""Chinese text with jieba, the one tokenizer (loaded once per process): tokens, whole-word
+matching, numbered choices. Pure apart from jieba's own word list."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import jieba
 
 jieba.setLogLevel(logging.WARNING)
 _lock = threading.Lock()
-_taught: set[str] = set()
+_known_words: set[str] = set()
 
 _CN_DIGITS = {
     "一": 1,
@@ -42,14 +43,19 @@ def tokens(text: str) -> set[str]:
     return {t.strip().lower() for t in jieba.cut_for_search(text) if t.strip()}
 
 
-def teach(words: list[str]) -> None:
-    """Let jieba keep these words whole (choice synonyms)."""
+def initialize() -> None:
+    """Load jieba's dictionary now (about a second) instead of on the first message."""
+    jieba.initialize()
+
+
+def add_words(words: list[str]) -> None:
+    """Teach jieba words it should keep whole (rule keywords, choice synonyms, product names)."""
     with _lock:
         for word in words:
             word = word.strip()
-            if len(word) > 1 and word not in _taught:
+            if len(word) > 1 and word not in _known_words:
                 jieba.add_word(word)
-                _taught.add(word)
+                _known_words.add(word)
 
 
 def _cn_number(text: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.core import text
+from journeys import words
 
 MATCH_ORDER = {"exact": 0, "jieba": 1, "contains": 2}
 
@@ -44,7 +44,7 @@ def keyword_matches(rule: Rule, message: str, message_tokens: set[str]) -> bool:
         if rule.match == "jieba":
             if kw in message_tokens:
                 return True
-            kw_tokens = text.tokens(kw)
+            kw_tokens = words.tokens(kw)
             if kw_tokens and kw_tokens <= message_tokens and kw in folded:
                 return True
     return False
@@ -54,7 +54,7 @@ def match(rules: list[Rule], trigger: str, message: str = "", click_key: str = "
     """Every rule that matches, best first: priority, then exact before jieba before contains."""
     candidates = [r for r in rules if r.trigger == trigger]
     if trigger == "keyword":
-        tokens = text.tokens(message) if any(r.match == "jieba" for r in candidates) else set()
+        tokens = words.tokens(message) if any(r.match == "jieba" for r in candidates) else set()
         found = [r for r in candidates if keyword_matches(r, message, tokens)]
     elif trigger == "click":
         found = [r for r in candidates if r.click_key == click_key]

@@ -21,9 +21,9 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
-from bot.core import text
 from bot.core.models import ReplyRule, utcnow
 from bot.replies.match import Rule
+from journeys import words
 from journeys.tag_names import tag_problem
 
 # YAML reads a bare 618 or 2024 as a number; a keyword or tag is always text.
@@ -229,7 +229,7 @@ def active_rules(session: Session, max_age: float) -> list[Rule]:
         )
         for r in rows
     ]
-    text.add_words([k for r in rules for k in r.keywords])
+    words.add_words([k for r in rules for k in r.keywords])
     with _cache_lock:
         _cache["rules"], _cache["loaded"] = rules, time.monotonic()
     return rules

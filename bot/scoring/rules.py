@@ -5,9 +5,12 @@ Conventions (also in README.md, "Lead scoring"):
 
 - Points are kept to the cent (two decimals); sums are done in integer cents, so the ledger, the
   incremental score and a recompute always agree exactly.
-- **Event rules** score an event of one type whose properties meet every condition in ``when``
-  (``eq``, ``in``, ``prefix``, ``contains``, ``contains_any``, ``gte``, ``lte``, ``exists``; a
-  dotted name reaches into nested properties). Negative points are negative rules. Caps bound the
+- **Event rules** score an event of one type whose properties meet every condition in
+  ``conditions``, the one condition language of journeys/conditions.py (``eq in prefix contains
+  keywords gt gte lt lte exists``; a dotted name reaches into nested properties). Rule sets
+  written before it keep loading: ``when`` is read as ``conditions`` and ``contains_any: [...]``
+  as ``contains: [...]``; the next published version stores the new spelling. Negative points
+  are negative rules. Caps bound the
   magnitude a rule may add per local day (``cap_per_day``, days in the rule set's ``timezone``, by
   the event's time) and per contact for ever (``cap_lifetime``); the event that reaches a cap gets
   the part of its points that still fits.
@@ -35,21 +38,21 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from journeys.predicates import number  # the same reading of numbers as journeys
+from journeys.conditions import Cmp, Conditions, compare, meets, number
 
 STAGES = ("subscriber", "lead", "mql", "sql", "customer", "disqualified")
 AUTO_STAGES = ("subscriber", "lead", "mql", "sql")  # the ones thresholds move, forward only
@@ -60,9 +63,6 @@ MARKER = "@ledger"  # rule id of the zero line saying "this ledger was built und
 DIRECT_POINTS, DIRECT = "journey.points", "@direct"
 
 Stage = Literal["subscriber", "lead", "mql", "sql", "customer", "disqualified"]
-Scalar = str | int | float | bool
-# YAML reads a bare 618 as a number; a text operand is always text.
-Text = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
 RULE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -89,88 +89,18 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _same(a: Any, b: Any) -> bool:
-    na, nb = number(a), number(b)
-    if na is not None and nb is not None:
-        return na == nb
-    return _text(a) == _text(b)
-
-
-class Matcher(BaseModel):
-    """Conditions on one value; all that are given must hold."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    eq: Scalar | None = None
-    in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1, max_length=200)
-    prefix: Text | None = Field(default=None, min_length=1, max_length=500)
-    contains: Text | None = Field(default=None, min_length=1, max_length=200)
-    contains_any: list[Text] | None = Field(default=None, min_length=1, max_length=200)
-    gte: float | None = None
-    lte: float | None = None
-    exists: bool | None = None
-
-    @field_validator("contains_any")
-    @classmethod
-    def _no_blank_words(cls, words: list[str] | None) -> list[str] | None:
-        if words is not None and any(not w.strip() for w in words):
-            raise ValueError("words must not be blank")
-        return words
-
-    @model_validator(mode="after")
-    def _something(self) -> Matcher:
-        if not self.model_dump(exclude_none=True, include=_OPERANDS | {"exists"}):
-            raise ValueError(
-                "give at least one of eq, in, prefix, contains, contains_any, gte, lte, exists"
-            )
-        if self.eq is not None and self.in_ is not None:
-            raise ValueError("in: give either eq or in, not both")
-        return self
-
-    @functools.cached_property
-    def _operands(self) -> bool:
-        return bool(self.model_dump(exclude_none=True, include=_OPERANDS))
-
-    def matches(self, present: bool, value: Any) -> bool:
-        if self.exists is not None and present != self.exists:
-            return False
-        if not self._operands:  # only `exists`
-            return True
-        if not present or value is None:
-            return False
-        if self.eq is not None and not _same(value, self.eq):
-            return False
-        if self.in_ is not None and not any(_same(value, v) for v in self.in_):
-            return False
-        text = _text(value)
-        if self.prefix is not None and not text.startswith(self.prefix):
-            return False
-        if self.contains is not None and self.contains not in text:
-            return False
-        if self.contains_any is not None and not any(w in text for w in self.contains_any):
-            return False
-        if self.gte is not None or self.lte is not None:
-            n = number(value)
-            if n is None:
-                return False
-            if self.gte is not None and n < self.gte:
-                return False
-            if self.lte is not None and n > self.lte:
-                return False
-        return True
-
-
-_OPERANDS = {"eq", "in_", "prefix", "contains", "contains_any", "gte", "lte"}
-
-
-def lookup(properties: Mapping[str, Any], path: str) -> tuple[bool, Any]:
-    """(present, value) of a property; ``a.b`` reaches into nested objects."""
-    value: Any = properties
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return False, None
-        value = value[part]
-    return True, value
+def translated(condition: Any) -> Any:
+    """A condition in the spelling rule sets had before the one condition language:
+    ``contains_any: [...]`` (any of these substrings) is ``contains: [...]``."""
+    if not isinstance(condition, Mapping) or "contains_any" not in condition:
+        return condition
+    if "contains" in condition:
+        raise PydanticCustomError(
+            "condition",
+            "contains_any: give contains or contains_any (now contains with a list), not both",
+        )
+    new = {k: v for k, v in condition.items() if k != "contains_any"}
+    return {**new, "contains": condition["contains_any"]}
 
 
 def attributes_of(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,11 +133,24 @@ class EventRule(BaseModel):
     id: str
     label: str | None = Field(default=None, max_length=100)
     event: str = Field(min_length=1, max_length=64)
-    when: dict[str, Matcher] = Field(default_factory=dict, max_length=20)
+    conditions: Conditions = Field(default_factory=dict)
     set_stage: Literal["customer", "disqualified"] | None = None
     points: float = 0
     cap_per_day: float | None = Field(default=None, gt=0)
     cap_lifetime: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "when" not in data:
+            return data
+        if "conditions" in data:
+            raise ValueError("when: the old name of conditions; give only conditions")
+        new = {k: v for k, v in data.items() if k != "when"}
+        when = data["when"]
+        if isinstance(when, Mapping):
+            when = {path: translated(c) for path, c in when.items()}
+        return {**new, "conditions": when}
 
     @field_validator("id")
     @classmethod
@@ -226,7 +169,10 @@ class EventRule(BaseModel):
         return self
 
 
-class AttributeRule(Matcher):
+class AttributeRule(Cmp):
+    """Points held while the contact's latest value of ``attribute`` meets the rule's operators
+    (written beside the rule's own fields: ``{attribute: budget, gte: 50000, points: 20}``)."""
+
     id: str
     label: str | None = Field(default=None, max_length=100)
     attribute: str = Field(min_length=1, max_length=64)
@@ -236,6 +182,11 @@ class AttributeRule(Matcher):
     @classmethod
     def _id(cls, value: str) -> str:
         return _rule_id(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data: Any) -> Any:
+        return translated(data)
 
     @field_validator("points")
     @classmethod
@@ -447,7 +398,7 @@ def points_for(
             reason = f"{properties.get('reason') or 'journey'} {_fmt(cents(got))}"
             lines.append(Line(DIRECT, cents(got) / 100, reason[:200]))
     for rule in index.by_type.get(event_type, ()):
-        if not all(m.matches(*lookup(properties, path)) for path, m in rule.when.items()):
+        if not meets(rule.conditions, properties):
             continue
         name = rule.label or rule.id
         got, note = (
@@ -465,7 +416,7 @@ def points_for(
         for rule in index.by_attribute.get(attribute, ()):
             held = cents(history.get(rule.id, none).lifetime)
             shown = _text(value)[:60]
-            if rule.matches(value is not None, value):
+            if compare(rule, value):
                 if held == 0:
                     reason = (
                         f"{rule.label or rule.id}: {attribute} = {shown} {_fmt(cents(rule.points))}"

@@ -2,24 +2,15 @@
 jieba tokens in; the tags to add and remove out. No database, no clock, no network.
 
 A rule names an event type (``oa.click``; a prefix ``oa.*``; or ``*``), conditions on the
-event's properties, and tags to add and to remove. Every condition must hold. A condition on
-a property (``a.b`` reaches into nested objects) is one of:
-
-    "MENU_PRICE"                      equal (numbers compare as numbers)
-    ["poster_a", "poster_b"]          any of
-    {"eq": …} {"in": […]}             the same, spelled out
-    {"prefix": "poster_"}             starts with (a list: any of them)
-    {"contains": "pricing"}           contains, ignoring case (a list: any of them)
-    {"keywords": ["价格", "报价"]}     a whole word of the text (jieba), any of them
-    {"gt"|"gte"|"lt"|"lte": 50000}    numeric comparison (numeric strings count)
-    {"exists": true|false}            present (and not empty) or absent
-
-Several operators in one object must all hold. A property whose value is a list (a form's
-checkboxes) matches when any element does.
+event's properties, and tags to add and to remove. Every condition must hold. The conditions
+are the one condition language of journeys/conditions.py (the same as journeys and score
+rules): a value (equal), a list (any of) or an operator object (``eq in prefix contains
+keywords gt gte lt lte exists``), validated with the same limits and wording.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,18 +22,19 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from bot.core import text
-from journeys.predicates import MISSING, lookup, type_matches  # one property path language
+from journeys import conditions, words
+from journeys.conditions import Cmp, Conditions, Tokens
 from journeys.tag_names import checked_tag, tag_problem
 
-OPERATORS = ("eq", "in", "prefix", "contains", "keywords", "gt", "gte", "lt", "lte", "exists")
-NUMERIC = ("gt", "gte", "lt", "lte")
+log = logging.getLogger(__name__)
+_CONDITIONS: TypeAdapter[dict[str, Cmp]] = TypeAdapter(Conditions)
 
 # YAML reads a bare 618 as a number; a tag, word or property name is always text.
 Word = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
@@ -56,6 +48,15 @@ class Rule:
     add_tags: tuple[str, ...] = ()
     remove_tags: tuple[str, ...] = ()
     name: str = ""
+    parsed: Mapping[str, Cmp] | None = field(default=None, init=False, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            parsed: Mapping[str, Cmp] | None = _CONDITIONS.validate_python(dict(self.conditions))
+        except ValidationError as exc:  # stored before a check it fails: it matches nothing
+            log.warning("tag rule %s: conditions do not parse: %s", self.id, exc)
+            parsed = None
+        object.__setattr__(self, "parsed", parsed)
 
 
 TagRef = tuple[str, int | str]  # (tag, the id of the rule that asked for it)
@@ -64,119 +65,22 @@ TagRef = tuple[str, int | str]  # (tag, the id of the rule that asked for it)
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip().replace(",", ""))
-        except ValueError:
-            return None
-    return None
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return actual is expected
-    if isinstance(actual, int | float) or isinstance(expected, int | float):
-        a, b = _number(actual), _number(expected)
-        return a is not None and a == b
-    return str(actual) == str(expected)
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
-class _Tokens:
-    """jieba tokens of property values, cut once per evaluation."""
-
-    def __init__(self, properties: Mapping[str, Any], content_tokens: set[str] | None):
-        self.cache: dict[str, set[str]] = {}
-        content = properties.get("content")
-        if content_tokens is not None and isinstance(content, str):
-            self.cache[content] = content_tokens
-
-    def of(self, value: str) -> set[str]:
-        found = self.cache.get(value)
-        if found is None:
-            found = self.cache[value] = text.tokens(value)
-        return found
-
-
-def word_in(word: str, tokens: set[str], raw: str) -> bool:
-    """Is ``word`` a whole word of the text (its jieba tokens, or all of the word's own
-    tokens in a row)? 「请问价格」 has 价格; 「评价格式」 does not."""
-    w = word.strip().lower()
-    if not w:
-        return False
-    if w in tokens:
-        return True
-    parts = text.tokens(w) - {w}  # how jieba cuts the word when it does not know it
-    return bool(parts) and parts <= tokens and w in raw.lower()
-
-
-def _scalar_holds(op: str, arg: Any, value: Any, tokens: _Tokens) -> bool:
-    if op == "eq":
-        return _equal(value, arg)
-    if op == "in":
-        return any(_equal(value, a) for a in arg)
-    if op == "prefix":
-        return any(str(value).startswith(str(p)) for p in _as_list(arg))
-    if op == "contains":
-        return any(str(c).lower() in str(value).lower() for c in _as_list(arg))
-    if op == "keywords":
-        raw = str(value)
-        toks = tokens.of(raw)
-        return any(word_in(str(k), toks, raw) for k in _as_list(arg))
-    if op in NUMERIC:
-        a, b = _number(value), _number(arg)
-        if a is None or b is None:
-            return False
-        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[op]
-    return False
-
-
-def _holds(condition: Any, value: Any, tokens: _Tokens) -> bool:
-    if isinstance(condition, Mapping):
-        ops = dict(condition)
-    elif isinstance(condition, list | tuple):
-        ops = {"in": list(condition)}
-    else:
-        ops = {"eq": condition}
-    present = value is not MISSING and value is not None and value != "" and value != []
-    for op, arg in ops.items():
-        if op == "exists":
-            if bool(arg) != present:
-                return False
-            continue
-        if not present:
-            return False
-        values = value if isinstance(value, list) else [value]
-        if not any(_scalar_holds(op, arg, v, tokens) for v in values):
-            return False
-    return True
-
-
 def matches(
-    rule: Rule, event_type: str, properties: Mapping[str, Any], tokens: _Tokens | None = None
+    rule: Rule, event_type: str, properties: Mapping[str, Any], tokens: Tokens | None = None
 ) -> bool:
-    if not type_matches(rule.event_type, event_type):
+    if rule.parsed is None:
         return False
-    tokens = tokens or _Tokens(properties, None)
-    return all(_holds(c, lookup(properties, k), tokens) for k, c in rule.conditions.items())
+    return conditions.event_matches(rule.event_type, rule.parsed, event_type, properties, tokens)
 
 
 def keywords_of(rule: Rule) -> list[str]:
     """The words a rule's ``keywords`` conditions look for (to teach jieba)."""
-    return [
-        str(k)
-        for cond in rule.conditions.values()
-        if isinstance(cond, Mapping) and "keywords" in cond
-        for k in _as_list(cond["keywords"])
-    ]
+    return conditions.keywords_in(rule.parsed or {})
+
+
+def content_tokens(content: str) -> set[str]:
+    """jieba tokens of an event's text, as ``evaluate`` and ``interest_matches`` take them."""
+    return words.tokens(words.normalize(content))
 
 
 def evaluate(
@@ -188,10 +92,16 @@ def evaluate(
     """The tags to add and to remove, each once, with the first rule (in the order given)
     that asked.
 
-    ``text_tokens``: jieba tokens of ``properties["content"]`` if the caller has them; other
-    properties a ``keywords`` condition names are cut here. A tag both added and removed by
-    the same event is removed (the more cautious outcome)."""
-    tokens = _Tokens(properties, text_tokens)
+    ``text_tokens``: ``content_tokens(properties["content"])`` if the caller has them; other
+    properties a ``keywords`` condition names are cut here, once each. A tag both added and
+    removed by the same event is removed (the more cautious outcome)."""
+    content = properties.get("content")
+    known = (
+        {words.normalize(content): text_tokens}
+        if text_tokens and isinstance(content, str)
+        else None
+    )
+    tokens = Tokens(known)
     add: dict[str, int | str] = {}
     remove: dict[str, int | str] = {}
     for rule in rules:
@@ -211,10 +121,12 @@ def interest_matches(
     dictionary: Mapping[str, str], tokens: set[str], raw: str = ""
 ) -> list[tuple[str, str]]:
     """(tag, word) for each interest tag whose word is in the text, each tag once, in the
-    dictionary's order. ``raw`` (the text itself) lets a word jieba cut apart still count."""
+    dictionary's order. ``tokens``: ``content_tokens(raw)``; ``raw`` (the text itself) lets
+    a word jieba cut apart still count."""
     found: dict[str, str] = {}
+    normalized = words.normalize(raw)
     for word, tag in dictionary.items():
-        if tag not in found and word_in(word, tokens, raw):
+        if tag not in found and words.word_in(word, tokens, normalized):
             found[tag] = word
     return list(found.items())
 
@@ -226,61 +138,13 @@ def interest_tags(dictionary: Mapping[str, str], tokens: set[str], raw: str = ""
 # --- validation ------------------------------------------------------------------------------
 
 
-_SCALAR = (str, int, float, bool)
-
-
-def _check_texts(arg: Any, what: str) -> str | None:
-    items = _as_list(arg)
-    if not items or not all(isinstance(i, str | int | float) and str(i).strip() for i in items):
-        return f"must be {what} or a non-empty list of them"
-    if len(items) > 100:
-        return "at most 100 values"
-    return None
-
-
-def _operator_problem(op: str, arg: Any) -> str | None:
-    if op == "eq":
-        return None if isinstance(arg, _SCALAR) else "must be text, a number or true/false"
-    if op == "in":
-        if not isinstance(arg, list) or not arg:
-            return "must be a non-empty list"
-        if not all(isinstance(a, _SCALAR) for a in arg):
-            return "every value must be text, a number or true/false"
-        return None if len(arg) <= 100 else "at most 100 values"
-    if op in ("prefix", "contains"):
-        return _check_texts(arg, "non-empty text")
-    if op == "keywords":
-        return _check_texts(arg, "a word")
-    if op in NUMERIC:
-        return None if _number(arg) is not None and not isinstance(arg, str) else "must be a number"
-    if op == "exists":
-        return None if isinstance(arg, bool) else "must be true or false"
-    return f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}"
-
-
-def condition_problems(conditions: Mapping[Any, Any]) -> list[tuple[tuple[str, ...], str]]:
+def condition_problems(conds: Mapping[Any, Any]) -> list[tuple[tuple[str, ...], str]]:
     """Every problem in a conditions object, each with where it is (property, operator)."""
-    problems: list[tuple[tuple[str, ...], str]] = []
-    for key, cond in conditions.items():
-        where: tuple[str, ...] = (str(key),)
-        if not str(key).strip() or len(str(key)) > 128:
-            problems.append((where, "a property name is 1 to 128 characters"))
-        elif isinstance(cond, Mapping):
-            if not cond:
-                problems.append((where, f"give at least one operator: {', '.join(OPERATORS)}"))
-            for op, arg in cond.items():
-                problem = _operator_problem(str(op), arg)
-                if problem:
-                    problems.append(((*where, str(op)), problem))
-        elif isinstance(cond, list):
-            problem = _operator_problem("in", cond)
-            if problem:
-                problems.append((where, problem))
-        elif cond is None:
-            problems.append((where, "null is not a condition; use {exists: false}"))
-        elif not isinstance(cond, _SCALAR):
-            problems.append((where, "must be a value, a list of values or an operator object"))
-    return problems
+    try:
+        _CONDITIONS.validate_python(dict(conds))
+    except ValidationError as exc:
+        return [(tuple(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
+    return []
 
 
 def _raise(problems: list[tuple[tuple[Any, ...], str]], data: Any) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.contacts import identity as contacts
 from bot.contacts import record as events
-from bot.core import changes, text, wechat
+from bot.core import changes, wechat
 from bot.core.config import Settings
 from bot.core.db import dialect_insert, session_scope
 from bot.core.models import (
@@ -33,6 +33,7 @@ from bot.core.models import (
 )
 from bot.tagging import rules as tag_rules
 from bot.tagging import sync as tag_sync
+from journeys.words import add_words
 
 if TYPE_CHECKING:
     from bot.core.context import Context
@@ -88,7 +89,7 @@ def active(session: Session, max_age: float) -> Active:
         ).all()
     )
     keywords = [k for r in rules for k in tag_rules.keywords_of(r)]
-    text.add_words([*words, *keywords])  # jieba keeps 多少钱 whole instead of 多少 + 钱
+    add_words([*words, *keywords])  # jieba keeps 多少钱 whole instead of 多少 + 钱
     found = Active(rules, words)
     with _cache_lock:
         _cache["active"], _cache["loaded"] = found, time.monotonic()
@@ -114,7 +115,7 @@ def on_event(ctx: Context) -> None:
     contact_id = contacts.resolve(session, event.contact_id)
     found = active(session, ctx.settings.reply_cache_seconds)
     key, words = free_text(event.type, event.properties)
-    tokens = text.tokens(words) if words and found.words else None
+    tokens = tag_rules.content_tokens(words) if words and found.words else None
     add, remove = tag_rules.evaluate(
         found.rules, event.type, event.properties, tokens if key == "content" else None
     )

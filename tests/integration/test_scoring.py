@@ -320,6 +320,10 @@ def test_new_version_recompute_equals_incremental_scoring(client, oa, clean, aut
     body = resp.get_json()
     assert body["version"] == 2 and body["recompute"]["queued"] is True
     assert body["rules"]["note"] == NEW_RULES["note"]
+    # published in the one condition language's spelling: when -> conditions, contains_any
+    # -> contains
+    assert body["rules"]["events"][3]["conditions"] == {"content": {"contains": ["价格", "多少钱"]}}
+    assert "when" not in body["rules"]["events"][3]
     assert client.get("/api/scoring/ruleset", headers=auth).get_json()["version"] == 2
     run_worker(clean)  # the recompute job
 

@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from bot.core.text import tokens
 from bot.replies.match import MATCH_ORDER, Rule, keyword_matches, match
+from journeys.words import tokens
 
 
 def kw(id: int, *keywords: str, match: str = "jieba", priority: int = 0, name: str = "") -> Rule:
@@ -251,13 +251,13 @@ def test_tokens_are_lowercased_and_stripped() -> None:
 
 
 def test_token_boundary_survives_teaching_jieba_the_keywords() -> None:
-    """In production active_rules() calls text.add_words(keywords) before match(). Run in a
+    """In production active_rules() calls words.add_words(keywords) before match(). Run in a
     fresh interpreter so the jieba dictionary of this process stays untouched."""
     script = textwrap.dedent(
         """
-        from bot.core import text
+        from journeys import words
         from bot.replies.match import Rule, match
-        text.add_words(["价格", "报价", "多少钱"])
+        words.add_words(["价格", "报价", "多少钱"])
         rule = Rule(id=1, name="p", trigger="keyword", keywords=("价格", "报价", "多少钱"))
         assert match([rule], "keyword", "评价格式") == [], "评价格式"
         assert match([rule], "keyword", "请问价格是多少") == [rule], "请问价格是多少"

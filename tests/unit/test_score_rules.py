@@ -224,7 +224,9 @@ def test_matchers() -> None:
         return [ln.rule_id for ln in points_for(rs, "x", props, {})]
 
     assert ids({"n": "4", "tag": 1}) == ["a"]
-    assert ids({"n": 6, "meta": {"src": "618"}, "tag": None}) == ["b"]
+    # null is absent in the one condition language (it was "present" before it): c holds
+    assert ids({"n": 6, "meta": {"src": "618"}, "tag": None}) == ["b", "c"]
+    assert ids({"n": 6, "meta": {"src": "618"}, "tag": "x"}) == ["b"]
     assert ids({"n": "many"}) == ["c"]
     assert ids({"flag": True, "tag": 0}) == ["d"]
 
@@ -355,10 +357,10 @@ def test_validation_names_each_field() -> None:
     assert "events.2.points: must not be 0" in text
     assert "events.3.cap_per_day: Input should be greater than 0" in text
     assert "events.4.points: the value may have at most two decimals" in text
-    assert "events.5.when.x: give at least one of eq" in text
-    assert "events.6.when.x.in: give either eq or in" in text
+    assert "events.5.conditions.x: give at least one operator: eq, in" in text
+    assert "events.6" not in text  # eq and in together: both must hold, as everywhere
     assert "events.7.bonus: Extra inputs are not permitted" in text
-    assert "attributes.0: give at least one of eq" in text
+    assert "attributes.0: give at least one operator: eq, in" in text
 
 
 def test_validation_of_ids_thresholds_zone_decay() -> None:
@@ -393,7 +395,7 @@ def test_yaml_and_round_trip() -> None:
             """
         )
     )
-    assert rs.events[0].when["content"].contains_any == ["618", "双11"]
+    assert rs.events[0].conditions["content"].contains == ["618", "双11"]  # translated
     again = RuleSet.model_validate(rs.to_json())
     assert again.to_json() == rs.to_json() and "in" in rs.to_json()["attributes"][0]
     with pytest.raises(RuleSetError, match="not valid YAML"):
@@ -406,3 +408,75 @@ def test_default_rules_are_valid_and_score_a_price_question() -> None:
     assert ids == ["text_message", "price_interest"]
     assert rs.half_life == 30 and rs.stages.lead == 10 and rs.stages.sql == 100
     assert [ln.points for ln in points_for(rs, "oa.unsubscribe", {}, {})] == [-30]
+
+
+# --- the spelling before the one condition language ----------------------------------------
+
+OLD = """
+events:
+  - {id: price, event: oa.text, when: {content: {contains_any: [价格, 报价, 多少钱]}}, points: 10}
+  - {id: art, event: oa.view, when: {url: {prefix: "https://mp."}, n: {gte: 2}}, points: 5}
+attributes:
+  - {id: role, attribute: role, contains_any: [总, CEO], points: 15}
+  - {id: budget, attribute: budget, gte: 10000, lte: 49999.99, points: 10}
+stages: {lead: 1, mql: 2, sql: 3}
+"""
+
+NEW = """
+events:
+  - {id: price, event: oa.text, conditions: {content: {contains: [价格, 报价, 多少钱]}}, points: 10}
+  - {id: art, event: oa.view, conditions: {url: {prefix: "https://mp."}, n: {gte: 2}}, points: 5}
+attributes:
+  - {id: role, attribute: role, contains: [总, CEO], points: 15}
+  - {id: budget, attribute: budget, gte: 10000, lte: 49999.99, points: 10}
+stages: {lead: 1, mql: 2, sql: 3}
+"""
+
+
+def test_when_and_contains_any_are_translated_on_load() -> None:
+    old, new = parse_yaml(OLD), parse_yaml(NEW)
+    assert old.to_json() == new.to_json()  # published, the old spelling becomes the new one
+    stored = old.to_json()
+    assert "when" not in stored["events"][0] and "contains_any" not in str(stored)
+    assert stored["events"][0]["conditions"] == {
+        "content": {"contains": ["价格", "报价", "多少钱"]}
+    }
+    assert stored["attributes"][0]["contains"] == ["总", "CEO"]
+    assert RuleSet.model_validate(stored).to_json() == stored
+
+
+@pytest.mark.parametrize(
+    ("event_type", "properties", "rule_ids"),
+    [
+        ("oa.text", {"content": "这个多少钱"}, ["price"]),
+        ("oa.text", {"content": "你好"}, []),
+        ("oa.view", {"url": "https://mp.weixin.qq.com/s/1", "n": "3"}, ["art"]),
+        ("oa.view", {"url": "https://mp.weixin.qq.com/s/1", "n": 1}, []),
+        ("journey.answer", {"attribute": "role", "value": "总经理"}, ["role"]),
+        ("journey.answer", {"attribute": "role", "value": "工程师"}, []),
+        ("h5.form", {"fields": {"budget": "20,000", "role": "CEO"}}, ["role", "budget"]),
+    ],
+)
+def test_the_old_spelling_scores_as_the_new(
+    event_type: str, properties: dict, rule_ids: list[str]
+) -> None:
+    old, new = parse_yaml(OLD), parse_yaml(NEW)
+    lines = points_for(old, event_type, properties, {})
+    assert lines == points_for(new, event_type, properties, {})
+    assert sorted(ln.rule_id for ln in lines) == sorted(rule_ids)
+
+
+def test_the_old_spelling_mixed_with_the_new_is_refused() -> None:
+    both = {"id": "x", "event": "e", "when": {}, "conditions": {}, "points": 1}
+    assert problems(base() | {"events": [both]}) == [
+        "events.0.when: the old name of conditions; give only conditions"
+    ]
+    twice = {
+        "id": "x",
+        "event": "e",
+        "points": 1,
+        "when": {"c": {"contains": "a", "contains_any": ["b"]}},
+    }
+    assert problems(base() | {"events": [twice]}) == [
+        "events.0.contains_any: give contains or contains_any (now contains with a list), not both"
+    ]

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.core import text
 from bot.tagging.rules import (
     InterestWordsIn,
     Rule,
     TagFileError,
     TagRuleIn,
+    content_tokens,
     evaluate,
     interest_matches,
     interest_tags,
@@ -147,7 +147,7 @@ DICTIONARY = {"价格": "意向:价格", "多少钱": "意向:价格", "试用":
 
 
 def tokens_of(s: str) -> set[str]:
-    return text.tokens(s)
+    return content_tokens(s)
 
 
 def test_interest_tags_from_jieba_tokens() -> None:
@@ -316,4 +316,4 @@ def test_the_bundled_dictionary_is_valid_and_useful() -> None:
     for word, tag in {"价格": "意向:价格", "多少钱": "意向:价格", "试用": "意向:试用"}.items():
         assert words[word] == tag
     s = "你好，这个多少钱？可以先试用吗"
-    assert interest_tags(words, text.tokens(s), s) == ["意向:价格", "意向:试用"]
+    assert interest_tags(words, content_tokens(s), s) == ["意向:价格", "意向:试用"]
