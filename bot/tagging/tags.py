@@ -33,6 +33,7 @@ from bot.core.models import (
 )
 from bot.tagging import rules as tag_rules
 from bot.tagging import sync as tag_sync
+from bot.tagging import sync_rows, sync_wecom
 
 if TYPE_CHECKING:
     from bot.core.context import Context
@@ -287,7 +288,7 @@ def pull_wecom_tags(
     not overwritten). Updates FollowUser.wecom_tags for every rep of the customer. Writes no
     TagSync rows (the change came from WeCom). Raises wechat.PlatformError on an API error
     (the caller's job retries). Returns {"added": [...], "removed": [...]}."""
-    data = tag_sync.call(
+    data = sync_rows.call(
         settings,
         wechat.wecom(settings),
         "get",
@@ -344,4 +345,4 @@ def refresh_corp_tags(settings: Settings) -> dict[str, int]:
     """The corp tag library changed (``change_external_tag``): reload it
     (``externalcontact/get_corp_tag_list``) into CorpTag, marking vanished tags deleted.
     Raises wechat.PlatformError on an API error. Returns {"tags": n, "deleted": n}."""
-    return tag_sync.refresh_corp_tags(settings)
+    return sync_wecom.refresh_corp_tags(settings)

@@ -25,7 +25,7 @@ from bot.core.models import (
     ReplyRule,
     utcnow,
 )
-from bot.scoring import ledger as scoring
+from bot.scoring.explain import explain
 
 
 def publish(client, auth, name: str) -> int:
@@ -106,7 +106,7 @@ def test_bant_by_conversation_scores_and_hands_off(sim, sim_settings, sim_client
             sa.select(LeadAssignment).where(LeadAssignment.contact_id == cid)
         ).scalars()
         assert lead.userid == "zhang" and "BANT 合格" in lead.reason
-        explained = scoring.explain(s, cid, utcnow())
+        explained = explain(s, cid, utcnow())
         reasons = " ".join(ln.get("reason") or "" for ln in explained["lines"])
         assert "budget: 2-10万" in reasons and "role: 决策人" in reasons
         # the answers went out as passive replies: stored as sent, never through the API
