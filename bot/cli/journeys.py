@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,6 +57,30 @@ def _scripted(text: str) -> dict | str:
         after, _, text = text[1:].partition(" ")
     item: dict = {"click": text[6:]} if text.startswith("click:") else {"text": text}
     return {**item, "after": after} if after else item
+
+
+def _play_on_simulator(
+    inbox: Any, transcript: Any, sim_url: str, openid: str, seconds_per_day: float
+) -> None:
+    """Deliver the preview's messages one by one to the simulator's follower, printing each."""
+    from bot.automation import preview as journey_preview
+
+    click.echo(f"  逐条投递到模拟器 {sim_url} 的粉丝 {openid}，每模拟一天 {seconds_per_day:g} 秒")
+
+    def show(line: journey_preview.Line, outcome: str | None) -> None:
+        click.echo(line.line)
+        if outcome:
+            click.secho(f"            → {outcome}", fg="green" if "送达" in outcome else "red")
+
+    try:
+        played = inbox.play(transcript, show)
+    except journey_preview.SimulatorError as exc:
+        click.secho(f"✗ {exc}", fg="red", err=True)
+        sys.exit(1)
+    ok(
+        f"{played.delivered} message(s) in {openid}'s inbox on the simulator, "
+        f"{len(played.refused)} refused, {played.not_sent} not sent (held/skipped/invalid)"
+    )
 
 
 @journeys_group.command("preview")
@@ -115,24 +140,7 @@ def journeys_preview(
     if inbox is None:
         click.echo(transcript.text)
     else:
-        click.echo(
-            f"  逐条投递到模拟器 {sim_url} 的粉丝 {openid}，每模拟一天 {seconds_per_day:g} 秒"
-        )
-
-        def show(line: journey_preview.Line, outcome: str | None) -> None:
-            click.echo(line.line)
-            if outcome:
-                click.secho(f"            → {outcome}", fg="green" if "送达" in outcome else "red")
-
-        try:
-            played = inbox.play(transcript, show)
-        except journey_preview.SimulatorError as exc:
-            click.secho(f"✗ {exc}", fg="red", err=True)
-            sys.exit(1)
-        ok(
-            f"{played.delivered} message(s) in {openid}'s inbox on the simulator, "
-            f"{len(played.refused)} refused, {played.not_sent} not sent (held/skipped/invalid)"
-        )
+        _play_on_simulator(inbox, transcript, sim_url, openid, seconds_per_day)
     if transcript.unused_replies:
         click.secho(f"  ! 没用到的回复：{'、'.join(transcript.unused_replies)}", fg="yellow")
 

@@ -278,6 +278,25 @@ def _owe_unsynced(
 # --- tags coming back from WeCom -------------------------------------------------------------
 
 
+def _wecom_tags_by_rep(
+    data: dict[str, Any],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """From ``externalcontact/get``: each rep's tags on the customer, and the corp tags (type
+    1) among them by name -> tag id."""
+    by_rep: dict[str, list[dict[str, Any]]] = {}
+    corp: dict[str, str] = {}
+    for follow in data.get("follow_user") or []:
+        tags = [
+            {k: t.get(k) for k in ("tag_id", "tag_name", "group_name", "type") if k in t}
+            for t in follow.get("tags") or []
+        ]
+        by_rep[str(follow.get("userid"))] = tags
+        for t in tags:
+            if t.get("type", 1) == 1 and t.get("tag_name"):
+                corp.setdefault(str(t["tag_name"])[:64], str(t.get("tag_id") or "")[:64])
+    return by_rep, corp
+
+
 def pull_wecom_tags(
     settings: Settings, contact_id: int, external_userid: str, userid: str
 ) -> dict[str, list[str]]:
@@ -295,17 +314,7 @@ def pull_wecom_tags(
         "externalcontact/get",
         params={"external_userid": external_userid},
     )
-    by_rep: dict[str, list[dict[str, Any]]] = {}
-    corp: dict[str, str] = {}
-    for follow in data.get("follow_user") or []:
-        tags = [
-            {k: t.get(k) for k in ("tag_id", "tag_name", "group_name", "type") if k in t}
-            for t in follow.get("tags") or []
-        ]
-        by_rep[str(follow.get("userid"))] = tags
-        for t in tags:
-            if t.get("type", 1) == 1 and t.get("tag_name"):
-                corp.setdefault(str(t["tag_name"])[:64], str(t.get("tag_id") or "")[:64])
+    by_rep, corp = _wecom_tags_by_rep(data)
     with session_scope(settings.database_url) as session:
         cid = contacts.resolve(session, contact_id)
         for row in session.execute(
