@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from admin.common import Invalid, api_blueprint, error, json_object, validated
 from bot.core.models import utcnow
-from bot.scoring import ledger as scoring
+from bot.scoring import ledger, recompute, versions
 from bot.scoring import rules as score_rules
+from bot.scoring.explain import UnknownContact, explain
 
 bp = api_blueprint("scores", __name__)
 
@@ -28,7 +29,7 @@ class StageIn(BaseModel):
 
 @bp.get("/contacts/<id:contact_id>/score")
 def contact_score(contact_id: int) -> ResponseReturnValue:
-    explained = scoring.explain(g.session, contact_id, utcnow())
+    explained = explain(g.session, contact_id, utcnow())
     if explained is None:
         return error(404, f"no contact {contact_id}")
     g.session.commit()  # the default rules are installed on first use
@@ -39,11 +40,11 @@ def contact_score(contact_id: int) -> ResponseReturnValue:
 def put_stage(contact_id: int) -> ResponseReturnValue:
     data = validated(StageIn, "stage")
     try:
-        change = scoring.set_stage(g.session, contact_id, data.stage, data.by, note=data.note)
-    except scoring.UnknownContact:
+        change = ledger.set_stage(g.session, contact_id, data.stage, data.by, note=data.note)
+    except UnknownContact:
         return error(404, f"no contact {contact_id}")
     g.session.commit()
-    scoring.kick(current_app.config["SETTINGS"], [change.outbox_id] if change.outbox_id else [])
+    ledger.kick(current_app.config["SETTINGS"], [change.outbox_id] if change.outbox_id else [])
     return jsonify(
         contact_id=contact_id, stage=change.new, previous=change.old, stage_manual=change.manual
     )
@@ -51,9 +52,9 @@ def put_stage(contact_id: int) -> ResponseReturnValue:
 
 @bp.get("/scoring/ruleset")
 def get_ruleset() -> ResponseReturnValue:
-    act = scoring.active(g.session)
+    act = versions.active(g.session)
     g.session.commit()
-    return jsonify(scoring.ruleset_json(act))
+    return jsonify(versions.ruleset_json(act))
 
 
 @bp.post("/scoring/rulesets")
@@ -63,9 +64,9 @@ def publish_ruleset() -> ResponseReturnValue:
         rules = score_rules.RuleSet.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise Invalid("invalid scoring rule set", score_rules.field_errors(exc)) from None
-    version = scoring.publish(g.session, rules)
+    version = versions.publish(g.session, rules)
     g.session.commit()
-    queued = scoring.enqueue_recompute(current_app.config["SETTINGS"], version)
-    body = scoring.ruleset_json(scoring.active(g.session))
-    body["recompute"] = {"job_id": scoring.recompute_job_id(version), "queued": queued}
+    queued = recompute.enqueue_recompute(current_app.config["SETTINGS"], version)
+    body = versions.ruleset_json(versions.active(g.session))
+    body["recompute"] = {"job_id": recompute.recompute_job_id(version), "queued": queued}
     return jsonify(body), 201

@@ -468,7 +468,9 @@ def main() -> int:
 
     from bot.core import db
     from bot.core.config import load_settings
-    from bot.scoring import ledger as scoring
+    from bot.scoring import versions
+    from bot.scoring.explain import explain, verify
+    from bot.scoring.recompute import Recomputed, recompute
     from bot.scoring.rules import RuleSet
 
     say("鱼池 Yuchi lead-scoring benchmark")
@@ -508,7 +510,7 @@ def main() -> int:
             marks = {round(total_contacts * q / 10) for q in range(1, 11)}
             state = {"next": 0}
 
-            def show(r: scoring.Recomputed) -> None:
+            def show(r: Recomputed) -> None:
                 if (
                     r.contacts >= min(m for m in marks if m > state["next"])
                     or r.contacts == total_contacts
@@ -524,7 +526,7 @@ def main() -> int:
 
         # 0. build every ledger under the default rules (version 1, installed on first use)
         say("\n0. building every ledger under the default rules (scoring.recompute)")
-        built = scoring.recompute(settings, progress=progress("build", args.contacts))
+        built = recompute(settings, progress=progress("build", args.contacts))
         say(
             f"   {_n(built.contacts)} contacts, {_n(built.events)} events, {_n(built.lines)} "
             f"ledger lines, {_n(built.stage_changes)} stage changes in {built.seconds:.1f} s "
@@ -570,7 +572,7 @@ def main() -> int:
         ok = 0
         with db.session_scope(url) as s:
             for cid in check:
-                ok += scoring.verify(s, cid).ok
+                ok += verify(s, cid).ok
         say(
             f"   verify: incremental score = ledger = replay from scratch for {ok} of {len(check)} "
             "sampled contacts"
@@ -579,12 +581,12 @@ def main() -> int:
 
         # b. explain one contact's score
         with db.session_scope(url) as s:
-            scoring.explain(s, 1, datetime.now(UTC))  # warm the rule cache
+            explain(s, 1, datetime.now(UTC))  # warm the rule cache
         times, line_counts = [], []
         for cid in rng.sample(range(1, args.contacts + 1), args.explain_samples):
             with db.session_scope(url) as s:
                 t = time.perf_counter()
-                out = scoring.explain(s, cid, datetime.now(UTC))
+                out = explain(s, cid, datetime.now(UTC))
                 times.append(time.perf_counter() - t)
                 line_counts.append(len(out["lines"]))
         times.sort()
@@ -603,8 +605,8 @@ def main() -> int:
             f"contacts, {_n(total_events)} events in the database)"
         )
         with db.session_scope(url) as s:
-            version = scoring.publish(s, RuleSet.model_validate(NEW_RULES))
-        again = scoring.recompute(settings, progress=progress(f"v{version}", args.contacts))
+            version = versions.publish(s, RuleSet.model_validate(NEW_RULES))
+        again = recompute(settings, progress=progress(f"v{version}", args.contacts))
         say(
             f"   version {version}: {_n(again.contacts)} contacts, {_n(again.events)} events, "
             f"{_n(again.lines)} ledger lines, {_n(again.stage_changes)} stage changes in "
@@ -612,7 +614,7 @@ def main() -> int:
             f"{_n(again.contacts / again.seconds)} contacts/s"
         )
         with db.session_scope(url) as s:
-            ok = sum(scoring.verify(s, cid).ok for cid in check[:100])
+            ok = sum(verify(s, cid).ok for cid in check[:100])
         say(f"   verify after the recompute: {ok} of {min(100, len(check))} sampled contacts")
         mismatches += min(100, len(check)) - ok
     finally:

@@ -23,6 +23,34 @@ class GuardedJSON(DefaultJSONProvider):
         return input_guard.load_json(s, **kwargs)
 
 
+def _register_blueprints(app: Flask) -> None:
+    from admin.api import bp as api_bp
+    from admin.channels import bp as channels_bp
+    from admin.journey_tools import bp as journey_tools_bp
+    from admin.journeys import bp as journeys_bp
+    from admin.leads import bp as leads_bp
+    from admin.messages import bp as messages_bp
+    from admin.scores import bp as scores_bp
+    from admin.tags import bp as tags_bp
+    from admin.webhooks import bp as webhooks_bp
+    from bot.health import bp as health_bp
+    from handlers.oa import bp as oa_bp
+    from handlers.wecom import bp as wecom_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(oa_bp)
+    app.register_blueprint(wecom_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(channels_bp)
+    app.register_blueprint(leads_bp)
+    app.register_blueprint(messages_bp)
+    app.register_blueprint(tags_bp)
+    app.register_blueprint(scores_bp)
+    app.register_blueprint(journeys_bp)
+    app.register_blueprint(journey_tools_bp)
+    app.register_blueprint(webhooks_bp)
+
+
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     """Build the app. ``config`` is a Settings object, or environment-style overrides."""
     if isinstance(config, Settings):
@@ -49,31 +77,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     app.before_request(_refuse_unfit_input)
     words.initialize()
 
-    from admin.api import bp as api_bp
-    from admin.channels import bp as channels_bp
-    from admin.journey_tools import bp as journey_tools_bp
-    from admin.journeys import bp as journeys_bp
-    from admin.leads import bp as leads_bp
-    from admin.messages import bp as messages_bp
-    from admin.scores import bp as scores_bp
-    from admin.tags import bp as tags_bp
-    from admin.webhooks import bp as webhooks_bp
-    from bot.health import bp as health_bp
-    from handlers.oa import bp as oa_bp
-    from handlers.wecom import bp as wecom_bp
-
-    app.register_blueprint(health_bp)
-    app.register_blueprint(oa_bp)
-    app.register_blueprint(wecom_bp)
-    app.register_blueprint(api_bp)
-    app.register_blueprint(channels_bp)
-    app.register_blueprint(leads_bp)
-    app.register_blueprint(messages_bp)
-    app.register_blueprint(tags_bp)
-    app.register_blueprint(scores_bp)
-    app.register_blueprint(journeys_bp)
-    app.register_blueprint(journey_tools_bp)
-    app.register_blueprint(webhooks_bp)
+    _register_blueprints(app)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -19,7 +19,8 @@ import requests
 from defusedxml.ElementTree import fromstring
 
 from wxsim.callbacks import OAPlatform, WeComPlatform, xml_fields
-from wxsim.state import ExternalContact, FollowUser, SimState, summarize
+from wxsim.entities import ExternalContact, FollowUser
+from wxsim.state import SimState, summarize
 
 UNAVAILABLE = "该公众号暂时无法提供服务，请稍后再试"
 PASSIVE_TYPES = {"text", "image", "voice", "video", "music", "news", "transfer_customer_service"}

@@ -11,8 +11,9 @@ from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
 
+from wxsim.entities import Token
 from wxsim.errors import ApiError
-from wxsim.state import SimState, Token
+from wxsim.state import SimState
 
 
 def sim():  # -> wxsim.app.Simulator (not imported: app imports the blueprints)

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from wxsim import jssdk
 from wxsim.actors import ActorError
 from wxsim.common import sim, state
-from wxsim.state import OAUser
+from wxsim.entities import OAUser
 from wxsim.wecom_api import contact_view, contact_way_view
 
 bp = Blueprint("wxsim_control", __name__)

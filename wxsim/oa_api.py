@@ -9,9 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, abort, request
 
 from wxsim.common import api, body, ok, sim, state, utf8_len
+from wxsim.entities import QRCode
 from wxsim.errors import ApiError
 from wxsim.png import qr_png
-from wxsim.state import WINDOW_48H, QRCode
+from wxsim.state import WINDOW_48H
 
 bp = Blueprint("wxsim_oa", __name__)
 

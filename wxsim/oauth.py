@@ -14,8 +14,8 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, redirect, request
 
 from wxsim.common import api, ok, sim, state
+from wxsim.entities import OAuthCode, Token
 from wxsim.errors import ApiError
-from wxsim.state import OAuthCode, Token
 
 bp = Blueprint("wxsim_oauth", __name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from flask import Blueprint, request
 
 from wxsim.common import api, body, ok, sim, state
+from wxsim.entities import ContactWay, CorpTag, CorpTagGroup, ExternalContact
 from wxsim.errors import ApiError
-from wxsim.state import ContactWay, CorpTag, CorpTagGroup, ExternalContact
 
 bp = Blueprint("wxsim_wecom", __name__)
 

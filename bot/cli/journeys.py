@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -58,6 +59,31 @@ def _scripted(text: str) -> dict | str:
     return {**item, "after": after} if after else item
 
 
+def _play_on_simulator(
+    inbox: Any, transcript: Any, sim_url: str, openid: str, seconds_per_day: float
+) -> None:
+    """Deliver the preview's messages one by one to the simulator's follower, printing each."""
+    from bot.automation import preview_simulator
+    from bot.automation.preview_transcript import Line
+
+    click.echo(f"  逐条投递到模拟器 {sim_url} 的粉丝 {openid}，每模拟一天 {seconds_per_day:g} 秒")
+
+    def show(line: Line, outcome: str | None) -> None:
+        click.echo(line.line)
+        if outcome:
+            click.secho(f"            → {outcome}", fg="green" if "送达" in outcome else "red")
+
+    try:
+        played = inbox.play(transcript, show)
+    except preview_simulator.SimulatorError as exc:
+        click.secho(f"✗ {exc}", fg="red", err=True)
+        sys.exit(1)
+    ok(
+        f"{played.delivered} message(s) in {openid}'s inbox on the simulator, "
+        f"{len(played.refused)} refused, {played.not_sent} not sent (held/skipped/invalid)"
+    )
+
+
 @journeys_group.command("preview")
 @click.argument("journey")
 @click.option("--reply", "replies", multiple=True, help="The contact's next answer (repeat).")
@@ -88,7 +114,6 @@ def journeys_preview(
     from bot.automation import preview as journey_preview
     from bot.automation import preview_simulator
     from bot.automation.preview_input import PreviewError
-    from bot.automation.preview_transcript import Line
 
     settings = settings_or_exit()
     d = _journey_definition(journey)
@@ -118,24 +143,7 @@ def journeys_preview(
     if inbox is None:
         click.echo(transcript.text)
     else:
-        click.echo(
-            f"  逐条投递到模拟器 {sim_url} 的粉丝 {openid}，每模拟一天 {seconds_per_day:g} 秒"
-        )
-
-        def show(line: Line, outcome: str | None) -> None:
-            click.echo(line.line)
-            if outcome:
-                click.secho(f"            → {outcome}", fg="green" if "送达" in outcome else "red")
-
-        try:
-            played = inbox.play(transcript, show)
-        except preview_simulator.SimulatorError as exc:
-            click.secho(f"✗ {exc}", fg="red", err=True)
-            sys.exit(1)
-        ok(
-            f"{played.delivered} message(s) in {openid}'s inbox on the simulator, "
-            f"{len(played.refused)} refused, {played.not_sent} not sent (held/skipped/invalid)"
-        )
+        _play_on_simulator(inbox, transcript, sim_url, openid, seconds_per_day)
     if transcript.unused_replies:
         click.secho(f"  ! 没用到的回复：{'、'.join(transcript.unused_replies)}", fg="yellow")
 

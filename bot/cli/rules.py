@@ -95,16 +95,16 @@ def _scoring_rules(file: Path):  # noqa: ANN202 - a score_rules.RuleSet
 
 
 def _recompute(settings: Settings, contact_ids: list[int] | None = None) -> None:
-    from bot.scoring import ledger as scoring
+    from bot.scoring.recompute import Recomputed, recompute
 
-    def show(r: scoring.Recomputed) -> None:
+    def show(r: Recomputed) -> None:
         rate = r.events / r.seconds if r.seconds else 0.0
         click.echo(
             f"  … {r.contacts:,} contacts, {r.events:,} events, {r.lines:,} lines, "
             f"{r.stage_changes:,} stage changes, {r.seconds:.1f} s ({rate:,.0f} events/s)"
         )
 
-    result = scoring.recompute(settings, contact_ids, progress=show)
+    result = recompute(settings, contact_ids, progress=show)
     if result.superseded:
         click.secho("  ! a newer version was published meanwhile; its recompute takes over")
     ok(
@@ -118,12 +118,12 @@ def _recompute(settings: Settings, contact_ids: list[int] | None = None) -> None
 def scoring_import(file: Path) -> None:
     """Install the rules in FILE (YAML) as version 1, when there are no scoring rules yet."""
     from bot.core.db import session_scope
-    from bot.scoring import ledger as scoring
+    from bot.scoring import versions
 
     settings = settings_or_exit()
     rules = _scoring_rules(file)
     with session_scope(settings.database_url) as session:
-        version = scoring.install(session, rules)
+        version = versions.install(session, rules)
     if version is None:
         click.secho(
             "scoring rules exist already; `yuchi scoring publish FILE` makes a new version",
@@ -140,17 +140,19 @@ def scoring_import(file: Path) -> None:
 def scoring_publish(file: Path, now: bool) -> None:
     """Make the rules in FILE (YAML) the new active version and recompute every score."""
     from bot.core.db import session_scope
-    from bot.scoring import ledger as scoring
+    from bot.scoring import recompute, versions
 
     settings = settings_or_exit()
     rules = _scoring_rules(file)
     with session_scope(settings.database_url) as session:
-        version = scoring.publish(session, rules)
+        version = versions.publish(session, rules)
     ok(f"{file}: published as version {version}")
     if now:
         _recompute(settings)
-    elif scoring.enqueue_recompute(settings, version):
-        ok(f"recompute queued as job {scoring.recompute_job_id(version)} (`yuchi worker` runs it)")
+    elif recompute.enqueue_recompute(settings, version):
+        ok(
+            f"recompute queued as job {recompute.recompute_job_id(version)} (`yuchi worker` runs it)"
+        )
     else:
         click.secho("  ! Redis unreachable: run `yuchi scoring recompute`", fg="yellow")
 

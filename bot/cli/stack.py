@@ -160,6 +160,7 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
 @click.option(
     "--exit", "exit_after", is_flag=True, help="Stop after the scenario instead of running on."
 )
+# One piece: the demo is one script read top to bottom (start, seed, play, hand over).
 def demo(port: int, sim_port: int, exit_after: bool) -> None:
     """Run the stack against the local WeChat simulator, seed a small setup and play a
     follower's first minutes (follow from a QR poster, ask the price, click the menu)."""

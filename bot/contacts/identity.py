@@ -97,6 +97,24 @@ def _later(a: Any, b: Any) -> Any:
     return max(x for x in (a, b) if x is not None) if (a or b) else None
 
 
+def _combine(keep: Any, gone: Any) -> None:
+    """The survivor takes what the merged contact knew better: the wider seen span, the
+    later interaction, a subscription, names, owner, channel and the further stage."""
+    keep.first_seen_at = min(keep.first_seen_at, gone.first_seen_at)
+    keep.last_seen_at = max(keep.last_seen_at, gone.last_seen_at)
+    keep.last_interaction_at = _later(keep.last_interaction_at, gone.last_interaction_at)
+    if gone.subscribed and not keep.subscribed:
+        keep.subscribed, keep.subscribed_at = True, gone.subscribed_at
+    keep.name = keep.name or gone.name
+    keep.owner_userid = keep.owner_userid or gone.owner_userid
+    keep.source_channel_id = keep.source_channel_id or gone.source_channel_id
+    if gone.stage in STAGE_ORDER and keep.stage in STAGE_ORDER:
+        if STAGE_ORDER.index(gone.stage) > STAGE_ORDER.index(keep.stage):
+            keep.stage, keep.stage_manual = gone.stage, gone.stage_manual
+    elif gone.stage_manual and not keep.stage_manual:  # customer/disqualified set by a person
+        keep.stage, keep.stage_manual = gone.stage, True
+
+
 def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | None]:
     """Merge contacts ``a`` and ``b`` (the older survives). Idempotent. Returns (survivor,
     outbox id of the ``contact.merged`` event, or None if nothing was left to merge)."""
@@ -134,19 +152,7 @@ def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | Non
     move(FollowUser, fu.c.userid.not_in(reps))
     session.execute(sa.delete(fu).where(fu.c.contact_id == gone_id))
 
-    keep.first_seen_at = min(keep.first_seen_at, gone.first_seen_at)
-    keep.last_seen_at = max(keep.last_seen_at, gone.last_seen_at)
-    keep.last_interaction_at = _later(keep.last_interaction_at, gone.last_interaction_at)
-    if gone.subscribed and not keep.subscribed:
-        keep.subscribed, keep.subscribed_at = True, gone.subscribed_at
-    keep.name = keep.name or gone.name
-    keep.owner_userid = keep.owner_userid or gone.owner_userid
-    keep.source_channel_id = keep.source_channel_id or gone.source_channel_id
-    if gone.stage in STAGE_ORDER and keep.stage in STAGE_ORDER:
-        if STAGE_ORDER.index(gone.stage) > STAGE_ORDER.index(keep.stage):
-            keep.stage, keep.stage_manual = gone.stage, gone.stage_manual
-    elif gone.stage_manual and not keep.stage_manual:  # customer/disqualified set by a person
-        keep.stage, keep.stage_manual = gone.stage, True
+    _combine(keep, gone)
     gone.merged_into_id = keep_id
     gone.subscribed = False
     session.add_all([keep, gone])

@@ -94,84 +94,104 @@ def _stmt(dialect: str, key: Any) -> Any:
     return found
 
 
-def _build(dialect: str, key: Any) -> Any:
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    contact, ident, event = Contact.__table__, Identity.__table__, Event.__table__
+def _insert_for(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _now_param() -> Any:
+    return sa.bindparam("now", type_=UTCDateTime())
+
+
+def _find(dialect: str) -> Any:
+    ident = Identity.__table__
+    return sa.select(ident.c.contact_id).where(
+        ident.c.kind == sa.bindparam("kind"),
+        ident.c.app_id == sa.bindparam("app_id"),
+        ident.c.value == sa.bindparam("value"),
+    )
+
+
+def _new_contact(dialect: str) -> Any:
+    contact = Contact.__table__
     t = sa.bindparam("t", type_=UTCDateTime())
-    if key == "find":
-        return sa.select(ident.c.contact_id).where(
-            ident.c.kind == sa.bindparam("kind"),
-            ident.c.app_id == sa.bindparam("app_id"),
-            ident.c.value == sa.bindparam("value"),
+    return (
+        sa.insert(contact)
+        .values(first_seen_at=t, last_seen_at=t, created_at=_now_param())
+        .returning(contact.c.id)
+    )
+
+
+def _new_identity(dialect: str) -> Any:
+    ident = Identity.__table__
+    return (
+        _insert_for(dialect)(ident)
+        .values(
+            contact_id=sa.bindparam("contact_id"),
+            kind=sa.bindparam("kind"),
+            app_id=sa.bindparam("app_id"),
+            value=sa.bindparam("value"),
+            created_at=_now_param(),
         )
-    if key == "contact":
-        return (
-            sa.insert(contact)
-            .values(
-                first_seen_at=t, last_seen_at=t, created_at=sa.bindparam("now", type_=UTCDateTime())
-            )
-            .returning(contact.c.id)
+        .on_conflict_do_nothing(index_elements=["kind", "app_id", "value"])
+        .returning(ident.c.id)
+    )
+
+
+def _new_event(dialect: str) -> Any:
+    event = Event.__table__
+    return (
+        _insert_for(dialect)(event)
+        .values(
+            contact_id=sa.bindparam("contact_id"),
+            type=sa.bindparam("type"),
+            source=sa.bindparam("source"),
+            properties=sa.bindparam("properties", type_=JSONType),
+            occurred_at=sa.bindparam("t", type_=UTCDateTime()),
+            received_at=_now_param(),
+            dedupe_key=sa.bindparam("dedupe_key"),
+            reply=sa.bindparam("reply"),
+            callback_nonce=sa.bindparam("callback_nonce"),
+            callback_digest=sa.bindparam("callback_digest"),
         )
-    if key == "identity":
-        return (
-            ins(ident)
-            .values(
-                contact_id=sa.bindparam("contact_id"),
-                kind=sa.bindparam("kind"),
-                app_id=sa.bindparam("app_id"),
-                value=sa.bindparam("value"),
-                created_at=sa.bindparam("now", type_=UTCDateTime()),
-            )
-            .on_conflict_do_nothing(index_elements=["kind", "app_id", "value"])
-            .returning(ident.c.id)
+        # Either unique key (dedupe_key, callback_nonce) already stored: nothing inserted,
+        # and _existing says which.
+        .on_conflict_do_nothing()
+        .returning(event.c.id)
+    )
+
+
+def _new_outbox_row(dialect: str) -> Any:
+    return (
+        sa.insert(Outbox.__table__)
+        .values(
+            event_id=sa.bindparam("event_id"),
+            status="pending",
+            priority=sa.bindparam("priority"),
+            attempts=0,
+            created_at=_now_param(),
         )
-    if key == "event":
-        return (
-            ins(event)
-            .values(
-                contact_id=sa.bindparam("contact_id"),
-                type=sa.bindparam("type"),
-                source=sa.bindparam("source"),
-                properties=sa.bindparam("properties", type_=JSONType),
-                occurred_at=t,
-                received_at=sa.bindparam("now", type_=UTCDateTime()),
-                dedupe_key=sa.bindparam("dedupe_key"),
-                reply=sa.bindparam("reply"),
-                callback_nonce=sa.bindparam("callback_nonce"),
-                callback_digest=sa.bindparam("callback_digest"),
-            )
-            # Either unique key (dedupe_key, callback_nonce) already stored: nothing inserted,
-            # and _existing says which.
-            .on_conflict_do_nothing()
-            .returning(event.c.id)
+        .returning(Outbox.__table__.c.id)
+    )
+
+
+def _new_tag(dialect: str) -> Any:
+    return (
+        _insert_for(dialect)(ContactTag.__table__)
+        .values(
+            contact_id=sa.bindparam("contact_id"),
+            tag=sa.bindparam("tag"),
+            source=sa.bindparam("source"),
+            source_ref=sa.bindparam("source_ref"),
+            created_at=_now_param(),
         )
-    if key == "outbox":
-        return (
-            sa.insert(Outbox.__table__)
-            .values(
-                event_id=sa.bindparam("event_id"),
-                status="pending",
-                priority=sa.bindparam("priority"),
-                attempts=0,
-                created_at=sa.bindparam("now", type_=UTCDateTime()),
-            )
-            .returning(Outbox.__table__.c.id)
-        )
-    if key == "tag":
-        return (
-            ins(ContactTag.__table__)
-            .values(
-                contact_id=sa.bindparam("contact_id"),
-                tag=sa.bindparam("tag"),
-                source=sa.bindparam("source"),
-                source_ref=sa.bindparam("source_ref"),
-                created_at=sa.bindparam("now", type_=UTCDateTime()),
-            )
-            .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
-        )
-    kind, interaction, subscribed = key
-    assert kind == "touch"
+        .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
+    )
+
+
+def _touch(interaction: bool, subscribed: bool | None) -> Any:
+    contact = Contact.__table__
     c = contact.c
+    t = sa.bindparam("t", type_=UTCDateTime())
     values: dict[str, Any] = {
         "last_seen_at": sa.case((c.last_seen_at < t, t), else_=c.last_seen_at),
         "first_seen_at": sa.case((c.first_seen_at > t, t), else_=c.first_seen_at),
@@ -188,6 +208,24 @@ def _build(dialect: str, key: Any) -> Any:
     elif subscribed is False:
         values.update(subscribed=False, unsubscribed_at=t)
     return sa.update(contact).where(c.id == sa.bindparam("contact_id")).values(**values)
+
+
+_BUILDERS = {
+    "find": _find,
+    "contact": _new_contact,
+    "identity": _new_identity,
+    "event": _new_event,
+    "outbox": _new_outbox_row,
+    "tag": _new_tag,
+}
+
+
+def _build(dialect: str, key: Any) -> Any:
+    if isinstance(key, str):
+        return _BUILDERS[key](dialect)
+    kind, interaction, subscribed = key
+    assert kind == "touch"
+    return _touch(interaction, subscribed)
 
 
 def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) -> int:

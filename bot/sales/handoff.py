@@ -22,7 +22,7 @@ from bot.core.db import session_scope
 from bot.core.models import Contact, FollowUser, LeadAssignment, Rep, utcnow
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
-from bot.scoring import ledger as scoring
+from bot.scoring.explain import explain
 
 if TYPE_CHECKING:
     from bot.core.context import Context
@@ -143,7 +143,7 @@ def notify(settings: Settings, assignment_id: int) -> int | None:
     with session_scope(settings.database_url) as session:
         a = session.get(LeadAssignment, assignment_id)
         contact = session.get(Contact, a.contact_id)
-        explained = scoring.explain(session, a.contact_id, utcnow()) or {
+        explained = explain(session, a.contact_id, utcnow()) or {
             "total": contact.score,
             "lines": [],
         }

@@ -33,6 +33,7 @@ from bot.core.models import (
 )
 from bot.tagging import rules as tag_rules
 from bot.tagging import sync as tag_sync
+from bot.tagging import sync_rows, sync_wecom
 from journeys.words import add_words
 
 if TYPE_CHECKING:
@@ -278,23 +279,11 @@ def _owe_unsynced(
 # --- tags coming back from WeCom -------------------------------------------------------------
 
 
-def pull_wecom_tags(
-    settings: Settings, contact_id: int, external_userid: str, userid: str
-) -> dict[str, list[str]]:
-    """A rep changed the customer in WeCom (``edit_external_contact``): read the customer
-    (``externalcontact/get``) and make the contact's "wecom" tags match the corp tags
-    (type 1) the reps have on them now: new ones are added, "wecom" tags that are gone are
-    removed (tags from other sources are left alone; a tag with a pending sync from Yuchi is
-    not overwritten). Updates FollowUser.wecom_tags for every rep of the customer. Writes no
-    TagSync rows (the change came from WeCom). Raises wechat.PlatformError on an API error
-    (the caller's job retries). Returns {"added": [...], "removed": [...]}."""
-    data = tag_sync.call(
-        settings,
-        wechat.wecom(settings),
-        "get",
-        "externalcontact/get",
-        params={"external_userid": external_userid},
-    )
+def _wecom_tags_by_rep(
+    data: dict[str, Any],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """From ``externalcontact/get``: each rep's tags on the customer, and the corp tags (type
+    1) among them by name -> tag id."""
     by_rep: dict[str, list[dict[str, Any]]] = {}
     corp: dict[str, str] = {}
     for follow in data.get("follow_user") or []:
@@ -306,6 +295,27 @@ def pull_wecom_tags(
         for t in tags:
             if t.get("type", 1) == 1 and t.get("tag_name"):
                 corp.setdefault(str(t["tag_name"])[:64], str(t.get("tag_id") or "")[:64])
+    return by_rep, corp
+
+
+def pull_wecom_tags(
+    settings: Settings, contact_id: int, external_userid: str, userid: str
+) -> dict[str, list[str]]:
+    """A rep changed the customer in WeCom (``edit_external_contact``): read the customer
+    (``externalcontact/get``) and make the contact's "wecom" tags match the corp tags
+    (type 1) the reps have on them now: new ones are added, "wecom" tags that are gone are
+    removed (tags from other sources are left alone; a tag with a pending sync from Yuchi is
+    not overwritten). Updates FollowUser.wecom_tags for every rep of the customer. Writes no
+    TagSync rows (the change came from WeCom). Raises wechat.PlatformError on an API error
+    (the caller's job retries). Returns {"added": [...], "removed": [...]}."""
+    data = sync_rows.call(
+        settings,
+        wechat.wecom(settings),
+        "get",
+        "externalcontact/get",
+        params={"external_userid": external_userid},
+    )
+    by_rep, corp = _wecom_tags_by_rep(data)
     with session_scope(settings.database_url) as session:
         cid = contacts.resolve(session, contact_id)
         for row in session.execute(
@@ -345,4 +355,4 @@ def refresh_corp_tags(settings: Settings) -> dict[str, int]:
     """The corp tag library changed (``change_external_tag``): reload it
     (``externalcontact/get_corp_tag_list``) into CorpTag, marking vanished tags deleted.
     Raises wechat.PlatformError on an API error. Returns {"tags": n, "deleted": n}."""
-    return tag_sync.refresh_corp_tags(settings)
+    return sync_wecom.refresh_corp_tags(settings)

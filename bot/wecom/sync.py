@@ -20,7 +20,7 @@ from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Channel, Contact, FollowUser, Identity, Rep, utcnow
-from bot.scoring import ledger as scoring
+from bot.scoring.recompute import recompute
 from bot.tagging import tags as tagging
 
 if TYPE_CHECKING:
@@ -237,4 +237,4 @@ def _learn(settings: Settings, contact_id: int, name: str | None, unionid: str |
 
 def _after_merge(settings: Settings, survivor: int) -> None:
     """Scores are the ledger's sum: recompute the survivor's from its (merged) ledger."""
-    scoring.recompute(settings, [survivor])
+    recompute(settings, [survivor])

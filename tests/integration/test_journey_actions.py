@@ -29,7 +29,7 @@ from bot.core.models import (
     ScoreEntry,
     utcnow,
 )
-from bot.scoring import ledger as scoring
+from bot.scoring.explain import explain
 from bot.scoring.rules import DIRECT
 
 # --- building definitions ------------------------------------------------------------------
@@ -408,7 +408,7 @@ def test_add_points_becomes_a_direct_ledger_line(sim, sim_settings, sim_client, 
                 ScoreEntry.contact_id == cid, ScoreEntry.rule_id == DIRECT
             )
         ).all()
-        explained = scoring.explain(s, cid, utcnow())
+        explained = explain(s, cid, utcnow())
     assert [(r, p, e) for r, p, e in lines] == [(DIRECT, 7.0, ev.id)]
     assert contact(sim_settings, cid).score == 12  # 5 for following, 7 from the journey
     direct = [ln for ln in explained["lines"] if ln["rule"] == DIRECT]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import journey_definition
 from testenv import TEST_ENV
 
 from bot.core import db, queue
@@ -35,29 +36,7 @@ SEND = "/cgi-bin/message/custom/send"
 WELCOME = "欢迎关注鱼池"
 SWEEP_INTERVAL = 0.3  # seconds between the worker's sweeper runs
 
-WAIT_JOURNEY = {
-    "id": "crash_wait",
-    "name": "等待中崩溃",
-    "steps": [
-        {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "hello"},
-        {
-            "id": "hello",
-            "type": "action",
-            "do": "send",
-            "kind": "text",
-            "payload": {"content": "第一条：你好"},
-            "next": "pause",
-        },
-        {"id": "pause", "type": "wait", "duration": "5s", "next": "bye"},
-        {
-            "id": "bye",
-            "type": "action",
-            "do": "send",
-            "kind": "text",
-            "payload": {"content": "第二条：再见"},
-        },
-    ],
-}
+WAIT_JOURNEY = journey_definition("crash_wait")
 
 
 # --- worker processes ----------------------------------------------------------------------

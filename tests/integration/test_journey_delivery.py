@@ -8,27 +8,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from fixtures import journey_definition
 from support import run_worker
 
 from bot.automation import wakes as journey_wakes
 from bot.core import db
 from bot.core.models import Contact, Enrollment, Identity, Message
 
-TOUCH = {
-    "id": "touch",
-    "name": "一次触达",
-    "steps": [
-        {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "later"},
-        {"id": "later", "type": "wait", "duration": "1h", "next": "hello"},
-        {
-            "id": "hello",
-            "type": "action",
-            "do": "send",
-            "kind": "text",
-            "payload": {"content": "晚上好，这是一条营销消息"},
-        },
-    ],
-}
+TOUCH = journey_definition("quiet_hours_touch")
 
 
 def quiet_around_now() -> str:
@@ -83,29 +70,7 @@ def test_an_answer_to_the_contacts_own_message_ignores_quiet_hours(
     assert "预算" in question["payload"]["text"]["content"]
 
 
-REPLY = {
-    "id": "reply",
-    "name": "等回复",
-    "steps": [
-        {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "wait"},
-        {
-            "id": "wait",
-            "type": "wait",
-            "event": "oa.text",
-            "timeout": "1d",
-            "timeout_next": "gone",
-            "next": "answer",
-        },
-        {
-            "id": "answer",
-            "type": "action",
-            "do": "send",
-            "kind": "text",
-            "payload": {"content": "收到，顾问马上联系您"},
-        },
-        {"id": "gone", "type": "action", "do": "exit", "reason": "no reply"},
-    ],
-}
+REPLY = journey_definition("await_reply")
 
 
 def test_answers_made_in_the_background_go_out_from_the_drain_itself(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from fixtures import journey_definition
 from support import post, run_worker, text
 
 from bot.automation import enroll as journey_enroll
@@ -26,7 +27,7 @@ from bot.core.models import (
     ReplyRule,
     utcnow,
 )
-from bot.scoring import ledger as scoring
+from bot.scoring.explain import explain
 
 
 def publish(client, auth, name: str) -> int:
@@ -107,7 +108,7 @@ def test_bant_by_conversation_scores_and_hands_off(sim, sim_settings, sim_client
             sa.select(LeadAssignment).where(LeadAssignment.contact_id == cid)
         ).scalars()
         assert lead.userid == "zhang" and "BANT 合格" in lead.reason
-        explained = scoring.explain(s, cid, utcnow())
+        explained = explain(s, cid, utcnow())
         reasons = " ".join(ln.get("reason") or "" for ln in explained["lines"])
         assert "budget: 2-10万" in reasons and "role: 决策人" in reasons
         # the answers went out as passive replies: stored as sent, never through the API
@@ -234,27 +235,7 @@ def test_publishing_checks_tags_against_everything_that_gives_them(sim_client, a
             "id"
         ]
         assert sim_client.post(f"/api/journeys/{jid}/publish", headers=auth).status_code == 200
-    unknown = {
-        "id": "vip",
-        "name": "VIP",
-        "steps": [
-            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "is_vip"},
-            {
-                "id": "is_vip",
-                "type": "condition",
-                "if": {"tag": "从没有过的标签"},
-                "yes": "hi",
-                "no": "hi",
-            },
-            {
-                "id": "hi",
-                "type": "action",
-                "do": "send",
-                "kind": "text",
-                "payload": {"content": "您好"},
-            },
-        ],
-    }
+    unknown = journey_definition("unknown_tag")
     jid = sim_client.post(
         "/api/journeys", json={"name": "VIP", "definition": unknown}, headers=auth
     ).get_json()["id"]
@@ -269,19 +250,7 @@ def test_a_tag_given_while_answering_in_the_callback_starts_its_journey(
 ):
     add_rep(sim, sim_settings, "li", "李四")
     publish(sim_client, auth, "bant")
-    follow_up = {
-        "id": "qualified",
-        "name": "合格线索跟进",
-        "steps": [
-            {"id": "start", "type": "trigger", "on": "tag_added", "tag": "BANT:合格", "next": "hi"},
-            {
-                "id": "hi",
-                "type": "action",
-                "do": "notify_rep",
-                "note": "合格线索，请尽快联系",
-            },
-        ],
-    }
+    follow_up = journey_definition("qualified_follow_up")
     resp = sim_client.post(
         "/api/journeys", json={"name": "合格线索跟进", "definition": follow_up}, headers=auth
     )

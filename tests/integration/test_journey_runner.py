@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from fixtures import journey_definition
 from support import run_worker
 
 from bot.automation import runner as journey_runner
@@ -125,32 +126,13 @@ def test_entry_once_and_sweeper_requeues_lost_wakes(
 
 
 def test_api_create_validate_and_not_found(client, auth):
-    bad = {
-        "id": "bad",
-        "name": "坏的",
-        "steps": [
-            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "nowhere"},
-        ],
-    }
+    bad = journey_definition("dangling_next")
     resp = client.post("/api/journeys", json={"name": "bad", "definition": bad}, headers=auth)
     assert resp.status_code == 422
     problems = resp.get_json()["problems"]
     assert problems and any(p["step"] == "start" for p in problems)
 
-    good = {
-        "id": "hi",
-        "name": "你好",
-        "steps": [
-            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "hello"},
-            {
-                "id": "hello",
-                "type": "action",
-                "do": "send",
-                "kind": "text",
-                "payload": {"content": "你好"},
-            },
-        ],
-    }
+    good = journey_definition("hello")
     resp = client.post("/api/journeys", json={"name": "hi", "definition": good}, headers=auth)
     assert resp.status_code == 201
     jid = resp.get_json()["id"]

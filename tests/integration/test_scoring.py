@@ -18,6 +18,11 @@ from bot.core import db, queue
 from bot.core.context import Context
 from bot.core.models import Contact, Event, Identity, Outbox, ScoreEntry, ScoringRuleSet
 from bot.scoring import ledger as scoring
+from bot.scoring import versions
+from bot.scoring.explain import Verification
+from bot.scoring.explain import explain as explain_score
+from bot.scoring.explain import verify as verify_score
+from bot.scoring.recompute import recompute, recompute_job_id
 from bot.scoring.rules import MARKER, cents
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -63,9 +68,9 @@ def stage_events(settings, cid: int) -> list[dict]:
         return [e.properties for e in rows]
 
 
-def verify(settings, cid: int) -> scoring.Verification:
+def verify(settings, cid: int) -> Verification:
     with db.session_scope(settings.database_url) as s:
-        return scoring.verify(s, cid)
+        return verify_score(s, cid)
 
 
 def play(client, oa, openid: str, t0: int, msg_base: int) -> None:
@@ -149,8 +154,8 @@ def test_decay_at_read_time(client, oa, clean, auth):
     cid = contact_id(clean, "oOld")
     with db.session_scope(clean.database_url) as s:
         last = s.get(Contact, cid).last_interaction_at
-        later = scoring.explain(s, cid, last + timedelta(days=60))
-        now = scoring.explain(s, cid, last)
+        later = explain_score(s, cid, last + timedelta(days=60))
+        now = explain_score(s, cid, last)
     assert now["total"] == 17 and later["ledger_sum"] == 17
     assert later["total"] == 4.25 and later["decay"]["factor"] == pytest.approx(0.25)
     assert sum(cents(ln["decayed"]) for ln in later["lines"]) == 425
@@ -189,7 +194,7 @@ def test_decay_starts_from_the_last_interaction_when_it_is_later(clean):
     store(clean, "oDecayA", "oa.subscribe", t0, properties={}, subscribed=True)  # +5
     store(clean, "oDecayA", "oa.image", t0 + timedelta(days=30), properties={})  # no points
     assert [e.rule_id for e in ledger(clean, contact_id(clean, "oDecayA"))] == ["follow"]
-    half_life = timedelta(days=scoring.default_rules().half_life)
+    half_life = timedelta(days=versions.default_rules().half_life)
     decay = decay_of(clean, "oDecayA", t0 + timedelta(days=30) + half_life)
     assert decay["last_activity_at"] == (t0 + timedelta(days=30)).isoformat()
     assert decay["factor"] == pytest.approx(0.5)  # one half-life since the image
@@ -211,7 +216,7 @@ def test_negative_lines_do_not_restart_decay(clean):
     )  # -30
     rules = [e.rule_id for e in ledger(clean, contact_id(clean, "oDecayB"))]
     assert rules == ["follow", "unsubscribe"]
-    half_life = timedelta(days=scoring.default_rules().half_life)
+    half_life = timedelta(days=versions.default_rules().half_life)
     decay = decay_of(clean, "oDecayB", t0 + half_life)
     assert decay["last_activity_at"] == t0.isoformat()
     assert decay["factor"] == pytest.approx(0.5)  # one half-life since the follow
@@ -353,9 +358,7 @@ def test_events_arriving_during_a_publish_are_not_lost(client, oa, clean, auth):
     t0 = noon()
     play(client, oa, "oMid", t0, 100)
     assert client.post("/api/scoring/rulesets", json=NEW_RULES, headers=auth).status_code == 201
-    queue.get_queue(clean, queue.BULK).remove(
-        scoring.recompute_job_id(2)
-    )  # as if it had not run yet
+    queue.get_queue(clean, queue.BULK).remove(recompute_job_id(2))  # as if it had not run yet
     run_worker(clean)
     cid = contact_id(clean, "oMid")
     assert contact(clean, cid).score == 42 and verify(clean, cid).ok
@@ -390,7 +393,7 @@ def test_recompute_is_idempotent_and_keeps_stages_forward(client, oa, clean):
     cid = contact_id(clean, "oRe")
     lines = [(e.event_id, e.rule_id, e.points) for e in ledger(clean, cid)]
     for _ in range(2):
-        result = scoring.recompute(clean)
+        result = recompute(clean)
         assert result.contacts == 1 and result.stage_changes == 0 and not result.superseded
         assert result.events == len([e for e in _events(clean, cid)])
     assert [(e.event_id, e.rule_id, e.points) for e in ledger(clean, cid)] == lines
@@ -487,7 +490,7 @@ def test_a_one_id_merge_moves_both_ledgers_and_recomputes(client, oa, clean):
     a, b = contact_id(clean, "oM1"), contact_id(clean, "oM2")
     with db.session_scope(clean.database_url) as s:  # both ledgers have a marker line
         survivor, _ = contacts.merge(s, a, b, "same unionid")
-    scoring.recompute(clean, [survivor])
+    recompute(clean, [survivor])
     # One history replayed in time order: the day before, follow 5, text 2, price 10; then
     # follow 0 (once ever), texts 10, price 10 (20 ever), clicks 9, reads 15.
     assert contact(clean, survivor).score == PLAY_TOTAL + 2

@@ -29,9 +29,9 @@ from bot.core.models import (
 )
 from bot.tagging import sync as tag_sync
 from bot.tagging import tags as tagging
-from wxsim.state import CorpTag as SimCorpTag
-from wxsim.state import CorpTagGroup, ExternalContact
-from wxsim.state import FollowUser as SimFollowUser
+from wxsim.entities import CorpTag as SimCorpTag
+from wxsim.entities import CorpTagGroup, ExternalContact
+from wxsim.entities import FollowUser as SimFollowUser
 
 # --- helpers -------------------------------------------------------------------------------
 

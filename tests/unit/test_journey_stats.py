@@ -2,53 +2,12 @@
 
 from __future__ import annotations
 
+from fixtures import journey_definition
+
 from journeys import check
 from journeys.stats import Path, count
 
-QUALIFY = check(
-    {
-        "id": "qualify",
-        "name": "资格审查",
-        "goal": {"tag": "已购买"},
-        "steps": [
-            {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "budget"},
-            {
-                "id": "budget",
-                "type": "ask",
-                "question": "预算多少？",
-                "save_as": "budget",
-                "choices": [{"label": "高", "next": "high"}, {"label": "低", "next": "low"}],
-                "timeout": "1d",
-                "timeout_next": "nudge",
-                "no_match_next": "nudge",
-            },
-            {"id": "high", "type": "action", "do": "add_tag", "tag": "高预算", "next": "call"},
-            {"id": "call", "type": "wait", "duration": "1d", "next": "offer"},
-            {
-                "id": "offer",
-                "type": "action",
-                "do": "send",
-                "kind": "text",
-                "payload": {"content": "给你一个报价"},
-            },
-            {
-                "id": "low",
-                "type": "action",
-                "do": "send",
-                "kind": "text",
-                "payload": {"content": "好的"},
-            },
-            {
-                "id": "nudge",
-                "type": "action",
-                "do": "send",
-                "kind": "text",
-                "payload": {"content": "还在吗？"},
-                "next": "budget",
-            },
-        ],
-    }
-)
+QUALIFY = check(journey_definition("qualify"))
 ORDER = ["start", "budget", "high", "call", "offer", "low", "nudge"]
 HIGH = ("start", "budget", "high", "call")
 
@@ -102,18 +61,7 @@ def test_every_counter_per_step():
 
 
 def test_condition_branches_and_rounding():
-    d = check(
-        {
-            "id": "split",
-            "name": "分流",
-            "steps": [
-                {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "vip"},
-                {"id": "vip", "type": "condition", "if": {"tag": "VIP"}, "yes": "a", "no": "b"},
-                {"id": "a", "type": "action", "do": "add_tag", "tag": "x"},
-                {"id": "b", "type": "action", "do": "add_tag", "tag": "y"},
-            ],
-        }
-    )
+    d = check(journey_definition("vip_split"))
     paths = [
         Path("done", "a", ("start", "vip", "a")),
         Path("done", "b", ("start", "vip", "b")),

@@ -5,34 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+from fixtures import journey_definition
 
 from journeys import Definition, DefinitionError, Problem, check, validate
 
-BASE = {
-    "id": "j",
-    "name": "测试旅程",
-    "steps": [
-        {"id": "start", "type": "trigger", "event": "oa.subscribe", "next": "hello"},
-        {
-            "id": "hello",
-            "type": "action",
-            "do": "send",
-            "kind": "text",
-            "payload": {"content": "你好"},
-            "next": "wait",
-        },
-        {"id": "wait", "type": "wait", "duration": "1d", "next": "branch"},
-        {
-            "id": "branch",
-            "type": "condition",
-            "if": {"tag": "意向:价格"},
-            "yes": "tag",
-            "no": "done",
-        },
-        {"id": "tag", "type": "action", "do": "add_tag", "tag": "已推送"},
-        {"id": "done", "type": "action", "do": "exit"},
-    ],
-}
+BASE = journey_definition("send_wait_branch")
 
 
 def make(**changes) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.scoring import ledger as scoring
+from bot.scoring import versions
 from bot.scoring.rules import (
     Line,
     ReplayedEvent,
@@ -403,7 +403,7 @@ def test_yaml_and_round_trip() -> None:
 
 
 def test_default_rules_are_valid_and_score_a_price_question() -> None:
-    rs = scoring.default_rules()
+    rs = versions.default_rules()
     ids = [ln.rule_id for ln in points_for(rs, "oa.text", {"content": "这个多少钱"}, {})]
     assert ids == ["text_message", "price_interest"]
     assert rs.half_life == 30 and rs.stages.lead == 10 and rs.stages.sql == 100

@@ -1,0 +1,51 @@
+"""The tables, one module per area. One person is one Contact; the ways we see them (openid,
+unionid, WeCom external_userid) are Identity rows, so later channels add identities, not
+contacts. Importing this package registers every table on ``SQLModel.metadata``."""
+
+from bot.core.models.columns import BIGINT, JSONType, UTCDateTime, ts_column, utcnow
+from bot.core.models.contacts import Contact, ContactTag, Event, Identity, Outbox
+from bot.core.models.journeys import (
+    Enrollment,
+    Journey,
+    JourneyVersion,
+    StepRun,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from bot.core.models.messaging import Broadcast, Message, ReplyRule
+from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
+from bot.core.models.scoring import ScoreEntry, ScoringRuleSet
+from bot.core.models.tagging import CorpTag, InterestWord, PlatformTag, TagRule, TagSync
+
+__all__ = [
+    "BIGINT",
+    "JSONType",
+    "UTCDateTime",
+    "ts_column",
+    "utcnow",
+    "Contact",
+    "Identity",
+    "Event",
+    "ContactTag",
+    "Outbox",
+    "ReplyRule",
+    "Broadcast",
+    "Message",
+    "Rep",
+    "FollowUser",
+    "Channel",
+    "LeadAssignment",
+    "TagRule",
+    "InterestWord",
+    "CorpTag",
+    "PlatformTag",
+    "TagSync",
+    "ScoringRuleSet",
+    "ScoreEntry",
+    "Journey",
+    "JourneyVersion",
+    "Enrollment",
+    "StepRun",
+    "WebhookEndpoint",
+    "WebhookDelivery",
+]

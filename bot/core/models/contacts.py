@@ -1,0 +1,112 @@
+"""Contacts and what they did: the person, their identities, events, tags and the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from bot.core.models.columns import BIGINT, JSONType, ts_column, utcnow
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contact"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscribed: bool = Field(default=False, nullable=False)
+    subscribed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    first_seen_at: datetime = Field(sa_column=ts_column())
+    last_seen_at: datetime = Field(sa_column=ts_column())
+    # Last time the person themself did something (messaging's 48-hour window reads this).
+    last_interaction_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    name: str | None = Field(default=None, max_length=128)  # from WeCom or forms
+    # One ID: a contact merged into another keeps its row as a pointer to the survivor.
+    merged_into_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
+    # Lifecycle: subscriber | lead | mql | sql | customer | disqualified
+    stage: str = Field(default="subscriber", max_length=16, index=True)
+    stage_manual: bool = Field(default=False)  # set by a person: thresholds leave it alone
+    score: float = Field(default=0.0)  # the ledger's undecayed sum; decay applies when read
+    score_updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    owner_userid: str | None = Field(default=None, max_length=64, index=True)  # the sales rep
+    source_channel_id: int | None = Field(default=None, foreign_key="channel.id")
+    # Marketer-defined fields (set by journeys' set_field, forms): {"city": "上海", ...}
+    fields: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+
+
+class Identity(SQLModel, table=True):
+    __tablename__ = "identity"
+    __table_args__ = (sa.UniqueConstraint("kind", "app_id", "value", name="uq_identity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    kind: str = Field(max_length=32)  # openid | unionid | external_userid | phone
+    app_id: str = Field(default="", max_length=64)  # appid or corp id the value belongs to
+    value: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "event"
+    __table_args__ = (
+        sa.Index("ix_event_timeline", "contact_id", "occurred_at", "id"),
+        sa.Index("ix_event_type_time", "type", "occurred_at"),
+        sa.Index("ux_event_callback_nonce", "callback_nonce", unique=True),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    # None for platform events about no one person (a WeCom corp tag library change, …).
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    type: str = Field(max_length=64)
+    source: str = Field(max_length=32)
+    properties: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    occurred_at: datetime = Field(sa_column=ts_column())
+    received_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
+    # The passive reply given (plaintext XML, or None for "success"): a retry gets the same one.
+    reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    processed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # The callback that delivered it: its signed "channel:timestamp:nonce" (unique, so a
+    # replayed request is caught) and the SHA-256 of its body (a retry carries the same).
+    callback_nonce: str | None = Field(default=None, max_length=160)
+    callback_digest: str | None = Field(default=None, max_length=64)
+
+
+class ContactTag(SQLModel, table=True):
+    __tablename__ = "contact_tag"
+    __table_args__ = (sa.UniqueConstraint("contact_id", "tag", name="uq_contact_tag"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    tag: str = Field(max_length=64, index=True)
+    source: str = Field(max_length=16)  # rule | manual | journey | campaign
+    source_ref: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class Outbox(SQLModel, table=True):
+    """Work owed to the background path; written with its event, deleted never, done once."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "status", "created_at"),
+        sa.Index("ix_outbox_next", "status", "priority", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(
+        sa_column=sa.Column(BIGINT, sa.ForeignKey("event.id"), unique=True, nullable=False)
+    )
+    status: str = Field(default="pending", max_length=16)  # pending | done | failed
+    # 0: something a person did (drained first), 1: something Yuchi did (a journey's exit, …)
+    priority: int = Field(
+        default=0, sa_column=sa.Column(sa.SmallInteger, nullable=False, server_default="0")
+    )
+    attempts: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    done_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))

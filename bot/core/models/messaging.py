@@ -1,0 +1,90 @@
+"""What is said to contacts: instant reply rules, broadcasts and every outbound message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from bot.core.models.columns import BIGINT, JSONType, ts_column, utcnow
+
+
+class ReplyRule(SQLModel, table=True):
+    """An instant passive reply: to a keyword, to a follow (welcome) or to a menu click."""
+
+    __tablename__ = "reply_rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    trigger: str = Field(max_length=16)  # keyword | subscribe | click
+    match: str = Field(default="jieba", max_length=16)  # exact | contains | jieba (keyword only)
+    keywords: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    click_key: str | None = Field(default=None, max_length=128)
+    reply_type: str = Field(default="text", max_length=16)  # text | news
+    reply: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    tags: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    priority: int = Field(default=0)
+    enabled: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class Broadcast(SQLModel, table=True):
+    """One message to many contacts; its messages carry its id, so progress is a count."""
+
+    __tablename__ = "broadcast"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    kind: str = Field(max_length=32)
+    payload: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    marketing: bool = Field(default=True)
+    outside_window: str = Field(default="fail", max_length=16)
+    # {"subscribed": true} (everyone following when it fans out) or {"contact_ids": [...]}
+    audience: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    total: int = Field(default=0)
+    status: str = Field(default="fanning_out", max_length=16)  # fanning_out | queued | failed
+    reason: str | None = Field(default=None, max_length=500)  # why the fan-out failed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class Message(SQLModel, table=True):
+    """One outbound send and everything that happened to it."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        sa.Index("ix_message_contact", "contact_id", "created_at"),
+        sa.Index("ix_message_status", "status", "not_before"),
+        sa.Index("ix_message_broadcast", "broadcast_id", "status"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    to_user: str | None = Field(default=None, max_length=1000)  # WeCom userids "a|b" for staff
+    channel: str = Field(max_length=16)  # oa | wecom
+    kind: str = Field(max_length=32)
+    payload: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    # Outside the 48-hour window: "fallback" (send the template in ``fallback``), "hold" (deliver
+    # on the contact's next interaction) or "fail".
+    outside_window: str = Field(default="hold", max_length=16)
+    fallback: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    marketing: bool = Field(default=False)
+    reply_to_event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
+    broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")
+    # queued | scheduled | sending | sent | held | failed | skipped | unknown
+    status: str = Field(default="queued", max_length=16)
+    sent_kind: str | None = Field(
+        default=None, max_length=32
+    )  # what went out (template on fallback)
+    attempts: int = Field(default=0)
+    error_code: int | None = Field(default=None)
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    platform_msgid: str | None = Field(default=None, max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    not_before: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=False))

@@ -1,0 +1,174 @@
+"""Reading a contact's score: ``explain`` (the score now, line by line, with each line's decayed
+share) and ``verify`` (the incremental score against the ledger and a replay from scratch).
+Nothing here writes; an unbuilt ledger is replayed in memory."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot.core.models import Contact, Event, ScoreEntry
+from bot.scoring import rules as score_rules
+from bot.scoring.rules import MARKER, ReplayedEvent, cents
+from bot.scoring.versions import Active, active
+
+C = Contact.__table__
+E = Event.__table__
+S = ScoreEntry.__table__
+
+
+class UnknownContact(Exception):
+    pass
+
+
+def contact_history(session: Session, ids: Sequence[int]) -> dict[int, list[ReplayedEvent]]:
+    """Every event of the contacts ``ids``, oldest first, as the rules replay them."""
+    rows = session.execute(
+        sa.select(E.c.id, E.c.contact_id, E.c.type, E.c.properties, E.c.occurred_at)
+        .where(E.c.contact_id.in_(ids))
+        .order_by(E.c.contact_id, E.c.occurred_at, E.c.id)
+    ).all()
+    by_contact: dict[int, list[ReplayedEvent]] = defaultdict(list)
+    for r in rows:
+        by_contact[r.contact_id].append(ReplayedEvent(r.id, r.type, r.properties, r.occurred_at))
+    return by_contact
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _ledger(session: Session, act: Active, contact_id: int) -> tuple[list[dict], bool]:
+    """The contact's lines under ``act`` (oldest first) and whether the ledger is built; an
+    unbuilt one is replayed in memory (nothing written)."""
+    rows = session.execute(
+        sa.select(
+            S.c.id,
+            S.c.event_id,
+            S.c.rule_id,
+            S.c.points,
+            S.c.reason,
+            S.c.occurred_at,
+            E.c.type,
+        )
+        .select_from(S.outerjoin(E, E.c.id == S.c.event_id))
+        .where(S.c.contact_id == contact_id, S.c.ruleset_version == act.version)
+        .order_by(S.c.occurred_at, S.c.id)
+    ).all()
+    built = any(r.rule_id == MARKER for r in rows)
+    if built:
+        return [
+            {
+                "id": r.id,
+                "event": {"id": r.event_id, "type": r.type, "occurred_at": r.occurred_at},
+                "rule": r.rule_id,
+                "points": r.points,
+                "reason": r.reason,
+            }
+            for r in rows
+            if r.rule_id != MARKER
+        ], True
+    contact = session.execute(
+        sa.select(C.c.stage, C.c.stage_manual).where(C.c.id == contact_id)
+    ).one()
+    evs = contact_history(session, [contact_id]).get(contact_id, [])
+    result = score_rules.replay(act.rules, evs, contact.stage, contact.stage_manual)
+    return [
+        {
+            "id": None,
+            "event": {"id": ev.key, "type": ev.type, "occurred_at": ev.occurred_at},
+            "rule": ln.rule_id,
+            "points": ln.points,
+            "reason": ln.reason,
+        }
+        for ev, ln in result.lines
+    ], False
+
+
+def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] | None:
+    """The contact's score now, line by line: each ledger line with its decayed share; the
+    shares sum to ``total`` to the cent. None for an unknown contact."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        return None
+    act = active(session)
+    lines, built = _ledger(session, act, contact_id)
+    positive = [ln["event"]["occurred_at"] for ln in lines if cents(ln["points"]) > 0]
+    moments = [t for t in (contact.last_interaction_at, max(positive, default=None)) if t]
+    last_activity = max(moments, default=None)
+    factor = score_rules.decay_factor(last_activity, now, act.rules.half_life)
+    raw = sum(cents(ln["points"]) for ln in lines)
+    explained = score_rules.explain(lines, factor)
+    for ln in explained:
+        ln["event"]["occurred_at"] = _iso(ln["event"]["occurred_at"])
+    return {
+        "contact_id": contact_id,
+        "total": round(raw * factor) / 100,
+        "stage": contact.stage,
+        "stage_manual": contact.stage_manual,
+        "ledger_sum": raw / 100,
+        "ruleset_version": act.version,
+        "ledger_built": built,
+        "decay": {
+            "half_life_days": act.rules.half_life,
+            "last_activity_at": _iso(last_activity),
+            "factor": factor,
+            "at": now.isoformat(),
+        },
+        "lines": explained,
+    }
+
+
+@dataclass
+class Verification:
+    contact_id: int
+    built: bool
+    stored: float  # Contact.score: the incremental sum
+    ledger: float  # the sum of the ledger lines
+    replayed: float  # the events scored again from scratch
+    rule_differences: dict[str, tuple[float, float]]  # rule -> (ledger, replayed)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.built
+            and cents(self.stored) == cents(self.ledger) == cents(self.replayed)
+            and not self.rule_differences
+        )
+
+
+def verify(session: Session, contact_id: int) -> Verification:
+    """Does the incremental score equal the ledger, and the ledger a replay from scratch (in
+    total and per rule)?"""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise UnknownContact(contact_id)
+    act = active(session)
+    lines, built = _ledger(session, act, contact_id)
+    evs = contact_history(session, [contact_id]).get(contact_id, [])
+    result = score_rules.replay(act.rules, evs, contact.stage, contact.stage_manual)
+    ledger_by_rule: dict[str, int] = defaultdict(int)
+    for ln in lines:
+        ledger_by_rule[ln["rule"]] += cents(ln["points"])
+    replay_by_rule: dict[str, int] = defaultdict(int)
+    for _ev, ln in result.lines:
+        replay_by_rule[ln.rule_id] += cents(ln.points)
+    diffs = {
+        rule: (ledger_by_rule[rule] / 100, replay_by_rule[rule] / 100)
+        for rule in set(ledger_by_rule) | set(replay_by_rule)
+        if ledger_by_rule[rule] != replay_by_rule[rule]
+    }
+    return Verification(
+        contact_id,
+        built,
+        contact.score,
+        sum(ledger_by_rule.values()) / 100,
+        result.raw_cents / 100,
+        diffs,
+    )
