@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from admin.common import Invalid, api_blueprint, error, json_object, validated
 from bot.core.models import utcnow
+from bot.scoring import edits as score_edits
 from bot.scoring import ledger as scoring
 from bot.scoring import rules as score_rules
 
@@ -38,12 +39,13 @@ def contact_score(contact_id: int) -> ResponseReturnValue:
 @bp.put("/contacts/<id:contact_id>/stage")
 def put_stage(contact_id: int) -> ResponseReturnValue:
     data = validated(StageIn, "stage")
+    settings = current_app.config["SETTINGS"]
     try:
-        change = scoring.set_stage(g.session, contact_id, data.stage, data.by, note=data.note)
+        change = score_edits.set_stage(
+            settings, g.session, contact_id, data.stage, data.by, data.note
+        )
     except scoring.UnknownContact:
         return error(404, f"no contact {contact_id}")
-    g.session.commit()
-    scoring.kick(current_app.config["SETTINGS"], [change.outbox_id] if change.outbox_id else [])
     return jsonify(
         contact_id=contact_id, stage=change.new, previous=change.old, stage_manual=change.manual
     )
@@ -63,9 +65,5 @@ def publish_ruleset() -> ResponseReturnValue:
         rules = score_rules.RuleSet.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise Invalid("invalid scoring rule set", score_rules.field_errors(exc)) from None
-    version = scoring.publish(g.session, rules)
-    g.session.commit()
-    queued = scoring.enqueue_recompute(current_app.config["SETTINGS"], version)
-    body = scoring.ruleset_json(scoring.active(g.session))
-    body["recompute"] = {"job_id": scoring.recompute_job_id(version), "queued": queued}
+    body = score_edits.publish_ruleset(current_app.config["SETTINGS"], g.session, rules)
     return jsonify(body), 201
