@@ -146,13 +146,11 @@ def callback() -> Response:
 
     if result.reply is None:
         response = Response("success", mimetype="text/plain")
-    elif encrypted:
-        document, nonce = _render(fields, result.reply), request.args["nonce"]
-        response = Response(
-            _crypto(settings).encrypt_message(document, nonce), mimetype="application/xml"
-        )
-    else:
-        response = Response(_render(fields, result.reply), mimetype="application/xml")
+    else:  # rendered now, after the transaction
+        document = _render(fields, result.reply)
+        if encrypted:
+            document = _crypto(settings).encrypt_message(document, request.args["nonce"])
+        response = Response(document, mimetype="application/xml")
     elapsed_ms = (time.perf_counter() - started) * 1000
     response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
     (log.warning if elapsed_ms > 2000 else log.debug)(
