@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from admin.common import Invalid, api_blueprint, error, id_arg, int_arg, validated
 from bot.contacts import timeline as store
 from bot.core.models import ReplyRule
+from bot.replies import edits as reply_edits
 from bot.replies import rules as autoreply
 
 bp = api_blueprint("api", __name__)
@@ -70,11 +71,9 @@ def get_reply(rule_id: int) -> ResponseReturnValue:
 def create_reply() -> ResponseReturnValue:
     data = validated(autoreply.ReplyRuleIn, "reply rule")
     try:
-        row = autoreply.create_rule(g.session, data)
-    except autoreply.DuplicateName:
+        row = reply_edits.create_rule(g.session, data)
+    except reply_edits.DuplicateName:
         raise Invalid("invalid reply rule", {"name": "a rule with this name exists"}) from None
-    g.session.commit()
-    autoreply.invalidate()
     return jsonify(autoreply.rule_to_json(row)), 201
 
 
@@ -83,17 +82,13 @@ def update_reply(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(autoreply.ReplyRuleIn, "reply rule")
     try:
-        autoreply.update_rule(g.session, row, data)
-    except autoreply.DuplicateName:
+        reply_edits.update_rule(g.session, row, data)
+    except reply_edits.DuplicateName:
         raise Invalid("invalid reply rule", {"name": "a rule with this name exists"}) from None
-    g.session.commit()
-    autoreply.invalidate()
     return jsonify(autoreply.rule_to_json(row))
 
 
 @bp.delete("/replies/<id:rule_id>")
 def delete_reply(rule_id: int) -> ResponseReturnValue:
-    autoreply.delete_rule(g.session, _rule_or_404(rule_id))
-    g.session.commit()
-    autoreply.invalidate()
+    reply_edits.delete_rule(g.session, _rule_or_404(rule_id))
     return "", 204

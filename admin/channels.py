@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -16,10 +15,7 @@ bp = api_blueprint("channels", __name__)
 @bp.post("/channels")
 def create_channel() -> ResponseReturnValue:
     data = validated(channels.ChannelIn, "channel")
-    if (
-        data.state
-        and g.session.execute(sa.select(Channel.id).where(Channel.state == data.state)).first()
-    ):
+    if data.state and channels.state_taken(g.session, data.state):
         raise Invalid("invalid channel", {"state": "a channel with this state exists"})
     end_reads()
     try:

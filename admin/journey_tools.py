@@ -14,14 +14,15 @@ from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
-import journeys
 from admin.common import api_blueprint, error, validated
+from admin.journeys import answer_lifecycle_errors
 from bot.automation import forecast as journey_forecast
+from bot.automation import lifecycle, preview_input
 from bot.automation import preview as journey_preview
-from bot.automation import preview_input
-from bot.core.models import Journey, utcnow
+from bot.core.models import utcnow
 
 bp = api_blueprint("journey_tools", __name__)
+answer_lifecycle_errors(bp)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,28 +50,9 @@ def _body(model: type[M], what: str) -> M:
     return validated(model, what)
 
 
-def _definition(journey_id: int) -> tuple[journeys.Definition | None, ResponseReturnValue | None]:
-    j = g.session.get(Journey, journey_id)
-    if j is None:
-        return None, error(404, f"no journey {journey_id}")
-    problems = journeys.validate(j.definition)
-    if problems:
-        return None, error(
-            422,
-            "the journey definition is not valid",
-            problems=[
-                {"step": p.step, "field": p.field, "message": p.message, "text": str(p)}
-                for p in problems
-            ],
-        )
-    return preview_input.load_definition(j.definition), None
-
-
 @bp.post("/journeys/<id:journey_id>/preview")
 def preview_journey(journey_id: int) -> ResponseReturnValue:
-    d, failed = _definition(journey_id)
-    if d is None:
-        return failed
+    d = lifecycle.draft(g.session, journey_id)
     body = _body(PreviewBody, "preview request")
     try:
         transcript = journey_preview.preview(
@@ -88,9 +70,7 @@ def preview_journey(journey_id: int) -> ResponseReturnValue:
 
 @bp.post("/journeys/<id:journey_id>/forecast")
 def forecast_journey(journey_id: int) -> ResponseReturnValue:
-    d, failed = _definition(journey_id)
-    if d is None:
-        return failed
+    d = lifecycle.draft(g.session, journey_id)
     body = _body(ForecastBody, "forecast request")
     now = utcnow()
     until = body.until or now

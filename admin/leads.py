@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,16 +29,6 @@ class RepChange(BaseModel):
 class Leave(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     to: str | None = Field(default=None, min_length=1, max_length=64)
-
-
-def _rep_json(r: Rep) -> dict:
-    return {
-        "userid": r.userid,
-        "name": r.name,
-        "active": r.active,
-        "capacity": r.capacity,
-        "left_at": r.left_at.isoformat() if r.left_at else None,
-    }
 
 
 @bp.get("/leads")
@@ -81,24 +70,17 @@ def give_back(lead_id: int) -> ResponseReturnValue:
 
 @bp.get("/reps")
 def list_reps() -> ResponseReturnValue:
-    reps = g.session.execute(sa.select(Rep).order_by(Rep.userid)).scalars()
-    return jsonify(reps=[_rep_json(r) for r in reps])
+    return jsonify(reps=[handoff.rep_json(r) for r in handoff.list_reps(g.session)])
 
 
 @bp.put("/reps/<userid>")
 def change_rep(userid: str) -> ResponseReturnValue:
     """Set a rep's capacity (open leads they can take) or pause them (active false)."""
     data = validated(RepChange, "rep")
-    rep = g.session.get(Rep, userid)
+    rep = handoff.change_rep(g.session, userid, data.capacity, data.active)
     if rep is None:
         return error(404, f"no rep {userid}")
-    if data.capacity is not None:
-        rep.capacity = data.capacity
-    if data.active is not None:
-        rep.active = data.active
-    g.session.add(rep)
-    g.session.commit()
-    return jsonify(_rep_json(rep))
+    return jsonify(handoff.rep_json(rep))
 
 
 @bp.post("/reps/<userid>/leave")

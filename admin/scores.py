@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from admin.common import Invalid, api_blueprint, error, json_object, validated
 from bot.core.models import utcnow
-from bot.scoring import ledger, recompute, versions
+from bot.scoring import edits as score_edits
+from bot.scoring import ledger as scoring
 from bot.scoring import rules as score_rules
-from bot.scoring.explain import UnknownContact, explain
+from bot.scoring import versions
+from bot.scoring.explain import explain
 
 bp = api_blueprint("scores", __name__)
 
@@ -39,12 +41,13 @@ def contact_score(contact_id: int) -> ResponseReturnValue:
 @bp.put("/contacts/<id:contact_id>/stage")
 def put_stage(contact_id: int) -> ResponseReturnValue:
     data = validated(StageIn, "stage")
+    settings = current_app.config["SETTINGS"]
     try:
-        change = ledger.set_stage(g.session, contact_id, data.stage, data.by, note=data.note)
-    except UnknownContact:
+        change = score_edits.set_stage(
+            settings, g.session, contact_id, data.stage, data.by, data.note
+        )
+    except scoring.UnknownContact:
         return error(404, f"no contact {contact_id}")
-    g.session.commit()
-    ledger.kick(current_app.config["SETTINGS"], [change.outbox_id] if change.outbox_id else [])
     return jsonify(
         contact_id=contact_id, stage=change.new, previous=change.old, stage_manual=change.manual
     )
@@ -64,9 +67,5 @@ def publish_ruleset() -> ResponseReturnValue:
         rules = score_rules.RuleSet.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise Invalid("invalid scoring rule set", score_rules.field_errors(exc)) from None
-    version = versions.publish(g.session, rules)
-    g.session.commit()
-    queued = recompute.enqueue_recompute(current_app.config["SETTINGS"], version)
-    body = versions.ruleset_json(versions.active(g.session))
-    body["recompute"] = {"job_id": recompute.recompute_job_id(version), "queued": queued}
+    body = score_edits.publish_ruleset(current_app.config["SETTINGS"], g.session, rules)
     return jsonify(body), 201

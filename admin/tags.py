@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import sqlalchemy as sa
 from flask import abort, current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from admin.common import Invalid, api_blueprint, error, validated
-from bot.contacts import identity as contacts
-from bot.core.models import Contact, ContactTag, TagRule
+from bot.core.models import Contact, TagRule
+from bot.tagging import edits
 from bot.tagging import store as tag_store
-from bot.tagging import tags as tagging
 from bot.tagging.rules import InterestWordsIn, TagRuleIn
 from journeys.tag_names import checked_tag
 
@@ -33,10 +31,10 @@ def _rule_or_404(rule_id: int) -> TagRule:
     return row
 
 
-def _contact_or_404(contact_id: int) -> int:
+def _contact_or_404(contact_id: int) -> None:
+    """Before the body is read: an unknown contact is a 404 whatever the body says."""
     if g.session.get(Contact, contact_id) is None:
         abort(404, description=f"no contact {contact_id}")
-    return contacts.resolve(g.session, contact_id)
 
 
 def _duplicate() -> Invalid:
@@ -60,11 +58,9 @@ def get_tag_rule(rule_id: int) -> ResponseReturnValue:
 def create_tag_rule() -> ResponseReturnValue:
     data = validated(TagRuleIn, "tag rule")
     try:
-        row = tag_store.create_rule(g.session, data)
-    except tag_store.DuplicateName:
+        row = edits.create_rule(g.session, data)
+    except edits.DuplicateName:
         raise _duplicate() from None
-    g.session.commit()
-    tagging.invalidate()
     return jsonify(tag_store.rule_to_json(row)), 201
 
 
@@ -73,19 +69,15 @@ def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(TagRuleIn, "tag rule")
     try:
-        tag_store.update_rule(g.session, row, data)
-    except tag_store.DuplicateName:
+        edits.update_rule(g.session, row, data)
+    except edits.DuplicateName:
         raise _duplicate() from None
-    g.session.commit()
-    tagging.invalidate()
     return jsonify(tag_store.rule_to_json(row))
 
 
 @bp.delete("/tag-rules/<id:rule_id>")
 def delete_tag_rule(rule_id: int) -> ResponseReturnValue:
-    tag_store.delete_rule(g.session, _rule_or_404(rule_id))
-    g.session.commit()
-    tagging.invalidate()
+    edits.delete_rule(g.session, _rule_or_404(rule_id))
     return "", 204
 
 
@@ -100,45 +92,26 @@ def get_interest_words() -> ResponseReturnValue:
 @bp.put("/interest-words")
 def put_interest_words() -> ResponseReturnValue:
     data = validated(InterestWordsIn, "interest words")
-    tag_store.set_interest_words(g.session, data.words, replace=True)
-    g.session.commit()
-    tagging.invalidate()
-    return jsonify(words=tag_store.interest_words(g.session))
+    return jsonify(words=edits.replace_interest_words(g.session, data.words))
 
 
 # --- a contact's tags ------------------------------------------------------------------------
 
 
-def _tag_json(row: ContactTag) -> dict:
-    return {
-        "contact_id": row.contact_id,
-        "tag": row.tag,
-        "source": row.source,
-        "source_ref": row.source_ref,
-        "added_at": row.created_at.isoformat(),
-    }
-
-
 @bp.post("/contacts/<id:contact_id>/tags")
 def add_contact_tag(contact_id: int) -> ResponseReturnValue:
-    cid = _contact_or_404(contact_id)
+    _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
-    added = tagging.add_tag(g.session, cid, data.tag, "manual", "api")
-    g.session.commit()
-    tagging.kick_sync(current_app.config["SETTINGS"], g.session)
-    row = g.session.execute(
-        sa.select(ContactTag).where(ContactTag.contact_id == cid, ContactTag.tag == data.tag)
-    ).scalar_one()
-    return jsonify(_tag_json(row)), 201 if added else 200
+    settings = current_app.config["SETTINGS"]
+    row, added = edits.tag_contact(settings, g.session, contact_id, data.tag)
+    return jsonify(edits.contact_tag_json(row)), 201 if added else 200
 
 
 @bp.delete("/contacts/<id:contact_id>/tags/<path:tag>")
 def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
-    cid = _contact_or_404(contact_id)
-    if not tagging.remove_tag(g.session, cid, tag):
+    _contact_or_404(contact_id)
+    if not edits.untag_contact(current_app.config["SETTINGS"], g.session, contact_id, tag):
         return error(404, f"contact {contact_id} has no tag {tag!r}")
-    g.session.commit()
-    tagging.kick_sync(current_app.config["SETTINGS"], g.session)
     return "", 204
 
 

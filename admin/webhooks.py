@@ -3,7 +3,6 @@ its signing secret, once; reads never show it again."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -16,7 +15,7 @@ bp = api_blueprint("webhooks", __name__)
 
 @bp.get("/webhook-endpoints")
 def list_endpoints() -> ResponseReturnValue:
-    rows = g.session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars()
+    rows = webhook_endpoints.list_endpoints(g.session)
     return jsonify(endpoints=[webhook_endpoints.endpoint_json(r) for r in rows])
 
 
@@ -36,15 +35,11 @@ def create_endpoint() -> ResponseReturnValue:
         row, secret = webhook_endpoints.create(g.session, data, allow)
     except webhook_endpoints.Refused as exc:
         raise Invalid("invalid webhook endpoint", {"url": str(exc)}) from None
-    g.session.commit()
     return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
 
 
 @bp.delete("/webhook-endpoints/<int:endpoint_id>")
 def delete_endpoint(endpoint_id: int) -> ResponseReturnValue:
-    row = g.session.get(WebhookEndpoint, endpoint_id)
-    if row is None:
+    if not webhook_endpoints.delete(g.session, endpoint_id):
         return error(404, f"no webhook endpoint {endpoint_id}")
-    g.session.delete(row)
-    g.session.commit()
     return "", 204

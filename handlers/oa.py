@@ -1,13 +1,12 @@
 """``/wechat/oa``: the Official Account callback (URL check, plaintext, compatible and safe
-mode). Verifies, decrypts and normalizes, then hands the event to ``bot.replies.receive.receive``."""
+mode). Verifies, decrypts and normalizes, hands the event to ``bot.replies.receive.receive``
+and renders the neutral reply it answers as the passive-reply XML, after its transaction."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 from flask import Blueprint, Response, request
 from wechatpy.crypto import WeChatCrypto
@@ -18,8 +17,8 @@ from wechatpy.utils import check_signature
 from bot.contacts.record import NonceReused
 from bot.core.config import Settings
 from bot.core.models import utcnow
-from bot.replies.match import Rule
-from bot.replies.receive import Trigger, receive
+from bot.replies.decide import LEGACY, Reply, Trigger
+from bot.replies.receive import receive
 from handlers import common, replay
 from handlers.common import Rejected, install_rejections, parse
 from handlers.oa_events import MissingField, normalize
@@ -97,49 +96,19 @@ def _decrypt(settings: Settings, outer: dict) -> dict:
     return parse(plaintext, "decrypted payload: ")
 
 
-def _render(fields: dict) -> Callable[[Rule], str]:
+def _render(fields: dict, reply: Reply) -> str:
+    """The passive-reply XML for ``reply``, addressed back to the sender."""
+    if reply.kind == LEGACY:
+        return reply.payload["xml"]
     source, target = str(fields.get("ToUserName", "")), str(fields["FromUserName"])
-
-    def render(rule: Rule) -> str:
-        if rule.reply_type == "news":
-            reply = ArticlesReply(source=source, target=target)
-            reply.add_article(
-                {
-                    "title": rule.reply.get("title", ""),
-                    "description": rule.reply.get("description", ""),
-                    "image": rule.reply.get("image") or "",
-                    "url": rule.reply.get("url", ""),
-                }
-            )
-            return reply.render()
-        return TextReply(
-            source=source, target=target, content=rule.reply.get("content", "")
-        ).render()
-
-    return render
-
-
-def _render_message(fields: dict) -> Callable[[str, dict[str, Any]], str]:
-    """A journey's message (a kind a passive reply can carry) as the passive-reply XML."""
-    source, target = str(fields.get("ToUserName", "")), str(fields["FromUserName"])
-
-    def render(kind: str, payload: dict[str, Any]) -> str:
-        if kind in ("news", "link"):
-            reply = ArticlesReply(source=source, target=target)
-            reply.add_article(
-                {
-                    "title": payload.get("title", ""),
-                    "description": payload.get("description", ""),
-                    "image": payload.get("picurl") or "",
-                    "url": payload.get("url", ""),
-                }
-            )
-            return reply.render()
-        if kind == "image":
-            return ImageReply(source=source, target=target, media_id=payload["media_id"]).render()
-        return TextReply(source=source, target=target, content=payload.get("content", "")).render()
-
-    return render
+    addressed = {"source": source, "target": target, "time": reply.at}
+    if reply.kind == "news":
+        articles = ArticlesReply(**addressed)
+        articles.add_article(dict(reply.payload))
+        return articles.render()
+    if reply.kind == "image":
+        return ImageReply(**addressed, media_id=reply.payload["media_id"]).render()
+    return TextReply(**addressed, content=reply.payload.get("content", "")).render()
 
 
 @bp.post("/wechat/oa")
@@ -171,19 +140,17 @@ def callback() -> Response:
     make_trigger = REPLY_TRIGGERS.get(event.type)
     trigger = make_trigger(event.properties) if make_trigger else None
     try:
-        result = receive(settings, event, trigger, _render(fields), _render_message(fields))
+        result = receive(settings, event, trigger)
     except NonceReused:
         raise Rejected(403, "nonce already used with another body") from None
 
     if result.reply is None:
         response = Response("success", mimetype="text/plain")
-    elif encrypted:
-        nonce = request.args["nonce"]
-        response = Response(
-            _crypto(settings).encrypt_message(result.reply, nonce), mimetype="application/xml"
-        )
-    else:
-        response = Response(result.reply, mimetype="application/xml")
+    else:  # rendered now, after the transaction
+        document = _render(fields, result.reply)
+        if encrypted:
+            document = _crypto(settings).encrypt_message(document, request.args["nonce"])
+        response = Response(document, mimetype="application/xml")
     elapsed_ms = (time.perf_counter() - started) * 1000
     response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
     (log.warning if elapsed_ms > 2000 else log.debug)(

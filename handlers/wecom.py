@@ -95,7 +95,7 @@ def callback() -> Response:
         event, callback_nonce=stamp.nonce_key, body_digest=stamp.body_digest
     )
     try:
-        result = receive(settings, event, None, lambda rule: "")
+        result = receive(settings, event, None)
     except NonceReused:
         raise Rejected(403, "nonce already used with another body") from None
     elapsed_ms = (time.perf_counter() - started) * 1000

@@ -30,7 +30,7 @@ def new_secret() -> str:
 
 
 def create(session: Session, data: EndpointIn, allow: Allow) -> tuple[WebhookEndpoint, str]:
-    """The new endpoint and its secret; Refused for a url not allowed or taken."""
+    """The new endpoint (committed) and its secret; Refused for a url not allowed or taken."""
     if refusal := url_refusal(data.url, allow):
         raise Refused(f"{refusal}; webhooks go to public addresses only")
     taken = session.execute(sa.select(WebhookEndpoint.id).where(WebhookEndpoint.url == data.url))
@@ -39,8 +39,22 @@ def create(session: Session, data: EndpointIn, allow: Allow) -> tuple[WebhookEnd
     secret = new_secret()
     row = WebhookEndpoint(url=data.url, secret=secret, note=data.note)
     session.add(row)
-    session.flush()
+    session.commit()
     return row, secret
+
+
+def list_endpoints(session: Session) -> list[WebhookEndpoint]:
+    return list(session.execute(sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id)).scalars())
+
+
+def delete(session: Session, endpoint_id: int) -> bool:
+    """Delete and commit; False when there is no such endpoint."""
+    row = session.get(WebhookEndpoint, endpoint_id)
+    if row is None:
+        return False
+    session.delete(row)
+    session.commit()
+    return True
 
 
 def urls(session: Session) -> set[str]:

@@ -337,3 +337,37 @@ def list_leads(
         ).scalars()
     }
     return [lead_json(r, people.get(r.contact_id)) for r in rows]
+
+
+# --- the staff directory as the API shows and edits it ----------------------------------------
+
+
+def rep_json(r: Rep) -> dict[str, Any]:
+    return {
+        "userid": r.userid,
+        "name": r.name,
+        "active": r.active,
+        "capacity": r.capacity,
+        "left_at": r.left_at.isoformat() if r.left_at else None,
+    }
+
+
+def list_reps(session: Session) -> list[Rep]:
+    return list(session.execute(sa.select(Rep).order_by(Rep.userid)).scalars())
+
+
+def change_rep(
+    session: Session, userid: str, capacity: int | None, active: bool | None
+) -> Rep | None:
+    """Set a rep's capacity (open leads they can take) or pause them (``active`` false), and
+    commit; None for an unknown rep. A None value leaves that setting as it is."""
+    rep = session.get(Rep, userid)
+    if rep is None:
+        return None
+    if capacity is not None:
+        rep.capacity = capacity
+    if active is not None:
+        rep.active = active
+    session.add(rep)
+    session.commit()
+    return rep

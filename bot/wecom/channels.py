@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
@@ -92,6 +93,10 @@ def create(settings: Settings, data: ChannelIn) -> Channel:
         session.add(row)
         session.flush()
         return row
+
+
+def state_taken(session: Session, state: str) -> bool:
+    return session.execute(sa.select(Channel.id).where(Channel.state == state)).first() is not None
 
 
 def list_channels(session: Session) -> list[Channel]:

@@ -3,6 +3,7 @@ and Redis: what is stored, what is replied, what the background path does."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -169,6 +170,39 @@ def test_retries_are_deduplicated_with_the_same_reply(client, oa, clean, auth):
         post(client, oa, event(oa, "oDup", "CLICK", t, EventKey="K"))
     post(client, oa, event(oa, "oDup", "VIEW", t, EventKey="https://example.com"))
     assert len(rows(clean, Event)) == 3
+
+
+def test_the_reply_is_stored_neutral_and_rendered_per_request(client, oa, clean, auth):
+    add_rule(
+        client,
+        auth,
+        name="新闻",
+        keywords=["案例"],
+        news={"title": "客户故事", "url": "https://example.com/c"},
+    )
+    first = post(client, oa, text(oa, "oNeutral", "看看案例", 4242))
+    assert first.fields["MsgType"] == "news" and first.fields["Article.Title"] == "客户故事"
+    [ev] = rows(clean, Event)
+    stored = json.loads(ev.reply)  # no XML in the store: the handler renders it
+    assert stored["kind"] == "news" and stored["payload"]["title"] == "客户故事"
+    assert stored["at"] == int(first.fields["CreateTime"])
+    again = post(client, oa, text(oa, "oNeutral", "看看案例", 4242))  # a retry
+    assert again.fields == first.fields
+
+
+def test_a_reply_stored_as_xml_before_the_upgrade_is_answered_as_stored(
+    compatible_client, oa, clean, auth
+):
+    client = compatible_client
+    add_rule(client, auth, name="价格", keywords=["价格"], reply="价格回复")
+    fields = text(oa, "oLegacy", "价格？", 4343)
+    post(client, oa, fields, "plain")
+    legacy = (
+        "<xml><ToUserName><![CDATA[oLegacy]]></ToUserName><Content><![CDATA[旧]]></Content></xml>"
+    )
+    with db.session_scope(clean.database_url) as s:
+        s.execute(sa.update(Event).values(reply=legacy))
+    assert post(client, oa, fields, "plain").body == legacy
 
 
 def test_concurrent_retries_store_one_event(app, oa, clean):

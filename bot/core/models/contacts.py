@@ -67,7 +67,8 @@ class Event(SQLModel, table=True):
     occurred_at: datetime = Field(sa_column=ts_column())
     received_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
-    # The passive reply given (plaintext XML, or None for "success"): a retry gets the same one.
+    # The passive reply given, neutral (bot.replies.decide.Reply as JSON; None for "success"):
+    # a retry renders the same one.
     reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     processed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     # The callback that delivered it: its signed "channel:timestamp:nonce" (unique, so a
