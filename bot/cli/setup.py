@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from bot.cli.common import ok, safe_url, settings_or_exit
-from bot.core.config import VARIABLES
+from bot.core.config import DOTENV, VARIABLES, dotenv_environment
 
 
 @click.command("check-config")
@@ -15,8 +17,10 @@ def check_config(explain: bool) -> None:
     (secrets masked). Reads the environment, then ./.env (the environment wins)."""
     settings = settings_or_exit()
     rows = settings.describe()
+    from_file = dotenv_environment().keys() - os.environ.keys()
     width = max(len(name) for name, _, _ in rows)
-    for name, shown, origin in rows:
+    for name, shown, given_origin in rows:
+        origin = given_origin or (f"from {DOTENV}" if name in from_file else "")
         flag = click.style(f"  {origin}", fg="yellow") if origin else ""
         click.echo(f"  {name:<{width}}  {shown}{flag}")
         if explain:

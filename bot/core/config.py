@@ -430,9 +430,15 @@ def load_settings(
 
 def process_environment() -> dict[str, str]:
     """The process environment over the variables of ``./.env``, if there is one."""
+    return {**dotenv_environment(), **os.environ}
+
+
+def dotenv_environment() -> dict[str, str]:
+    """The variables ``./.env`` sets, or none when there is no such file."""
     dotenv = Path(DOTENV)
-    from_file = dotenv_values(dotenv, encoding="utf-8") if dotenv.is_file() else {}
-    return {**{k: v for k, v in from_file.items() if v is not None}, **os.environ}
+    if not dotenv.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(dotenv, encoding="utf-8").items() if v is not None}
 
 
 def warn_about_defaults(settings: Settings) -> None:

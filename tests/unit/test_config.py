@@ -713,3 +713,36 @@ def test_settings_are_frozen(var_dir: Path) -> None:
     s = load_settings(env(var_dir))
     with pytest.raises(ValidationError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_check_config_says_which_values_came_from_dotenv(
+    dotenv_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    monkeypatch.setenv("WECHAT_OA_TOKEN", "fromenviron")
+    output = CliRunner().invoke(main, ["check-config"]).output
+    lines = {line.split()[0]: line for line in output.splitlines() if line.startswith("  ")}
+    assert lines["YUCHI_SEND_RATE"].rstrip().endswith("from .env")
+    assert "from .env" in lines["YUCHI_API_TOKEN"] and "token-from-dotenv" not in output
+    assert "from .env" not in lines["WECHAT_OA_TOKEN"]
+
+
+def test_check_config_refuses_a_production_on_one_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**SECRETS, "YUCHI_ENV": "production"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    for name in ("DATABASE_URL", "REDIS_URL", "YUCHI_PUBLIC_URL"):
+        assert f"✗ {name} is not set" in result.stderr
