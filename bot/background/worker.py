@@ -195,7 +195,7 @@ def run(settings: Settings, burst: bool = False, fork: bool = False, lane: str =
                 w.work(
                     with_scheduler=True,
                     burst=burst,
-                    logging_level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
+                    logging_level=settings.log_level,
                 )
                 if burst:
                     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import click
 
@@ -12,17 +11,26 @@ from bot.cli.rules import replies, scoring_group, tags
 from bot.cli.setup import check_config, db
 from bot.cli.stack import demo, serve, sweep_once, up, worker
 from bot.core import redact
+from bot.core.config import ConfigError, load_settings
 
 
 @click.group()
 def main() -> None:
     """鱼池 Yuchi: SCRM and marketing automation for WeChat."""
     logging.basicConfig(
-        level=os.environ.get("YUCHI_LOG_LEVEL", "INFO"),
+        level=_log_level(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # import-time chatter
     redact.install()
+
+
+def _log_level() -> str:
+    """YUCHI_LOG_LEVEL, or INFO while the settings have problems (the command reports them)."""
+    try:
+        return load_settings().log_level
+    except ConfigError:
+        return "INFO"
 
 
 for command in (check_config, db, replies, tags, scoring_group, journeys_group):

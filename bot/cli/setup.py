@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from bot.cli.common import ok, safe_url, settings_or_exit
+from bot.core.config import DOTENV, VARIABLES, dotenv_environment
 
 
 @click.command("check-config")
-def check_config() -> None:
-    """Validate the settings and show where each comes from (secrets masked)."""
+@click.option("--explain", is_flag=True, help="Print what each variable means under its value.")
+def check_config(explain: bool) -> None:
+    """Validate the settings and show every variable, its value and where it comes from
+    (secrets masked). Reads the environment, then ./.env (the environment wins)."""
     settings = settings_or_exit()
-    width = max(len(name) for name, _, _ in settings.describe())
-    for name, shown, origin in settings.describe():
+    rows = settings.describe()
+    from_file = dotenv_environment().keys() - os.environ.keys()
+    width = max(len(name) for name, _, _ in rows)
+    for name, shown, given_origin in rows:
+        origin = given_origin or (f"from {DOTENV}" if name in from_file else "")
         flag = click.style(f"  {origin}", fg="yellow") if origin else ""
         click.echo(f"  {name:<{width}}  {shown}{flag}")
+        if explain:
+            click.secho(f"  {'':<{width}}  {VARIABLES[name].help}", dim=True)
     if settings.defaults_used:
         click.secho(
             f"\n{len(settings.defaults_used)} setting(s) use public development defaults: fine on "

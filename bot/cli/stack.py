@@ -13,16 +13,13 @@ from bot.core.config import Settings, load_settings, warn_about_defaults
 
 
 @click.command()
-@click.option(
-    "--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="127.0.0.1"
-)
-@click.option(
-    "--port", default=lambda: int(os.environ.get("PORT", "8000")), type=int, show_default="8000"
-)
+@click.option("--host", default=None, help="listen address  [default: HOST, else 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="listen port  [default: PORT, else 8000]")
 @click.option("--workers", type=int, default=None, help="gunicorn workers (default 2×CPU+1)")
-def serve(host: str, port: int, workers: int | None) -> None:
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the web server (gunicorn) in the foreground."""
     settings = settings_or_exit()
+    host, port = host or settings.host, port or settings.port
     warn_about_defaults(settings)
     with redis_env(settings) as env:
         commands = {"web": gunicorn_cmd(host, port, workers)}
@@ -86,25 +83,22 @@ def sweep_once() -> None:
 
 
 @click.command()
-@click.option(
-    "--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="127.0.0.1"
-)
-@click.option(
-    "--port", default=lambda: int(os.environ.get("PORT", "8000")), type=int, show_default="8000"
-)
+@click.option("--host", default=None, help="listen address  [default: HOST, else 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="listen port  [default: PORT, else 8000]")
 @click.option("--workers", type=int, default=None, help="gunicorn workers (default 2×CPU+1)")
 @click.option(
     "--job-workers",
     type=click.IntRange(1, 64),
-    default=lambda: int(os.environ.get("YUCHI_JOB_WORKERS", "2")),
-    show_default="2",
-    help="background (rq) worker processes",
+    default=None,
+    help="background (rq) worker processes  [default: YUCHI_JOB_WORKERS, else 2]",
 )
-def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
+def up(host: str | None, port: int | None, workers: int | None, job_workers: int | None) -> None:
     """Run the whole stack in the foreground: migrations, Redis, web and worker."""
     from bot.core.db import current_revision, upgrade
 
     settings = settings_or_exit()
+    host, port = host or settings.host, port or settings.port
+    job_workers = job_workers or settings.job_workers
     click.secho("鱼池 Yuchi: starting", bold=True)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
@@ -164,7 +158,6 @@ def up(host: str, port: int, workers: int | None, job_workers: int) -> None:
 def demo(port: int, sim_port: int, exit_after: bool) -> None:
     """Run the stack against the local WeChat simulator, seed a small setup and play a
     follower's first minutes (follow from a QR poster, ask the price, click the menu)."""
-    import dataclasses
 
     from bot.core import wechat
     from bot.core.db import upgrade
@@ -193,7 +186,7 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
             stop_all(procs)
             sys.exit(1)
         ok(f"Yuchi on {base}")
-        here = sim.point(dataclasses.replace(settings, redis_url=env["REDIS_URL"]))
+        here = sim.point(settings.replace(redis_url=env["REDIS_URL"]))
         api = scenario.Api(base, settings.api_token)
         counter = iter(range(1, 100))
 

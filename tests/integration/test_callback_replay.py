@@ -3,7 +3,6 @@ the nonce check, the arrival time as the event's time, and the XML depth limit."
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -47,7 +46,7 @@ def refused(resp, status: int, reason: str) -> None:
 def app_client(settings, **changes):
     from bot.app import create_app
 
-    app = create_app(dataclasses.replace(settings, **changes))
+    app = create_app(settings.replace(**changes))
     app.config["TESTING"] = True
     return app.test_client()
 

@@ -5,7 +5,6 @@ and the sweeper's re-queue with one stable ``webhook-id``, and TLS to the pinned
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import socket
@@ -105,7 +104,7 @@ def hooks():
 def allowed(sim_settings, env_to_sim, monkeypatch):
     """Settings (the app's and the jobs') whose allow-list names 127.0.0.1."""
     monkeypatch.setenv("YUCHI_WEBHOOK_ALLOW", "127.0.0.1")
-    return dataclasses.replace(sim_settings, webhook_allow=LOOPBACK)
+    return sim_settings.replace(webhook_allow=LOOPBACK)
 
 
 def api(settings):
@@ -301,7 +300,7 @@ def test_send_time_refuses_without_sending_anything(
     wide = Allow.parse(
         ["127.0.0.1", "10.0.0.0/8", "169.254.0.0/16", "::1", "224.0.0.0/4", "localhost"]
     )
-    client = api(dataclasses.replace(sim_settings, webhook_allow=wide))
+    client = api(sim_settings.replace(webhook_allow=wide))
     for url in urls:
         register(client, auth, url)
     hook_journey(client, auth, *urls)
@@ -368,7 +367,7 @@ def test_the_sweeper_requeues_a_webhook_whose_job_was_lost(sim, allowed, auth, h
     run_worker(allowed)
     assert hooks.requests == [] and deliveries(allowed)[0].status == "pending"
 
-    now = dataclasses.replace(allowed, sweep_grace_seconds=0.001)
+    now = allowed.replace(sweep_grace_seconds=0.001)
     assert journey_webhooks.sweep(now) == 1
     assert journey_webhooks.sweep(now) == 0  # its job is queued: not twice
     run_worker(allowed)

@@ -4,7 +4,6 @@ idempotency across a worker killed mid-send, caps, quiet hours, the rate limit, 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -389,7 +388,7 @@ def test_quiet_hours_move_marketing_not_drop_it(sim, sim_settings):
 
 
 def test_rate_limit_holds_across_workers(sim, sim_settings):
-    settings = dataclasses.replace(sim_settings, send_rate=5)
+    settings = sim_settings.replace(send_rate=5)
     ids = []
     for i in range(15):
         sim.set_user(f"oRate{i}", last_interaction_ago=60, subscribe=1)
@@ -491,7 +490,7 @@ def test_claimed_rows_of_a_dead_batch_are_sent_once_by_the_sweeper(sim, sim_sett
     outcomes, rest = messaging.deliver_batch(sim_settings, ids, until=0.0)
     assert outcomes == {"sent": 1} and len(rest) == 2  # …and the worker dies here
     assert {row(sim_settings, i).status for i in rest} == {"claimed"}
-    late = dataclasses.replace(sim_settings, message_sweep_grace_seconds=0.0)
+    late = sim_settings.replace(message_sweep_grace_seconds=0.0)
     assert messaging.sweep(late)["requeued"] == 2
     run_worker(sim_settings)
     assert [row(sim_settings, i).status for i in ids] == ["sent"] * 3
@@ -506,7 +505,7 @@ def test_the_sweeper_leaves_a_backlog_to_its_jobs(sim, sim_settings):
     ids = [
         send(sim_settings, follower(sim, sim_settings, f"oBacklog{i}"), "通知") for i in range(2)
     ]
-    late = dataclasses.replace(sim_settings, message_sweep_grace_seconds=0.0)
+    late = sim_settings.replace(message_sweep_grace_seconds=0.0)
     queue.get_redis(sim_settings).flushdb()
     messaging.enqueue(sim_settings, ids, batch=2)  # one batch job, still waiting
     assert messaging.sweep(late)["requeued"] == 0

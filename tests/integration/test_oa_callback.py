@@ -250,11 +250,9 @@ def test_background_job_processes_the_event(client, oa, clean):
 def test_redis_down_still_stores_and_replies_then_recovers(clean, oa, auth):
     """Kill the background path: Redis unreachable. The callback still stores the event and
     replies; once Redis is back the sweeper enqueues the outbox row and the worker runs it."""
-    from dataclasses import replace
-
     from bot.app import create_app
 
-    dead = replace(clean, redis_url="redis://127.0.0.1:1/0")
+    dead = clean.replace(redis_url="redis://127.0.0.1:1/0")
     queue.reset_connections()
     down_client = create_app(dead).test_client()
     down_client.post(

@@ -4,7 +4,6 @@ the urgent queue, and `yuchi worker --background`, which serves the rest at lowe
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -41,8 +40,8 @@ def drain_jobs(settings) -> list[tuple]:
 
 
 def test_two_drains_each_take_their_contacts_in_order(clean, client, oa):
-    two = dataclasses.replace(clean, outbox_drains=2)
-    assert two.drains == 2 and dataclasses.replace(clean, outbox_drains=0).drains in (1, 2)
+    two = clean.replace(outbox_drains=2)
+    assert two.drains == 2 and clean.replace(outbox_drains=0).drains in (1, 2)
     for i in range(4):  # four followers, two texts each
         for k in range(2):
             assert (
@@ -67,7 +66,7 @@ def test_two_drains_each_take_their_contacts_in_order(clean, client, oa):
 
 
 def test_the_sweeper_kicks_each_drain_whose_job_is_gone(clean, client, oa):
-    two = dataclasses.replace(clean, outbox_drains=2, sweep_grace_seconds=1.0)
+    two = clean.replace(outbox_drains=2, sweep_grace_seconds=1.0)
     post(client, oa, text(oa, "oSweepLane", "你好", 7100))
     with db.session_scope(clean.database_url) as s:  # waited longer than the grace period
         s.execute(sa.update(Outbox.__table__).values(created_at=utcnow() - timedelta(minutes=1)))
@@ -106,15 +105,14 @@ def test_a_background_worker_leaves_the_urgent_queue_alone(clean):
 
 
 def test_only_the_background_lane_lowers_its_priority(clean, monkeypatch):
-    import dataclasses as dc
 
     from bot.cli import stack as cli
 
     niced: list[int] = []
     monkeypatch.setattr(cli.os, "nice", niced.append)
     for lane in ("all", "urgent", "background"):
-        cli.yield_cpu(dc.replace(clean, worker_nice=7), lane)
-    cli.yield_cpu(dc.replace(clean, worker_nice=0), "background")
+        cli.yield_cpu(clean.replace(worker_nice=7), lane)
+    cli.yield_cpu(clean.replace(worker_nice=0), "background")
     assert niced == [7]
 
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from bot.core.config import DEV_DEFAULTS, ENV_NAMES, ConfigError, Settings, load_settings
+from bot.core import redact
+from bot.core.config import (
+    DEV_DEFAULTS,
+    ENV_NAMES,
+    VARIABLES,
+    ConfigError,
+    Settings,
+    load_settings,
+)
 
 SECRETS = {
     "YUCHI_SECRET_KEY": "prod-secret-key-9f8e7d6c5b4a",
@@ -16,6 +26,12 @@ SECRETS = {
     "WECHAT_OA_SECRET": "0123456789abcdef0123456789abcdef",
     "WECHAT_OA_TOKEN": "prodtoken123",
     "WECHAT_OA_AES_KEY": base64.b64encode(bytes(range(32))).decode().rstrip("="),
+}
+# What production runs on: PostgreSQL, a Redis server, an address staff can open.
+INFRA = {
+    "DATABASE_URL": "postgresql+psycopg://yuchi@db:5432/yuchi",
+    "REDIS_URL": "redis://cache:6379/0",
+    "YUCHI_PUBLIC_URL": "https://scrm.example.com",
 }
 # Required in production; the WeCom group only once WECOM_CORP_ID is set.
 REQUIRED = sorted(n for n in DEV_DEFAULTS if not n.startswith("WECOM_"))
@@ -32,7 +48,7 @@ def env(var_dir: Path, **values: str) -> dict[str, str]:
 
 
 def production(var_dir: Path, **values: str) -> dict[str, str]:
-    return env(var_dir, YUCHI_ENV="production", **SECRETS) | values
+    return env(var_dir, YUCHI_ENV="production", **SECRETS, **INFRA) | values
 
 
 def problems_of(environ: dict[str, str]) -> list[str]:
@@ -117,14 +133,14 @@ def test_production_with_everything_set(var_dir: Path) -> None:
 
 
 def test_production_missing_secrets_lists_every_one(var_dir: Path) -> None:
-    problems = problems_of(env(var_dir, YUCHI_ENV="production"))
+    problems = problems_of(env(var_dir, YUCHI_ENV="production", **INFRA))
     for name in REQUIRED:
         assert any(p.startswith(f"{name} is not set") for p in problems), name
     assert len(problems) == len(REQUIRED)
 
 
 def test_production_wecom_is_optional_until_its_corp_id_is_set(var_dir: Path) -> None:
-    problems = problems_of(env(var_dir, YUCHI_ENV="production", WECOM_CORP_ID="wwcorp"))
+    problems = problems_of(env(var_dir, YUCHI_ENV="production", WECOM_CORP_ID="wwcorp", **INFRA))
     for name in WECOM:
         if name != "WECOM_CORP_ID":
             assert any(p.startswith(f"{name} is not set") for p in problems), name
@@ -450,3 +466,283 @@ def test_unknown_message_mode_is_an_error(var_dir: Path, mode: str) -> None:
 def test_callback_skew_must_be_positive(var_dir: Path, skew: str) -> None:
     [problem] = problems_of(env(var_dir, YUCHI_CALLBACK_MAX_SKEW=skew))
     assert problem.startswith("YUCHI_CALLBACK_MAX_SKEW=")
+
+
+# --- the table: README, check-config ------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_rows() -> list[tuple[list[str], str]]:
+    """(variable names, default cell) of each row of the README's configuration table."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            names_cell, default_cell = line.split(" | ")[:2]
+            rows.append((re.findall(r"`([A-Z][A-Z0-9_]*)`", names_cell), default_cell))
+    return rows
+
+
+def test_readme_table_names_every_setting_once() -> None:
+    names = [name for row_names, _ in readme_rows() for name in row_names]
+    assert len(names) == len(set(names)), "a variable is listed twice"
+    assert set(names) == set(VARIABLES), (
+        f"README only: {set(names) - set(VARIABLES)}; code only: {set(VARIABLES) - set(names)}"
+    )
+
+
+def test_readme_marks_exactly_the_development_defaults() -> None:
+    marked = {
+        n for names, default in readme_rows() if "development default" in default for n in names
+    }
+    assert marked == set(DEV_DEFAULTS)
+
+
+def test_readme_defaults_are_the_declared_ones() -> None:
+    checked = 0
+    for names, default_cell in readme_rows():
+        shown = re.findall(r"`([^`]*)`", default_cell)
+        if len(shown) != len(names):
+            continue  # a computed default, told in words
+        for name, text in zip(names, shown, strict=True):
+            declared = VARIABLES[name].default
+            if declared in ("", None):
+                continue  # computed at start-up (DATABASE_URL)
+            if isinstance(declared, float) and declared.is_integer():
+                declared = int(declared)
+            assert text == str(declared), name
+            checked += 1
+    assert checked >= 20
+
+
+def test_every_row_has_help_text() -> None:
+    assert all(v.help for v in VARIABLES.values())
+
+
+def test_check_config_prints_every_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WECHAT_OA_SECRET", SECRETS["WECHAT_OA_SECRET"])
+    result = CliRunner().invoke(main, ["check-config", "--explain"])
+    assert result.exit_code == 0, result.output
+    printed = {line.split()[0] for line in result.output.splitlines() if line.startswith("  ")}
+    assert set(VARIABLES) <= printed
+    assert VARIABLES["YUCHI_SEGMENT_INTERVAL"].help in result.output
+    assert SECRETS["WECHAT_OA_SECRET"] not in result.output
+
+
+# --- production refusals ------------------------------------------------------------------
+
+
+def test_production_refuses_sqlite(var_dir: Path) -> None:
+    environ = production(var_dir)
+    del environ["DATABASE_URL"]
+    [problem] = problems_of(environ)
+    assert problem.startswith("DATABASE_URL is not set") and "postgresql" in problem
+    [problem] = problems_of(production(var_dir, DATABASE_URL="sqlite:////srv/yuchi.db"))
+    assert problem.startswith("DATABASE_URL='sqlite:////srv/yuchi.db' is SQLite")
+    assert "set DATABASE_URL=postgresql" in problem
+
+
+def test_production_refuses_the_embedded_redis(var_dir: Path) -> None:
+    [problem] = problems_of(production(var_dir, REDIS_URL="  "))
+    assert problem.startswith("REDIS_URL is not set") and "set REDIS_URL=redis://" in problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000",
+        "http://127.0.1.1",
+        "http://localhost:8000",
+        "https://yuchi.localhost",
+        "http://[::1]:8000",
+        "http://0.0.0.0:8000",
+    ],
+)
+def test_production_refuses_a_loopback_public_url(var_dir: Path, url: str) -> None:
+    [problem] = problems_of(production(var_dir, YUCHI_PUBLIC_URL=url))
+    assert problem.startswith(f"YUCHI_PUBLIC_URL={url!r}") and "https://" in problem
+
+
+def test_production_needs_a_public_url(var_dir: Path) -> None:
+    environ = production(var_dir)
+    del environ["YUCHI_PUBLIC_URL"]
+    [problem] = problems_of(environ)
+    assert problem.startswith("YUCHI_PUBLIC_URL is not set")
+
+
+def test_production_accepts_a_private_address_staff_can_reach(var_dir: Path) -> None:
+    s = load_settings(production(var_dir, YUCHI_PUBLIC_URL="http://10.0.0.5:8000/"))
+    assert s.public_url == "http://10.0.0.5:8000"
+
+
+def test_development_allows_what_production_refuses(var_dir: Path) -> None:
+    s = load_settings(env(var_dir, YUCHI_ENV="test"))
+    assert s.database_url.startswith("sqlite") and s.redis_url is None
+    assert s.public_url == "http://127.0.0.1:8000"
+
+
+# --- .env -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dotenv_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with a .env, and a process environment without Yuchi's variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text(
+        "# a comment\n"
+        "YUCHI_API_TOKEN=token-from-dotenv\n"
+        "WECHAT_OA_TOKEN=dotenvtoken\n"
+        'YUCHI_SEND_RATE="7"\n'
+        "UNRELATED=ignored\n",
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+def test_dotenv_is_read_when_present(dotenv_dir: Path) -> None:
+    s = load_settings()
+    assert s.api_token == "token-from-dotenv" and s.send_rate == 7.0
+    assert "YUCHI_API_TOKEN" not in s.defaults_used
+    assert s.var_dir == dotenv_dir / "var"
+
+
+def test_environment_wins_over_dotenv(dotenv_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECHAT_OA_TOKEN", "fromenviron")
+    s = load_settings()
+    assert s.oa_token == "fromenviron" and s.api_token == "token-from-dotenv"
+
+
+def test_overrides_win_over_both(dotenv_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECHAT_OA_TOKEN", "fromenviron")
+    s = load_settings(overrides={"WECHAT_OA_TOKEN": "overridden", "YUCHI_SEND_RATE": "3"})
+    assert (s.oa_token, s.send_rate, s.api_token) == ("overridden", 3.0, "token-from-dotenv")
+
+
+def test_an_explicit_environment_reads_nothing_else(
+    dotenv_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WECHAT_OA_TOKEN", "fromenviron")
+    s = load_settings({})
+    assert s.api_token == DEV_DEFAULTS["YUCHI_API_TOKEN"]
+    assert s.oa_token == DEV_DEFAULTS["WECHAT_OA_TOKEN"]
+
+
+def test_dotenv_values_are_validated_like_any(dotenv_dir: Path) -> None:
+    (dotenv_dir / ".env").write_text("YUCHI_SEND_RATE=fast\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="YUCHI_SEND_RATE='fast' is not a number"):
+        load_settings()
+
+
+def test_without_dotenv_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("YUCHI_API_TOKEN", "environ-token")
+    assert load_settings().api_token == "environ-token"
+
+
+# --- the rows added with the table ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("PORT", "http"),
+        ("WEB_CONCURRENCY", "0"),
+        ("WEB_THREADS", "many"),
+        ("YUCHI_JOB_WORKERS", "65"),
+        ("YUCHI_LOG_LEVEL", "loud"),
+        ("YUCHI_MARKETING_CAP", "-1"),
+        ("YUCHI_QUIET_HOURS", "22-8"),
+        ("YUCHI_TIMEZONE", "Mars/Olympus"),
+    ],
+)
+def test_bad_values_name_their_variable(var_dir: Path, name: str, raw: str) -> None:
+    [problem] = problems_of(env(var_dir, **{name: raw}))
+    assert problem.startswith(f"{name}=")
+
+
+def test_process_settings(var_dir: Path) -> None:
+    s = load_settings(
+        env(var_dir, HOST="0.0.0.0", PORT="9000", WEB_THREADS="4", YUCHI_LOG_LEVEL="debug")
+    )
+    assert (s.host, s.port, s.web_threads, s.log_level) == ("0.0.0.0", 9000, 4, "DEBUG")
+    assert s.web_workers >= 3 and s.job_workers == 2 and s.access_log == ""
+    assert load_settings(env(var_dir, WEB_CONCURRENCY="3")).web_workers == 3
+
+
+def test_empty_quiet_hours_mean_none(var_dir: Path) -> None:
+    assert load_settings(env(var_dir, YUCHI_QUIET_HOURS="")).quiet_hours == ""
+    assert load_settings(env(var_dir)).quiet_hours == "22:00-08:00"
+
+
+# --- replace ------------------------------------------------------------------------------
+
+
+def test_replace_copies_with_changes_and_keeps_the_original(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    later = s.replace(sweep_grace_seconds=0.0, outbox_drains=4)
+    assert (later.sweep_grace_seconds, later.drains) == (0.0, 4)
+    assert s.sweep_grace_seconds == 10.0
+    assert later.defaults_used == s.defaults_used
+    with pytest.raises(TypeError, match="no_such_field"):
+        s.replace(no_such_field=1)
+
+
+def test_replace_remembers_new_secrets(var_dir: Path) -> None:
+    load_settings(env(var_dir)).replace(oa_secret="replaced-oa-s3cret-abc")
+    assert redact.text("x replaced-oa-s3cret-abc") == "x ***"
+
+
+def test_settings_are_frozen(var_dir: Path) -> None:
+    s = load_settings(env(var_dir))
+    with pytest.raises(ValidationError):
+        s.port = 1  # type: ignore[misc]
+
+
+def test_check_config_says_which_values_came_from_dotenv(
+    dotenv_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    monkeypatch.setenv("WECHAT_OA_TOKEN", "fromenviron")
+    output = CliRunner().invoke(main, ["check-config"]).output
+    lines = {line.split()[0]: line for line in output.splitlines() if line.startswith("  ")}
+    assert lines["YUCHI_SEND_RATE"].rstrip().endswith("from .env")
+    assert "from .env" in lines["YUCHI_API_TOKEN"] and "token-from-dotenv" not in output
+    assert "from .env" not in lines["WECHAT_OA_TOKEN"]
+
+
+def test_check_config_refuses_a_production_on_one_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**SECRETS, "YUCHI_ENV": "production"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["check-config"])
+    assert result.exit_code == 2
+    for name in ("DATABASE_URL", "REDIS_URL", "YUCHI_PUBLIC_URL"):
+        assert f"✗ {name} is not set" in result.stderr

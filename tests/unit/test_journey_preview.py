@@ -281,11 +281,9 @@ def test_cli_prints_the_transcript():
 
 
 def test_quiet_hours_come_from_settings_when_given():
-    from dataclasses import replace
-
     from bot.core.config import load_settings
 
-    settings = replace(load_settings({}), quiet_hours="21:00-09:00")
+    settings = load_settings({}).replace(quiet_hours="21:00-09:00")
     d = journey(wait("w", "1h", "s"), send("s", "hi"))
     t = preview(d, start=datetime(2025, 3, 3, 20, 30, tzinfo=SH), settings=settings)
     assert (t.sends[0].day, t.sends[0].clock) == (2, "09:00")
