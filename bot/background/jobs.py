@@ -91,6 +91,8 @@ def process_event(outbox_id: int) -> str:
     return process_batch(load_settings(), [outbox_id]).get(outbox_id, "missing")
 
 
+# One piece: one transaction, a savepoint per event and the after-commit work of all of them;
+# split up, the commit and the savepoints would be spread over several functions.
 def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
     """Run the pipeline steps for these outbox rows' events, each once, in one transaction;
     each event in a savepoint, so one failing event is retried later without the others."""

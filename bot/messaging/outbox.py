@@ -575,6 +575,8 @@ def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError |
         return {}, exc
 
 
+# One piece: the at-most-once sequence (sending committed → call → outcome recorded) is read
+# and reviewed as one; each branch is an outcome of the same call.
 def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
     """Phase 2: the API call (outside any transaction); phase 3: record the outcome. When
     Redis fails before the call, the row goes back to ``claimed`` (decided, nothing sent) and
