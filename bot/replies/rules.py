@@ -21,6 +21,7 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
+from bot.core.db import upsert_by_name
 from bot.core.models import ReplyRule, utcnow
 from bot.replies.match import Rule
 from journeys import words
@@ -185,16 +186,7 @@ def parse_yaml(source: str) -> list[ReplyRuleIn]:
 
 def import_rules(session: Session, rules: list[ReplyRuleIn]) -> tuple[int, int]:
     """Upsert by name in the caller's transaction. Returns (created, updated)."""
-    created = updated = 0
-    for data in rules:
-        row = session.execute(sa.select(ReplyRule).where(ReplyRule.name == data.name)).scalar()
-        if row is None:
-            create_rule(session, data)
-            created += 1
-        else:
-            update_rule(session, row, data)
-            updated += 1
-    return created, updated
+    return upsert_by_name(session, ReplyRule, rules, create_rule, update_rule)
 
 
 # --- the per-process cache the callback reads ---------------------------------------------
