@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from bot.core import input_guard, redact
+from bot.core.config import Settings
 from bot.core.db import get_engine
 
 M = TypeVar("M", bound=BaseModel)
@@ -117,3 +118,8 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
 def id_arg(name: str) -> int | None:
     """An id query parameter such as ``?before=``: 1 to MAX_ID, or None when absent."""
     return int_arg(name, None, 1, input_guard.MAX_ID)
+
+
+def settings() -> Settings:
+    """This app's settings."""
+    return current_app.config["SETTINGS"]
