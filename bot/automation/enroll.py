@@ -116,10 +116,39 @@ def stop_journey(session: Session, journey_id: int, now: datetime, reason: str) 
 def _end_open(session: Session, where: list[Any], now: datetime, reason: str) -> int:
     query = sa.select(Enrollment).where(*where, Enrollment.__table__.c.status.in_(OPEN))
     rows = session.execute(locked(session, query)).scalars().all()
+    were_asking = {row.contact_id for row in rows if row.status == "asking"}
     for row in rows:
         _end(session, row, now, reason)
     session.flush()
+    stopped_asking(session, were_asking)
     return len(rows)
+
+
+# contact.asking is true while one of the contact's enrollments is asking: the callback reads
+# it in the statement that touches the contact, and looks for an open question only then.
+
+
+def started_asking(session: Session, contact_ids: set[int]) -> None:
+    """In the transaction that makes an enrollment ask: set it (unconditionally, so that it
+    waits for a concurrent ``stopped_asking`` and lands after it)."""
+    if contact_ids:
+        c = Contact.__table__.c
+        session.execute(
+            sa.update(Contact.__table__).where(c.id.in_(sorted(contact_ids))).values(asking=True)
+        )
+
+
+def stopped_asking(session: Session, contact_ids: set[int]) -> None:
+    """In the transaction where an enrollment stops asking: true only if another still asks.
+    The rows are locked first, so the recount sees a concurrent ``started_asking`` committed."""
+    if not contact_ids:
+        return
+    c, en = Contact.__table__.c, Enrollment.__table__.c
+    ids = sorted(contact_ids)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
+    still = sa.exists().where(en.contact_id == c.id, en.status == "asking")
+    session.execute(sa.update(Contact.__table__).where(c.id.in_(ids)).values(asking=still))
 
 
 def _end(session: Session, row: Enrollment, now: datetime, reason: str) -> None:

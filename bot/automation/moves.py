@@ -86,9 +86,14 @@ def apply(tx: Tx, moves: list[Move]) -> None:
     order (a journey a command enters runs its first steps there and then); the sends they
     make are inserted together at the end."""
     session = tx.session
+    started, stopped = set(), set()
     for row, _before, new, cmds, _event_id in moves:
+        if (row.status == "asking") != (new.status == "asking"):
+            (started if new.status == "asking" else stopped).add(row.contact_id)
         _store(tx, row, new, cmds)
     session.flush()
+    enroll.started_asking(session, started)
+    enroll.stopped_asking(session, stopped - started)
     planned = [
         (row, cmd, turn(before) * 1000 + pos, event_id)
         for row, before, _new, cmds, event_id in moves

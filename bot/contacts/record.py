@@ -216,7 +216,7 @@ def _touch(interaction: bool, subscribed: bool | None) -> Any:
         sa.update(contact)
         .where(c.id == sa.bindparam("contact_id"))
         .values(**values)
-        .returning(c.merged_into_id)
+        .returning(c.merged_into_id, c.asking)
     )
 
 
@@ -256,14 +256,17 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
     return contact_id
 
 
-def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
+def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> bool:
+    """Touch the contact; returns whether one of its journeys is asking it a question."""
     conn = session.connection()
     stmt = _stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
     params = {"t": ev.occurred_at, "contact_id": contact_id}
     if ev.interaction:
         params["arrived"] = ev.received_at or ev.occurred_at
-    if conn.execute(stmt, params).scalar() is not None:
+    merged_into, asking = conn.execute(stmt, params).one()
+    if merged_into is not None:
         raise _MergedMeanwhile
+    return bool(asking)
 
 
 def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: datetime) -> None:
@@ -406,7 +409,7 @@ def timeline(session: Session, items: list[TimelineItem], source: str = "bot") -
     )
 
 
-OnInsert = Callable[[Session, int, int], str | None]
+OnInsert = Callable[[Session, int, int, bool], str | None]
 
 
 def _record_once(
@@ -425,10 +428,10 @@ def _record_once(
         return _existing(session, ev)
     event_id, outbox_id = inserted
     if contact_id is not None:
-        _update_contact(session, contact_id, ev)
+        asking = _update_contact(session, contact_id, ev)
         add_tags(session, contact_id, tags, now)
         if on_insert is not None:
-            late = on_insert(session, event_id, contact_id)
+            late = on_insert(session, event_id, contact_id, asking)
             if late is not None:
                 reply = late
                 session.execute(
@@ -448,8 +451,8 @@ def record(
     on_insert: OnInsert | None = None,
 ) -> Recorded:
     """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``.
-    ``on_insert(session, event_id, contact_id)`` runs in the same transaction once the event
-    is new (not for a retry); a text it returns becomes the stored reply. Raises NonceReused
+    ``on_insert(session, event_id, contact_id, asking)`` runs in the same transaction once the
+    event is new (not for a retry; ``asking``: one of the contact's journeys asks it something); a text it returns becomes the stored reply. Raises NonceReused
     when ``ev.callback_nonce`` is stored already with another body."""
     for attempt in range(3):
         try:

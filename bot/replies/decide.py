@@ -91,13 +91,15 @@ def decide(
     trigger: Trigger,
     event_id: int,
     contact_id: int,
+    asking: bool,
     after: list[Callable[[], object]],
 ) -> Reply | None:
     """The reply to the just-stored event ``event_id``, in its transaction: a journey's
     answer (its after-commit work goes to ``after``) or the reply rules' (their tags are
-    added here)."""
+    added here). ``asking``: the contact's flag that a journey asks it something; only then
+    are the journeys looked at."""
     at = int(time.time())
-    if trigger.kind in ANSWERS and journey_runner.has_open_question(session, contact_id):
+    if trigger.kind in ANSWERS and asking and journey_runner.has_open_question(session, contact_id):
         answer = journey_runner.answer_now(settings, session, event_id, contact_id, after)
         if answer is not None:
             return from_message(*answer, at)

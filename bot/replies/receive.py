@@ -30,11 +30,11 @@ def receive(settings: Settings, event: IncomingEvent, trigger: Trigger | None) -
     """Store ``event`` (idempotently) and return what was recorded, with the reply to send."""
     after: list[Callable[[], object]] = []
 
-    def on_insert(session: Session, event_id: int, contact_id: int) -> str | None:
+    def on_insert(session: Session, event_id: int, contact_id: int, asking: bool) -> str | None:
         after.clear()  # a retried transaction starts over
         if trigger is None:
             return None
-        reply = decide(settings, session, trigger, event_id, contact_id, after)
+        reply = decide(settings, session, trigger, event_id, contact_id, asking, after)
         return reply.to_json() if reply else None
 
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:

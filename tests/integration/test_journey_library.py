@@ -177,6 +177,41 @@ def test_keyword_replies_come_back_once_the_question_is_closed(
     assert "价格表在这里" in sim.say("oKw", "价格").text
 
 
+def asking(settings, contact_id: int) -> bool:
+    with db.session_scope(settings.database_url) as s:
+        return s.get(Contact, contact_id).asking
+
+
+def test_the_asking_flag_is_set_with_the_question_and_cleared_when_none_is_open(
+    sim, sim_settings, sim_client, auth, oa, env_to_sim
+):
+    bant = publish(sim_client, auth, "bant")
+    sim.follow("oFast", scene="lead_z")
+    cid = contact_of(sim_settings, "oFast")
+    assert not asking(sim_settings, cid)
+    run_worker(sim_settings)  # the first question: committed with the flag, then sent
+    assert enrollment(sim_settings, cid, bant).status == "asking"
+    assert asking(sim_settings, cid)
+    # answered at once (before anything else ran): the journey's next question comes back
+    # as the passive reply
+    reply = post(sim_client, oa, text(oa, "oFast", "3", msg_id=7_000_101))
+    assert "什么时候开始" in reply.fields["Content"]
+    assert asking(sim_settings, cid)  # the next question is open
+    with db.session_scope(sim_settings.database_url) as s:
+        journey_enroll.exit_all(s, cid, utcnow(), "removed by a test")
+    assert not asking(sim_settings, cid)  # no open question left: keyword replies again
+
+
+def test_a_stopped_journey_clears_the_flag(sim, sim_settings, sim_client, auth, env_to_sim):
+    bant = publish(sim_client, auth, "bant")
+    sim.follow("oStop", scene="lead_s")
+    run_worker(sim_settings)
+    cid = contact_of(sim_settings, "oStop")
+    assert asking(sim_settings, cid)
+    assert sim_client.post(f"/api/journeys/{bant}/stop", headers=auth).status_code == 200
+    assert not asking(sim_settings, cid)
+
+
 def test_welcome_series_three_touches_over_five_days(
     sim, sim_settings, sim_client, auth, env_to_sim
 ):

@@ -32,6 +32,11 @@ class Contact(SQLModel, table=True):
     score_updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     owner_userid: str | None = Field(default=None, max_length=64, index=True)  # the sales rep
     source_channel_id: int | None = Field(default=None, foreign_key="channel.id")
+    # One of the contact's enrollments is asking a question (bot.automation.enroll keeps it;
+    # the callback reads it and looks for the open question only when it is set).
+    asking: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
     # Marketer-defined fields (set by journeys' set_field, forms): {"city": "上海", ...}
     fields: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
 

@@ -1,0 +1,32 @@
+"""contact.asking: one of the contact's enrollments is asking (the callback's cheap check)
+
+Revision ID: 0018
+Revises: 0012
+Create Date: 2026-12-02
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0018"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("contact", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("asking", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    op.execute(
+        "UPDATE contact SET asking = EXISTS (SELECT 1 FROM enrollment"
+        " WHERE enrollment.contact_id = contact.id AND enrollment.status = 'asking')"
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("contact", schema=None) as batch_op:
+        batch_op.drop_column("asking")
