@@ -3,11 +3,12 @@ the overview of every tag with the WeCom corp tag library."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from flask import abort, current_app, g, jsonify
+from flask import abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from admin.common import Invalid, api_blueprint, error, validated
 from bot.core.models import Contact, TagRule
@@ -19,9 +20,14 @@ from journeys.tag_names import checked_tag
 bp = api_blueprint("tags", __name__)
 
 
+# Who tagged by hand: a WeCom userid (1-64 of letters, digits and _-@.), else "api".
+REP_USERID = r"^[A-Za-z0-9_\-@.]{1,64}$"
+
+
 class ManualTag(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     tag: Annotated[str, AfterValidator(checked_tag)]
+    by: Annotated[str, StringConstraints(pattern=REP_USERID)] = "api"
 
 
 def _rule_or_404(rule_id: int) -> TagRule:
@@ -103,14 +109,17 @@ def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
     settings = current_app.config["SETTINGS"]
-    row, added = edits.tag_contact(settings, g.session, contact_id, data.tag)
+    row, added = edits.tag_contact(settings, g.session, contact_id, data.tag, data.by)
     return jsonify(edits.contact_tag_json(row)), 201 if added else 200
 
 
 @bp.delete("/contacts/<id:contact_id>/tags/<path:tag>")
 def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
     _contact_or_404(contact_id)
-    if not edits.untag_contact(current_app.config["SETTINGS"], g.session, contact_id, tag):
+    by = request.args.get("by", "api")
+    if not re.fullmatch(REP_USERID, by):
+        raise Invalid("invalid query string", {"by": "a WeCom userid: 1-64 of A-Z a-z 0-9 _-@."})
+    if not edits.untag_contact(current_app.config["SETTINGS"], g.session, contact_id, tag, by):
         return error(404, f"contact {contact_id} has no tag {tag!r}")
     return "", 204
 
