@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -128,14 +128,14 @@ def time_arg(name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.strip().replace(" ", "+"))
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+        if value.tzinfo is None:
+            raise ValueError("no zone")
+        return value.astimezone(UTC)  # OverflowError at the ends of the calendar
+    except (ValueError, OverflowError):
         raise Invalid(
             "invalid query string",
             {name: "an ISO 8601 time with a zone, e.g. 2026-12-01T08:00+08:00"},
-        )
-    return value
+        ) from None
 
 
 def text_arg(name: str, most: int) -> str | None:

@@ -308,11 +308,18 @@ def test_bad_query_strings_are_422s(clean, client, auth):
         ("/api/tags/events", "tag"),
         (f"/api/tags/events?tag=a&since={quote('2026-11-01T00:00:00')}", "since"),
         ("/api/tags/events?tag=a&until=yesterday", "until"),
+        (f"/api/tags/events?tag=a&until={quote('9999-12-31T23:00:00-05:00')}", "until"),
+        (f"/api/tags/events?tag=a&since={since(D)}&before=0", "before"),
+        (f"/api/contacts/{cid}/events?type={'t' * 65}", "type"),
         ("/api/tags/contacts?tag=a", "since"),
         (f"/api/tags/contacts?tag=a&since={since(D)}&at_least=0", "at_least"),
     ):
         resp = client.get(url, headers=auth)
         assert resp.status_code == 422 and field in resp.get_json()["fields"], url
+    resp = client.post(
+        f"/api/contacts/{cid}/tags", json={"tag": "a", "by": "王 经理"}, headers=auth
+    )
+    assert resp.status_code == 422 and "by" in resp.get_json()["fields"]
     # A "+" sent unescaped arrives as a space and still reads as a zone.
     resp = client.get("/api/tags/events?tag=a&since=2026-11-01T08:00:00+08:00", headers=auth)
     assert resp.status_code == 200 and resp.get_json()["events"] == []
