@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from admin.common import Invalid, api_blueprint, error, id_arg, int_arg, text_arg, validated
+from admin.common import (
+    Invalid,
+    api_blueprint,
+    error,
+    id_arg,
+    int_arg,
+    settings,
+    text_arg,
+    validated,
+)
 from bot.contacts import timeline as store
 from bot.core.models import ReplyRule
 from bot.replies import edits as reply_edits
@@ -73,7 +82,7 @@ def get_reply(rule_id: int) -> ResponseReturnValue:
 def create_reply() -> ResponseReturnValue:
     data = validated(autoreply.ReplyRuleIn, "reply rule")
     try:
-        row = reply_edits.create_rule(g.session, data)
+        row = reply_edits.create_rule(settings(), g.session, data)
     except reply_edits.DuplicateName:
         raise Invalid("invalid reply rule", {"name": "a rule with this name exists"}) from None
     return jsonify(autoreply.rule_to_json(row)), 201
@@ -84,7 +93,7 @@ def update_reply(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(autoreply.ReplyRuleIn, "reply rule")
     try:
-        reply_edits.update_rule(g.session, row, data)
+        reply_edits.update_rule(settings(), g.session, row, data)
     except reply_edits.DuplicateName:
         raise Invalid("invalid reply rule", {"name": "a rule with this name exists"}) from None
     return jsonify(autoreply.rule_to_json(row))
@@ -92,5 +101,5 @@ def update_reply(rule_id: int) -> ResponseReturnValue:
 
 @bp.delete("/replies/<id:rule_id>")
 def delete_reply(rule_id: int) -> ResponseReturnValue:
-    reply_edits.delete_rule(g.session, _rule_or_404(rule_id))
+    reply_edits.delete_rule(settings(), g.session, _rule_or_404(rule_id))
     return "", 204

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from bot.core import input_guard, redact
+from bot.core.config import Settings
 from bot.core.db import get_engine
 
 M = TypeVar("M", bound=BaseModel)
@@ -147,3 +148,8 @@ def text_arg(name: str, most: int) -> str | None:
     if not value or len(value) > most or not value.isprintable():
         raise Invalid("invalid query string", {name: f"1 to {most} printable characters"})
     return value
+
+
+def settings() -> Settings:
+    """This app's settings."""
+    return current_app.config["SETTINGS"]

@@ -858,13 +858,13 @@ def calibrate(
     """The cost of one contact's wait firing, in ONE process with nothing else running (the
     workers are stopped), batched the way Yuchi's jobs batch: the due waits woken
     ``CRON_BATCH`` per transaction (wakes.wake_due), their messages delivered
-    ``DELIVERY_BATCH`` per call (messaging.deliver_batch), the msg.sent events
+    ``DELIVERY_BATCH`` per call (delivery.deliver_batch), the msg.sent events
     processed ``jobs.BATCH`` at a time (jobs.process_batch). What a cron pass does per contact
     up to the message delivered, done by Yuchi's own code. Returns (s per contact, n)."""
     from bot.automation import wakes as journey_wakes
     from bot.automation.tx import DELIVERY_BATCH
     from bot.background import jobs
-    from bot.messaging import outbox as messaging
+    from bot.messaging import delivery
 
     now = datetime.now(UTC) - timedelta(seconds=1)
     warm, rest = cids[: min(5, len(cids) // 4)], cids[min(5, len(cids) // 4) :]
@@ -888,7 +888,7 @@ def calibrate(
             for b in range(0, len(messages), DELIVERY_BATCH):
                 chunk = messages[b : b + DELIVERY_BATCH]
                 while chunk:
-                    _counts, chunk = messaging.deliver_batch(settings, chunk)
+                    _counts, chunk = delivery.deliver_batch(settings, chunk)
             events = ids(pending, contacts)
             for b in range(0, len(events), jobs.BATCH):
                 jobs.process_batch(settings, events[b : b + jobs.BATCH])

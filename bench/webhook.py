@@ -588,12 +588,18 @@ def check_samples(server: str, reqs: RequestSet, result: dict) -> tuple[int, int
 
 
 def _reply_text(stored: str | None) -> str | None:
-    """The text of a stored passive reply (the plaintext reply XML), None if not a text."""
+    """The text of a stored passive reply (neutral JSON; a legacy row holds the reply XML),
+    None if not a text."""
     if not stored:
         return None
-    from wechatpy import parse_message
+    from bot.replies.decide import LEGACY, Reply
 
-    return getattr(parse_message(stored), "content", None)
+    reply = Reply.from_json(stored)
+    if reply.kind == LEGACY:
+        from wechatpy import parse_message
+
+        return getattr(parse_message(reply.payload["xml"]), "content", None)
+    return reply.payload.get("content") if reply.kind == "text" else None
 
 
 def _fs_type(path: Path) -> str:

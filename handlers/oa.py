@@ -4,7 +4,6 @@ and renders the neutral reply it answers as the passive-reply XML, after its tra
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -14,14 +13,12 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import ArticlesReply, ImageReply, TextReply
 from wechatpy.utils import check_signature
 
-from bot.contacts.record import NonceReused
 from bot.core.config import Settings
 from bot.core.models import utcnow
 from bot.replies.decide import LEGACY, Reply, Trigger
-from bot.replies.receive import receive
 from handlers import common, replay
 from handlers.common import Rejected, install_rejections, parse
-from handlers.oa_events import MissingField, normalize
+from handlers.oa_events import normalize
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oa", __name__)
@@ -129,20 +126,10 @@ def callback() -> Response:
     _check_mode(settings, encrypted)
     outer = parse(body)
     fields = _decrypt(settings, outer) if encrypted else outer
-    try:
-        event = normalize(fields, settings.oa_appid, stamp.received_at)
-    except MissingField as exc:
-        raise Rejected(400, str(exc)) from None
-    event = dataclasses.replace(
-        event, callback_nonce=stamp.nonce_key, body_digest=stamp.body_digest
-    )
-
+    event = common.stamped_event(normalize, fields, settings.oa_appid, stamp)
     make_trigger = REPLY_TRIGGERS.get(event.type)
     trigger = make_trigger(event.properties) if make_trigger else None
-    try:
-        result = receive(settings, event, trigger)
-    except NonceReused:
-        raise Rejected(403, "nonce already used with another body") from None
+    result = common.receive_once(settings, event, trigger)
 
     if result.reply is None:
         response = Response("success", mimetype="text/plain")

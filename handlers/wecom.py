@@ -4,7 +4,6 @@ AES messages with receiveid = corp id; verified, decrypted and normalized, then 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -12,13 +11,10 @@ from flask import Blueprint, Response, request
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot.contacts.record import NonceReused
 from bot.core.config import Settings
 from bot.core.models import utcnow
-from bot.replies.receive import receive
 from handlers import common, replay
 from handlers.common import Rejected, install_rejections, parse
-from handlers.oa_events import MissingField
 from handlers.wecom_events import normalize
 
 log = logging.getLogger(__name__)
@@ -87,17 +83,8 @@ def callback() -> Response:
     except Exception as exc:
         raise Rejected(403, f"cannot decrypt payload ({type(exc).__name__})") from None
     fields = parse(plaintext, "decrypted payload: ")
-    try:
-        event = normalize(fields, settings.wecom_corp_id, stamp.received_at)
-    except MissingField as exc:
-        raise Rejected(400, str(exc)) from None
-    event = dataclasses.replace(
-        event, callback_nonce=stamp.nonce_key, body_digest=stamp.body_digest
-    )
-    try:
-        result = receive(settings, event, None)
-    except NonceReused:
-        raise Rejected(403, "nonce already used with another body") from None
+    event = common.stamped_event(normalize, fields, settings.wecom_corp_id, stamp)
+    result = common.receive_once(settings, event, None)
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.debug(
         "WeCom %s event=%s duplicate=%s in %.1f ms",

@@ -17,6 +17,9 @@ TEST_ENV = {
     "WECOM_TOKEN": "testwecomtoken",
     "WECOM_AES_KEY": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
     "YUCHI_SWEEP_GRACE": "0.001",
+    # Tests without the simulator never reach the real platform: port 9 (discard) refuses at once.
+    "WECHAT_API_BASE": "http://127.0.0.1:9",
+    "WECOM_API_BASE": "http://127.0.0.1:9",
 }
 # The environment the test run started with (before fixtures point it at test servers).
 ORIGINAL_ENV = dict(os.environ)

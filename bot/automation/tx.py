@@ -17,6 +17,7 @@ from bot.automation.wake_jobs import enqueue_wakes
 from bot.contacts import record as events
 from bot.core import queue
 from bot.core.config import Settings
+from bot.messaging import delivery
 from bot.messaging import outbox as messaging
 
 DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
@@ -59,7 +60,7 @@ class Tx:
         if not ids:
             return
         if urgent and self.inline:
-            self.after.append(functools.partial(messaging.deliver_now, self.settings, ids))
+            self.after.append(functools.partial(delivery.deliver_now, self.settings, ids))
             return
         if urgent not in self.deliveries:
             self.deliveries[urgent] = []

@@ -28,6 +28,18 @@ log = logging.getLogger(__name__)
 WAKE_BATCH = 500
 EARLY_START = 1.5  # seconds: rq's scheduler may run a job this much before its time, at most
 WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
+IDLE_WAIT = 1.0  # a job with nothing due waits for a wake this close, rather than return
+
+
+def _next_wake_in(session: Session, now: datetime) -> float | None:
+    """Seconds until the next live wait ends (None: nothing waits)."""
+    en = Enrollment.__table__.c
+    soonest = session.execute(live_waits(sa.func.min(en.wake_at))).scalar()
+    if soonest is None:
+        return None
+    if soonest.tzinfo is None:  # SQLite hands back naive UTC
+        soonest = soonest.replace(tzinfo=now.tzinfo)
+    return max((soonest - now).total_seconds(), 0.0)
 
 
 def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
@@ -92,9 +104,17 @@ def wake_due(
         now = utcnow()
         with session_scope(settings.database_url) as session:
             rows = _due_batch(session, now, batch)
-            if not rows:
+            idle = None if rows else _next_wake_in(session, now)
+            if rows:
+                later = _wake_batch(Tx(settings, session, now, after), rows)
+        if not rows:
+            # The next second's job would be scheduled, started and connected only after its
+            # time: when that wake is this close and the slice allows, wait for it here.
+            left = WAKE_SLICE - (time.monotonic() - started)
+            if idle is None or idle > min(IDLE_WAIT, left):
                 return out
-            later = _wake_batch(Tx(settings, session, now, after), rows)
+            time.sleep(idle + 0.005)
+            continue
         for action in after:
             action()
         out["batches"] += 1

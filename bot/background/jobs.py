@@ -14,6 +14,7 @@ from bot.core import changes, queue, redact
 from bot.core.config import Settings, load_settings
 from bot.core.db import session_scope
 from bot.core.models import Event, Outbox, utcnow
+from bot.messaging import delivery, requeue
 from bot.messaging import outbox as messaging
 
 log = logging.getLogger(__name__)
@@ -162,12 +163,12 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
     for action in actions:
         action()
     if interacted:
-        messaging.release_held_for(settings, interacted)  # they interacted: held messages may go
+        requeue.release_held_for(settings, interacted)  # they interacted: held messages may go
     return outcome
 
 
 def deliver_message(message_id: int) -> str:
-    return messaging.deliver(load_settings(), message_id)
+    return delivery.deliver(load_settings(), message_id)
 
 
 DELIVERY_SLICE = 1.0  # s: a batch job hands what is left to a new job after this long
@@ -203,12 +204,12 @@ def give_way(
 
 def deliver_messages(message_ids: list[int]) -> dict[str, int]:
     """A batch (broadcasts, journeys), claimed in one transaction and sent one by one (see
-    messaging.deliver_batch). After DELIVERY_SLICE seconds the rest goes back to the end of
+    delivery.deliver_batch). After DELIVERY_SLICE seconds the rest goes back to the end of
     the job's queue, so due wakes and answers do not wait behind a long batch for a worker.
     If Redis cannot take the rest, the job fails (it is run again whole: its rows are
     ``claimed``, and no one else would send them before the sweeper's grace period)."""
     settings = load_settings()
-    outcomes, rest = messaging.deliver_batch(
+    outcomes, rest = delivery.deliver_batch(
         settings,
         message_ids,
         until=time.monotonic() + DELIVERY_SLICE,

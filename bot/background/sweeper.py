@@ -12,8 +12,7 @@ from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import webhooks as journey_webhooks
 from bot.core import queue
 from bot.core.config import Settings
-from bot.messaging import broadcasts
-from bot.messaging import outbox as messaging
+from bot.messaging import broadcasts, requeue
 from bot.sales import handoff
 from bot.tagging import sync as tag_sync
 
@@ -33,7 +32,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "journey_wakes": journey_wake_jobs.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         "journey_webhooks": journey_webhooks.sweep(settings),
-        **messaging.sweep(settings, redis_emptied=redis_emptied),
+        **requeue.sweep(settings, redis_emptied=redis_emptied),
     }
 
 

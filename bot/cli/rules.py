@@ -36,6 +36,7 @@ def replies_import(file: Path) -> None:
         sys.exit(1)
     with session_scope(settings.database_url) as session:
         created, updated = autoreply.import_rules(session, rules)
+    autoreply.changed(settings)  # a running server's processes reload them
     ok(f"{file}: {created} rule(s) created, {updated} updated")
 
 

@@ -82,6 +82,11 @@ class _IdentityRace(Exception):
     """Another request created the same identity first; the transaction is retried."""
 
 
+class _MergedMeanwhile(Exception):
+    """The contact was merged while this transaction waited for its row: the event must go
+    to the survivor (its timeline, its drain's partition); the transaction is retried."""
+
+
 # The hot path's statements, built once per dialect and executed on the session's Core
 # connection: a callback pays for parameter binding, not for building SQL (≈0.5 ms saved).
 _statements: dict[tuple[str, Any], Any] = {}
@@ -193,7 +198,12 @@ def _touch(interaction: bool, subscribed: bool | None) -> Any:
         values.update(subscribed=True, subscribed_at=t)
     elif subscribed is False:
         values.update(subscribed=False, unsubscribed_at=t)
-    return sa.update(contact).where(c.id == sa.bindparam("contact_id")).values(**values)
+    return (
+        sa.update(contact)
+        .where(c.id == sa.bindparam("contact_id"))
+        .values(**values)
+        .returning(c.merged_into_id)
+    )
 
 
 _BUILDERS = {
@@ -237,7 +247,8 @@ def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> Non
     params = {"t": ev.occurred_at, "contact_id": contact_id}
     if ev.interaction:
         params["arrived"] = ev.received_at or ev.occurred_at
-    conn.execute(stmt, params)
+    if conn.execute(stmt, params).scalar() is not None:
+        raise _MergedMeanwhile
 
 
 def add_tags(
@@ -424,9 +435,10 @@ def record(
     for attempt in range(3):
         try:
             return _record_once(session, ev, reply, tags or [], on_insert)
-        except (_IdentityRace, IntegrityError):
+        except (_IdentityRace, _MergedMeanwhile, IntegrityError):
             # A concurrent request created the same contact identity (or stored the same
-            # event between our statements); start again and we will find theirs.
+            # event between our statements), or merged the contact: start again and we will
+            # find theirs.
             session.rollback()
             if attempt == 2:
                 raise

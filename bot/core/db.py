@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,27 @@ def any_of(session: Session, column: sa.ColumnElement, values: list) -> sa.Colum
     if session.get_bind().dialect.name == "postgresql":
         return column == sa.any_(sa.literal(values, ARRAY(column.type)))
     return column.in_(values)
+
+
+def upsert_by_name(
+    session: Session,
+    model: Any,
+    items: Iterable[Any],
+    create: Callable[[Session, Any], Any],
+    update: Callable[[Session, Any, Any], Any],
+) -> tuple[int, int]:
+    """Create or update each item's row of ``model`` by its ``name``, in the caller's
+    transaction (the rule imports). Returns (created, updated)."""
+    created = updated = 0
+    for data in items:
+        row = session.execute(sa.select(model).where(model.name == data.name)).scalar()
+        if row is None:
+            create(session, data)
+            created += 1
+        else:
+            update(session, row, data)
+            updated += 1
+    return created, updated
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -103,7 +103,7 @@ def decide(
             return from_message(*answer, at)
         if trigger.kind == "keyword":
             return None  # the text was the journey's; nothing to say right now
-    rules = autoreply.active_rules(session, settings.reply_cache_seconds)
+    rules = autoreply.active_rules(settings, session)
     matched = keywords.match(rules, trigger.kind, trigger.text, trigger.click_key)
     grants = [TagGrant(t, "reply_rule", f"reply_rule:{r.id}") for r in matched for t in r.tags]
     add_tags(session, contact_id, grants, utcnow(), event_id)

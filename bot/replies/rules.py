@@ -1,11 +1,9 @@
-"""Reply rules in the database: validation, CRUD, YAML import, and a short per-process cache
-read on every callback (an edit made through this process is seen at once; one made in
-another process within ``reply_cache_seconds``)."""
+"""Reply rules in the database: validation, CRUD, YAML import, and the per-process copy read
+on every callback (bot.core.versioned: reloaded when a committed change bumps its version in
+Redis, within a quarter second in every process)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -21,7 +19,10 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
+from bot.core.config import Settings
+from bot.core.db import upsert_by_name
 from bot.core.models import ReplyRule, utcnow
+from bot.core.versioned import Versioned
 from bot.replies.match import Rule
 from journeys import words
 from journeys.tag_names import tag_problem
@@ -185,34 +186,29 @@ def parse_yaml(source: str) -> list[ReplyRuleIn]:
 
 def import_rules(session: Session, rules: list[ReplyRuleIn]) -> tuple[int, int]:
     """Upsert by name in the caller's transaction. Returns (created, updated)."""
-    created = updated = 0
-    for data in rules:
-        row = session.execute(sa.select(ReplyRule).where(ReplyRule.name == data.name)).scalar()
-        if row is None:
-            create_rule(session, data)
-            created += 1
-        else:
-            update_rule(session, row, data)
-            updated += 1
-    return created, updated
+    return upsert_by_name(session, ReplyRule, rules, create_rule, update_rule)
 
 
-# --- the per-process cache the callback reads ---------------------------------------------
+# --- the per-process copy the callback reads -----------------------------------------------
 
-_cache_lock = threading.Lock()
-_cache: dict[str, Any] = {"rules": None, "loaded": 0.0}
+_active: Versioned[list[Rule]] = Versioned("reply-rules")
 
 
 def invalidate() -> None:
-    with _cache_lock:
-        _cache["rules"] = None
+    """This process reloads the rules on its next read (the change's own transaction)."""
+    _active.drop()
 
 
-def active_rules(session: Session, max_age: float) -> list[Rule]:
-    with _cache_lock:
-        rules = _cache["rules"]
-        if rules is not None and time.monotonic() - _cache["loaded"] < max_age:
-            return rules
+def changed(settings: Settings) -> None:
+    """After the commit of a change: every process reloads the rules within a moment."""
+    _active.changed(settings)
+
+
+def active_rules(settings: Settings, session: Session) -> list[Rule]:
+    return _active.get(settings, lambda: _load(session), settings.reply_cache_seconds)
+
+
+def _load(session: Session) -> list[Rule]:
     rows = session.execute(sa.select(ReplyRule).where(ReplyRule.enabled.is_(True))).scalars()
     rules = [
         Rule(
@@ -230,6 +226,4 @@ def active_rules(session: Session, max_age: float) -> list[Rule]:
         for r in rows
     ]
     words.add_words([k for r in rules for k in r.keywords])
-    with _cache_lock:
-        _cache["rules"], _cache["loaded"] = rules, time.monotonic()
     return rules

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.core.models import Contact, Event, ScoreEntry
-from bot.scoring import rules as score_rules
-from bot.scoring.rules import MARKER, ReplayedEvent, cents
+from bot.scoring import points as score_points
+from bot.scoring.points import ReplayedEvent
+from bot.scoring.rules import MARKER, cents
 from bot.scoring.versions import Active, active
 
 C = Contact.__table__
@@ -78,7 +79,7 @@ def _ledger(session: Session, act: Active, contact_id: int) -> tuple[list[dict],
         sa.select(C.c.stage, C.c.stage_manual).where(C.c.id == contact_id)
     ).one()
     evs = contact_history(session, [contact_id]).get(contact_id, [])
-    result = score_rules.replay(act.rules, evs, contact.stage, contact.stage_manual)
+    result = score_points.replay(act.rules, evs, contact.stage, contact.stage_manual)
     return [
         {
             "id": None,
@@ -102,9 +103,9 @@ def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] 
     positive = [ln["event"]["occurred_at"] for ln in lines if cents(ln["points"]) > 0]
     moments = [t for t in (contact.last_interaction_at, max(positive, default=None)) if t]
     last_activity = max(moments, default=None)
-    factor = score_rules.decay_factor(last_activity, now, act.rules.half_life)
+    factor = score_points.decay_factor(last_activity, now, act.rules.half_life)
     raw = sum(cents(ln["points"]) for ln in lines)
-    explained = score_rules.explain(lines, factor)
+    explained = score_points.explain(lines, factor)
     for ln in explained:
         ln["event"]["occurred_at"] = _iso(ln["event"]["occurred_at"])
     return {
@@ -152,7 +153,7 @@ def verify(session: Session, contact_id: int) -> Verification:
     act = active(session)
     lines, built = _ledger(session, act, contact_id)
     evs = contact_history(session, [contact_id]).get(contact_id, [])
-    result = score_rules.replay(act.rules, evs, contact.stage, contact.stage_manual)
+    result = score_points.replay(act.rules, evs, contact.stage, contact.stage_manual)
     ledger_by_rule: dict[str, int] = defaultdict(int)
     for ln in lines:
         ledger_by_rule[ln["rule"]] += cents(ln["points"])

@@ -1,7 +1,7 @@
 """The score ledger (``score_entry``): scoring each event, building a contact's ledger from
 its whole history, stages (moved by thresholds, by rules, or by hand). The active rule set is
 in bot/scoring/versions.py, recomputes in recompute.py, reading (explain, verify) in explain.py;
-the rules and the arithmetic are pure, in bot/scoring/rules.py.
+the rules and the arithmetic are pure, in bot/scoring/rules.py and points.py.
 
 - ``Contact.score`` is the contact's ledger sum under the active version, *undecayed*, kept
   incrementally (each line written is added to it); ``score_updated_at`` is when it last
@@ -37,9 +37,11 @@ from bot.contacts import record as events
 from bot.core import changes, queue
 from bot.core.config import Settings
 from bot.core.models import Contact, Event, ScoreEntry, utcnow
+from bot.scoring import points as score_points
 from bot.scoring import rules as score_rules
 from bot.scoring.explain import UnknownContact, contact_history, explain
-from bot.scoring.rules import MARKER, Line, RuleSet, cents
+from bot.scoring.points import Line
+from bot.scoring.rules import MARKER, RuleSet, cents
 from bot.scoring.versions import Active, active
 
 if TYPE_CHECKING:
@@ -185,7 +187,7 @@ def build(session: Session, act: Active, contacts: Sequence[Any], now: datetime)
     for c in contacts:
         evs = history.get(c.id, [])
         out.events += len(evs)
-        result = score_rules.replay(act.rules, evs, c.stage, c.stage_manual)
+        result = score_points.replay(act.rules, evs, c.stage, c.stage_manual)
         marker = (c.id, -c.id, MARKER, act.version, 0.0, f"built from {len(evs)} events", now, now)
         rows.append(marker)
         rows += [
@@ -227,7 +229,7 @@ def _totals(session: Session, act: Active, contact_id: int, ev: Event) -> dict:
     rows = session.connection().execute(
         _TOTALS, {"cid": contact_id, "v": act.version, "start": start, "end": end}
     )
-    return {r[0]: score_rules.Totals(r[1] or 0.0, r[2] or 0.0) for r in rows}
+    return {r[0]: score_points.Totals(r[1] or 0.0, r[2] or 0.0) for r in rows}
 
 
 def _insert_new_lines(
@@ -272,7 +274,7 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
                 session, contact.id, changes.SCORE_CHANGED, {"from": contact.score, "to": after}
             )
         return built
-    lines = score_rules.points_for(rules, ev.type, ev.properties, history)
+    lines = score_points.points_for(rules, ev.type, ev.properties, history)
     out = Built(contacts=1, events=1)
     if not lines:
         return out
@@ -281,7 +283,7 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
         return out
     out.lines = len(written)
     raw = cents(contact.score) + sum(cents(ln.points) for ln in written)
-    stage = score_rules.next_stage(rules, contact.stage, contact.stage_manual, raw, written)
+    stage = score_points.next_stage(rules, contact.stage, contact.stage_manual, raw, written)
     session.connection().execute(
         _SET_SCORE, {"_id": contact.id, "_score": raw / 100, "_now": now, "_stage": stage}
     )

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from bot.core.db import upsert_by_name
 from bot.core.models import ContactTag, CorpTag, InterestWord, TagRule
 from bot.tagging import tags as tagging
 from bot.tagging.rules import TagRuleIn
@@ -93,15 +94,7 @@ def set_interest_words(session: Session, words: dict[str, str], replace: bool) -
 
 def import_file(session: Session, rules: list[TagRuleIn], words: dict[str, str]) -> dict[str, int]:
     """Upsert rules by name and merge the words, in the caller's transaction."""
-    created = updated = 0
-    for data in rules:
-        row = session.execute(sa.select(TagRule).where(TagRule.name == data.name)).scalar()
-        if row is None:
-            create_rule(session, data)
-            created += 1
-        else:
-            update_rule(session, row, data)
-            updated += 1
+    created, updated = upsert_by_name(session, TagRule, rules, create_rule, update_rule)
     set_interest_words(session, words, replace=False)
     return {"created": created, "updated": updated, "words": len(words)}
 

@@ -3,8 +3,9 @@ every stored event, the one way code adds or removes a tag (``add_tag`` / ``remo
 they write the TagSync rows that carry the change to the Official Account and WeCom), and
 tags coming back from WeCom (``pull_wecom_tags``, ``refresh_corp_tags``).
 
-Rules and the dictionary are cached per process for ``reply_cache_seconds`` (as reply rules
-are); an edit through the API or the import is seen at once by this process.
+Rules and the dictionary are cached per process for ``reply_cache_seconds`` (reply rules use
+a Redis version key instead, bot.core.versioned); an edit through the API or the import is
+seen at once by this process.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from testenv import TEST_ENV
 from bot.core import db, queue
 from bot.core.config import Settings
 from bot.core.models import Message, utcnow
-from bot.messaging import outbox as messaging
+from bot.messaging import requeue
 
 pytestmark = pytest.mark.slow  # runs real worker processes
 
@@ -258,7 +258,7 @@ def test_kill_during_a_send_never_sends_twice(sim, sim_client, auth, settings, w
     row = api(sim_client, auth, f"/api/messages/{stuck['id']}")
     assert (row["status"], row["attempts"]) == ("sending", 1), row
     # …until it has been stuck for STALE_SENDING: then it is closed as unknown, never resent.
-    later = messaging.STALE_SENDING + timedelta(minutes=1)
+    later = requeue.STALE_SENDING + timedelta(minutes=1)
     backdate(settings, Message, [stuck["id"]], "updated_at", later)
     row = wait_until(
         lambda: api(sim_client, auth, f"/api/messages/{stuck['id']}"),

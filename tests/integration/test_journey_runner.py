@@ -15,7 +15,7 @@ from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import wakes as journey_wakes
 from bot.background import pipeline
 from bot.core import db
-from bot.core.models import Enrollment, Event, Identity, Message, StepRun
+from bot.core.models import Enrollment, Event, Identity, Message, StepRun, utcnow
 
 
 def contact_of(settings, openid: str) -> int:
@@ -231,3 +231,23 @@ def test_a_contact_due_in_two_journeys_moves_in_both(
     assert {e.step for e in enrollments(sim_settings, cid)} == {"wait_day5"}
     run_worker(sim_settings)
     assert len(customs(sim, "oTwice")) == 4
+
+
+def test_a_wake_job_with_nothing_due_waits_for_a_wake_under_a_second_away(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    publish_welcome(sim_client, auth)
+    sim.follow("oSoon")
+    run_worker(sim_settings)
+    soon = utcnow() + timedelta(seconds=0.4)
+    with db.session_scope(sim_settings.database_url) as s:  # the wait ends in 0.4 s
+        for e in s.execute(sa.select(Enrollment)).scalars():
+            e.wake_at = soon
+            e.state = {**e.state, "wake_at": soon.isoformat()}
+    # the job finds nothing due, sees the wake coming, and takes it itself
+    assert journey_wakes.wake_due(sim_settings) == {"batches": 1, "woken": 1}
+    assert utcnow() >= soon
+    [e] = enrollments(sim_settings, contact_of(sim_settings, "oSoon"))
+    assert e.step == "wait_day5"
+    # a wake days away is the scheduled job's: this one returns at once
+    assert journey_wakes.wake_due(sim_settings) == {"batches": 0, "woken": 0}

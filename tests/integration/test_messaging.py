@@ -18,7 +18,7 @@ from support import run_worker
 
 from bot.core import db, queue, wechat
 from bot.core.models import Contact, Event, Identity, Message
-from bot.messaging import broadcasts
+from bot.messaging import broadcasts, delivery, requeue
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 
@@ -81,7 +81,7 @@ def test_outside_the_window_hold_then_deliver_on_next_interaction(sim, sim_setti
     cid = follower(sim, sim_settings, "oHold")
     mid = send(sim_settings, cid)
     later = datetime.now(UTC) + timedelta(hours=49)
-    assert messaging.deliver(sim_settings, mid, now=later) == "held"
+    assert delivery.deliver(sim_settings, mid, now=later) == "held"
     assert row(sim_settings, mid).status == "held"
     assert sim.inbox("oHold", kind="custom") == []  # never fired blind into 45015
     assert sim.calls(path="message/custom/send") == []
@@ -98,7 +98,7 @@ def test_outside_the_window_template_fallback(sim, sim_settings):
     cid = follower(sim, sim_settings, "oFall")
     mid = send(sim_settings, cid, outside_window="fallback", fallback=TEMPLATE)
     assert (
-        messaging.deliver(sim_settings, mid, now=datetime.now(UTC) + timedelta(hours=49)) == "sent"
+        delivery.deliver(sim_settings, mid, now=datetime.now(UTC) + timedelta(hours=49)) == "sent"
     )
     m = row(sim_settings, mid)
     assert (m.status, m.kind, m.sent_kind) == ("sent", "text", "template") and m.platform_msgid
@@ -111,8 +111,7 @@ def test_outside_the_window_fail_policy_sends_nothing(sim, sim_settings):
     cid = follower(sim, sim_settings, "oFail")
     mid = send(sim_settings, cid, outside_window="fail")
     assert (
-        messaging.deliver(sim_settings, mid, now=datetime.now(UTC) + timedelta(hours=49))
-        == "failed"
+        delivery.deliver(sim_settings, mid, now=datetime.now(UTC) + timedelta(hours=49)) == "failed"
     )
     m = row(sim_settings, mid)
     assert m.error_code == 45015 and "48-hour" in m.error_message
@@ -134,7 +133,7 @@ PAYLOADS = {
 
 @pytest.mark.parametrize("kind", sorted(PAYLOADS))
 def test_outside_the_window_no_kind_is_attempted(sim, sim_settings, kind):
-    """Rule (send_rules.CUSTOMER_SERVICE_KINDS, messaging._plan): the 48-hour window is checked
+    """Rule (send_rules.CUSTOMER_SERVICE_KINDS, delivery._plan): the 48-hour window is checked
     before the call for every customer-service kind, not only text; a news, link, image or
     mini-program send outside it is never fired at the platform (45015 would only hide it)."""
     cid = follower(sim, sim_settings, f"oWindow{kind}")
@@ -144,8 +143,8 @@ def test_outside_the_window_no_kind_is_attempted(sim, sim_settings, kind):
     one, _ = messaging.create(sim_settings, req)
     batched, _ = messaging.create(sim_settings, req.model_copy(update={"idempotency_key": "b"}))
     later = datetime.now(UTC) + timedelta(hours=49)
-    assert messaging.deliver(sim_settings, one.id, now=later) == "held"
-    assert messaging.deliver_batch(sim_settings, [batched.id], now=later) == ({"held": 1}, [])
+    assert delivery.deliver(sim_settings, one.id, now=later) == "held"
+    assert delivery.deliver_batch(sim_settings, [batched.id], now=later) == ({"held": 1}, [])
     assert [row(sim_settings, i).status for i in (one.id, batched.id)] == ["held", "held"]
     assert sim.calls(path="message/") == []
 
@@ -155,10 +154,10 @@ def test_platform_45015_applies_the_same_policy(sim, sim_settings):
     cid = follower(sim, sim_settings, "oDrift")
     sim.advance(49 * 3600)
     mid = send(sim_settings, cid)
-    assert messaging.deliver(sim_settings, mid) == "held"
+    assert delivery.deliver(sim_settings, mid) == "held"
     assert row(sim_settings, mid).error_message.startswith("platform:")
     mid2 = send(sim_settings, cid, outside_window="fallback", fallback=TEMPLATE)
-    assert messaging.deliver(sim_settings, mid2) == "sent"
+    assert delivery.deliver(sim_settings, mid2) == "sent"
     assert row(sim_settings, mid2).sent_kind == "template"
 
 
@@ -166,7 +165,7 @@ def test_unsubscribed_contacts_get_nothing(sim, sim_settings):
     cid = follower(sim, sim_settings, "oGone")
     sim.unfollow("oGone")
     mid = send(sim_settings, cid, outside_window="fallback", fallback=TEMPLATE)
-    assert messaging.deliver(sim_settings, mid) == "skipped"
+    assert delivery.deliver(sim_settings, mid) == "skipped"
     assert sim.calls(path="message/") == []
 
 
@@ -183,7 +182,7 @@ def test_invalid_openid_fails_with_the_platform_error(sim, sim_settings, client,
             .values(subscribed=True)
         )
     mid = send(sim_settings, cid)
-    assert messaging.deliver(sim_settings, mid) == "failed"
+    assert delivery.deliver(sim_settings, mid) == "failed"
     m = row(sim_settings, mid)
     assert m.error_code == 40003 and m.error_message and m.attempts == 1
 
@@ -203,7 +202,7 @@ def test_idempotency_key_sends_once(sim, sim_settings, env_to_sim, client, auth)
     run_worker(sim_settings)
     run_worker(sim_settings)
     assert len(sim.inbox("oIdem", kind="custom")) == 1
-    assert messaging.deliver(sim_settings, first.get_json()["id"]) == "sent"  # a stray retry
+    assert delivery.deliver(sim_settings, first.get_json()["id"]) == "sent"  # a stray retry
     assert len(sim.inbox("oIdem", kind="custom")) == 1
     msgs = client.get(f"/api/contacts/{cid}/messages", headers=auth).get_json()["messages"]
     assert [m["status"] for m in msgs] == ["sent"]
@@ -270,13 +269,13 @@ def test_transient_errors_retry_with_backoff_then_succeed(sim, sim_settings):
     cid = follower(sim, sim_settings, "oBusy")
     sim.faults(busy_next=2, paths=["message/custom/send"])
     mid = send(sim_settings, cid)
-    assert messaging.deliver(sim_settings, mid) == "retrying"
+    assert delivery.deliver(sim_settings, mid) == "retrying"
     first_wait = row(sim_settings, mid).not_before
-    assert messaging.deliver(sim_settings, mid) == "scheduled"  # not before its backoff
-    assert messaging.deliver(sim_settings, mid, now=first_wait + timedelta(seconds=1)) == "retrying"
+    assert delivery.deliver(sim_settings, mid) == "scheduled"  # not before its backoff
+    assert delivery.deliver(sim_settings, mid, now=first_wait + timedelta(seconds=1)) == "retrying"
     m = row(sim_settings, mid)
     assert m.error_code == -1 and m.attempts == 2
-    assert messaging.deliver(sim_settings, mid, now=m.not_before + timedelta(seconds=1)) == "sent"
+    assert delivery.deliver(sim_settings, mid, now=m.not_before + timedelta(seconds=1)) == "sent"
     assert row(sim_settings, mid).attempts == 3
     assert len(sim.inbox("oBusy", kind="custom")) == 1
 
@@ -287,7 +286,7 @@ def test_transient_errors_give_up_after_max_attempts(sim, sim_settings):
     mid = send(sim_settings, cid)
     now = datetime.now(UTC)
     for _ in range(10):
-        status = messaging.deliver(sim_settings, mid, now=now)
+        status = delivery.deliver(sim_settings, mid, now=now)
         now += timedelta(hours=1)
         if status == "failed":
             break
@@ -300,7 +299,7 @@ def test_worker_killed_mid_send_never_sends_twice(sim, sim_settings):
     mid = send(sim_settings, cid, idempotency_key="kill-1")
     sim.faults(latency_ms=3000, paths=["message/custom/send"])
     env = {**os.environ, **sim.env}
-    code = f"from bot.core.config import load_settings; from bot.messaging import outbox as messaging; messaging.deliver(load_settings(), {mid})"
+    code = f"from bot.core.config import load_settings; from bot.messaging import delivery; delivery.deliver(load_settings(), {mid})"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     assert sim.wait_for(lambda: row(sim_settings, mid).status == "sending", timeout=20)
     time.sleep(0.5)  # the call is in flight (the platform takes 3 s)
@@ -308,13 +307,13 @@ def test_worker_killed_mid_send_never_sends_twice(sim, sim_settings):
     proc.wait()
     assert row(sim_settings, mid).status == "sending"
     sim.faults(latency_ms=0)
-    assert messaging.deliver(sim_settings, mid) == "sending"  # a retry does not resend
-    messaging.STALE_SENDING, saved = timedelta(0), messaging.STALE_SENDING
+    assert delivery.deliver(sim_settings, mid) == "sending"  # a retry does not resend
+    requeue.STALE_SENDING, saved = timedelta(0), requeue.STALE_SENDING
     try:
-        assert messaging.sweep(sim_settings)["unknown"] == 1
+        assert requeue.sweep(sim_settings)["unknown"] == 1
     finally:
-        messaging.STALE_SENDING = saved
-    assert messaging.deliver(sim_settings, mid) == "unknown"
+        requeue.STALE_SENDING = saved
+    assert delivery.deliver(sim_settings, mid) == "unknown"
     assert sim.wait_for(lambda: sim.inbox("oKill", kind="custom"), timeout=10)
     assert len(sim.inbox("oKill", kind="custom")) == 1  # delivered once, never twice
 
@@ -323,28 +322,28 @@ def test_marketing_cap_and_exemptions(sim, sim_settings):
     cid = follower(sim, sim_settings, "oCap")
     noon = datetime.now(UTC).replace(hour=4, minute=0)  # 12:00 in Shanghai: not quiet
     statuses = [
-        messaging.deliver(
+        delivery.deliver(
             sim_settings, send(sim_settings, cid, f"活动{i}", marketing=True), now=noon
         )
         for i in range(4)
     ]
     assert statuses == ["sent", "sent", "sent", "skipped"]
     assert (
-        messaging.deliver(sim_settings, send(sim_settings, cid, "订单通知"), now=noon) == "sent"
+        delivery.deliver(sim_settings, send(sim_settings, cid, "订单通知"), now=noon) == "sent"
     )  # not marketing
     with db.session_scope(sim_settings.database_url) as s:
         ev_id = s.execute(sa.select(Event.id).where(Event.contact_id == cid)).scalars().first()
     reply = send(sim_settings, cid, "回复您的问题", marketing=True, reply_to_event_id=ev_id)
-    assert messaging.deliver(sim_settings, reply, now=noon) == "sent"  # a reply to them is exempt
+    assert delivery.deliver(sim_settings, reply, now=noon) == "sent"  # a reply to them is exempt
 
 
 def test_marketing_cap_counts_only_the_last_24_hours(sim, sim_settings):
-    """Rule (send_rules.Policy.cap_window, messaging._recent_marketing): the frequency cap
+    """Rule (send_rules.Policy.cap_window, delivery._recent_marketing): the frequency cap
     counts marketing messages sent in the last 24 hours, not of all time."""
     cid = follower(sim, sim_settings, "oCapDay")
     noon = datetime.now(UTC).replace(hour=4, minute=0)  # 12:00 in Shanghai: not quiet
     first = [send(sim_settings, cid, f"昨天的活动{i}", marketing=True) for i in range(3)]
-    assert [messaging.deliver(sim_settings, i, now=noon) for i in first] == ["sent"] * 3
+    assert [delivery.deliver(sim_settings, i, now=noon) for i in first] == ["sent"] * 3
     # two went out 25 hours before noon, one 23 hours before: only that one still counts
     with db.session_scope(sim_settings.database_url) as s:
         t = Message.__table__
@@ -353,7 +352,7 @@ def test_marketing_cap_counts_only_the_last_24_hours(sim, sim_settings):
                 sa.update(t).where(t.c.id == mid).values(sent_at=noon - timedelta(hours=hours))
             )
     more = [send(sim_settings, cid, f"今天的活动{i}", marketing=True) for i in range(3)]
-    assert [messaging.deliver(sim_settings, i, now=noon) for i in more] == [
+    assert [delivery.deliver(sim_settings, i, now=noon) for i in more] == [
         "sent",
         "sent",
         "skipped",
@@ -371,11 +370,11 @@ def test_quiet_hours_move_marketing_not_drop_it(sim, sim_settings):
             .values(last_interaction_at=night - timedelta(hours=2))
         )
     mid = send(sim_settings, cid, "夜间活动", marketing=True)
-    assert messaging.deliver(sim_settings, mid, now=night) == "scheduled"
+    assert delivery.deliver(sim_settings, mid, now=night) == "scheduled"
     assert row(sim_settings, mid).not_before == datetime(
         2030, 1, 11, 0, 0, tzinfo=UTC
     )  # 08:00 local
-    assert messaging.deliver(sim_settings, mid, now=night + timedelta(hours=1)) == "scheduled"
+    assert delivery.deliver(sim_settings, mid, now=night + timedelta(hours=1)) == "scheduled"
     # in an active conversation (they wrote 10 minutes ago) it goes at once
     with db.session_scope(sim_settings.database_url) as s:
         s.execute(
@@ -384,7 +383,7 @@ def test_quiet_hours_move_marketing_not_drop_it(sim, sim_settings):
             .values(last_interaction_at=night - timedelta(minutes=10))
         )
     mid2 = send(sim_settings, cid, "夜间回复", marketing=True)
-    assert messaging.deliver(sim_settings, mid2, now=night) != "scheduled"
+    assert delivery.deliver(sim_settings, mid2, now=night) != "scheduled"
 
 
 def test_rate_limit_holds_across_workers(sim, sim_settings):
@@ -395,7 +394,7 @@ def test_rate_limit_holds_across_workers(sim, sim_settings):
     for i in range(15):
         ids.append(follower(sim, settings, f"oRate{i}"))
     mids = [send(settings, cid) for cid in ids]
-    threads = [threading.Thread(target=messaging.deliver, args=(settings, m)) for m in mids]
+    threads = [threading.Thread(target=delivery.deliver, args=(settings, m)) for m in mids]
     for t in threads:
         t.start()
     for t in threads:
@@ -422,7 +421,7 @@ def test_wecom_app_message_to_a_rep(sim, sim_settings):
         }
     )
     m, _ = messaging.create(sim_settings, req)
-    assert messaging.deliver(sim_settings, m.id) == "sent"
+    assert delivery.deliver(sim_settings, m.id) == "sent"
     [got] = sim.inbox(userid="zhangsan")
     assert got["payload"]["textcard"]["title"] == "新线索"
 
@@ -461,23 +460,23 @@ def test_a_batch_is_claimed_at_once_and_the_cap_counts_within_it(sim, sim_settin
     noon = datetime.now(UTC).replace(hour=4, minute=0)  # 12:00 in Shanghai: not quiet
     to_a = [send(sim_settings, a, f"活动{i}", marketing=True) for i in range(4)]
     ids = [*to_a, send(sim_settings, b, "活动", marketing=True), send(sim_settings, gone, "活动")]
-    outcomes, rest = messaging.deliver_batch(sim_settings, ids, now=noon)
+    outcomes, rest = delivery.deliver_batch(sim_settings, ids, now=noon)
     assert rest == [] and outcomes == {"sent": 4, "skipped": 2}
     assert [row(sim_settings, i).status for i in to_a] == ["sent"] * 3 + ["skipped"]
     assert "frequency cap" in row(sim_settings, to_a[3]).error_message
     assert len(sim.inbox("oBatchA", kind="custom")) == 3
     assert len(sim.inbox("oBatchB", kind="custom")) == 1
-    assert messaging.deliver_batch(sim_settings, ids, now=noon) == ({"elsewhere": 6}, [])
+    assert delivery.deliver_batch(sim_settings, ids, now=noon) == ({"elsewhere": 6}, [])
 
     # b has had one: of three more, two are claimed and the third is over the cap; a batch
     # that stops after its first send leaves the other claimed, and the cap still counts it
     more = [send(sim_settings, b, f"更多{i}", marketing=True) for i in range(3)]
-    outcomes, rest = messaging.deliver_batch(sim_settings, more, until=0.0, now=noon)
+    outcomes, rest = delivery.deliver_batch(sim_settings, more, until=0.0, now=noon)
     assert outcomes == {"sent": 1, "skipped": 1} and rest == [more[1]]
     assert row(sim_settings, more[1]).status == "claimed"
     extra = send(sim_settings, b, "再来一条", marketing=True)
-    assert messaging.deliver(sim_settings, extra, now=noon) == "skipped"  # 2 sent + 1 claimed
-    assert messaging.deliver_batch(sim_settings, rest, now=noon) == ({"sent": 1}, [])
+    assert delivery.deliver(sim_settings, extra, now=noon) == "skipped"  # 2 sent + 1 claimed
+    assert delivery.deliver_batch(sim_settings, rest, now=noon) == ({"sent": 1}, [])
     assert len(sim.inbox("oBatchB", kind="custom")) == 3
 
 
@@ -487,15 +486,15 @@ def test_claimed_rows_of_a_dead_batch_are_sent_once_by_the_sweeper(sim, sim_sett
     cids = [follower(sim, sim_settings, f"oDead{i}") for i in range(3)]
     ids = [send(sim_settings, cid, "通知") for cid in cids]
     queue.get_redis(sim_settings).flushdb()  # their own jobs are lost with the worker
-    outcomes, rest = messaging.deliver_batch(sim_settings, ids, until=0.0)
+    outcomes, rest = delivery.deliver_batch(sim_settings, ids, until=0.0)
     assert outcomes == {"sent": 1} and len(rest) == 2  # …and the worker dies here
     assert {row(sim_settings, i).status for i in rest} == {"claimed"}
     late = sim_settings.replace(message_sweep_grace_seconds=0.0)
-    assert messaging.sweep(late)["requeued"] == 2
+    assert requeue.sweep(late)["requeued"] == 2
     run_worker(sim_settings)
     assert [row(sim_settings, i).status for i in ids] == ["sent"] * 3
     assert [len(sim.inbox(f"oDead{i}", kind="custom")) for i in range(3)] == [1, 1, 1]
-    assert messaging.deliver_batch(sim_settings, ids) == ({"elsewhere": 3}, [])
+    assert delivery.deliver_batch(sim_settings, ids) == ({"elsewhere": 3}, [])
 
 
 def test_the_sweeper_leaves_a_backlog_to_its_jobs(sim, sim_settings):
@@ -508,6 +507,6 @@ def test_the_sweeper_leaves_a_backlog_to_its_jobs(sim, sim_settings):
     late = sim_settings.replace(message_sweep_grace_seconds=0.0)
     queue.get_redis(sim_settings).flushdb()
     messaging.enqueue(sim_settings, ids, batch=2)  # one batch job, still waiting
-    assert messaging.sweep(late)["requeued"] == 0
+    assert requeue.sweep(late)["requeued"] == 0
     queue.get_redis(sim_settings).flushdb()  # Redis loses it
-    assert messaging.sweep(late)["requeued"] == 2
+    assert requeue.sweep(late)["requeued"] == 2

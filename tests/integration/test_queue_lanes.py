@@ -179,7 +179,7 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
     monkeypatch.setattr(
         jobs, "give_way", lambda settings: lambda: asked.append(1) or len(asked) < 2
     )
-    monkeypatch.setattr(jobs.messaging, "_call", lambda settings, message_id, plan: "sent")
+    monkeypatch.setattr(jobs.delivery, "_call", lambda settings, message_id, plan: "sent")
     post(client, oa, event(oa, "oPause", "subscribe"))  # a follower, inside the window
     with db.session_scope(clean.database_url) as s:
         cid = s.execute(sa.select(Event.contact_id)).scalars().first()

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from bot.scoring.rules import RuleSet, points_for
+from bot.scoring.points import points_for
+from bot.scoring.rules import RuleSet
 from bot.tagging.rules import Rule, matches
 from journeys.conditions import (
     MISSING,

@@ -12,24 +12,20 @@ from typing import Any
 import pytest
 
 from bot.scoring import versions
-from bot.scoring.rules import (
+from bot.scoring.points import (
     Line,
     ReplayedEvent,
-    RuleSet,
-    RuleSetError,
     Tally,
     Totals,
-    cents,
     decay_factor,
     decayed,
     explain,
     next_stage,
-    parse,
-    parse_yaml,
     points_for,
     replay,
     stage_for,
 )
+from bot.scoring.rules import RuleSet, RuleSetError, cents, parse, parse_yaml
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 

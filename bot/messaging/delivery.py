@@ -1,0 +1,447 @@
+"""Delivering outbox rows: phase 1 decides (window, caps, quiet hours, unsubscribed) in a
+transaction, phase 2 marks the row ``sending`` and commits, phase 3 calls the platform and
+records the outcome. ``deliver`` takes one row, ``deliver_batch`` claims many in one
+transaction first; see ``bot.messaging.outbox`` for the row states and the at-most-once rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot.contacts import record as events
+from bot.core import queue, wechat
+from bot.core.config import Settings
+from bot.core.db import conflict, session_scope
+from bot.core.models import Contact, Identity, Message, utcnow
+from bot.messaging import send_rules
+from bot.messaging.outbox import CLAIMABLE, enqueue, finish, kick_after_commit, policy
+from bot.messaging.payloads import oa_request, wecom_request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Plan:
+    """What phase 1 decided: call this API with this body (or nothing)."""
+
+    path: str
+    body: dict
+    sent_kind: str
+    channel: str
+
+
+def _recent_marketing(
+    session: Session, contact_ids: list[int], exclude: list[int], since: datetime
+) -> dict[int, int]:
+    """Marketing messages per contact sent since ``since`` or on their way (claimed or being
+    sent), not counting the rows in ``exclude``."""
+    t = Message.__table__.c
+    rows = session.execute(
+        sa.select(t.contact_id, sa.func.count())
+        .where(
+            t.contact_id.in_(sorted(set(contact_ids))),
+            t.marketing.is_(True),
+            t.id.not_in(exclude),
+            sa.or_(
+                sa.and_(t.status == "sent", t.sent_at >= since),
+                sa.and_(t.status.in_(("sending", "claimed")), t.updated_at >= since),
+            ),
+        )
+        .group_by(t.contact_id)
+    )
+    return dict(rows.all())
+
+
+def _contacts(session: Session, settings: Settings, contact_ids: list[int]) -> dict[int, Any]:
+    """The contacts (locked, in id order: one send decision at a time per contact, for the
+    cap) with their openid, in one round trip."""
+    c, i = Contact.__table__, Identity.__table__
+    rows = session.execute(
+        sa.select(c.c.id, c.c.subscribed, c.c.last_interaction_at, i.c.value.label("openid"))
+        .select_from(
+            c.outerjoin(
+                i,
+                sa.and_(
+                    i.c.contact_id == c.c.id, i.c.kind == "openid", i.c.app_id == settings.oa_appid
+                ),
+            )
+        )
+        .where(c.c.id.in_(sorted(set(contact_ids))))
+        .order_by(c.c.id, i.c.id)
+        .with_for_update(of=c)
+    )
+    found: dict[int, Any] = {}
+    for row in rows:
+        found.setdefault(row.id, row)
+    return found
+
+
+def _not_yet(m: Message, now: datetime) -> bool:
+    """Is the row held back until a time still ahead (quiet hours, a retry's backoff)?"""
+    return m.not_before is not None and m.not_before > now
+
+
+def _capped(m: Message) -> bool:
+    """Does the frequency cap (and quiet hours) apply to this row?"""
+    return m.channel != "wecom" and m.marketing and m.reply_to_event_id is None
+
+
+def _outside_window(session: Session, m: Message, reason: str) -> tuple[str, int | None]:
+    """Apply the row's policy when the 48-hour window is closed."""
+    if m.outside_window == "fallback" and m.fallback:
+        return "fallback", None
+    if m.outside_window == "hold":
+        return "held", finish(session, m, "held", "msg.held", error_message=reason)
+    return "failed", finish(
+        session, m, "failed", "msg.failed", error_code=45015, error_message=reason
+    )
+
+
+def _plan(
+    session: Session,
+    settings: Settings,
+    m: Message,
+    now: datetime,
+    contact: Any = None,
+    recent: int | None = None,
+) -> tuple[str, Any]:
+    """Phase 1, inside the claim transaction: decide what to do with the row. ``contact`` (see
+    ``_contacts``) and ``recent`` (its marketing count) when the caller read them already.
+    Returns ("send", _Plan) or (status, outbox id of the event recorded)."""
+    pol = policy(settings)
+    if m.channel == "wecom":
+        path, body = wecom_request(m.kind, m.payload, m.to_user or "", settings.wecom_agent_id)
+        return "send", _Plan(path, body, m.kind, "wecom")
+
+    if contact is None:
+        contact = _contacts(session, settings, [m.contact_id])[m.contact_id]
+    if not contact.subscribed:
+        return "skipped", finish(
+            session, m, "skipped", "msg.failed", error_message="contact is not following"
+        )
+    openid = contact.openid
+    if openid is None:
+        return "skipped", finish(
+            session, m, "skipped", "msg.failed", error_message="contact has no openid"
+        )
+
+    if _capped(m):
+        talking = send_rules.in_conversation(contact.last_interaction_at, now, pol)
+        resume = None if talking else send_rules.quiet_until(now, pol)
+        if resume is not None:
+            finish(session, m, "scheduled", None, not_before=resume)
+            return "scheduled", resume
+        if recent is None:
+            since = now - pol.cap_window
+            recent = _recent_marketing(session, [m.contact_id], [m.id], since).get(m.contact_id, 0)
+        if send_rules.over_cap(recent, pol):
+            reason = f"frequency cap: {pol.marketing_cap} marketing messages per 24 h"
+            return "skipped", finish(session, m, "skipped", "msg.failed", error_message=reason)
+
+    kind, payload = m.kind, m.payload
+    if kind in send_rules.CUSTOMER_SERVICE_KINDS and not send_rules.in_window(
+        contact.last_interaction_at, now
+    ):
+        outcome, outbox = _outside_window(session, m, "outside the 48-hour customer-service window")
+        if outcome != "fallback":
+            return outcome, outbox
+        kind, payload = "template", m.fallback
+    path, body = oa_request(
+        kind, payload, openid, client_msg_id=m.idempotency_key or f"yuchi-msg-{m.id}"
+    )
+    return "send", _Plan(path, body, kind, "oa")
+
+
+def deliver(settings: Settings, message_id: int, now: datetime | None = None) -> str:
+    """Deliver one message row (idempotent; safe to call again for any reason)."""
+    now = now or utcnow()
+    outbox_ids: list[int] = []
+    with session_scope(settings.database_url) as session:
+        m = session.execute(
+            sa.select(Message).where(Message.id == message_id).with_for_update()
+        ).scalar_one_or_none()
+        if m is None:
+            return "missing"
+        if m.status not in CLAIMABLE:
+            return m.status  # sent, held, failed, … or another worker is sending it
+        if _not_yet(m, now):
+            outcome: str = "scheduled"
+            at = m.not_before
+        else:
+            outcome, plan = _plan(session, settings, m, now)
+            if outcome == "send":  # committed before the call: at most once
+                session.execute(
+                    sa.update(Message.__table__)
+                    .where(Message.__table__.c.id == m.id)
+                    .values(
+                        status="sending",
+                        attempts=m.attempts + 1,
+                        updated_at=now,
+                        sent_kind=plan.sent_kind,
+                    )
+                )
+            elif outcome == "scheduled":
+                at = plan
+            elif plan is not None:
+                outbox_ids.append(plan)
+    kick_after_commit(settings, outbox_ids)
+    if outcome == "scheduled":
+        enqueue(settings, [message_id], at=at)
+        return "scheduled"
+    if outcome != "send":
+        return outcome
+    return _call(settings, message_id, plan)
+
+
+def deliver_now(settings: Settings, ids: list[int]) -> None:
+    """Deliver these messages in this process, now (after the caller's commit); any that
+    raises is enqueued instead, for a worker to try."""
+    for message_id in ids:
+        try:
+            deliver(settings, message_id)
+        except Exception:
+            log.exception("message %s: delivering now failed; enqueued", message_id)
+            enqueue(settings, [message_id], urgent=True)
+
+
+CLAIM_ATTEMPTS = 3
+
+
+def _claim(
+    settings: Settings, ids: list[int], now: datetime
+) -> tuple[dict[str, int], list[tuple[int, _Plan]], list[tuple[int, datetime]], list[int | None]]:
+    """Phase 1 of a batch, in one transaction (see deliver_batch): (outcome counts so far, the
+    rows to send with their plans, the rows to deliver later, outbox rows recorded)."""
+    t = Message.__table__
+    counts: dict[str, int] = {}
+
+    def count(outcome: str) -> None:
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+    plans: list[tuple[int, _Plan]] = []
+    later: list[tuple[int, datetime]] = []
+    outbox_ids: list[int | None] = []
+    with session_scope(settings.database_url) as session:
+        query = (
+            sa.select(Message)
+            .where(Message.id.in_(sorted(set(ids))), Message.status.in_(CLAIMABLE))
+            .order_by(Message.id)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)  # held by another job: theirs
+        rows = list(session.execute(query).scalars())
+        for _ in range(len(set(ids)) - len(rows)):
+            count("elsewhere")
+        due = [m for m in rows if not _not_yet(m, now)]
+        oa = [m.contact_id for m in due if m.channel != "wecom" and m.contact_id is not None]
+        contacts = _contacts(session, settings, oa) if oa else {}
+        capped = [m.contact_id for m in due if _capped(m)]
+        since = now - policy(settings).cap_window
+        recent = _recent_marketing(session, capped, [m.id for m in rows], since) if capped else {}
+        claimed: list[int] = []
+        for m in rows:
+            if _not_yet(m, now):
+                later.append((m.id, m.not_before))
+                count("scheduled")
+                continue
+            contact = contacts.get(m.contact_id)
+            outcome, plan = _plan(session, settings, m, now, contact, recent.get(m.contact_id, 0))
+            if outcome == "send":
+                claimed.append(m.id)
+                plans.append((m.id, plan))
+                if m.marketing and m.contact_id is not None:  # the next one's cap counts it
+                    recent[m.contact_id] = recent.get(m.contact_id, 0) + 1
+            elif outcome == "scheduled":
+                later.append((m.id, plan))
+                count("scheduled")
+            else:
+                outbox_ids.append(plan)
+                count(outcome)
+        if claimed:
+            session.execute(
+                sa.update(t).where(t.c.id.in_(claimed)).values(status="claimed", updated_at=now)
+            )
+    return counts, plans, later, outbox_ids
+
+
+def deliver_batch(
+    settings: Settings,
+    ids: list[int],
+    until: float | None = None,
+    now: datetime | None = None,
+    between: Callable[[], bool] | None = None,
+) -> tuple[dict[str, int], list[int]]:
+    """Deliver these rows as ``deliver`` would one by one, with phase 1 done for all of them in
+    one transaction: rows, contacts and caps read once, and every row to send marked
+    ``claimed`` (counted by the cap, never sent by anyone yet). Each is then moved claimed →
+    sending on its own, committed just before its call, so at most once holds as before.
+
+    Returns (outcome counts, the claimed ids not reached by ``until``, a ``time.monotonic()``
+    moment, or by ``between`` answering False: it runs before each send, the job's chance to
+    pause or stop). A row another job holds or has finished counts as "elsewhere"."""
+    now = now or utcnow()
+    t = Message.__table__
+    for attempt in range(1, CLAIM_ATTEMPTS + 1):
+        try:
+            counts, plans, later, outbox_ids = _claim(settings, ids, now)
+            break
+        except sa.exc.OperationalError as exc:
+            # a drain holds some of these contacts while it waits for others (it locks them
+            # in event order, we in id order): the database broke the deadlock; go again
+            if attempt == CLAIM_ATTEMPTS or not conflict(exc):
+                raise
+            log.info("delivery batch: %s; claiming again", exc.orig)
+    kick_after_commit(settings, outbox_ids)
+    for message_id, at in later:
+        enqueue(settings, [message_id], at=at)
+
+    for n, (message_id, plan) in enumerate(plans):
+        go_on = between() if between is not None else True
+        if n and (not go_on or (until is not None and time.monotonic() > until)):
+            return counts, [i for i, _ in plans[n:]]
+        with session_scope(settings.database_url) as session:
+            took = session.execute(
+                sa.update(t)
+                .where(t.c.id == message_id, t.c.status == "claimed")
+                .values(
+                    status="sending",
+                    attempts=t.c.attempts + 1,
+                    updated_at=utcnow(),
+                    sent_kind=plan.sent_kind,
+                )
+            ).rowcount
+        outcome = _call(settings, message_id, plan) if took else "elsewhere"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts, []
+
+
+class NotSent(Exception):
+    """Redis failed before the API call (the token or the rate slot): nothing reached the
+    platform, so the row may go out later."""
+
+
+def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:
+    platform = wechat.oa(settings) if plan.channel == "oa" else wechat.wecom(settings)
+    try:
+        try:
+            platform.tokens.get()  # fetch a missing token before taking a rate slot
+            limiter = wechat.RateLimiter(
+                queue.get_redis(settings), platform.app, settings.send_rate
+            )
+            limiter.acquire()
+        except queue.REDIS_ERRORS as exc:
+            raise NotSent(str(exc)) from exc
+        return platform.call("post", plan.path, data=plan.body), None
+    except wechat.PlatformError as exc:
+        return {}, exc
+
+
+# One piece: the at-most-once sequence (sending committed → call → outcome recorded) is read
+# and reviewed as one; each branch is an outcome of the same call.
+def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
+    """Phase 2: the API call (outside any transaction); phase 3: record the outcome. When
+    Redis fails before the call, the row goes back to ``claimed`` (decided, nothing sent) and
+    the error is raised: its job fails, and a recovered job or the sweeper sends it later."""
+    try:
+        result, error = _send(settings, plan)
+    except NotSent:
+        t = Message.__table__
+        with session_scope(settings.database_url) as session:
+            session.execute(
+                sa.update(t)
+                .where(t.c.id == message_id, t.c.status == "sending")
+                .values(status="claimed", attempts=t.c.attempts - 1, updated_at=utcnow())
+            )
+        raise
+    if error is not None and error.errcode == 45015:
+        # The platform's view of the window differs from ours: apply the row's policy now.
+        with session_scope(settings.database_url) as session:
+            m = session.get(Message, message_id)
+            if m.outside_window == "fallback" and m.fallback:
+                openid = plan.body["touser"]
+                path, body = oa_request(
+                    "template", m.fallback, openid, f"yuchi-msg-{m.id}-fallback"
+                )
+                plan = _Plan(path, body, "template", "oa")
+                m.sent_kind = "template"
+                session.add(m)
+                outcome, outbox = "fallback", None
+            else:
+                outcome, outbox = _outside_window(session, m, f"platform: {error.errmsg}")
+        if outcome != "fallback":
+            kick_after_commit(settings, [outbox] if outbox else [])
+            return outcome
+        result, error = _send(settings, plan)
+    if error is None:
+        _mark_sent(settings, message_id, result.get("msgid"))
+        return "sent"
+
+    outbox_ids: list[int | None] = []
+    retry_at: datetime | None = None
+    with session_scope(settings.database_url) as session:
+        m = session.execute(
+            sa.select(Message).where(Message.id == message_id).with_for_update()
+        ).scalar_one()
+        if error.transient and m.attempts < policy(settings).max_attempts:
+            delay = send_rules.backoff(m.attempts, policy(settings))
+            retry_at = utcnow() + timedelta(seconds=delay)
+            finish(
+                session,
+                m,
+                "queued",
+                None,
+                not_before=retry_at,
+                error_code=error.errcode,
+                error_message=error.errmsg,
+            )
+            status = "retrying"
+            log.info("message %s: %s; retry %d in %.1fs", message_id, error, m.attempts, delay)
+        else:
+            outbox_ids.append(
+                finish(
+                    session,
+                    m,
+                    "failed",
+                    "msg.failed",
+                    error_code=error.errcode,
+                    error_message=error.errmsg,
+                )
+            )
+            status = "failed"
+    kick_after_commit(settings, outbox_ids)
+    if retry_at is not None:
+        enqueue(settings, [message_id], at=retry_at)
+    return status
+
+
+def _mark_sent(settings: Settings, message_id: int, msgid: Any) -> None:
+    """Phase 3 when the platform took it: the row and its timeline event, two statements."""
+    t = Message.__table__
+    now = utcnow()
+    platform_msgid = msgid and str(msgid)
+    with session_scope(settings.database_url) as session:
+        row = session.execute(
+            sa.update(t)
+            .where(t.c.id == message_id)
+            .values(status="sent", sent_at=now, updated_at=now, platform_msgid=platform_msgid)
+            .returning(t.c.contact_id, t.c.kind, t.c.sent_kind, t.c.marketing, t.c.attempts)
+        ).one()
+        if row.contact_id is None:
+            return
+        props = {
+            "message_id": message_id,
+            "kind": row.sent_kind or row.kind,
+            "marketing": row.marketing,
+            "platform_msgid": platform_msgid,
+        }
+        # on the timeline only, like every msg.sent (see QUIET_EVENTS)
+        key = f"msg:{message_id}:msg.sent:{row.attempts}"
+        events.timeline(session, [(row.contact_id, "msg.sent", props, key)])

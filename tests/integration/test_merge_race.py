@@ -1,0 +1,69 @@
+"""A callback that races a One ID merge: its event lands on the survivor, in the survivor's
+drain partition, never on the merged contact (issue 15)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from bot.contacts import identity as contacts
+from bot.contacts.record import IncomingEvent, record
+from bot.core import db
+from bot.core.models import Contact, Event, utcnow
+
+
+def _event(openid: str, key: str) -> IncomingEvent:
+    return IncomingEvent(
+        type="oa.text",
+        source="oa",
+        identity_kind="openid",
+        identity_value=openid,
+        app_id="wxrace",
+        occurred_at=utcnow(),
+        dedupe_key=key,
+        properties={"content": "在吗"},
+    )
+
+
+def _store(settings, ev: IncomingEvent) -> int:
+    with Session(db.get_engine(settings.database_url), expire_on_commit=False) as s:
+        return record(s, ev).contact_id
+
+
+def test_a_callback_waiting_on_a_merge_lands_on_the_survivor(clean):
+    if not clean.database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: the callback cannot interleave")
+    keep = _store(clean, _event("oKeep", "race-1"))
+    gone = _store(clean, _event("oGone", "race-2"))
+    engine = db.get_engine(clean.database_url)
+    merging = Session(engine)
+    survivor, _ = contacts.merge(merging, keep, gone, "test")
+    assert survivor == keep
+    # The merge holds both contacts' rows (not committed). A callback for the merged one
+    # reads the identity as it was (still "gone") and has to wait for the contact row.
+    stored: list[int] = []
+    ev = _event("oGone", "race-3")
+    callback = threading.Thread(target=lambda: stored.append(_store(clean, ev)))
+    callback.start()
+    with engine.connect() as watch:  # until the callback waits on the merge's lock
+        for _ in range(200):
+            waiting = watch.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            ).scalar()
+            if waiting:
+                break
+            time.sleep(0.02)
+    merging.commit()
+    merging.close()
+    callback.join(timeout=20)
+    assert stored == [keep]
+    with db.session_scope(clean.database_url) as s:
+        owner = s.execute(sa.select(Event.contact_id).where(Event.dedupe_key == "race-3")).scalar()
+        assert owner == keep  # on the survivor's timeline and in its drain's partition
+        assert s.get(Contact, gone).merged_into_id == keep
+        left = s.execute(sa.select(sa.func.count()).where(Event.contact_id == gone)).scalar()
+        assert left == 0
