@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from admin.common import Invalid, api_blueprint, error, id_arg, int_arg, settings, validated
+from admin.common import (
+    Invalid,
+    api_blueprint,
+    error,
+    id_arg,
+    int_arg,
+    settings,
+    text_arg,
+    validated,
+)
 from bot.contacts import timeline as store
 from bot.core.models import ReplyRule
 from bot.replies import edits as reply_edits
@@ -38,12 +47,14 @@ def get_contact(contact_id: int) -> ResponseReturnValue:
 
 @bp.get("/contacts/<id:contact_id>/events")
 def contact_events(contact_id: int) -> ResponseReturnValue:
+    """``?type=oa.text&tag=意向:价格``: of one type, carrying one tag."""
     limit = int_arg("limit", 50, 1, 200)
     before = id_arg("before")
+    type_, tag = text_arg("type", 64), text_arg("tag", 64)
     contact = store.contact_json(g.session, contact_id, with_tags=False)
     if contact is None:
         return error(404, f"no contact {contact_id}")
-    events, next_before = store.timeline(g.session, contact["id"], limit, before)
+    events, next_before = store.timeline(g.session, contact["id"], limit, before, type_, tag)
     return jsonify(events=events, next_before=next_before)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -118,6 +119,35 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
 def id_arg(name: str) -> int | None:
     """An id query parameter such as ``?before=``: 1 to MAX_ID, or None when absent."""
     return int_arg(name, None, 1, input_guard.MAX_ID)
+
+
+def time_arg(name: str) -> datetime | None:
+    """An ISO 8601 time with its zone (``2026-12-01T00:00:00+08:00``, or ``...Z``) as a query
+    parameter; None when absent. A "+" sent unescaped arrives as a space and is read as "+"."""
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip().replace(" ", "+"))
+        if value.tzinfo is None:
+            raise ValueError("no zone")
+        return value.astimezone(UTC)  # OverflowError at the ends of the calendar
+    except (ValueError, OverflowError):
+        raise Invalid(
+            "invalid query string",
+            {name: "an ISO 8601 time with a zone, e.g. 2026-12-01T08:00+08:00"},
+        ) from None
+
+
+def text_arg(name: str, most: int) -> str | None:
+    """A plain text query parameter of at most ``most`` characters; None when absent."""
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    value = raw.strip()
+    if not value or len(value) > most or not value.isprintable():
+        raise Invalid("invalid query string", {name: f"1 to {most} printable characters"})
+    return value
 
 
 def settings() -> Settings:

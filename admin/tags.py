@@ -3,13 +3,24 @@ the overview of every tag with the WeCom corp tag library."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from flask import abort, current_app, g, jsonify
+from flask import abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from admin.common import Invalid, api_blueprint, error, validated
+from admin.common import (
+    Invalid,
+    api_blueprint,
+    error,
+    id_arg,
+    int_arg,
+    text_arg,
+    time_arg,
+    validated,
+)
+from bot.contacts import tagged
 from bot.core.models import Contact, TagRule
 from bot.tagging import edits
 from bot.tagging import store as tag_store
@@ -19,9 +30,14 @@ from journeys.tag_names import checked_tag
 bp = api_blueprint("tags", __name__)
 
 
+# Who tagged by hand: a WeCom userid (1-64 of letters, digits and _-@.), else "api".
+REP_USERID = r"^[A-Za-z0-9_\-@.]{1,64}$"
+
+
 class ManualTag(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     tag: Annotated[str, AfterValidator(checked_tag)]
+    by: Annotated[str, StringConstraints(pattern=REP_USERID)] = "api"
 
 
 def _rule_or_404(rule_id: int) -> TagRule:
@@ -103,16 +119,52 @@ def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
     settings = current_app.config["SETTINGS"]
-    row, added = edits.tag_contact(settings, g.session, contact_id, data.tag)
+    row, added = edits.tag_contact(settings, g.session, contact_id, data.tag, data.by)
     return jsonify(edits.contact_tag_json(row)), 201 if added else 200
 
 
 @bp.delete("/contacts/<id:contact_id>/tags/<path:tag>")
 def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
     _contact_or_404(contact_id)
-    if not edits.untag_contact(current_app.config["SETTINGS"], g.session, contact_id, tag):
+    by = request.args.get("by", "api")
+    if not re.fullmatch(REP_USERID, by):
+        raise Invalid("invalid query string", {"by": "a WeCom userid: 1-64 of A-Z a-z 0-9 _-@."})
+    if not edits.untag_contact(current_app.config["SETTINGS"], g.session, contact_id, tag, by):
         return error(404, f"contact {contact_id} has no tag {tag!r}")
     return "", 204
+
+
+# --- who earned a tag -------------------------------------------------------------------------
+
+
+@bp.get("/tags/events")
+def tagged_events() -> ResponseReturnValue:
+    """``?tag=意向:价格&since=…&until=…``: the events that earned the tag, newest first."""
+    tag = _required_tag()
+    limit = int_arg("limit", 50, 1, 200)
+    since, until, before = time_arg("since"), time_arg("until"), id_arg("before")
+    events, next_before = tagged.events_tagged(g.session, tag, since, until, limit, before)
+    return jsonify(events=events, next_before=next_before)
+
+
+@bp.get("/tags/contacts")
+def tagged_contacts() -> ResponseReturnValue:
+    """``?tag=意向:价格&at_least=3&since=…``: contacts with that many events tagged since."""
+    tag = _required_tag()
+    at_least = int_arg("at_least", 1, 1, 100_000)
+    since = time_arg("since")
+    if since is None:
+        raise Invalid("invalid query string", {"since": "required"})
+    limit, after = int_arg("limit", 100, 1, 1000), id_arg("after")
+    contacts, next_after = tagged.contacts_tagged(g.session, tag, at_least, since, limit, after)
+    return jsonify(contacts=contacts, next_after=next_after)
+
+
+def _required_tag() -> str:
+    tag = text_arg("tag", 64)
+    if tag is None:
+        raise Invalid("invalid query string", {"tag": "required"})
+    return tag
 
 
 # --- overview --------------------------------------------------------------------------------

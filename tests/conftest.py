@@ -34,6 +34,7 @@ TABLES = [  # children before parents
     "broadcast",
     "outbox",
     "contact_tag",
+    "event_tag",
     "event",
     "identity",
     "reply_rule",

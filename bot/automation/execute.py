@@ -137,12 +137,14 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
 
 
 def _add_tag(tx: Tx, row: Enrollment, cmd: c.AddTag, idx: int, event_id: int | None) -> None:
-    tagging.add_tag(tx.session, row.contact_id, cmd.tag, "journey", f"journey:{row.journey_id}")
+    step = f"journey:{row.journey_id}:{cmd.step}"
+    tagging.add_tag(tx.session, row.contact_id, cmd.tag, "journey", step, event_id=event_id)
     tx.after.append(functools.partial(tagging.kick_sync, tx.settings, tx.session))
 
 
 def _remove_tag(tx: Tx, row: Enrollment, cmd: c.RemoveTag, idx: int, event_id: int | None) -> None:
-    tagging.remove_tag(tx.session, row.contact_id, cmd.tag)
+    step = f"journey:{row.journey_id}:{cmd.step}"
+    tagging.remove_tag(tx.session, row.contact_id, cmd.tag, "journey", step, event_id=event_id)
     tx.after.append(functools.partial(tagging.kick_sync, tx.settings, tx.session))
 
 

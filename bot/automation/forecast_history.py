@@ -1,5 +1,6 @@
 """A forecast's input: the stored history of a batch of contacts, read in a few SELECTs
-(bot.automation.forecast). Events of Yuchi's own (``journey.*``, ``msg.*``) are left out."""
+(bot.automation.forecast). Events of Yuchi's own (``journey.*``, ``msg.*``, and ``tag.*``:
+tag changes, which the replay makes up from the tags) are left out."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot.automation.send_outcomes import is_interaction
 from bot.core.models import Contact, ContactTag, Event, ScoreEntry
 
-LEFT_OUT = ("journey.", "msg.")
+LEFT_OUT = ("journey.", "msg.", "tag.")
 STORED_STAGE_CHANGED = "contact.stage_changed"
 
 

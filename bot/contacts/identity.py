@@ -3,10 +3,11 @@ external_userids, a verified phone); when a new identity is already another cont
 are the same person and are merged.
 
 The older contact survives. Everything the other one has moves over (identities, events, tags,
-score ledger, messages, follow users, lead assignments, tag syncs); the other row stays as a
-pointer (``merged_into_id``) so late references still resolve, and the merge is an event on
-the survivor's timeline. Merging is idempotent, and safe when two callbacks for the same person
-race: both contacts are locked (in id order) before anything moves.
+score ledger, messages, follow users, lead assignments, tag syncs, the tags events earned);
+the other row stays as a pointer (``merged_into_id``) so late references still resolve, and
+the merge is an event on the survivor's timeline. Merging is idempotent, and safe when two
+callbacks for the same person race: both contacts are locked (in id order) before anything
+moves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.core.models import (
     Contact,
     ContactTag,
     Event,
+    EventTag,
     FollowUser,
     Identity,
     LeadAssignment,
@@ -138,6 +140,15 @@ def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | Non
 
     move(Identity)
     move(Event)
+    # The tags the moved events earned, found through their events (event_tag has no index
+    # on contact_id).
+    et = EventTag.__table__
+    theirs = sa.select(Event.__table__.c.id).where(Event.__table__.c.contact_id == keep_id)
+    moved[et.name] = session.execute(
+        sa.update(et)
+        .where(et.c.event_id.in_(theirs), et.c.contact_id == gone_id)
+        .values(contact_id=keep_id)
+    ).rowcount
     move(ScoreEntry)
     move(Message)
     move(LeadAssignment)

@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.contacts import tag_history
 from bot.core.db import dialect_insert
 from bot.core.models import (
     Contact,
-    ContactTag,
     Event,
     Identity,
     JSONType,
@@ -30,7 +30,7 @@ from bot.core.models import (
     utcnow,
 )
 
-TAG_SOURCES = ("rule", "manual", "journey", "campaign", "wecom")
+TAG_SOURCES = tag_history.TAG_SOURCES
 
 
 @dataclass(frozen=True)
@@ -179,20 +179,6 @@ def _new_outbox_row(dialect: str) -> Any:
     )
 
 
-def _new_tag(dialect: str) -> Any:
-    return (
-        _insert_for(dialect)(ContactTag.__table__)
-        .values(
-            contact_id=sa.bindparam("contact_id"),
-            tag=sa.bindparam("tag"),
-            source=sa.bindparam("source"),
-            source_ref=sa.bindparam("source_ref"),
-            created_at=_now_param(),
-        )
-        .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
-    )
-
-
 def _touch(interaction: bool, subscribed: bool | None) -> Any:
     contact = Contact.__table__
     c = contact.c
@@ -226,7 +212,6 @@ _BUILDERS = {
     "identity": _new_identity,
     "event": _new_event,
     "outbox": _new_outbox_row,
-    "tag": _new_tag,
 }
 
 
@@ -269,22 +254,18 @@ def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> boo
     return bool(asking)
 
 
-def add_tags(session: Session, contact_id: int, grants: list[TagGrant], now: datetime) -> None:
-    """Add tags a contact does not have yet; a tag already there keeps its first source."""
-    conn = session.connection()
+def add_tags(
+    session: Session,
+    contact_id: int,
+    grants: list[TagGrant],
+    now: datetime,
+    event_id: int | None = None,
+) -> None:
+    """Add tags a contact does not have yet (a tag already there keeps its first source);
+    ``event_id``, the event that earned them, carries them either way."""
     for grant in grants:
-        if grant.source not in TAG_SOURCES:
-            raise ValueError(f"unknown tag source {grant.source!r}")
-        conn.execute(
-            _stmt(conn.dialect.name, "tag"),
-            {
-                "contact_id": contact_id,
-                "tag": grant.tag,
-                "source": grant.source,
-                "source_ref": grant.source_ref,
-                "now": now,
-            },
-        )
+        why = tag_history.Why(grant.source, grant.source_ref, event_id)
+        tag_history.add(session, contact_id, grant.tag, why, now)
 
 
 def _existing(session: Session, ev: IncomingEvent) -> Recorded:
@@ -429,7 +410,7 @@ def _record_once(
     event_id, outbox_id = inserted
     if contact_id is not None:
         asking = _update_contact(session, contact_id, ev)
-        add_tags(session, contact_id, tags, now)
+        add_tags(session, contact_id, tags, now, event_id)
         if on_insert is not None:
             late = on_insert(session, event_id, contact_id, asking)
             if late is not None:
@@ -452,8 +433,9 @@ def record(
 ) -> Recorded:
     """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``.
     ``on_insert(session, event_id, contact_id, asking)`` runs in the same transaction once the
-    event is new (not for a retry; ``asking``: one of the contact's journeys asks it something); a text it returns becomes the stored reply. Raises NonceReused
-    when ``ev.callback_nonce`` is stored already with another body."""
+    event is new (not for a retry; ``asking``: one of the contact's journeys asks it
+    something); a text it returns becomes the stored reply. Raises NonceReused when
+    ``ev.callback_nonce`` is stored already with another body."""
     for attempt in range(3):
         try:
             return _record_once(session, ev, reply, tags or [], on_insert)

@@ -7,7 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot.core.models import Contact, ContactTag, Event, Identity
+from bot.contacts import tag_history
+from bot.core.models import Contact, ContactTag, Event, EventTag, Identity, UTCDateTime
 
 IDENTITY_KINDS = ("openid", "unionid", "external_userid")
 
@@ -28,17 +29,7 @@ def _contact_dicts(session: Session, rows: list[Contact], with_tags: bool = True
                 {"kind": ident.kind, "value": ident.value, "app_id": ident.app_id}
             )
         if with_tags:
-            for tag in session.execute(
-                sa.select(ContactTag).where(ContactTag.contact_id.in_(ids)).order_by(ContactTag.id)
-            ).scalars():
-                tags[tag.contact_id].append(
-                    {
-                        "tag": tag.tag,
-                        "source": tag.source,
-                        "source_ref": tag.source_ref,
-                        "added_at": _iso(tag.created_at),
-                    }
-                )
+            _current_tags(session, ids, tags)
     out = []
     for c in rows:
         item = {
@@ -61,6 +52,34 @@ def _contact_dicts(session: Session, rows: list[Contact], with_tags: bool = True
             item["tags"] = tags[c.id]
         out.append(item)
     return out
+
+
+def _current_tags(session: Session, ids: list[int], into: dict[int, list[dict]]) -> None:
+    """Each current tag with when and why it was given: the source, the actor (rule, word,
+    channel, journey step, rep) and the event that caused it."""
+    rows = list(
+        session.execute(
+            sa.select(ContactTag).where(ContactTag.contact_id.in_(ids)).order_by(ContactTag.id)
+        ).scalars()
+    )
+    causes = {r.cause_event_id for r in rows if r.cause_event_id is not None}
+    types = dict(
+        session.execute(sa.select(Event.id, Event.type).where(Event.id.in_(causes))).all()
+        if causes
+        else []
+    )
+    for tag in rows:
+        into[tag.contact_id].append(
+            {
+                "tag": tag.tag,
+                "source": tag.source,
+                "source_ref": tag.source_ref,
+                "actor": tag.source_ref,
+                "cause_event_id": tag.cause_event_id,
+                "cause_event_type": types.get(tag.cause_event_id),
+                "added_at": _iso(tag.created_at),
+            }
+        )
 
 
 def contact_json(session: Session, contact_id: int, with_tags: bool = True) -> dict | None:
@@ -111,28 +130,45 @@ def event_json(e: Event) -> dict:
 
 
 def timeline(
-    session: Session, contact_id: int, limit: int, before: int | None
+    session: Session,
+    contact_id: int,
+    limit: int,
+    before: int | None,
+    type_: str | None = None,
+    tag: str | None = None,
 ) -> tuple[list[dict], int | None]:
     """A contact's events newest first; ``before`` is the id of the last event already seen
-    (keyset pagination on (occurred_at, id), stable while new events arrive)."""
+    (keyset pagination on (occurred_at, id), stable while new events arrive). ``type_``: of
+    that type only; ``tag``: the events that earned the tag and the tag's own changes."""
     query = (
         sa.select(Event)
         .where(Event.contact_id == contact_id)
         .order_by(Event.occurred_at.desc(), Event.id.desc())
         .limit(limit + 1)
     )
+    if type_:
+        query = query.where(Event.type == type_)
+    if tag:
+        query = query.where(carrying(tag))
     if before:
         anchor = session.execute(
             sa.select(Event.occurred_at).where(Event.id == before, Event.contact_id == contact_id)
         ).scalar()
         if anchor is None:
             return [], None
-        query = query.where(
-            sa.or_(
-                Event.occurred_at < anchor, sa.and_(Event.occurred_at == anchor, Event.id < before)
-            )
-        )
+        at = sa.bindparam("anchor", anchor, type_=UTCDateTime())
+        query = query.where(sa.tuple_(Event.occurred_at, Event.id) < sa.tuple_(at, before))
     rows = list(session.execute(query).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
     return [event_json(e) for e in rows], (rows[-1].id if more else None)
+
+
+def carrying(tag: str) -> sa.ColumnElement[bool]:
+    """An event that earned ``tag`` (event_tag, by its primary key), or a change of it."""
+    et = EventTag.__table__.c
+    earned = sa.exists().where(et.event_id == Event.id, et.tag == tag)
+    change = sa.and_(
+        Event.type.in_(tag_history.CHANGES), Event.properties["tag"].as_string() == tag
+    )
+    return sa.or_(earned, change)

@@ -1,6 +1,8 @@
 """Changes to a contact made inside a transaction that journeys can start on — a tag added, the
 score moving — noted on the session as they happen and taken by the journey runner (the last
-pipeline step) before the transaction commits."""
+pipeline step) before the transaction commits. These notes are the runner's feed only; the
+record of a tag change is its ``tag.added`` / ``tag.removed`` timeline event
+(bot.contacts.tag_history), written in the same transaction."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def decide(
             return None  # the text was the journey's; nothing to say right now
     rules = autoreply.active_rules(settings, session)
     matched = keywords.match(rules, trigger.kind, trigger.text, trigger.click_key)
-    grants = [TagGrant(t, "rule", str(r.id)) for r in matched for t in r.tags]
-    add_tags(session, contact_id, grants, utcnow())
+    grants = [TagGrant(t, "reply_rule", f"reply_rule:{r.id}") for r in matched for t in r.tags]
+    add_tags(session, contact_id, grants, utcnow(), event_id)
     winner = next((r for r in matched if r.has_reply), None)
     return from_rule(winner, at) if winner else None

@@ -80,11 +80,12 @@ def contact_id_of(session: Session, contact_id: int) -> int:
 
 
 def tag_contact(
-    settings: Settings, session: Session, contact_id: int, tag: str
+    settings: Settings, session: Session, contact_id: int, tag: str, by: str = "api"
 ) -> tuple[ContactTag, bool]:
-    """Give the contact ``tag`` by hand: (its tag row, whether it is new)."""
+    """Give the contact ``tag`` by hand (``by``: the rep's userid, or "api"): (its tag row,
+    whether it is new)."""
     cid = contact_id_of(session, contact_id)
-    added = tagging.add_tag(session, cid, tag, "manual", "api")
+    added = tagging.add_tag(session, cid, tag, "manual", by)
     session.commit()
     tagging.kick_sync(settings, session)
     row = session.execute(
@@ -93,10 +94,12 @@ def tag_contact(
     return row, added
 
 
-def untag_contact(settings: Settings, session: Session, contact_id: int, tag: str) -> bool:
-    """Take ``tag`` off the contact; False when they did not have it."""
+def untag_contact(
+    settings: Settings, session: Session, contact_id: int, tag: str, by: str = "api"
+) -> bool:
+    """Take ``tag`` off the contact by hand; False when they did not have it."""
     cid = contact_id_of(session, contact_id)
-    if not tagging.remove_tag(session, cid, tag):
+    if not tagging.remove_tag(session, cid, tag, "manual", by):
         return False
     session.commit()
     tagging.kick_sync(settings, session)
@@ -109,6 +112,8 @@ def contact_tag_json(row: ContactTag) -> dict[str, Any]:
         "tag": row.tag,
         "source": row.source,
         "source_ref": row.source_ref,
+        "actor": row.source_ref,
+        "cause_event_id": row.cause_event_id,
         "added_at": row.created_at.isoformat(),
     }
 

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.contacts import identity as contacts
-from bot.contacts import record as events
+from bot.contacts import tag_history
 from bot.core import changes, wechat
 from bot.core.config import Settings
-from bot.core.db import dialect_insert, session_scope
+from bot.core.db import session_scope
 from bot.core.models import (
     ContactTag,
     FollowUser,
@@ -121,18 +121,18 @@ def on_event(ctx: Context) -> None:
     add, remove = tag_rules.evaluate(
         found.rules, event.type, event.properties, tokens if key == "content" else None
     )
-    grants = [(tag, f"tag_rule:{rule_id}") for tag, rule_id in add]
-    removing = [tag for tag, _ in remove]
+    grants = [(tag, "tag_rule", f"tag_rule:{rule_id}") for tag, rule_id in add]
+    removing = {tag: f"tag_rule:{rule_id}" for tag, rule_id in remove}
     if tokens is not None:
         grants += [
-            (tag, f"interest:{word}"[:64])
+            (tag, "interest", f"interest:{word}")
             for tag, word in tag_rules.interest_matches(found.words, tokens, words)
             if tag not in removing
         ]
-    for tag, ref in grants:
-        add_tag(session, contact_id, tag, "rule", ref)
-    for tag in removing:
-        remove_tag(session, contact_id, tag)
+    for tag, source, ref in grants:
+        add_tag(session, contact_id, tag, source, ref, event_id=event.id)
+    for tag, ref in removing.items():
+        remove_tag(session, contact_id, tag, "tag_rule", ref, event_id=event.id)
     if event.type in NEW_FOLLOW:
         _owe_unsynced(session, contact_id, force=("wecom",))
     elif event.type == "contact.merged":
@@ -163,21 +163,17 @@ def add_tag(
     ref: str | None = None,
     *,
     sync: bool = True,
+    event_id: int | None = None,
 ) -> bool:
     """Give the contact ``tag`` (kept with its first source if already there) in the
-    caller's transaction; True if it was new. A new tag owes a TagSync row to each platform
-    the contact is on (the OA when it has an openid, WeCom when it has an active follow
-    user); call ``kick_sync`` after commit (the pipeline step does). ``sync=False`` for a
-    tag that came from a platform."""
-    if source not in events.TAG_SOURCES:
-        raise ValueError(f"unknown tag source {source!r}")
-    added = session.execute(
-        dialect_insert(session, ContactTag.__table__)
-        .values(contact_id=contact_id, tag=tag, source=source, source_ref=ref, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["contact_id", "tag"])
-        .returning(ContactTag.__table__.c.id)
-    ).scalar()
-    if added is None:
+    caller's transaction; True if it was new. ``ref`` is the actor (rule, word, channel,
+    journey step, rep userid), ``event_id`` the event that caused it (it earns the tag either
+    way); the change goes on the timeline (bot.contacts.tag_history). A new tag owes a TagSync
+    row to each platform the contact is on (the OA when it has an openid, WeCom when it has
+    an active follow user); call ``kick_sync`` after commit (the pipeline step does).
+    ``sync=False`` for a tag that came from a platform."""
+    why = tag_history.Why(source, ref, event_id)
+    if not tag_history.add(session, contact_id, tag, why):
         return False
     changes.note(session, contact_id, changes.TAG_ADDED, {"tag": tag, "source": source})
     if sync:
@@ -185,14 +181,21 @@ def add_tag(
     return True
 
 
-def remove_tag(session: Session, contact_id: int, tag: str, *, sync: bool = True) -> bool:
+def remove_tag(
+    session: Session,
+    contact_id: int,
+    tag: str,
+    source: str = "manual",
+    ref: str | None = None,
+    *,
+    sync: bool = True,
+    event_id: int | None = None,
+) -> bool:
     """Take ``tag`` off the contact (whatever gave it) in the caller's transaction; True if
-    it was there. Owes TagSync rows like ``add_tag``."""
-    t = ContactTag.__table__
-    gone = session.execute(
-        sa.delete(t).where(t.c.contact_id == contact_id, t.c.tag == tag).returning(t.c.id)
-    ).first()
-    if gone is None:
+    it was there. The removal goes on the timeline with its source, actor and causing event;
+    owes TagSync rows like ``add_tag``."""
+    why = tag_history.Why(source, ref, event_id)
+    if not tag_history.remove(session, contact_id, tag, why):
         return False
     if sync:
         _owe(session, contact_id, "remove", tag)
@@ -252,7 +255,7 @@ def _owe_unsynced(
     session: Session, contact_id: int, since: Any = None, force: tuple[str, ...] = ()
 ) -> None:
     """Owe TagSync rows for tags a platform the contact is on has not been given: tags
-    added in the callback's own transaction (reply rules, via events.add_tags; ``since``),
+    added in the callback's own transaction (reply rules, via record.add_tags; ``since``),
     tags a merge brought together, and (``force``) all tags for a newly added rep."""
     query = sa.select(ContactTag.tag).where(
         ContactTag.contact_id == contact_id, ContactTag.source != WECOM_SOURCE
@@ -300,14 +303,19 @@ def _wecom_tags_by_rep(
 
 
 def pull_wecom_tags(
-    settings: Settings, contact_id: int, external_userid: str, userid: str
+    settings: Settings,
+    contact_id: int,
+    external_userid: str,
+    userid: str,
+    event_id: int | None = None,
 ) -> dict[str, list[str]]:
     """A rep changed the customer in WeCom (``edit_external_contact``): read the customer
     (``externalcontact/get``) and make the contact's "wecom" tags match the corp tags
     (type 1) the reps have on them now: new ones are added, "wecom" tags that are gone are
     removed (tags from other sources are left alone; a tag with a pending sync from Yuchi is
     not overwritten). Updates FollowUser.wecom_tags for every rep of the customer. Writes no
-    TagSync rows (the change came from WeCom). Raises wechat.PlatformError on an API error
+    TagSync rows (the change came from WeCom). Each change names the rep ``userid`` and the
+    edit event ``event_id`` that caused it (a second pull for that edit changes nothing). Raises wechat.PlatformError on an API error
     (the caller's job retries). Returns {"added": [...], "removed": [...]}."""
     data = sync_rows.call(
         settings,
@@ -346,9 +354,9 @@ def pull_wecom_tags(
             if source == WECOM_SOURCE and tag not in corp and pending.get(tag) != "add"
         ]
         for name in added:
-            add_tag(session, cid, name, WECOM_SOURCE, corp[name] or None, sync=False)
+            add_tag(session, cid, name, WECOM_SOURCE, userid, sync=False, event_id=event_id)
         for tag in removed:
-            remove_tag(session, cid, tag, sync=False)
+            remove_tag(session, cid, tag, WECOM_SOURCE, userid, sync=False, event_id=event_id)
     return {"added": added, "removed": removed}
 
 

@@ -56,7 +56,7 @@ def on_event(ctx: Context) -> None:
             session, ev.contact_id, userid, external, props.get("state"), ev.occurred_at
         )
         if channel is not None:
-            _apply_channel(session, ev.contact_id, channel)
+            _apply_channel(session, ev.contact_id, channel, ev.id)
             if props.get("welcome_code") and channel.welcome_text:
                 code, text = props["welcome_code"], channel.welcome_text
                 ctx.after_commit.append(lambda: send_welcome(settings, code, text))
@@ -64,9 +64,11 @@ def on_event(ctx: Context) -> None:
         ctx.after_commit.append(lambda: fetch_external_contact(settings, ev.contact_id, external))
     elif ev.type == "wecom.contact_edited":
         external = _external_userid(session, ev.contact_id)
-        userid = props.get("userid", "")
-        ctx.after_commit.append(lambda: fetch_external_contact(settings, ev.contact_id, external))
-        ctx.after_commit.append(lambda: _pull_tags(settings, ev.contact_id, external, userid))
+        userid, contact_id, event_id = props.get("userid", ""), ev.contact_id, ev.id
+        ctx.after_commit.append(lambda: fetch_external_contact(settings, contact_id, external))
+        ctx.after_commit.append(
+            lambda: _pull_tags(settings, contact_id, external, userid, event_id)
+        )
     elif ev.type in FOLLOW_ENDED:
         fu = FollowUser.__table__.c
         session.execute(
@@ -92,11 +94,13 @@ def _refresh_corp_tags(settings: Settings) -> None:
         log.warning("corp tag library not refreshed: %s", exc)
 
 
-def _pull_tags(settings: Settings, contact_id: int, external: str | None, userid: str) -> None:
+def _pull_tags(
+    settings: Settings, contact_id: int, external: str | None, userid: str, event_id: int
+) -> None:
     if not external:
         return
     try:
-        tagging.pull_wecom_tags(settings, contact_id, external, userid)
+        tagging.pull_wecom_tags(settings, contact_id, external, userid, event_id)
     except wechat.PlatformError as exc:  # an after-commit step: the others still run
         log.warning("tags of external contact %s not pulled: %s", external, exc)
 
@@ -138,13 +142,14 @@ def _upsert_follow_user(session, contact_id, userid, external, state, when) -> N
     session.flush()
 
 
-def _apply_channel(session, contact_id: int, channel: Channel) -> None:  # noqa: ANN001
+def _apply_channel(session, contact_id: int, channel: Channel, event_id: int) -> None:  # noqa: ANN001
     contact = session.get(Contact, contact_id)
     if contact.source_channel_id is None:
         contact.source_channel_id = channel.id
         session.add(contact)
     for tag in channel.tags:
-        tagging.add_tag(session, contact_id, tag, "campaign", f"channel:{channel.id}")
+        ref = f"channel:{channel.id}"
+        tagging.add_tag(session, contact_id, tag, "channel", ref, event_id=event_id)
 
 
 # --- after commit: platform calls --------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_contact_by_openid_with_tags_and_state(client, oa, auth):
     assert c["identities"] == [{"kind": "openid", "value": "oApi", "app_id": oa.appid}]
     assert c["first_seen_at"].startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(t0)))
     assert c["first_seen_at"].endswith("+00:00") and c["last_seen_at"] > c["first_seen_at"]
-    assert [(t["tag"], t["source"]) for t in c["tags"]] == [("新关注", "rule")]
+    assert [(t["tag"], t["source"]) for t in c["tags"]] == [("新关注", "reply_rule")]
     assert client.get("/api/contacts?openid=nobody", headers=auth).get_json()["contacts"] == []
     assert client.get(f"/api/contacts/{c['id']}", headers=auth).get_json()["id"] == c["id"]
     assert client.get("/api/contacts/999999", headers=auth).status_code == 404

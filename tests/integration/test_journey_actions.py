@@ -533,7 +533,7 @@ def test_tag_added_by_a_journey_or_a_tag_rule_starts_a_journey(
         "add_tags": ["来源:海报"],
     }
     assert client.post("/api/tag-rules", json=rule, headers=auth).status_code == 201
-    published(
+    tagger = published(
         sim_client,
         auth,
         journey(
@@ -570,6 +570,21 @@ def test_tag_added_by_a_journey_or_a_tag_rule_starts_a_journey(
     assert texts(sim, "oPoster") == ["海报来的朋友你好"]
     assert texts(sim, "oPlain") == []
     assert c not in (a, b)
+    # The journey's tag is on the timeline: its step, and the follow that moved the journey.
+    with db.session_scope(sim_settings.database_url) as s:
+        e = Event.__table__.c
+        follow = s.execute(
+            sa.select(e.id).where(e.contact_id == a, e.type == "oa.subscribe")
+        ).scalar_one()
+        [added] = s.execute(
+            sa.select(e.properties).where(e.contact_id == a, e.type == "tag.added")
+        ).scalars()
+    assert added == {
+        "tag": "VIP",
+        "source": "journey",
+        "actor": f"journey:{tagger}:tag",
+        "cause_event_id": follow,
+    }
 
 
 def test_score_and_stage_triggers(sim, sim_settings, sim_client, auth, env_to_sim):

@@ -161,7 +161,7 @@ def test_click_scene_and_text_produce_tags_and_sync_to_the_oa(
     assert sim.follow("oTag", scene="poster_spring").status == 200
     run_worker(sim_settings)
     cid = contact_of(sim_settings, "oTag")
-    assert tags_of(sim_settings, cid) == {"来源:海报": ("rule", f"tag_rule:{poster['id']}")}
+    assert tags_of(sim_settings, cid) == {"来源:海报": ("tag_rule", f"tag_rule:{poster['id']}")}
     assert oa_tags(sim, "oTag") == {"来源:海报"}
 
     sim.advance(1)  # WeChat dedupes events by (openid, CreateTime): one per second here
@@ -175,8 +175,8 @@ def test_click_scene_and_text_produce_tags_and_sync_to_the_oa(
     run_worker(sim_settings)
     got = tags_of(sim_settings, cid)
     assert set(got) == {"来源:海报", "意向:价格", "点过菜单", "意向:试用"}
-    assert got["意向:价格"] == ("rule", f"tag_rule:{menu['id']}")  # the click came first
-    assert got["意向:试用"] == ("rule", "interest:试用")
+    assert got["意向:价格"] == ("tag_rule", f"tag_rule:{menu['id']}")  # the click came first
+    assert got["意向:试用"] == ("interest", "interest:试用")
     assert oa_tags(sim, "oTag") == set(got)
     assert all(r.status == "done" and r.platform == "oa" for r in syncs(sim_settings, cid))
     with db.session_scope(sim_settings.database_url) as s:
@@ -215,7 +215,7 @@ def test_reply_rule_tags_from_the_callback_are_synced_too(
     sim.say("oReply", "价格是多少")
     run_worker(sim_settings)
     cid = contact_of(sim_settings, "oReply")
-    assert tags_of(sim_settings, cid)["问过价格"][0] == "rule"
+    assert tags_of(sim_settings, cid)["问过价格"][0] == "reply_rule"
     assert oa_tags(sim, "oReply") == {"问过价格"}
     sim.say("oReply", "价格?")  # the tag is there already: nothing owed again
     run_worker(sim_settings)
@@ -487,8 +487,8 @@ def test_pull_wecom_tags_brings_a_reps_tags_back(sim, sim_settings):
     got = tagging.pull_wecom_tags(sim_settings, cid, "wmPull", "zhangsan")
     assert sorted(got["added"]) == ["VIP", "新客"] and got["removed"] == []
     assert tags_of(sim_settings, cid) == {
-        "VIP": ("wecom", "et_vip"),
-        "新客": ("wecom", "et_new"),
+        "VIP": ("wecom", "zhangsan"),  # the rep whose edit brought them
+        "新客": ("wecom", "zhangsan"),
         "手动": ("manual", None),
     }
     # They came from WeCom: nothing to send back (the one row is the manual tag's).

@@ -93,9 +93,13 @@ def test_channel_add_tags_welcome_rep_and_name(sim, sim_settings, env_to_sim, si
     assert ev.properties["userid"] == "lisi" and ev.properties["state"] == channel["state"]
     [fu] = q(sim_settings, sa.select(FollowUser).where(FollowUser.contact_id == cid))
     assert (fu.userid, fu.status, fu.state) == ("lisi", "active", channel["state"])
-    assert [
-        t.tag for t in q(sim_settings, sa.select(ContactTag).where(ContactTag.contact_id == cid))
-    ] == ["渠道:展会"]
+    [tag] = q(sim_settings, sa.select(ContactTag).where(ContactTag.contact_id == cid))
+    assert (tag.tag, tag.source, tag.source_ref) == (
+        "渠道:展会",
+        "channel",
+        f"channel:{channel['id']}",
+    )
+    assert tag.cause_event_id == ev.id  # the add through the channel's QR code earned it
     with db.session_scope(sim_settings.database_url) as s:
         c = s.get(Contact, cid)
         assert c.name == "王女士" and c.source_channel_id == channel["id"]

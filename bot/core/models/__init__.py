@@ -3,7 +3,7 @@ unionid, WeCom external_userid) are Identity rows, so later channels add identit
 contacts. Importing this package registers every table on ``SQLModel.metadata``."""
 
 from bot.core.models.columns import BIGINT, JSONType, UTCDateTime, ts_column, utcnow
-from bot.core.models.contacts import Contact, ContactTag, Event, Identity, Outbox
+from bot.core.models.contacts import Contact, ContactTag, Event, EventTag, Identity, Outbox
 from bot.core.models.journeys import (
     Enrollment,
     Journey,
@@ -27,6 +27,7 @@ __all__ = [
     "Identity",
     "Event",
     "ContactTag",
+    "EventTag",
     "Outbox",
     "ReplyRule",
     "Broadcast",

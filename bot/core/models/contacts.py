@@ -89,9 +89,43 @@ class ContactTag(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contact.id", index=True)
     tag: str = Field(max_length=64, index=True)
-    source: str = Field(max_length=16)  # rule | manual | journey | campaign
+    # Why it was given (bot.contacts.tag_history.TAG_SOURCES) and by whom (rule, word,
+    # channel, journey step, rep userid); the event that caused it, when one did.
+    source: str = Field(max_length=16)
     source_ref: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    cause_event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
+
+
+class EventTag(SQLModel, table=True):
+    """A tag an event earned, and why: one row per (event, tag), kept when the contact loses
+    the tag. ``contact_id`` and ``occurred_at`` are the event's, copied so that "events with
+    tag T between A and B" and "contacts with an event tagged T at least N times since D" are
+    range scans of one index (``ix_event_tag_time``; on PostgreSQL it carries contact_id, so
+    the count is an index-only scan). Measured against a tag array with a GIN index in
+    bench/tagged_events.py."""
+
+    __tablename__ = "event_tag"
+    __table_args__ = (
+        sa.Index(
+            "ix_event_tag_time",
+            "tag",
+            "occurred_at",
+            "event_id",
+            postgresql_include=["contact_id"],
+        ),
+    )
+
+    event_id: int = Field(
+        sa_column=sa.Column(
+            BIGINT, sa.ForeignKey("event.id"), primary_key=True, autoincrement=False
+        )
+    )
+    tag: str = Field(primary_key=True, max_length=64)
+    contact_id: int = Field(foreign_key="contact.id")
+    occurred_at: datetime = Field(sa_column=ts_column())
+    source: str = Field(max_length=16)
+    actor: str | None = Field(default=None, max_length=64)
 
 
 class Outbox(SQLModel, table=True):

@@ -1,7 +1,7 @@
 """contact.asking: one of the contact's enrollments is asking (the callback's cheap check)
 
 Revision ID: 0018
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -11,16 +11,16 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("asking", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # ALTER TABLE on both dialects: a batch copy of contact would fail on its foreign keys
+    op.add_column(
+        "contact", sa.Column("asking", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
     op.execute(
         "UPDATE contact SET asking = EXISTS (SELECT 1 FROM enrollment"
         " WHERE enrollment.contact_id = contact.id AND enrollment.status = 'asking')"
@@ -28,5 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.drop_column("asking")
+    op.execute("ALTER TABLE contact DROP COLUMN asking")  # SQLite 3.35+ and PostgreSQL
