@@ -2,7 +2,7 @@
 ``mql``) it gets an owner: the rep who already has them as a WeCom contact; else round-robin
 among active reps with room (fewest open leads, then longest since their last lead). The rep is
 told by a WeCom app message (who, score, why — the top ledger lines — and a link); they accept
-or return the lead; an unanswered lead escalates to the next rep after a while; a rep who
+or return the lead (with a reason: bot.sales.returns); an unanswered lead escalates to the next rep after a while; a rep who
 leaves (离职继承) hands their contacts on. Every step is an event on the contact's timeline.
 """
 
@@ -36,10 +36,29 @@ class LeadError(Exception):
     """A request about a lead that cannot be done (wrong rep, already answered…)."""
 
 
+def cooldown(settings: Settings) -> timedelta:
+    """How long a rep who returned a contact's lead is not handed that contact again."""
+    return timedelta(days=settings.lead_cooldown_days)
+
+
+def recently_returned(session: Session, contact_id: int, since: datetime) -> set[str]:
+    """The reps who returned this contact's lead since ``since``."""
+    t = LeadAssignment.__table__.c
+    return set(
+        session.execute(
+            sa.select(t.userid).where(
+                t.contact_id == contact_id, t.status == "returned", t.responded_at >= since
+            )
+        ).scalars()
+    )
+
+
 def on_event(ctx: Context) -> None:
     ev = ctx.event
     if ev.type == "contact.stage_changed" and ev.properties.get("to") == "mql":
-        assignment = assign(ctx.session, ev.contact_id, "became an MQL")
+        assignment = assign(
+            ctx.session, ev.contact_id, "became an MQL", cooldown=cooldown(ctx.settings)
+        )
         if assignment is not None:
             settings, aid = ctx.settings, assignment.id
             ctx.after_commit.append(lambda: notify(settings, aid))
@@ -99,9 +118,13 @@ def assign(
     reason: str,
     exclude: set[str] = frozenset(),
     now: datetime | None = None,
+    cooldown: timedelta = timedelta(0),
 ) -> LeadAssignment | None:
-    """Give the contact an owner (unless they have an open lead already)."""
+    """Give the contact an owner (unless they have an open lead already); reps who returned
+    this contact within ``cooldown`` are left out."""
     now = now or utcnow()
+    if cooldown:
+        exclude = set(exclude) | recently_returned(session, contact_id, now - cooldown)
     t = LeadAssignment.__table__.c
     existing = session.execute(
         sa.select(LeadAssignment).where(t.contact_id == contact_id, t.status.in_(OPEN))
@@ -175,36 +198,35 @@ def notify(settings: Settings, assignment_id: int) -> int | None:
     return row.id
 
 
-def respond(
-    settings: Settings, assignment_id: int, userid: str, accept: bool, note: str = ""
-) -> LeadAssignment:
-    """The rep accepts or returns the lead. A returned lead goes to the next rep."""
-    reassigned = None
+def lock_open_lead(session: Session, lead_id: int, userid: str) -> LeadAssignment:
+    """The lead, locked, if it is ``userid``'s and still unanswered; LeadError otherwise."""
+    a = session.execute(
+        sa.select(LeadAssignment).where(LeadAssignment.id == lead_id).with_for_update()
+    ).scalar()
+    if a is None:
+        raise LeadError(f"no lead {lead_id}")
+    if a.userid != userid:
+        raise LeadError(f"lead {lead_id} belongs to {a.userid}, not {userid}")
+    if a.status != "assigned":
+        raise LeadError(f"lead {lead_id} is already {a.status}")
+    return a
+
+
+def accept(settings: Settings, lead_id: int, userid: str, note: str = "") -> LeadAssignment:
+    """The rep accepts the lead. (Returning one takes a reason: bot.sales.returns.)"""
     with session_scope(settings.database_url) as session:
-        a = session.execute(
-            sa.select(LeadAssignment).where(LeadAssignment.id == assignment_id).with_for_update()
-        ).scalar()
-        if a is None:
-            raise LeadError(f"no lead {assignment_id}")
-        if a.userid != userid:
-            raise LeadError(f"lead {assignment_id} belongs to {a.userid}, not {userid}")
-        if a.status != "assigned":
-            raise LeadError(f"lead {assignment_id} is already {a.status}")
-        a.status, a.responded_at = ("accepted" if accept else "returned"), utcnow()
+        a = lock_open_lead(session, lead_id, userid)
+        a.status, a.responded_at = "accepted", utcnow()
         session.add(a)
         session.flush()
         events.append(
             session,
             a.contact_id,
-            f"lead.{a.status}",
+            "lead.accepted",
             {"assignment_id": a.id, "userid": userid, "note": note},
-            dedupe_key=f"lead:{a.id}:{a.status}",
+            dedupe_key=f"lead:{a.id}:accepted",
         )
-        if not accept:
-            reassigned = assign(session, a.contact_id, f"returned by {userid}", exclude={userid})
         result = a
-    if reassigned is not None:
-        notify(settings, reassigned.id)
     queue.kick_outbox(settings)
     return result
 
@@ -234,7 +256,12 @@ def escalate_due(settings: Settings, now: datetime | None = None) -> int:
                 f"lead:{a.id}:escalated",
             )
             nxt = assign(
-                session, a.contact_id, f"escalated from {a.userid}", exclude={a.userid}, now=now
+                session,
+                a.contact_id,
+                f"escalated from {a.userid}",
+                exclude={a.userid},
+                now=now,
+                cooldown=cooldown(settings),
             )
             if nxt is not None:
                 moved.append(nxt.id)
@@ -286,7 +313,13 @@ def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) ->
                 heir_id = to_userid
                 notices.append(new.id)
             else:
-                new = assign(session, contact.id, f"inherited from {userid}", exclude={userid})
+                new = assign(
+                    session,
+                    contact.id,
+                    f"inherited from {userid}",
+                    exclude={userid},
+                    cooldown=cooldown(settings),
+                )
                 heir_id = new.userid if new else None
                 if new is not None:
                     notices.append(new.id)
@@ -317,6 +350,8 @@ def lead_json(a: LeadAssignment, contact: Contact | None) -> dict[str, Any]:
         "assigned_at": a.assigned_at.isoformat(),
         "responded_at": a.responded_at.isoformat() if a.responded_at else None,
         "escalate_at": a.escalate_at.isoformat() if a.escalate_at else None,
+        "return_reason": a.return_reason,
+        "return_note": a.return_note,
     }
 
 

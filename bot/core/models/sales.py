@@ -77,3 +77,7 @@ class LeadAssignment(SQLModel, table=True):
     assigned_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     responded_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     escalate_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # why a returned lead was returned (a LeadReturnReason, its label kept), and the rep's note
+    return_reason_id: int | None = Field(default=None)
+    return_reason: str | None = Field(default=None, max_length=32)
+    return_note: str | None = Field(default=None, max_length=500)
