@@ -93,7 +93,9 @@ def _by_channel(session: Session, leads: list[LeadAssignment]) -> dict[int, str]
 def _by_campaign(session: Session, leads: list[LeadAssignment]) -> dict[int, str]:
     c = Contact.__table__.c
     fields = dict(
-        session.execute(sa.select(c.id, c.fields).where(c.id.in_({a.contact_id for a in leads})))
+        session.execute(
+            sa.select(c.id, c.fields).where(c.id.in_({a.contact_id for a in leads}))
+        ).all()
     )
     return {
         a.id: str((fields.get(a.contact_id) or {}).get("campaign"))
