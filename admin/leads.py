@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from flask import abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.common import Invalid, api_blueprint, end_reads, error, int_arg, validated
 from bot.core.models import LeadAssignment, Rep
-from bot.sales import handoff, returns
+from bot.sales import handoff, returns, transfers
 
 bp = api_blueprint("leads", __name__)
 STATUSES = {"assigned", "accepted", "returned", "escalated", "reassigned"}
@@ -31,6 +33,17 @@ class RepChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(default=None, ge=0, le=100_000)
     active: bool | None = None
+
+
+class Transfer(BaseModel):
+    """在职转接: the rep's WeCom customers (``contact_ids``, else all) to ``to``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    to: str = Field(min_length=1, max_length=64)
+    contact_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        default=None, min_length=1, max_length=1000
+    )
+    message: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Leave(BaseModel):
@@ -112,3 +125,30 @@ def rep_leaves(userid: str) -> ResponseReturnValue:
         return jsonify(handoff.rep_leaves(current_app.config["SETTINGS"], userid, data.to))
     except handoff.LeadError as exc:
         return error(409, str(exc))
+
+
+@bp.post("/reps/<userid>/transfer")
+def transfer_customers(userid: str) -> ResponseReturnValue:
+    """在职转接 through WeCom; the answer lists each customer's outcome."""
+    data = validated(Transfer, "transfer")
+    if g.session.get(Rep, userid) is None:
+        return error(404, f"no rep {userid}")
+    end_reads()
+    try:
+        summary = transfers.transfer_customers(
+            current_app.config["SETTINGS"], userid, data.to, data.contact_ids, data.message
+        )
+    except transfers.TransferError as exc:
+        return error(409, str(exc))
+    except transfers.TransferUnavailable as exc:
+        return error(503, f"WeCom unreachable: {exc}")
+    return jsonify(summary)
+
+
+@bp.get("/reps/<userid>/transfers")
+def list_transfers(userid: str) -> ResponseReturnValue:
+    if g.session.get(Rep, userid) is None:
+        return error(404, f"no rep {userid}")
+    limit = int_arg("limit", 200, 1, 1000)
+    rows = transfers.list_transfers(g.session, userid, limit)
+    return jsonify(transfers=[transfers.transfer_json(t) for t in rows])

@@ -22,6 +22,7 @@ from bot.core.db import session_scope
 from bot.core.models import Contact, FollowUser, LeadAssignment, Rep, utcnow
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
+from bot.sales import transfers
 from bot.scoring.explain import explain
 
 if TYPE_CHECKING:
@@ -334,7 +335,30 @@ def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) ->
     for aid in notices:
         notify(settings, aid)
     queue.kick_outbox(settings)
-    return {"userid": userid, "moved": [{"contact_id": c, "to": to} for c, to in moved]}
+    return {
+        "userid": userid,
+        "moved": [{"contact_id": c, "to": to} for c, to in moved],
+        "transfers": _hand_on_in_wecom(settings, userid, moved, to_userid),
+    }
+
+
+def _hand_on_in_wecom(
+    settings: Settings, userid: str, moved: list[tuple[int, str]], to_userid: str | None
+) -> list[dict[str, Any]] | dict[str, str]:
+    """离职继承 in WeCom: the departed rep's customers follow their contacts' new owners (all
+    of them to ``to_userid`` when one heir was named)."""
+    heirs = {c: to for c, to in moved if to}
+    if to_userid is not None:
+        with session_scope(settings.database_url) as session:
+            for contact_id, _ in transfers.customers_of(session, userid):
+                heirs.setdefault(contact_id, to_userid)
+    if not heirs:
+        return []
+    try:
+        return transfers.resigned_customers(settings, userid, heirs)
+    except transfers.TransferUnavailable as exc:
+        log.warning("离职继承 of %s not asked for: %s", userid, exc)
+        return {"error": f"WeCom unreachable: {exc}"}
 
 
 def lead_json(a: LeadAssignment, contact: Contact | None) -> dict[str, Any]:
