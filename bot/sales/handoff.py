@@ -273,9 +273,38 @@ def escalate_due(settings: Settings, now: datetime | None = None) -> int:
     return len(due)
 
 
+def _inherit(
+    settings: Settings, session: Session, contact: Contact, userid: str, to_userid: str | None
+) -> LeadAssignment | None:
+    """The departed rep's contact and open leads go to ``to_userid`` (else ``pick_rep``'s
+    choice); the new assignment, if any."""
+    t = LeadAssignment.__table__.c
+    for a in session.execute(
+        sa.select(LeadAssignment).where(t.contact_id == contact.id, t.status.in_(OPEN))
+    ).scalars():
+        a.status = "reassigned"
+        session.add(a)
+    session.flush()
+    why = f"inherited from {userid}"
+    if to_userid is None:
+        return assign(session, contact.id, why, exclude={userid}, cooldown=cooldown(settings))
+    new = LeadAssignment(
+        contact_id=contact.id,
+        userid=to_userid,
+        reason=why,
+        escalate_at=utcnow() + ESCALATE_AFTER,
+    )
+    session.add(new)
+    contact.owner_userid = to_userid
+    session.add(contact)
+    session.flush()
+    return new
+
+
 def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) -> dict[str, Any]:
     """离职继承: mark the rep inactive and move their contacts and open leads to ``to_userid``
-    (or, one by one, to whoever ``pick_rep`` chooses). Recorded on every contact moved."""
+    (or, one by one, to whoever ``pick_rep`` chooses), recorded on every contact moved; then
+    ask WeCom to hand their customers on (``transfers``: the outcome per customer)."""
     moved: list[tuple[int, str]] = []
     notices: list[int] = []
     with session_scope(settings.database_url) as session:
@@ -292,38 +321,11 @@ def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) ->
         owned = list(
             session.execute(sa.select(Contact).where(Contact.owner_userid == userid)).scalars()
         )
-        t = LeadAssignment.__table__.c
         for contact in owned:
-            for a in session.execute(
-                sa.select(LeadAssignment).where(t.contact_id == contact.id, t.status.in_(OPEN))
-            ).scalars():
-                a.status = "reassigned"
-                session.add(a)
-            session.flush()
-            if to_userid is not None:
-                new = LeadAssignment(
-                    contact_id=contact.id,
-                    userid=to_userid,
-                    reason=f"inherited from {userid}",
-                    escalate_at=utcnow() + ESCALATE_AFTER,
-                )
-                session.add(new)
-                contact.owner_userid = to_userid
-                session.add(contact)
-                session.flush()
-                heir_id = to_userid
+            new = _inherit(settings, session, contact, userid, to_userid)
+            heir_id = new.userid if new else None
+            if new is not None:
                 notices.append(new.id)
-            else:
-                new = assign(
-                    session,
-                    contact.id,
-                    f"inherited from {userid}",
-                    exclude={userid},
-                    cooldown=cooldown(settings),
-                )
-                heir_id = new.userid if new else None
-                if new is not None:
-                    notices.append(new.id)
             events.append(
                 session,
                 contact.id,
