@@ -57,18 +57,55 @@ class Group:
         }
 
 
-def _leads(session: Session, start: datetime, end: datetime) -> list[LeadAssignment]:
-    t = LeadAssignment.__table__.c
-    query = sa.select(LeadAssignment).where(t.assigned_at >= start, t.assigned_at < end)
-    return list(session.execute(query.order_by(t.id)).scalars())
+def _lead_columns() -> tuple:
+    la = LeadAssignment.__table__.c
+    return (la.id, la.contact_id, la.status, la.assigned_at, la.responded_at, la.return_reason)
 
 
-def _stage_reached(session: Session, contact_ids: set[int]) -> dict[int, list[tuple]]:
-    """contact -> [(when, stage)] of their moves to sql or customer."""
-    e = Event.__table__.c
+def _last_journey() -> Any:
+    """The journey the lead's contact entered last before the handoff (a correlated subquery)."""
+    la, en, j = LeadAssignment.__table__.c, Enrollment.__table__.c, Journey.__table__.c
+    return (
+        sa.select(j.name)
+        .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
+        .where(en.contact_id == la.contact_id, en.started_at <= la.assigned_at)
+        .order_by(en.started_at.desc(), en.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# grouping -> the SQL expression of a lead's group
+KEYS: dict[str, Callable[[], Any]] = {
+    "channel": lambda: Channel.__table__.c.name,
+    "campaign": lambda: Contact.__table__.c.fields["campaign"].as_string(),
+    "rep": lambda: LeadAssignment.__table__.c.userid,
+    "journey": _last_journey,
+}
+
+
+def _window(start: datetime, end: datetime) -> Any:
+    la = LeadAssignment.__table__.c
+    return sa.and_(la.assigned_at >= start, la.assigned_at < end)
+
+
+def _leads(session: Session, start: datetime, end: datetime, by: str) -> list[Any]:
+    """The leads handed over in the window, each with its group's ``key``, in one query."""
+    la, c, ch = LeadAssignment.__table__.c, Contact.__table__.c, Channel.__table__.c
+    joined = LeadAssignment.__table__.join(Contact.__table__, c.id == la.contact_id).outerjoin(
+        Channel.__table__, ch.id == c.source_channel_id
+    )
+    query = sa.select(*_lead_columns(), KEYS[by]().label("key")).select_from(joined)
+    return list(session.execute(query.where(_window(start, end)).order_by(la.id)).all())
+
+
+def _stage_reached(session: Session, start: datetime, end: datetime) -> dict[int, list[tuple]]:
+    """contact -> [(when, stage)] of the moves to sql or customer of the window's leads."""
+    e, la = Event.__table__.c, LeadAssignment.__table__.c
+    in_window = sa.select(la.contact_id).where(_window(start, end))
     rows = session.execute(
         sa.select(e.contact_id, e.occurred_at, e.properties).where(
-            e.contact_id.in_(contact_ids), e.type == "contact.stage_changed"
+            e.type == "contact.stage_changed", e.occurred_at >= start, e.contact_id.in_(in_window)
         )
     )
     found: dict[int, list[tuple]] = defaultdict(list)
@@ -78,64 +115,7 @@ def _stage_reached(session: Session, contact_ids: set[int]) -> dict[int, list[tu
     return found
 
 
-def _by_channel(session: Session, leads: list[LeadAssignment]) -> dict[int, str]:
-    c, ch = Contact.__table__.c, Channel.__table__.c
-    names = dict(
-        session.execute(
-            sa.select(c.id, ch.name)
-            .select_from(Contact.__table__.join(Channel.__table__, ch.id == c.source_channel_id))
-            .where(c.id.in_({a.contact_id for a in leads}))
-        ).all()
-    )
-    return {a.id: names[a.contact_id] for a in leads if a.contact_id in names}
-
-
-def _by_campaign(session: Session, leads: list[LeadAssignment]) -> dict[int, str]:
-    c = Contact.__table__.c
-    fields = dict(
-        session.execute(
-            sa.select(c.id, c.fields).where(c.id.in_({a.contact_id for a in leads}))
-        ).all()
-    )
-    return {
-        a.id: str((fields.get(a.contact_id) or {}).get("campaign"))
-        for a in leads
-        if (fields.get(a.contact_id) or {}).get("campaign")
-    }
-
-
-def _by_rep(session: Session, leads: list[LeadAssignment]) -> dict[int, str]:
-    return {a.id: a.userid for a in leads}
-
-
-def _by_journey(session: Session, leads: list[LeadAssignment]) -> dict[int, str]:
-    en, j = Enrollment.__table__.c, Journey.__table__.c
-    rows = session.execute(
-        sa.select(en.contact_id, en.started_at, j.name)
-        .select_from(Enrollment.__table__.join(Journey.__table__, j.id == en.journey_id))
-        .where(en.contact_id.in_({a.contact_id for a in leads}))
-        .order_by(en.started_at)
-    )
-    entered: dict[int, list[tuple]] = defaultdict(list)
-    for cid, at, name in rows:
-        entered[cid].append((at, name))
-    keys = {}
-    for a in leads:
-        before = [name for at, name in entered.get(a.contact_id, []) if at <= a.assigned_at]
-        if before:
-            keys[a.id] = before[-1]
-    return keys
-
-
-KEYS: dict[str, Callable[[Session, list[LeadAssignment]], dict[int, str]]] = {
-    "channel": _by_channel,
-    "campaign": _by_campaign,
-    "rep": _by_rep,
-    "journey": _by_journey,
-}
-
-
-def _count(group: Group, a: LeadAssignment, reached: Iterable[tuple]) -> None:
+def _count(group: Group, a: Any, reached: Iterable[tuple]) -> None:
     group.created += 1
     if a.status == "returned":
         label = a.return_reason or "（未说明）"
@@ -168,14 +148,13 @@ def period(start: str | None, end: str | None, tz: str, today: date) -> tuple[da
 def lead_quality(session: Session, start: datetime, end: datetime, by: str) -> list[dict[str, Any]]:
     """The report's rows for leads handed over in [start, end), grouped ``by`` one of
     GROUPINGS, largest group first."""
-    leads = _leads(session, start, end)
+    leads = _leads(session, start, end, by)
     if not leads:
         return []
-    keys = KEYS[by](session, leads)
-    reached = _stage_reached(session, {a.contact_id for a in leads})
+    reached = _stage_reached(session, start, end)
     groups: dict[str, Group] = {}
     for a in leads:
-        key = keys.get(a.id) or NONE_LABEL[by]
+        key = a.key or NONE_LABEL[by]
         _count(groups.setdefault(key, Group(key)), a, reached.get(a.contact_id, []))
     rows = [g.as_json() for g in groups.values()]
     return sorted(rows, key=lambda r: (-r["created"], r["key"]))

@@ -64,7 +64,10 @@ class LeadAssignment(SQLModel, table=True):
     """A lead handed to a rep, and what became of it."""
 
     __tablename__ = "lead_assignment"
-    __table_args__ = (sa.Index("ix_lead_owner_status", "userid", "status"),)
+    __table_args__ = (
+        sa.Index("ix_lead_owner_status", "userid", "status"),
+        sa.Index("ix_lead_assigned_at", "assigned_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contact.id", index=True)

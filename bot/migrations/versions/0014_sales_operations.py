@@ -123,9 +123,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("return_reason_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("return_reason", sa.String(32), nullable=True))
         batch.add_column(sa.Column("return_note", sa.String(500), nullable=True))
+    op.create_index("ix_lead_assigned_at", "lead_assignment", ["assigned_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_lead_assigned_at", table_name="lead_assignment")
     with op.batch_alter_table("lead_assignment") as batch:
         batch.drop_column("return_note")
         batch.drop_column("return_reason")
