@@ -148,3 +148,14 @@ def test_a_new_reminder_replaces_the_pending_one_and_bad_ones_are_refused(setup)
     ]:
         with pytest.raises(reminders.ReminderError, match=words):
             reminders.set_reminder(settings, *args)
+
+
+def test_a_merge_moves_the_reminder_to_the_surviving_contact(setup):
+    from bot.contacts import identity
+
+    sim, settings, cid = setup
+    other = follower(sim, settings, "oRemindTwin")
+    r = reminders.set_reminder(settings, other, "chen", utcnow() + timedelta(hours=1), "同一个人")
+    with db.session_scope(settings.database_url) as s:
+        survivor, _ = identity.merge(s, cid, other, "test")
+    assert reminder(settings, r.id).contact_id == survivor == min(cid, other)
