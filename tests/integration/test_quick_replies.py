@@ -138,6 +138,7 @@ def test_search_by_words_title_first(client, auth, clean):
     assert titles("_") == []
     assert titles("发票", group_id=other["id"]) == []
     assert titles("发票", limit=1) == ["发票怎么开"]
+    assert titles("", group_id=other["id"]) == ["100%满意"]  # a group's replies, no words
     first = client.get("/api/quick-replies?q=发票", headers=auth).get_json()["replies"][0]
     assert first["send"] == {"msgtype": "text", "text": {"content": "联系财务开具增值税专用发票"}}
     assert client.get("/api/quick-replies?q=x&limit=0", headers=auth).status_code == 422
