@@ -159,3 +159,28 @@ def test_a_merge_moves_the_reminder_to_the_surviving_contact(setup):
     with db.session_scope(settings.database_url) as s:
         survivor, _ = identity.merge(s, cid, other, "test")
     assert reminder(settings, r.id).contact_id == survivor == min(cid, other)
+
+
+def test_two_jobs_at_once_send_one_message(setup):
+    import threading
+
+    sim, settings, cid = setup
+    r = reminders.set_reminder(settings, cid, "chen", utcnow() + timedelta(hours=1), "同时")
+    make_due(settings, r.id)
+    barrier, errors = threading.Barrier(2), []
+
+    def job() -> None:
+        try:
+            barrier.wait()
+            reminders.send_due(settings)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    run_worker(settings)
+    assert reminder_rows(settings) == 1 and len(app_messages(sim, "chen")) == 1
