@@ -27,8 +27,11 @@ def _register_blueprints(app: Flask) -> None:
     from admin.channels import bp as channels_bp
     from admin.journey_tools import bp as journey_tools_bp
     from admin.journeys import bp as journeys_bp
+    from admin.lead_quality import bp as lead_quality_bp
+    from admin.lead_reasons import bp as lead_reasons_bp
     from admin.leads import bp as leads_bp
     from admin.messages import bp as messages_bp
+    from admin.quick_replies import bp as quick_replies_bp
     from admin.scores import bp as scores_bp
     from admin.tags import bp as tags_bp
     from admin.webhooks import bp as webhooks_bp
@@ -42,6 +45,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(channels_bp)
     app.register_blueprint(leads_bp)
+    app.register_blueprint(lead_reasons_bp)
+    app.register_blueprint(lead_quality_bp)
+    app.register_blueprint(quick_replies_bp)
     app.register_blueprint(messages_bp)
     app.register_blueprint(tags_bp)
     app.register_blueprint(scores_bp)

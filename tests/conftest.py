@@ -16,6 +16,7 @@ from bot.automation import definitions as journey_definitions
 from bot.core import db, queue, wechat
 from bot.core.config import Settings, load_settings
 from bot.replies import rules as autoreply
+from bot.sales import returns
 from bot.tagging import tags as tagging
 from wxsim.callbacks import OAPlatform
 
@@ -26,6 +27,11 @@ TABLES = [  # children before parents
     "enrollment",
     "journey_version",
     "journey",
+    "follow_up_reminder",
+    "customer_transfer",
+    "quick_reply",
+    "quick_reply_group",
+    "lead_return_reason",
     "lead_assignment",
     "score_entry",
     "tag_sync",
@@ -95,6 +101,8 @@ def clean(settings: Settings) -> Settings:
         else:  # SQLite: the first DELETE takes the write lock for the whole transaction
             for table in TABLES:
                 conn.execute(sa.text(f"DELETE FROM {table}"))
+    with db.session_scope(settings.database_url) as session:
+        returns.seed_defaults(session)  # migration 0014's rows, as a fresh database has them
     queue.get_redis(settings).flushdb()
     wechat.reset_clients()  # per-process token caches belong to the previous test's platform
     autoreply.invalidate()

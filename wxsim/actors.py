@@ -21,6 +21,7 @@ from defusedxml.ElementTree import fromstring
 from wxsim.callbacks import OAPlatform, WeComPlatform, xml_fields
 from wxsim.entities import ExternalContact, FollowUser
 from wxsim.state import SimState, summarize
+from wxsim.transfer_actors import TransferActors
 
 UNAVAILABLE = "该公众号暂时无法提供服务，请稍后再试"
 PASSIVE_TYPES = {"text", "image", "voice", "video", "music", "news", "transfer_customer_service"}
@@ -82,7 +83,7 @@ def parse_reply(xml: str) -> dict[str, Any]:
     return fields
 
 
-class Actors:
+class Actors(TransferActors):
     """Python API of the simulated people (also behind ``/_sim/actions/…`` and the CLI)."""
 
     def __init__(self, config: Any, state: SimState) -> None:

@@ -42,6 +42,8 @@ class SimConfig:
     token_overlap: int = 300  # OA: the previous token stays valid this long after a new fetch
     welcome_code_ttl: int = 20
     oauth_code_ttl: int = 300
+    transfer_wait: int = 24 * 3600  # a transferred customer has this long to refuse
+    customer_limit: int = 50_000  # external contacts a rep may have (transfers past it fail)
     template_callback_delay: float = 0.05  # seconds before TEMPLATESENDJOBFINISH is sent
     seed: int = 0
 
@@ -104,7 +106,7 @@ class Simulator:
 
 
 def create_sim_app(config: SimConfig | None = None) -> Flask:
-    from wxsim import control, oa_api, oauth, wecom_api
+    from wxsim import control, oa_api, oauth, transfer_api, wecom_api
 
     app = Flask(__name__, static_folder=None)
     app.json.ensure_ascii = False
@@ -113,6 +115,7 @@ def create_sim_app(config: SimConfig | None = None) -> Flask:
     app.register_blueprint(oa_api.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wecom_api.bp, url_prefix="/wecom")
+    app.register_blueprint(transfer_api.bp, url_prefix="/wecom")
     app.register_blueprint(control.bp, url_prefix="/_sim")
     return app
 

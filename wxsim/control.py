@@ -39,6 +39,7 @@ ACTIONS = {
     "customer_deletes_rep": ("customer_deletes_rep", ("userid", "external_userid")),
     "verify_url": ("verify_url", ("platform",)),
     "rep_deletes_customer": ("rep_deletes_customer", ("userid", "external_userid")),
+    "customer_refuses_transfer": ("customer_refuses_transfer", ("external_userid",)),
 }
 ACTIONS["add_contact"] = ACTIONS["add_external_contact"]
 

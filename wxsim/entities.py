@@ -107,6 +107,23 @@ class ExternalContact:
 
 
 @dataclass
+class Transfer:
+    """A customer handed from one rep to another (在职转接 ``in_service`` or 离职继承
+    ``resigned``). status as ``transfer_result`` reports it: 1 taken over, 2 waiting (the
+    customer has until ``takeover_time`` to refuse), 3 refused, 4 the takeover rep's customer
+    limit reached."""
+
+    external_userid: str
+    handover: str
+    takeover: str
+    kind: str
+    requested_at: float
+    takeover_time: float
+    status: int = 2
+    message: str = ""
+
+
+@dataclass
 class CorpTag:
     id: str
     name: str

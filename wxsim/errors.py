@@ -80,6 +80,14 @@ WECOM_ERRORS: dict[int, str] = {
     40068: "invalid tagid",
     40071: "tag name already exists",
     40096: "invalid external userid",
+    40097: "user not resigned from corp",  # 该成员尚未离职
+    40099: "external contact count of takeover user reaches limit",
+    40128: "customer transfer too frequent",  # 客户转接过于频繁 (the 90-day rule)
+    40129: "customer is already being transferred",  # 当前客户正在转接中
+    40130: "handover user and takeover user are the same",
+    40131: "handover user is not a follow user of the external contact",
+    41009: "missing userid",
+    41035: "missing external userid",
     41001: "access_token missing",
     41002: "corpid missing",
     41004: "secret missing",

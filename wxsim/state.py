@@ -28,6 +28,7 @@ from wxsim.entities import (
     QRCode,
     Rep,
     Token,
+    Transfer,
     WelcomeCode,
 )
 from wxsim.errors import ApiError
@@ -101,6 +102,7 @@ class SimState:
             self.tag_groups: list[CorpTagGroup] = []
             self.contact_ways: dict[str, ContactWay] = {}
             self.welcome_codes: dict[str, WelcomeCode] = {}
+            self.transfers: list[Transfer] = []
             self.jssdk_context: dict[str, Any] = {
                 "entry": "single_chat_tools",
                 "userid": "",

@@ -178,7 +178,9 @@ def _add_points(tx: Tx, row: Enrollment, cmd: c.AddPoints, idx: int, event_id: i
 def _hand_off(tx: Tx, row: Enrollment, cmd: c.HandOff, idx: int, event_id: int | None) -> None:
     reason = f"journey {journey_name(tx.session, row.journey_id)}"
     reason += f": {cmd.note}" if cmd.note else ""
-    assignment = handoff.assign(tx.session, row.contact_id, reason[:150])
+    assignment = handoff.assign(
+        tx.session, row.contact_id, reason[:150], cooldown=handoff.cooldown(tx.settings)
+    )
     if assignment is not None:
         tx.after.append(functools.partial(handoff.notify, tx.settings, assignment.id))
     tx.kick_outbox()

@@ -257,6 +257,13 @@ def wake_enrollment(enrollment_id: int) -> str:
     return journey_wakes.wake(load_settings(), enrollment_id)
 
 
+def send_reminders() -> int:
+    """Follow-up reminders that have come due (see bot.sales.reminders)."""
+    from bot.sales import reminders
+
+    return reminders.send_due(load_settings())
+
+
 def call_webhook(key: str) -> int:
     """Deliver a journey's pending webhook (its ``webhook_delivery`` row, keyed like the
     ``journey.webhook`` event) and record the outcome as ``journey.webhook_result``; no answer

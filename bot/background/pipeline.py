@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.automation import runner as journey_runner
 from bot.core.context import Context, Step
-from bot.sales import handoff
+from bot.sales import handoff, transfers
 from bot.scoring import ledger as scoring
 from bot.tagging import tags as tagging
 from bot.wecom import sync as wecom_sync
@@ -19,6 +19,7 @@ STEPS: list[Step] = [
     tagging.on_event,
     scoring.on_event,
     handoff.on_event,
+    transfers.on_event,
     journey_runner.on_event,
 ]
 # For platform events about no one (``event.contact_id is None``).

@@ -13,7 +13,7 @@ from bot.automation import webhooks as journey_webhooks
 from bot.core import queue
 from bot.core.config import Settings
 from bot.messaging import broadcasts, requeue
-from bot.sales import handoff
+from bot.sales import handoff, reminders, transfers
 from bot.tagging import sync as tag_sync
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "broadcasts": broadcasts.sweep(settings),
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),
+        "reminders": reminders.sweep(settings, timedelta(seconds=grace)),
+        "transfers_settled": transfers.sync_results(settings),
         "journey_wakes": journey_wake_jobs.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         "journey_webhooks": journey_webhooks.sweep(settings),

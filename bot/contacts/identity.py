@@ -23,8 +23,10 @@ from bot.core.db import dialect_insert
 from bot.core.models import (
     Contact,
     ContactTag,
+    CustomerTransfer,
     Event,
     EventTag,
+    FollowUpReminder,
     FollowUser,
     Identity,
     LeadAssignment,
@@ -153,6 +155,8 @@ def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | Non
     move(Message)
     move(LeadAssignment)
     move(TagSync)
+    move(FollowUpReminder)
+    move(CustomerTransfer)
     # Tags and follow users are unique per contact: move what the survivor lacks, drop the rest.
     tag_t = ContactTag.__table__
     have = sa.select(tag_t.c.tag).where(tag_t.c.contact_id == keep_id).scalar_subquery()

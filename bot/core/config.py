@@ -203,6 +203,12 @@ class Settings(BaseModel):
         600.0,
         "seconds between checks of segment-triggered journeys against every contact",
     )
+    # --- sales (bot/sales) ----------------------------------------------------------------
+    lead_cooldown_days: Count = var(
+        "YUCHI_LEAD_COOLDOWN_DAYS",
+        30,
+        "days a rep who returned a lead is not handed the same contact again",
+    )
     # --- outbound messaging (bot/messaging/send_rules.py) -------------------------------
     send_rate: Seconds = var(
         "YUCHI_SEND_RATE", 20.0, "outbound API calls per second per app, across all workers"

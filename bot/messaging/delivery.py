@@ -65,7 +65,9 @@ def _contacts(session: Session, settings: Settings, contact_ids: list[int]) -> d
     cap) with their openid, in one round trip."""
     c, i = Contact.__table__, Identity.__table__
     rows = session.execute(
-        sa.select(c.c.id, c.c.subscribed, c.c.last_interaction_at, i.c.value.label("openid"))
+        sa.select(
+            c.c.id, c.c.subscribed, c.c.stage, c.c.last_interaction_at, i.c.value.label("openid")
+        )
         .select_from(
             c.outerjoin(
                 i,
@@ -126,6 +128,10 @@ def _plan(
     if not contact.subscribed:
         return "skipped", finish(
             session, m, "skipped", "msg.failed", error_message="contact is not following"
+        )
+    if m.marketing and contact.stage in send_rules.NO_MARKETING_STAGES:
+        return "skipped", finish(
+            session, m, "skipped", "msg.failed", error_message=f"contact is {contact.stage}"
         )
     openid = contact.openid
     if openid is None:

@@ -19,6 +19,8 @@ CUSTOMER_SERVICE_KINDS = {"text", "news", "link", "image", "miniprogram"}
 TEMPLATE_KINDS = {"template"}
 WECOM_APP_KINDS = {"wecom_text", "wecom_textcard", "wecom_markdown"}
 ALL_KINDS = CUSTOMER_SERVICE_KINDS | TEMPLATE_KINDS | WECOM_APP_KINDS
+# Contacts in these stages get no marketing sends (a returned lead disqualified by sales).
+NO_MARKETING_STAGES = frozenset({"disqualified"})
 
 
 @dataclass(frozen=True)

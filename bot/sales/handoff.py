@@ -2,7 +2,7 @@
 ``mql``) it gets an owner: the rep who already has them as a WeCom contact; else round-robin
 among active reps with room (fewest open leads, then longest since their last lead). The rep is
 told by a WeCom app message (who, score, why — the top ledger lines — and a link); they accept
-or return the lead; an unanswered lead escalates to the next rep after a while; a rep who
+or return the lead (with a reason: bot.sales.returns); an unanswered lead escalates to the next rep after a while; a rep who
 leaves (离职继承) hands their contacts on. Every step is an event on the contact's timeline.
 """
 
@@ -22,6 +22,7 @@ from bot.core.db import session_scope
 from bot.core.models import Contact, FollowUser, LeadAssignment, Rep, utcnow
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
+from bot.sales import transfers
 from bot.scoring.explain import explain
 
 if TYPE_CHECKING:
@@ -36,10 +37,29 @@ class LeadError(Exception):
     """A request about a lead that cannot be done (wrong rep, already answered…)."""
 
 
+def cooldown(settings: Settings) -> timedelta:
+    """How long a rep who returned a contact's lead is not handed that contact again."""
+    return timedelta(days=settings.lead_cooldown_days)
+
+
+def recently_returned(session: Session, contact_id: int, since: datetime) -> set[str]:
+    """The reps who returned this contact's lead since ``since``."""
+    t = LeadAssignment.__table__.c
+    return set(
+        session.execute(
+            sa.select(t.userid).where(
+                t.contact_id == contact_id, t.status == "returned", t.responded_at >= since
+            )
+        ).scalars()
+    )
+
+
 def on_event(ctx: Context) -> None:
     ev = ctx.event
     if ev.type == "contact.stage_changed" and ev.properties.get("to") == "mql":
-        assignment = assign(ctx.session, ev.contact_id, "became an MQL")
+        assignment = assign(
+            ctx.session, ev.contact_id, "became an MQL", cooldown=cooldown(ctx.settings)
+        )
         if assignment is not None:
             settings, aid = ctx.settings, assignment.id
             ctx.after_commit.append(lambda: notify(settings, aid))
@@ -99,9 +119,13 @@ def assign(
     reason: str,
     exclude: set[str] = frozenset(),
     now: datetime | None = None,
+    cooldown: timedelta = timedelta(0),
 ) -> LeadAssignment | None:
-    """Give the contact an owner (unless they have an open lead already)."""
+    """Give the contact an owner (unless they have an open lead already); reps who returned
+    this contact within ``cooldown`` are left out."""
     now = now or utcnow()
+    if cooldown:
+        exclude = set(exclude) | recently_returned(session, contact_id, now - cooldown)
     t = LeadAssignment.__table__.c
     existing = session.execute(
         sa.select(LeadAssignment).where(t.contact_id == contact_id, t.status.in_(OPEN))
@@ -175,36 +199,35 @@ def notify(settings: Settings, assignment_id: int) -> int | None:
     return row.id
 
 
-def respond(
-    settings: Settings, assignment_id: int, userid: str, accept: bool, note: str = ""
-) -> LeadAssignment:
-    """The rep accepts or returns the lead. A returned lead goes to the next rep."""
-    reassigned = None
+def lock_open_lead(session: Session, lead_id: int, userid: str) -> LeadAssignment:
+    """The lead, locked, if it is ``userid``'s and still unanswered; LeadError otherwise."""
+    a = session.execute(
+        sa.select(LeadAssignment).where(LeadAssignment.id == lead_id).with_for_update()
+    ).scalar()
+    if a is None:
+        raise LeadError(f"no lead {lead_id}")
+    if a.userid != userid:
+        raise LeadError(f"lead {lead_id} belongs to {a.userid}, not {userid}")
+    if a.status != "assigned":
+        raise LeadError(f"lead {lead_id} is already {a.status}")
+    return a
+
+
+def accept(settings: Settings, lead_id: int, userid: str, note: str = "") -> LeadAssignment:
+    """The rep accepts the lead. (Returning one takes a reason: bot.sales.returns.)"""
     with session_scope(settings.database_url) as session:
-        a = session.execute(
-            sa.select(LeadAssignment).where(LeadAssignment.id == assignment_id).with_for_update()
-        ).scalar()
-        if a is None:
-            raise LeadError(f"no lead {assignment_id}")
-        if a.userid != userid:
-            raise LeadError(f"lead {assignment_id} belongs to {a.userid}, not {userid}")
-        if a.status != "assigned":
-            raise LeadError(f"lead {assignment_id} is already {a.status}")
-        a.status, a.responded_at = ("accepted" if accept else "returned"), utcnow()
+        a = lock_open_lead(session, lead_id, userid)
+        a.status, a.responded_at = "accepted", utcnow()
         session.add(a)
         session.flush()
         events.append(
             session,
             a.contact_id,
-            f"lead.{a.status}",
+            "lead.accepted",
             {"assignment_id": a.id, "userid": userid, "note": note},
-            dedupe_key=f"lead:{a.id}:{a.status}",
+            dedupe_key=f"lead:{a.id}:accepted",
         )
-        if not accept:
-            reassigned = assign(session, a.contact_id, f"returned by {userid}", exclude={userid})
         result = a
-    if reassigned is not None:
-        notify(settings, reassigned.id)
     queue.kick_outbox(settings)
     return result
 
@@ -234,7 +257,12 @@ def escalate_due(settings: Settings, now: datetime | None = None) -> int:
                 f"lead:{a.id}:escalated",
             )
             nxt = assign(
-                session, a.contact_id, f"escalated from {a.userid}", exclude={a.userid}, now=now
+                session,
+                a.contact_id,
+                f"escalated from {a.userid}",
+                exclude={a.userid},
+                now=now,
+                cooldown=cooldown(settings),
             )
             if nxt is not None:
                 moved.append(nxt.id)
@@ -245,9 +273,38 @@ def escalate_due(settings: Settings, now: datetime | None = None) -> int:
     return len(due)
 
 
+def _inherit(
+    settings: Settings, session: Session, contact: Contact, userid: str, to_userid: str | None
+) -> LeadAssignment | None:
+    """The departed rep's contact and open leads go to ``to_userid`` (else ``pick_rep``'s
+    choice); the new assignment, if any."""
+    t = LeadAssignment.__table__.c
+    for a in session.execute(
+        sa.select(LeadAssignment).where(t.contact_id == contact.id, t.status.in_(OPEN))
+    ).scalars():
+        a.status = "reassigned"
+        session.add(a)
+    session.flush()
+    why = f"inherited from {userid}"
+    if to_userid is None:
+        return assign(session, contact.id, why, exclude={userid}, cooldown=cooldown(settings))
+    new = LeadAssignment(
+        contact_id=contact.id,
+        userid=to_userid,
+        reason=why,
+        escalate_at=utcnow() + ESCALATE_AFTER,
+    )
+    session.add(new)
+    contact.owner_userid = to_userid
+    session.add(contact)
+    session.flush()
+    return new
+
+
 def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) -> dict[str, Any]:
     """离职继承: mark the rep inactive and move their contacts and open leads to ``to_userid``
-    (or, one by one, to whoever ``pick_rep`` chooses). Recorded on every contact moved."""
+    (or, one by one, to whoever ``pick_rep`` chooses), recorded on every contact moved; then
+    ask WeCom to hand their customers on (``transfers``: the outcome per customer)."""
     moved: list[tuple[int, str]] = []
     notices: list[int] = []
     with session_scope(settings.database_url) as session:
@@ -264,32 +321,11 @@ def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) ->
         owned = list(
             session.execute(sa.select(Contact).where(Contact.owner_userid == userid)).scalars()
         )
-        t = LeadAssignment.__table__.c
         for contact in owned:
-            for a in session.execute(
-                sa.select(LeadAssignment).where(t.contact_id == contact.id, t.status.in_(OPEN))
-            ).scalars():
-                a.status = "reassigned"
-                session.add(a)
-            session.flush()
-            if to_userid is not None:
-                new = LeadAssignment(
-                    contact_id=contact.id,
-                    userid=to_userid,
-                    reason=f"inherited from {userid}",
-                    escalate_at=utcnow() + ESCALATE_AFTER,
-                )
-                session.add(new)
-                contact.owner_userid = to_userid
-                session.add(contact)
-                session.flush()
-                heir_id = to_userid
+            new = _inherit(settings, session, contact, userid, to_userid)
+            heir_id = new.userid if new else None
+            if new is not None:
                 notices.append(new.id)
-            else:
-                new = assign(session, contact.id, f"inherited from {userid}", exclude={userid})
-                heir_id = new.userid if new else None
-                if new is not None:
-                    notices.append(new.id)
             events.append(
                 session,
                 contact.id,
@@ -301,7 +337,30 @@ def rep_leaves(settings: Settings, userid: str, to_userid: str | None = None) ->
     for aid in notices:
         notify(settings, aid)
     queue.kick_outbox(settings)
-    return {"userid": userid, "moved": [{"contact_id": c, "to": to} for c, to in moved]}
+    return {
+        "userid": userid,
+        "moved": [{"contact_id": c, "to": to} for c, to in moved],
+        "transfers": _hand_on_in_wecom(settings, userid, moved, to_userid),
+    }
+
+
+def _hand_on_in_wecom(
+    settings: Settings, userid: str, moved: list[tuple[int, str]], to_userid: str | None
+) -> list[dict[str, Any]] | dict[str, str]:
+    """离职继承 in WeCom: the departed rep's customers follow their contacts' new owners (all
+    of them to ``to_userid`` when one heir was named)."""
+    heirs = {c: to for c, to in moved if to}
+    if to_userid is not None:
+        with session_scope(settings.database_url) as session:
+            for contact_id, _ in transfers.customers_of(session, userid):
+                heirs.setdefault(contact_id, to_userid)
+    if not heirs:
+        return []
+    try:
+        return transfers.resigned_customers(settings, userid, heirs)
+    except transfers.TransferUnavailable as exc:
+        log.warning("离职继承 of %s not asked for: %s", userid, exc)
+        return {"error": f"WeCom unreachable: {exc}"}
 
 
 def lead_json(a: LeadAssignment, contact: Contact | None) -> dict[str, Any]:
@@ -317,6 +376,8 @@ def lead_json(a: LeadAssignment, contact: Contact | None) -> dict[str, Any]:
         "assigned_at": a.assigned_at.isoformat(),
         "responded_at": a.responded_at.isoformat() if a.responded_at else None,
         "escalate_at": a.escalate_at.isoformat() if a.escalate_at else None,
+        "return_reason": a.return_reason,
+        "return_note": a.return_note,
     }
 
 

@@ -116,7 +116,7 @@ def test_round_robin_then_accept_and_return(sim, sim_settings, env_to_sim, sim_c
     second = leads(sim_settings)[1]
     back = sim_client.post(
         f"/api/leads/{second.id}/return",
-        json={"userid": second.userid, "note": "不是我的区域"},
+        json={"userid": second.userid, "note": "不是我的区域", "reason": "联系不上"},
         headers=auth,
     )
     assert back.status_code == 200 and back.get_json()["status"] == "returned"

@@ -14,6 +14,13 @@ from bot.core.models.journeys import (
 )
 from bot.core.models.messaging import Broadcast, Message, ReplyRule
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
+from bot.core.models.salesops import (
+    CustomerTransfer,
+    FollowUpReminder,
+    LeadReturnReason,
+    QuickReply,
+    QuickReplyGroup,
+)
 from bot.core.models.scoring import ScoreEntry, ScoringRuleSet
 from bot.core.models.tagging import CorpTag, InterestWord, PlatformTag, TagRule, TagSync
 
@@ -36,6 +43,11 @@ __all__ = [
     "FollowUser",
     "Channel",
     "LeadAssignment",
+    "QuickReplyGroup",
+    "QuickReply",
+    "FollowUpReminder",
+    "CustomerTransfer",
+    "LeadReturnReason",
     "TagRule",
     "InterestWord",
     "CorpTag",

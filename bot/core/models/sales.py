@@ -64,7 +64,10 @@ class LeadAssignment(SQLModel, table=True):
     """A lead handed to a rep, and what became of it."""
 
     __tablename__ = "lead_assignment"
-    __table_args__ = (sa.Index("ix_lead_owner_status", "userid", "status"),)
+    __table_args__ = (
+        sa.Index("ix_lead_owner_status", "userid", "status"),
+        sa.Index("ix_lead_assigned_at", "assigned_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contact.id", index=True)
@@ -77,3 +80,7 @@ class LeadAssignment(SQLModel, table=True):
     assigned_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     responded_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     escalate_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # why a returned lead was returned (a LeadReturnReason, its label kept), and the rep's note
+    return_reason_id: int | None = Field(default=None)
+    return_reason: str | None = Field(default=None, max_length=32)
+    return_note: str | None = Field(default=None, max_length=500)
