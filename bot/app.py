@@ -35,6 +35,8 @@ def _register_blueprints(app: Flask) -> None:
     from bot.health import bp as health_bp
     from handlers.oa import bp as oa_bp
     from handlers.wecom import bp as wecom_bp
+    from sidebar.api import bp as sidebar_api_bp
+    from sidebar.pages import bp as sidebar_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(oa_bp)
@@ -48,6 +50,16 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(journeys_bp)
     app.register_blueprint(journey_tools_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(sidebar_bp)
+    app.register_blueprint(sidebar_api_bp)
+
+
+SIDEBAR_ERRORS = {
+    404: "找不到这个页面。",
+    405: "不支持这种请求方式。",
+    413: "提交的内容太大。",
+    400: "请求无效。",
+}
 
 
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
@@ -80,6 +92,13 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         reason = redact.text(exc.description or exc.name)
         if exc.code == 413:
             reason = f"request body larger than {settings.max_body_bytes} bytes"
+        if request.path.startswith("/sidebar/"):
+            from sidebar.guard import json_error, page_error
+
+            status = exc.code or 500
+            if request.path.startswith("/sidebar/api/"):
+                return json_error(status, SIDEBAR_ERRORS.get(status, "请求无法处理"))
+            return page_error(status, SIDEBAR_ERRORS.get(status, "请求无法处理"))
         if request.path.startswith("/api/") or request.path == "/healthz":
             response = jsonify(error=exc.name, reason=reason)
             response.status_code = exc.code or 500

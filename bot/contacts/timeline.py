@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -111,16 +112,26 @@ def event_json(e: Event) -> dict:
 
 
 def timeline(
-    session: Session, contact_id: int, limit: int, before: int | None
+    session: Session,
+    contact_id: int,
+    limit: int,
+    before: int | None,
+    types: Sequence[str] | None = None,
+    other_than: Sequence[str] | None = None,
 ) -> tuple[list[dict], int | None]:
     """A contact's events newest first; ``before`` is the id of the last event already seen
-    (keyset pagination on (occurred_at, id), stable while new events arrive)."""
+    (keyset pagination on (occurred_at, id), stable while new events arrive). ``types``: only
+    these event types; ``other_than``: none of these."""
     query = (
         sa.select(Event)
         .where(Event.contact_id == contact_id)
         .order_by(Event.occurred_at.desc(), Event.id.desc())
         .limit(limit + 1)
     )
+    if types is not None:
+        query = query.where(Event.type.in_(types))
+    if other_than is not None:
+        query = query.where(Event.type.not_in(other_than))
     if before:
         anchor = session.execute(
             sa.select(Event.occurred_at).where(Event.id == before, Event.contact_id == contact_id)
