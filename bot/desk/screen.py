@@ -61,7 +61,9 @@ def timeline_page(
     names = rep_names(session)
     journey_ids = {r["properties"].get("journey_id") for r in rows} - {None}
     journeys = dict(
-        session.execute(sa.select(Journey.id, Journey.name).where(Journey.id.in_(journey_ids)))
+        session.execute(
+            sa.select(Journey.id, Journey.name).where(Journey.id.in_(journey_ids))
+        ).all()
     )
     items = []
     for r in rows:
