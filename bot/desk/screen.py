@@ -55,10 +55,11 @@ def timeline_page(
     kind: str | None,
     before: int | None,
     now: datetime,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One page of the timeline, each event as {id, kind, text, when, at}."""
     rows, more = store.timeline(session, contact_id, PAGE, before, **_filter(kind))
-    names = rep_names(session)
+    names = rep_names(session) if names is None else names
     journey_ids = {r["properties"].get("journey_id") for r in rows} - {None}
     journeys = dict(
         session.execute(
@@ -189,7 +190,7 @@ def contact_screen(
             "rep": {"userid": rep.userid, "name": rep.name or rep.userid, "role": rep.role},
             "contact": _header(session, contact, now),
             "tags": [{"tag": t, "source": s} for t, s in tags],
-            "timeline": timeline_page(settings, session, cid, kind, before, now),
+            "timeline": timeline_page(settings, session, cid, kind, before, now, names),
             "journeys": _journeys(session, settings, cid, now),
             "notes": _notes(session, cid, names, settings, now),
             "lead": _lead(session, cid, userid),

@@ -35,28 +35,30 @@ class Summary:
 
 
 def summary(session: Session, contact: Contact, now: datetime, top: int = 3) -> Summary:
+    """One grouped pass over the contact's ledger (per rule: sum, count, latest line, latest
+    positive line, recent points); the rest is arithmetic on a handful of rows."""
     act = active(session)
-    mine = (S.contact_id == contact.id, S.ruleset_version == act.version, S.rule_id != MARKER)
-    last_positive = session.execute(
-        sa.select(sa.func.max(S.occurred_at)).where(*mine, S.points > 0)
-    ).scalar()
-    moments = [t for t in (contact.last_interaction_at, last_positive) if t]
-    factor = score_rules.decay_factor(max(moments, default=None), now, act.rules.half_life)
-    recent = session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(S.points), 0.0)).where(
-            *mine, S.occurred_at >= now - timedelta(days=TREND_DAYS)
-        )
-    ).scalar()
+    since = now - timedelta(days=TREND_DAYS)
     total = sa.func.sum(S.points)
     rows = session.execute(
-        sa.select(S.rule_id, total.label("points"), sa.func.count(), sa.func.max(S.id))
-        .where(*mine)
+        sa.select(
+            S.rule_id,
+            total,
+            sa.func.count(),
+            sa.func.max(S.id),
+            sa.func.max(sa.case((S.points > 0, S.occurred_at))),
+            sa.func.sum(sa.case((S.occurred_at >= since, S.points), else_=0.0)),
+        )
+        .where(S.contact_id == contact.id, S.ruleset_version == act.version, S.rule_id != MARKER)
         .group_by(S.rule_id)
-        .order_by(sa.func.abs(total).desc(), S.rule_id)
-        .limit(top)
     ).all()
+    last_positive = max((r[4] for r in rows if r[4] is not None), default=None)
+    moments = [t for t in (contact.last_interaction_at, last_positive) if t]
+    factor = score_rules.decay_factor(max(moments, default=None), now, act.rules.half_life)
+    heaviest = sorted(rows, key=lambda r: (-abs(r[1]), r[0]))[:top]
     words = dict(
-        session.execute(sa.select(S.id, S.reason).where(S.id.in_([r[3] for r in rows]))).all()
+        session.execute(sa.select(S.id, S.reason).where(S.id.in_([r[3] for r in heaviest]))).all()
     )
-    reasons = [Reason(r[0], words.get(r[3]) or r[0], round(r[1], 2), r[2]) for r in rows]
-    return Summary(round(contact.score * factor, 2), round(float(recent or 0), 2), reasons)
+    reasons = [Reason(r[0], words.get(r[3]) or r[0], round(r[1], 2), r[2]) for r in heaviest]
+    recent = sum(float(r[5] or 0) for r in rows)
+    return Summary(round(contact.score * factor, 2), round(recent, 2), reasons)
