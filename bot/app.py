@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, make_response, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
@@ -93,12 +93,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         if exc.code == 413:
             reason = f"request body larger than {settings.max_body_bytes} bytes"
         if request.path.startswith("/sidebar/"):
-            from sidebar.guard import json_error, page_error
-
-            status = exc.code or 500
-            if request.path.startswith("/sidebar/api/"):
-                return json_error(status, SIDEBAR_ERRORS.get(status, "请求无法处理"))
-            return page_error(status, SIDEBAR_ERRORS.get(status, "请求无法处理"))
+            return _sidebar_error(exc.code or 500)
         if request.path.startswith("/api/") or request.path == "/healthz":
             response = jsonify(error=exc.name, reason=reason)
             response.status_code = exc.code or 500
@@ -108,7 +103,17 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     return app
 
 
+def _sidebar_error(status: int) -> Response:
+    """The sidebar's errors are in Chinese: a page, or JSON under /sidebar/api/."""
+    from sidebar.guard import json_error, page_error
+
+    answer = json_error if request.path.startswith("/sidebar/api/") else page_error
+    return make_response(answer(status, SIDEBAR_ERRORS.get(status, "请求无法处理。")))
+
+
 def _refuse(status: int, summary: str, field: str, problem: str) -> Response:
+    if request.path.startswith("/sidebar/"):
+        return _sidebar_error(status)
     if request.path.startswith("/api/"):
         response = jsonify(error=summary, fields={field: problem})
         response.status_code = status

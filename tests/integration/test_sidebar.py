@@ -647,3 +647,90 @@ def test_unknown_paths_and_methods_answer_in_chinese(client, sim, sim_settings):
     assert "找不到" in client.get("/sidebar/nothing").get_data(as_text=True)
     resp = client.get("/sidebar/api/open")
     assert resp.status_code == 405 and "不支持" in resp.get_json()["error"]
+
+
+# --- tickets, limits, hostile input -------------------------------------------------------------
+
+
+def test_a_crowd_signing_at_once_fetches_each_ticket_once(sim, sim_settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.core import wechat
+    from bot.wecom import jsapi
+
+    wechat.reset_clients()
+    url = f"{sim_settings.public_url}/sidebar/"
+    with ThreadPoolExecutor(8) as pool:
+        signed = list(pool.map(lambda _: jsapi.page_config(sim_settings, url), range(16)))
+    assert len(sim.calls("wecom", "/cgi-bin/get_jsapi_ticket")) == 1
+    assert len(sim.calls("wecom", "/cgi-bin/ticket/get")) == 1
+    for s in signed:
+        check = sim.state  # the simulator verifies what the JS-SDK stub would send
+        from wxsim.jssdk import verify
+
+        agent = {"kind": "agentConfig", "corpid": s["corpid"], "agentid": s["agentid"], "url": url}
+        agent.update(s["agent"])
+        assert verify(check, sim.config, agent)["ok"]
+
+
+def test_a_refused_ticket_still_renders_the_page_with_the_way_out(client, sim, sim_settings):
+    staff(sim_settings, "alice")
+    login(client, sim, "alice", "/sidebar/leads")
+    sim.faults(error_rate=1.0, paths=["/cgi-bin/get_jsapi_ticket"], apps=["wecom"])
+    page = client.get("/sidebar/")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "暂时无法连接企业微信 JS-SDK" in text and "/sidebar/leads" in text
+
+
+def test_pages_stay_small_and_hostile_input_is_a_4xx(client, sim, sim_settings):
+    staff(sim_settings, "alice")
+    cid = customer(sim_settings, "wm1", "alice")
+    login(client, sim, "alice")
+    page = client.get(f"/sidebar/contacts/{cid}")
+    css = client.get("/sidebar/static/sidebar.css")
+    js = client.get("/sidebar/static/sidebar.js")
+    assert len(page.data) + len(css.data) + len(js.data) < 100_000
+    headers = csrf(client, cid)
+    for path in (
+        f"/sidebar/contacts/{cid}?before=abc&kind=nonsense",
+        f"/sidebar/contacts/{cid}?before=99999999999999999999999",
+        "/sidebar/contacts/0",
+        "/sidebar/contacts/-1",
+        "/sidebar/leads/abc",
+    ):
+        assert client.get(path).status_code in (200, 404), path
+    assert client.get("/sidebar/contacts/1?x=%00").status_code == 400
+    bad_bodies = [b"[1,2]", b"not json", b'{"tag": 5}', b'{"tag": "a", "extra": 1}']
+    for raw in bad_bodies:
+        resp = client.post(
+            f"/sidebar/api/contacts/{cid}/tags",
+            data=raw,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert resp.status_code == 422 and resp.get_json()["error"], raw
+    long_tag = client.post(
+        f"/sidebar/api/contacts/{cid}/tags", json={"tag": "长" * 65}, headers=headers
+    )
+    assert long_tag.status_code == 422
+    with db.session_scope(sim_settings.database_url) as s:
+        assert rows(s, Event, contact_id=cid) == []
+
+
+def test_send_chat_message_needs_a_customer_chat(sim):
+    base = sim.base_url
+    sim.jssdk_context(entry="single_chat_tools", userid="alice", external_userid="")
+    refused = requests.post(
+        f"{base}/_sim/jssdk/sent", json={"msgtype": "text", "text": {"content": "x"}}
+    )
+    assert refused.json() == {"ok": False, "error": "not in a customer chat"}
+    sim.jssdk_context(external_userid="wm1")
+    bad = requests.post(f"{base}/_sim/jssdk/sent", json={"msgtype": "voice"})
+    assert bad.json()["ok"] is False
+    ok = requests.post(
+        f"{base}/_sim/jssdk/sent", json={"msgtype": "text", "text": {"content": "你好"}}
+    )
+    assert ok.json() == {"ok": True}
+    assert [(m["external_userid"], m["content"]) for m in sim.chat_messages()] == [
+        ("wm1", {"content": "你好"})
+    ]
