@@ -13,14 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from support import run_worker
 
 from bot.core import db, wechat
 from bot.core.models import (
     Contact,
+    Enrollment,
     Event,
     FollowUser,
     Identity,
+    Journey,
     LeadAssignment,
     Rep,
     ScoreEntry,
@@ -290,3 +293,32 @@ def test_when_the_js_sdk_refuses_the_page_offers_my_leads(world, page):
     assert "拒绝了应用的 JS-SDK 签名" in page.locator("#refusal").inner_text()
     page.click("#refusal a")
     page.wait_for_url(f"{url}/sidebar/leads")
+
+
+def test_a_manager_sees_the_team_customer_and_pauses_their_journey(world, page):
+    sim, url, settings = world
+    cid = seed(sim, settings)
+    sim.add_rep("boss", name="周经理")
+    with db.session_scope(settings.database_url) as s:
+        s.add(Rep(userid="boss", name="周经理", role="manager", team="east", synced_at=utcnow()))
+        j = Journey(name="新客培育", definition={}, status="published")
+        s.add(j)
+        s.flush()
+        s.add(
+            Enrollment(
+                journey_id=j.id,
+                contact_id=cid,
+                status="waiting",
+                step="等待3天",
+                wake_at=utcnow() + timedelta(days=2),
+            )
+        )
+    sim.browser(userid="boss")
+    page.goto(f"{url}/sidebar/contacts/{cid}")
+    journeys = page.locator("#journeys")
+    assert "新客培育" in journeys.inner_text() and "当前步骤 等待3天" in journeys.inner_text()
+    journeys.locator("button:has-text('暂停')").click()
+    page.wait_for_selector("#journeys:has-text('已暂停')")
+    shot(page, "sidebar-manager-journeys")
+    with db.session_scope(settings.database_url) as s:
+        assert s.execute(sa.select(Enrollment.status)).scalars().all() == ["paused"]
