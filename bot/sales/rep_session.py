@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+import redis
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from bot.core import queue, wechat
@@ -74,9 +75,12 @@ def _spend_state(settings: Settings, state: str) -> str:
         raise LoginRefused(400, "登录请求无效（state 校验失败），请重新打开侧边栏。") from None
     if not isinstance(data, dict) or not isinstance(data.get("n"), str):
         raise LoginRefused(400, "登录请求无效（state 校验失败），请重新打开侧边栏。")
-    fresh = queue.get_redis(settings).set(
-        f"yuchi:sidebar:state:{data['n']}", 1, nx=True, ex=STATE_SECONDS + 60
-    )
+    try:
+        fresh = queue.get_redis(settings).set(
+            f"yuchi:sidebar:state:{data['n']}", 1, nx=True, ex=STATE_SECONDS + 60
+        )
+    except redis.RedisError:
+        raise LoginRefused(503, "暂时无法登录，请稍后再试。") from None
     if not fresh:
         raise LoginRefused(400, "这个登录链接已经用过了，请重新打开侧边栏。")
     return safe_next(data.get("next"))

@@ -169,6 +169,14 @@ def test_an_unknown_code_and_a_non_staff_member_are_refused(client, sim, sim_set
     assert client.get_cookie("yuchi_rep", path="/sidebar") is None
 
 
+def test_someone_outside_the_corp_is_refused(client, sim, sim_settings):
+    first = client.get("/sidebar/")
+    hop = requests.get(first.headers["Location"], params={"as": "oOUTSIDER"}, allow_redirects=False)
+    back = urlsplit(hop.headers["Location"])
+    refused = client.get(f"{back.path}?{back.query}")
+    assert refused.status_code == 403 and "只有企业成员" in refused.get_data(as_text=True)
+
+
 def test_a_rep_who_left_loses_the_session(client, sim, sim_settings):
     staff(sim_settings, "alice")
     login(client, sim, "alice", "/sidebar/leads")
