@@ -54,7 +54,9 @@ def contact_events(contact_id: int) -> ResponseReturnValue:
     contact = store.contact_json(g.session, contact_id, with_tags=False)
     if contact is None:
         return error(404, f"no contact {contact_id}")
-    events, next_before = store.timeline(g.session, contact["id"], limit, before, type_, tag)
+    events, next_before = store.timeline(
+        g.session, contact["id"], limit, before, types=[type_] if type_ else None, tag=tag
+    )
     return jsonify(events=events, next_before=next_before)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from flask import abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -30,9 +30,11 @@ class GiveBack(Answer):
 
 
 class RepChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     capacity: int | None = Field(default=None, ge=0, le=100_000)
     active: bool | None = None
+    role: Literal["rep", "manager"] | None = None
+    team: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class Transfer(BaseModel):
@@ -107,9 +109,10 @@ def list_reps() -> ResponseReturnValue:
 
 @bp.put("/reps/<userid>")
 def change_rep(userid: str) -> ResponseReturnValue:
-    """Set a rep's capacity (open leads they can take) or pause them (active false)."""
+    """Set a rep's capacity (open leads they can take), pause them (active false), their role
+    (rep | manager: a manager sees the team's customers in the sidebar) or team."""
     data = validated(RepChange, "rep")
-    rep = handoff.change_rep(g.session, userid, data.capacity, data.active)
+    rep = handoff.change_rep(g.session, userid, data.model_dump())
     if rep is None:
         return error(404, f"no rep {userid}")
     return jsonify(handoff.rep_json(rep))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, make_response, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
@@ -38,6 +38,8 @@ def _register_blueprints(app: Flask) -> None:
     from bot.health import bp as health_bp
     from handlers.oa import bp as oa_bp
     from handlers.wecom import bp as wecom_bp
+    from sidebar.api import bp as sidebar_api_bp
+    from sidebar.pages import bp as sidebar_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(oa_bp)
@@ -54,6 +56,16 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(journeys_bp)
     app.register_blueprint(journey_tools_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(sidebar_bp)
+    app.register_blueprint(sidebar_api_bp)
+
+
+SIDEBAR_ERRORS = {
+    404: "找不到这个页面。",
+    405: "不支持这种请求方式。",
+    413: "提交的内容太大。",
+    400: "请求无效。",
+}
 
 
 def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
@@ -86,6 +98,8 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
         reason = redact.text(exc.description or exc.name)
         if exc.code == 413:
             reason = f"request body larger than {settings.max_body_bytes} bytes"
+        if request.path.startswith("/sidebar/"):
+            return _sidebar_error(exc.code or 500)
         if request.path.startswith("/api/") or request.path == "/healthz":
             response = jsonify(error=exc.name, reason=reason)
             response.status_code = exc.code or 500
@@ -95,7 +109,17 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
     return app
 
 
+def _sidebar_error(status: int) -> Response:
+    """The sidebar's errors are in Chinese: a page, or JSON under /sidebar/api/."""
+    from sidebar.guard import json_error, page_error
+
+    answer = json_error if request.path.startswith("/sidebar/api/") else page_error
+    return make_response(answer(status, SIDEBAR_ERRORS.get(status, "请求无法处理。")))
+
+
 def _refuse(status: int, summary: str, field: str, problem: str) -> Response:
+    if request.path.startswith("/sidebar/"):
+        return _sidebar_error(status)
     if request.path.startswith("/api/"):
         response = jsonify(error=summary, fields={field: problem})
         response.status_code = status

@@ -92,6 +92,7 @@ def env_for(base: str) -> dict[str, str]:
         "WECOM_API_BASE": f"{base}/wecom",
         "WECHAT_OAUTH_BASE": base,
         "WECHAT_MP_BASE": f"{base}/mp",
+        "WECOM_JSSDK_URL": f"{base}/_sim/jweixin.js",
     }
 
 
@@ -416,3 +417,34 @@ def jssdk_context() -> Response:
                 {k: v for k, v in _json().items() if k in ("entry", "userid", "external_userid")}
             )
         return _cors(jsonify(st.jssdk_context))
+
+
+CHAT_MSG_TYPES = ("text", "image", "video", "file", "news", "miniprogram")
+
+
+@bp.route("/jssdk/sent", methods=["GET", "POST", "OPTIONS"])
+def jssdk_sent() -> Response:
+    """``sendChatMessage`` as the WeCom client takes it: into the chat open in the context
+    (recorded here, with the rep and the customer), or refused when no customer chat is open."""
+    if request.method == "OPTIONS":
+        return _cors(Response(status=204))
+    st = state()
+    with st.lock:
+        if request.method == "GET":
+            return _cors(jsonify(sent=list(st.chat_messages)))
+        data, ctx = _json(), dict(st.jssdk_context)
+        msgtype = data.get("msgtype") or "text"
+        if msgtype not in CHAT_MSG_TYPES:
+            return _cors(jsonify(ok=False, error=f"invalid msgtype {msgtype}"))
+        if not ctx.get("external_userid"):
+            return _cors(jsonify(ok=False, error="not in a customer chat"))
+        st.chat_messages.append(
+            {
+                "userid": ctx.get("userid", ""),
+                "external_userid": ctx["external_userid"],
+                "msgtype": msgtype,
+                "content": data.get(msgtype),
+                "at": st.now(),
+            }
+        )
+        return _cors(jsonify(ok=True))

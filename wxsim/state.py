@@ -108,6 +108,7 @@ class SimState:
                 "userid": "",
                 "external_userid": "",
             }
+            self.chat_messages: list[dict[str, Any]] = []  # sendChatMessage, in order
             self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_LOG)
             self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_LOG)
             # API calls that arrived and have not been answered yet (key: a per-call number)

@@ -78,6 +78,7 @@ class SimHandle:
             wecom_api_base=env["WECOM_API_BASE"],
             wechat_oauth_base=env["WECHAT_OAUTH_BASE"],
             wechat_mp_base=env["WECHAT_MP_BASE"],
+            wecom_jssdk_url=env["WECOM_JSSDK_URL"],
         )
 
     # --- control --------------------------------------------------------------------------
@@ -157,6 +158,17 @@ class SimHandle:
             raise ValueError("pass openid, external_userid or userid")
         items = self.state.inbox(box)
         return [i for i in items if kind is None or i["kind"] == kind]
+
+    def jssdk_context(self, **context: str) -> None:
+        """What the JS-SDK stub's getContext / getCurExternalContact answer: entry, the rep's
+        userid, the customer's external_userid."""
+        with self.state.lock:
+            self.state.jssdk_context.update(context)
+
+    def chat_messages(self) -> list[dict[str, Any]]:
+        """What pages put into chats with ``sendChatMessage``."""
+        with self.state.lock:
+            return list(self.state.chat_messages)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
         """Poll until ``predicate()`` is truthy (for the asynchronous template callback)."""

@@ -18,7 +18,7 @@ from bot.core.db import dialect_insert
 from bot.core.models import Contact, Enrollment
 from journeys import commands as c
 
-OPEN = ("active", "waiting", "asking")
+OPEN = ("active", "waiting", "asking", "paused")  # paused: held for one contact
 # One enrollment's transition: (row, state before, state after, commands, the event's id).
 Move = tuple[Enrollment, journeys.State, journeys.State, list[c.Command], int | None]
 

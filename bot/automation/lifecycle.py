@@ -1,9 +1,10 @@
 """A journey's life as a marketer drives it: create and edit the draft, publish, pause,
-resume and stop (``TRANSITIONS``), take one contact out; each commits the session it is
+resume and stop (``TRANSITIONS``), take one contact out or hold them in place; each commits the session it is
 given, then does its after-commit work (wake what came due, kick the outbox)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from bot.automation.preview_input import load_definition
 from bot.contacts import identity as contacts
 from bot.core import queue
 from bot.core.config import Settings
-from bot.core.models import Contact, Journey, utcnow
+from bot.core.models import Contact, Enrollment, Journey, utcnow
 from bot.tagging.edits import known_tags
 from journeys.webhook_urls import Allow
 
@@ -132,3 +133,47 @@ def remove_contact(settings: Settings, session: Session, journey_id: int, contac
         raise Refused(f"contact {contact_id} is not in journey {journey_id}")
     queue.kick_outbox(settings)  # the journey.exited event
     return ended
+
+
+HOLDABLE = ("active", "waiting", "asking")
+
+
+def _open_enrollment(session: Session, journey_id: int, contact_id: int, statuses: tuple) -> Any:
+    if session.get(Journey, journey_id) is None:
+        raise NotFound(f"no journey {journey_id}")
+    if session.get(Contact, contact_id) is None:
+        raise NotFound(f"no contact {contact_id}")
+    en = Enrollment.__table__.c
+    row = session.execute(
+        sa.select(Enrollment)
+        .where(
+            en.journey_id == journey_id,
+            en.contact_id == contacts.resolve(session, contact_id),
+            en.status.in_(statuses),
+        )
+        .with_for_update()
+    ).scalar()
+    if row is None:
+        raise Refused(f"contact {contact_id} has no enrollment in journey {journey_id} to change")
+    return row
+
+
+def pause_contact(session: Session, journey_id: int, contact_id: int) -> dict[str, Any]:
+    """Hold one contact where they are in a journey (nothing moves for them until resumed:
+    events and wakes pass them by); the enrollment as JSON."""
+    row = _open_enrollment(session, journey_id, contact_id, HOLDABLE)
+    row.paused_from, row.status = row.status, "paused"
+    session.add(row)
+    session.commit()
+    return reports.enrollment_json(row, None)
+
+
+def resume_contact(settings: Settings, session: Session, journey_id: int, contact_id: int) -> dict:
+    """Let a held contact go on from where they were; a wait that came due meanwhile wakes now."""
+    row = _open_enrollment(session, journey_id, contact_id, ("paused",))
+    row.status, row.paused_from = row.paused_from or "waiting", None
+    session.add(row)
+    session.commit()
+    if row.wake_at is not None and row.wake_at <= utcnow():
+        journey_wake_jobs.enqueue_wakes(settings, [math.floor(utcnow().timestamp())])
+    return reports.enrollment_json(row, None)

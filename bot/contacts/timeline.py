@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -134,20 +135,24 @@ def timeline(
     contact_id: int,
     limit: int,
     before: int | None,
-    type_: str | None = None,
+    types: Sequence[str] | None = None,
+    other_than: Sequence[str] | None = None,
     tag: str | None = None,
 ) -> tuple[list[dict], int | None]:
     """A contact's events newest first; ``before`` is the id of the last event already seen
-    (keyset pagination on (occurred_at, id), stable while new events arrive). ``type_``: of
-    that type only; ``tag``: the events that earned the tag and the tag's own changes."""
+    (keyset pagination on (occurred_at, id), stable while new events arrive). ``types``: only
+    these event types; ``other_than``: none of these; ``tag``: the events that earned the tag
+    and the tag's own changes."""
     query = (
         sa.select(Event)
         .where(Event.contact_id == contact_id)
         .order_by(Event.occurred_at.desc(), Event.id.desc())
         .limit(limit + 1)
     )
-    if type_:
-        query = query.where(Event.type == type_)
+    if types is not None:
+        query = query.where(Event.type.in_(types))
+    if other_than is not None:
+        query = query.where(Event.type.not_in(other_than))
     if tag:
         query = query.where(carrying(tag))
     if before:

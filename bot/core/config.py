@@ -175,6 +175,11 @@ class Settings(BaseModel):
         secret=True,
     )
     wecom_api_base: HttpUrl = var("WECOM_API_BASE", "https://qyapi.weixin.qq.com", "WeCom's API")
+    wecom_jssdk_url: HttpUrl = var(
+        "WECOM_JSSDK_URL",
+        "https://res.wx.qq.com/open/js/jweixin-1.2.0.js",
+        "the WeCom JS-SDK script the sidebar loads (the platform's own; the simulator's stub in tests)",
+    )
     # --- limits and timings -------------------------------------------------------------
     max_body_bytes: Count = var(
         "YUCHI_MAX_BODY_BYTES", 65536, "largest request body accepted, in bytes (larger: 413)"

@@ -189,7 +189,7 @@ def notify(settings: Settings, assignment_id: int) -> int | None:
             "payload": {
                 "title": f"新线索：{name}",
                 "description": description[:512],
-                "url": f"{settings.public_url}/admin/contacts/{a.contact_id}",
+                "url": f"{settings.public_url}/sidebar/leads/{a.id}",
                 "btntxt": "查看",
             },
             "idempotency_key": f"lead-notify-{assignment_id}",
@@ -409,6 +409,8 @@ def rep_json(r: Rep) -> dict[str, Any]:
         "name": r.name,
         "active": r.active,
         "capacity": r.capacity,
+        "role": r.role,
+        "team": r.team,
         "left_at": r.left_at.isoformat() if r.left_at else None,
     }
 
@@ -417,18 +419,16 @@ def list_reps(session: Session) -> list[Rep]:
     return list(session.execute(sa.select(Rep).order_by(Rep.userid)).scalars())
 
 
-def change_rep(
-    session: Session, userid: str, capacity: int | None, active: bool | None
-) -> Rep | None:
-    """Set a rep's capacity (open leads they can take) or pause them (``active`` false), and
-    commit; None for an unknown rep. A None value leaves that setting as it is."""
+def change_rep(session: Session, userid: str, changes: dict[str, Any]) -> Rep | None:
+    """Set a rep's ``capacity`` (open leads they can take), pause them (``active`` false),
+    their ``role`` (rep | manager) or ``team``, and commit; None for an unknown rep. A missing
+    or None value leaves that setting as it is."""
     rep = session.get(Rep, userid)
     if rep is None:
         return None
-    if capacity is not None:
-        rep.capacity = capacity
-    if active is not None:
-        rep.active = active
+    for name in ("capacity", "active", "role", "team"):
+        if changes.get(name) is not None:
+            setattr(rep, name, changes[name])
     session.add(rep)
     session.commit()
     return rep

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from bot.contacts import identity as contacts
+from bot.contacts.record import IncomingEvent, record
 from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import session_scope
@@ -188,6 +189,8 @@ def sync_rep(settings: Settings, userid: str, force: bool = False) -> Rep | None
         if info is not None:
             rep.name = str(info.get("name") or rep.name or userid)
             rep.active = info.get("status", 1) == 1
+            if rep.team is None and info.get("main_department"):
+                rep.team = str(info["main_department"])[:64]
             rep.synced_at = utcnow()
         session.add(rep)
         session.flush()
@@ -243,3 +246,47 @@ def _learn(settings: Settings, contact_id: int, name: str | None, unionid: str |
 def _after_merge(settings: Settings, survivor: int) -> None:
     """Scores are the ledger's sum: recompute the survivor's from its (merged) ledger."""
     recompute(settings, [survivor])
+
+
+# --- the sidebar: a customer opened before any callback told us about them --------------------
+
+
+def customer_for(settings: Settings, external_userid: str, userid: str) -> int:
+    """The contact behind a WeCom ``external_userid``. One never seen is fetched with
+    ``externalcontact/get`` and created on the spot (a shared unionid merges, as always);
+    PlatformError when WeCom does not know them."""
+    corp = settings.wecom_corp_id
+    with session_scope(settings.database_url) as session:
+        known = contacts.identity_owner(session, "external_userid", external_userid, corp)
+    if known is not None:
+        return known
+    data = wechat.wecom(settings).call(
+        "get", "externalcontact/get", params={"external_userid": external_userid}
+    )
+    info = data.get("external_contact") or {}
+    event = IncomingEvent(
+        type="wecom.contact_found",
+        source="wecom",
+        identity_kind="external_userid",
+        identity_value=external_userid,
+        app_id=corp,
+        occurred_at=utcnow(),
+        dedupe_key=f"wecom:{corp}:found:{external_userid}"[:200],
+        properties={"userid": userid, "via": "sidebar"},
+        interaction=False,
+    )
+    with session_scope(settings.database_url) as session:
+        cid = record(session, event).contact_id
+    with session_scope(settings.database_url) as session:
+        contact = session.get(Contact, cid)
+        contact.name = contact.name or str(info.get("name") or "")[:128] or None
+        extra = {k: info[k] for k in ("avatar", "corp_name") if info.get(k)}
+        contact.fields = {**extra, **(contact.fields or {})}
+        session.add(contact)
+        for follow in data.get("follow_user") or []:
+            if isinstance(follow, dict) and follow.get("userid"):
+                _upsert_follow_user(
+                    session, cid, follow["userid"], external_userid, follow.get("state"), utcnow()
+                )
+    queue.kick_outbox(settings)
+    return _learn(settings, cid, None, info.get("unionid"))

@@ -81,6 +81,8 @@ KEYS = st.one_of(
             "userid",
             "capacity",
             "active",
+            "role",
+            "team",
             "stage",
             "days",
             "until",

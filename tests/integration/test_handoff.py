@@ -80,7 +80,7 @@ def test_the_rep_who_has_them_gets_the_lead_and_a_notification(
     [card] = sim.inbox(userid="wang")
     assert card["payload"]["textcard"]["title"].startswith("新线索：")
     assert "分数" in card["payload"]["textcard"]["description"]
-    assert card["payload"]["textcard"]["url"].endswith(f"/admin/contacts/{cid}")
+    assert card["payload"]["textcard"]["url"].endswith(f"/sidebar/leads/{lead.id}")
     body = sim_client.get("/api/leads?owner=wang&status=assigned", headers=auth).get_json()
     assert [(x["contact_id"], x["owner"]) for x in body["leads"]] == [(cid, "wang")]
     assert sim_client.get("/api/leads?status=bogus", headers=auth).status_code == 422

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("bot", "handlers", "admin", "journeys", "wxsim", "h5")
+OURS = ("bot", "handlers", "admin", "journeys", "wxsim", "h5", "sidebar")
 
 
 def product_files() -> list[Path]:

@@ -4,7 +4,8 @@
  *
  * - wx.config / wx.agentConfig send the page's signature to the simulator
  *   (POST /_sim/jssdk/verify), which recomputes it against the tickets it issued.
- * - wx.invoke('getContext' | 'getCurExternalContact') answer from /_sim/jssdk/context.
+ * - wx.invoke('getContext' | 'getCurExternalContact') answer from /_sim/jssdk/context;
+ *   wx.invoke('sendChatMessage') records what was put into the chat (POST /_sim/jssdk/sent).
  * - Share APIs record their data; wx.__sim.triggerShare('appMessage' | 'timeline') plays the
  *   user sharing: it fires the onMenuShare* success callbacks and returns the shared data.
  *
@@ -121,6 +122,17 @@
           } else {
             callback({ err_msg: "getCurExternalContact:fail not in a customer chat" });
           }
+        });
+        return;
+      }
+      if (name === "sendChatMessage") {
+        // the real client puts the content into the open chat: the simulator records it
+        if (!st.agentConfigured) {
+          callback({ err_msg: "sendChatMessage:fail no permission" });
+          return;
+        }
+        request("POST", "/jssdk/sent", params || {}).then(function (res) {
+          callback({ err_msg: res.ok ? "sendChatMessage:ok" : "sendChatMessage:fail " + res.error });
         });
         return;
       }

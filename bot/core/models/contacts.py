@@ -57,6 +57,8 @@ class Event(SQLModel, table=True):
     __tablename__ = "event"
     __table_args__ = (
         sa.Index("ix_event_timeline", "contact_id", "occurred_at", "id"),
+        # a timeline filtered by kind (the sidebar's notes, tags, leads …)
+        sa.Index("ix_event_contact_type", "contact_id", "type", "occurred_at"),
         sa.Index("ix_event_type_time", "type", "occurred_at"),
         sa.Index("ux_event_callback_nonce", "callback_nonce", unique=True),
     )

@@ -53,8 +53,10 @@ class Enrollment(SQLModel, table=True):
     journey_id: int = Field(foreign_key="journey.id", index=True)
     version: int = Field(default=1)
     contact_id: int = Field(foreign_key="contact.id")
-    # active | waiting | asking | done | exited | converted
+    # active | waiting | asking | paused | done | exited | converted
     status: str = Field(default="active", max_length=16)
+    # paused (a manager held this one contact): the status it resumes to
+    paused_from: str | None = Field(default=None, max_length=16)
     step: str | None = Field(default=None, max_length=64)
     state: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
     wake_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=True))

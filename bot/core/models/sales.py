@@ -19,6 +19,11 @@ class Rep(SQLModel, table=True):
     name: str = Field(default="", max_length=64)
     active: bool = Field(default=True)
     capacity: int = Field(default=200)  # open leads this rep can take
+    # rep | manager (a manager sees the customers of every rep in their team)
+    role: str = Field(
+        default="rep", sa_column=sa.Column(sa.String(16), nullable=False, server_default="rep")
+    )
+    team: str | None = Field(default=None, max_length=64)  # WeCom main department by default
     left_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     synced_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

@@ -1,0 +1,162 @@
+"""Timeline events in readable Chinese: one template per event type (``TEMPLATES``), each with
+the kind the timeline filters by; the time as a rep says it ("刚刚", "昨天 14:05", "3天前")."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+KINDS = {  # filter value: label
+    "message": "消息",
+    "menu": "菜单",
+    "follow": "关注与好友",
+    "tag": "标签",
+    "score": "评分与阶段",
+    "lead": "线索",
+    "journey": "旅程",
+    "note": "跟进记录",
+    "other": "其他",
+}
+
+STAGES = {
+    "subscriber": "关注者",
+    "lead": "潜在客户",
+    "mql": "MQL",
+    "sql": "SQL",
+    "customer": "已成交",
+    "disqualified": "已流失",
+    "auto": "自动",
+}
+
+# event type: (kind, template over the event's properties; a missing one reads as "")
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "oa.text": ("message", "发来消息：{content}"),
+    "oa.image": ("message", "发来一张图片"),
+    "oa.voice": ("message", "发来一段语音{recognition}"),
+    "oa.video": ("message", "发来一段视频"),
+    "oa.shortvideo": ("message", "发来一段小视频"),
+    "oa.location": ("message", "发送了位置 {label}"),
+    "oa.link": ("message", "发来链接「{title}」"),
+    "oa.miniprogrampage": ("message", "分享了小程序「{title}」"),
+    "oa.unknown": ("other", "发来一条暂不支持的消息"),
+    "oa.subscribe": ("follow", "关注了公众号{channel}"),
+    "oa.unsubscribe": ("follow", "取消关注了公众号"),
+    "oa.scan": ("follow", "扫描了二维码{channel}"),
+    "oa.click": ("menu", "点击菜单「{key}」"),
+    "oa.view": ("menu", "打开菜单链接 {url}"),
+    "oa.view_miniprogram": ("menu", "从菜单打开小程序"),
+    "oa.scancode": ("menu", "从菜单扫码"),
+    "oa.menu_photo": ("menu", "从菜单发送图片"),
+    "oa.location_select": ("menu", "从菜单选择位置"),
+    "oa.template_send_finished": ("message", "模板消息送达结果：{status}"),
+    "oa.mass_send_finished": ("message", "群发送达结果：{status}"),
+    "msg.sent": ("message", "我们发出一条消息"),
+    "msg.held": ("message", "一条消息被暂缓发送：{reason}"),
+    "msg.failed": ("message", "一条消息发送失败：{reason}"),
+    "wecom.contact_added": ("follow", "添加了企业微信好友 {userid_name}"),
+    "wecom.contact_half_added": ("follow", "免验证添加了企业微信好友 {userid_name}"),
+    "wecom.contact_edited": ("follow", "{userid_name} 修改了客户资料"),
+    "wecom.rep_deleted_customer": ("follow", "{userid_name} 删除了客户"),
+    "wecom.customer_deleted_rep": ("follow", "客户删除了 {userid_name}"),
+    "wecom.transfer_failed": ("lead", "客户转接失败"),
+    "wecom.contact_found": ("follow", "{userid_name} 在侧边栏首次打开客户"),
+    "tag.added": ("tag", "打上标签「{tag}」"),
+    "tag.removed": ("tag", "移除标签「{tag}」"),
+    "contact.stage_changed": ("score", "阶段 {from_stage} → {to_stage}{stage_reason}"),
+    "score.changed": ("score", "分数变为 {score}"),
+    "contact.merged": ("other", "合并了重复的客户档案"),
+    "lead.assigned": ("lead", "线索分配给 {userid_name}"),
+    "lead.accepted": ("lead", "{userid_name} 接受了线索"),
+    "lead.returned": ("lead", "{userid_name} 退回了线索{note_suffix}"),
+    "lead.escalated": ("lead", "{userid_name} 未及时处理，线索转给下一位"),
+    "lead.reassigned": ("lead", "线索由 {from_name} 转给 {to_name}"),
+    "lead.unassigned": ("lead", "暂时没有可分配的销售"),
+    "journey.enter": ("journey", "进入旅程「{journey}」"),
+    "journey.exited": ("journey", "离开旅程「{journey_name}」：{reason}"),
+    "journey.done": ("journey", "完成旅程「{journey_name}」"),
+    "journey.answer": ("journey", "回答了{attribute}问题：{value}"),
+    "journey.points": ("score", "旅程加分 {points}"),
+    "journey.field": ("journey", "资料更新：{key} = {value}"),
+    "journey.notify_rep": ("journey", "旅程提醒了销售"),
+    "note.added": ("note", "{author_name} 记录：{text}"),
+}
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _extras(props: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """Derived fields the templates use: people's names, stage labels, optional suffixes."""
+
+    def name(userid: Any) -> str:
+        return names.get(str(userid), str(userid)) if userid else ""
+
+    return {
+        "userid_name": name(props.get("userid")),
+        "author_name": name(props.get("author")),
+        "from_name": name(props.get("from")),
+        "to_name": name(props.get("to")) or "（无人）",
+        "from_stage": STAGES.get(str(props.get("from")), props.get("from") or ""),
+        "to_stage": STAGES.get(str(props.get("to")), props.get("to") or ""),
+        "stage_reason": _stage_reason(props, name),
+        "note_suffix": f"：{props['note']}" if props.get("note") else "",
+        "channel": f"（渠道：{props['channel']}）" if props.get("channel") else "",
+        "recognition": f"：{props['recognition']}" if props.get("recognition") else "",
+        "journey_name": props.get("journey_name") or props.get("journey") or "",
+    }
+
+
+def _stage_reason(props: dict[str, Any], name: Any) -> str:
+    """Who set a stage by hand and why (the ledger's reason is "set by <userid>: <note>")."""
+    by = props.get("by")
+    if not by or not props.get("manual"):
+        return "（按分数自动）"
+    note = str(props.get("reason") or "").removeprefix(f"set by {by}").removeprefix(": ")
+    return f"（{name(by)} 设置" + (f"：{note}）" if note else "）")
+
+
+def sentence(type_: str, props: dict[str, Any], names: dict[str, str]) -> tuple[str, str]:
+    """(kind, text) for one event; unknown types say their type."""
+    kind, template = TEMPLATES.get(type_, ("other", f"事件 {type_}"))
+    values = _Blank({k: v for k, v in props.items() if isinstance(v, str | int | float)})
+    values.update(_extras(props, names))
+    return kind, template.format_map(values).strip()
+
+
+def types_of(kind: str) -> list[str]:
+    return [t for t, (k, _) in TEMPLATES.items() if k == kind]
+
+
+def when(at: datetime, now: datetime, zone: ZoneInfo) -> str:
+    """How long ago, as a rep says it."""
+    seconds = (now - at).total_seconds()
+    if seconds < 60:
+        return "刚刚"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}分钟前"
+    local, today = at.astimezone(zone), now.astimezone(zone).date()
+    days = (today - local.date()).days
+    if days == 0:
+        return f"今天 {local:%H:%M}"
+    if days == 1:
+        return f"昨天 {local:%H:%M}"
+    if days < 7:
+        return f"{days}天前"
+    if local.year == today.year:
+        return f"{local.month}月{local.day}日"
+    return f"{local:%Y-%m-%d}"
+
+
+def until(at: datetime, now: datetime, zone: ZoneInfo) -> str:
+    """A future moment (a journey's next wake)."""
+    if at <= now:
+        return "即将"
+    local = at.astimezone(zone)
+    if at - now < timedelta(hours=1):
+        return f"{int((at - now).total_seconds() // 60) + 1}分钟后"
+    days = (local.date() - now.astimezone(zone).date()).days
+    prefix = {0: "今天", 1: "明天", 2: "后天"}.get(days, f"{local.month}月{local.day}日")
+    return f"{prefix} {local:%H:%M}"

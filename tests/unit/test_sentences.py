@@ -1,0 +1,88 @@
+"""The timeline in Chinese: every event type through its template, kinds for the filter, and
+times as a rep says them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.desk import sentences
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # 16:00 in Shanghai
+NAMES = {"alice": "李娜", "bob": "赵强"}
+
+
+def test_every_template_has_a_known_kind_and_renders_with_no_properties():
+    for type_, (kind, _) in sentences.TEMPLATES.items():
+        assert kind in sentences.KINDS, type_
+        got_kind, text = sentences.sentence(type_, {}, NAMES)
+        assert got_kind == kind and "{" not in text and text
+
+
+def test_examples_from_the_issue_read_as_written():
+    cases = [
+        ("oa.click", {"key": "产品价格"}, "点击菜单「产品价格」"),
+        ("journey.answer", {"attribute": "预算", "value": "五万左右"}, "回答了预算问题：五万左右"),
+        ("oa.subscribe", {"channel": "展会海报"}, "关注了公众号（渠道：展会海报）"),
+        ("oa.subscribe", {}, "关注了公众号"),
+        ("tag.added", {"tag": "高意向"}, "打上标签「高意向」"),
+        ("tag.removed", {"tag": "高意向"}, "移除标签「高意向」"),
+        (
+            "lead.returned",
+            {"userid": "alice", "note": "不在我的区域"},
+            "李娜 退回了线索：不在我的区域",
+        ),
+        ("lead.returned", {"userid": "alice"}, "李娜 退回了线索"),
+        ("lead.reassigned", {"from": "alice", "to": None}, "线索由 李娜 转给 （无人）"),
+        ("note.added", {"author": "bob", "text": "已报价"}, "赵强 记录：已报价"),
+        (
+            "contact.stage_changed",
+            {
+                "from": "mql",
+                "to": "disqualified",
+                "by": "alice",
+                "manual": True,
+                "reason": "set by alice: 预算不足",
+            },
+            "阶段 MQL → 已流失（李娜 设置：预算不足）",
+        ),
+        (
+            "contact.stage_changed",
+            {"from": "lead", "to": "mql"},
+            "阶段 潜在客户 → MQL（按分数自动）",
+        ),
+    ]
+    for type_, props, text in cases:
+        assert sentences.sentence(type_, props, NAMES)[1] == text
+
+
+def test_unknown_types_and_odd_properties_do_not_break():
+    assert sentences.sentence("future.thing", {"x": 1}, NAMES) == ("other", "事件 future.thing")
+    kind, text = sentences.sentence("oa.text", {"content": {"nested": "{x}"}}, NAMES)
+    assert (kind, text) == ("message", "发来消息：")
+    assert sentences.sentence("oa.text", {"content": "{0} {missing}"}, NAMES)[1] == (
+        "发来消息：{0} {missing}"
+    )
+
+
+def test_types_of_a_kind():
+    assert "note.added" in sentences.types_of("note")
+    assert set(sentences.types_of("tag")) == {"tag.added", "tag.removed"}
+    assert "lead.returned" in sentences.types_of("lead")
+
+
+def test_relative_times():
+    def when(delta: timedelta) -> str:
+        return sentences.when(NOW - delta, NOW, SHANGHAI)
+
+    assert when(timedelta(seconds=10)) == "刚刚"
+    assert when(timedelta(minutes=5)) == "5分钟前"
+    assert when(timedelta(hours=3)) == "今天 13:00"
+    assert when(timedelta(hours=20)) == "昨天 20:00"
+    assert when(timedelta(days=3)) == "3天前"
+    assert when(timedelta(days=20)) == "11月12日"
+    assert when(timedelta(days=400)) == "2025-10-28"
+    assert sentences.until(NOW + timedelta(minutes=9, seconds=30), NOW, SHANGHAI) == "10分钟后"
+    assert sentences.until(NOW + timedelta(days=1), NOW, SHANGHAI) == "明天 16:00"
+    assert sentences.until(NOW - timedelta(minutes=1), NOW, SHANGHAI) == "即将"
