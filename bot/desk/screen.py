@@ -60,18 +60,18 @@ def timeline_page(
     """One page of the timeline, each event as {id, kind, text, when, at}."""
     rows, more = store.timeline(session, contact_id, PAGE, before, **_filter(kind))
     names = rep_names(session) if names is None else names
-    journey_ids = {r["properties"].get("journey_id") for r in rows} - {None}
+    journey_ids = {sentences.journey_of(r["properties"]) for r in rows} - {None}
     journeys = dict(
         session.execute(
             sa.select(Journey.id, Journey.name).where(Journey.id.in_(journey_ids))
         ).all()
     )
-    items = []
+    zone, items = ZoneInfo(settings.timezone), []
     for r in rows:
         props = dict(r["properties"])
-        if props.get("journey_id") in journeys:
-            props["journey_name"] = journeys[props["journey_id"]]
-        kind_of, text = sentences.sentence(r["type"], props, names)
+        if sentences.journey_of(props) in journeys:
+            props["journey_name"] = journeys[sentences.journey_of(props)]
+        kind_of, text = sentences.sentence(r["type"], props, names, zone)
         at = datetime.fromisoformat(r["occurred_at"])
         items.append(
             {
@@ -79,7 +79,7 @@ def timeline_page(
                 "type": r["type"],
                 "kind": kind_of,
                 "text": text,
-                "when": sentences.when(at, now, ZoneInfo(settings.timezone)),
+                "when": sentences.when(at, now, zone),
                 "at": r["occurred_at"],
             }
         )

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.scoring.rules import STAGE_LABELS
+
 KINDS = {  # filter value: label
     "message": "消息",
     "menu": "菜单",
@@ -19,15 +21,29 @@ KINDS = {  # filter value: label
     "other": "其他",
 }
 
-STAGES = {
-    "subscriber": "关注者",
-    "lead": "潜在客户",
-    "mql": "MQL",
-    "sql": "SQL",
-    "customer": "已成交",
-    "disqualified": "已流失",
-    "auto": "自动",
+STAGES = {**STAGE_LABELS, "auto": "自动"}
+
+# tag.added / tag.removed: why, by the change's source (its actor says which word, rep, step)
+TAG_WHY: dict[str, tuple[str, str]] = {  # source: (added, removed)
+    "tag_rule": ("（标签规则）", "（标签规则）"),
+    "interest": ("（关键词{word}）", "（关键词{word}）"),
+    "reply_rule": ("（自动回复规则）", "（自动回复规则）"),
+    "channel": ("（渠道活码）", "（渠道活码）"),
+    "campaign": ("（活动）", "（活动）"),
+    "journey": ("（旅程{journey_quoted}）", "（旅程{journey_quoted}）"),
+    "manual": ("（{actor_name} 手动添加）", "（{actor_name} 手动移除）"),
+    "wecom": ("（{actor_name} 在企业微信中添加）", "（{actor_name} 在企业微信中移除）"),
+    "rule": ("（规则）", "（规则）"),
 }
+
+# a returned lead: what its reason did
+RETURN_OUTCOMES = {
+    "nurture": "回到培育",
+    "reassign": "转给下一位销售",
+    "disqualify": "标记为已流失，停止营销",
+}
+
+TRANSFER_KINDS = {"in_service": "在职转接", "resigned": "离职继承"}
 
 # event type: (kind, template over the event's properties; a missing one reads as "")
 TEMPLATES: dict[str, tuple[str, str]] = {
@@ -52,8 +68,8 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "oa.template_send_finished": ("message", "模板消息送达结果：{status}"),
     "oa.mass_send_finished": ("message", "群发送达结果：{status}"),
     "msg.sent": ("message", "我们发出一条消息"),
-    "msg.held": ("message", "一条消息被暂缓发送：{reason}"),
-    "msg.failed": ("message", "一条消息发送失败：{reason}"),
+    "msg.held": ("message", "一条消息被暂缓发送{error_suffix}"),
+    "msg.failed": ("message", "一条消息发送失败{error_suffix}"),
     "wecom.contact_added": ("follow", "添加了企业微信好友 {userid_name}"),
     "wecom.contact_half_added": ("follow", "免验证添加了企业微信好友 {userid_name}"),
     "wecom.contact_edited": ("follow", "{userid_name} 修改了客户资料"),
@@ -61,14 +77,22 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "wecom.customer_deleted_rep": ("follow", "客户删除了 {userid_name}"),
     "wecom.transfer_failed": ("lead", "客户转接失败"),
     "wecom.contact_found": ("follow", "{userid_name} 在侧边栏首次打开客户"),
-    "tag.added": ("tag", "打上标签「{tag}」"),
-    "tag.removed": ("tag", "移除标签「{tag}」"),
+    "wecom.corp_tag_changed": ("other", "企业微信的客户标签库有变动"),
+    "wecom.chat_changed": ("other", "企业微信客户群有变动"),
+    "wecom.unknown": ("other", "收到一条暂不支持的企业微信事件"),
+    "sales.transfer_requested": (
+        "lead",
+        "客户由 {from_name} {transfer_kind}给 {to_name}{errcode_suffix}",
+    ),
+    "sales.reminder_set": ("note", "{userid_name} 设置跟进提醒：{due_local} {text}"),
+    "tag.added": ("tag", "获得标签「{tag}」{tag_why}"),
+    "tag.removed": ("tag", "移除标签「{tag}」{tag_why}"),
     "contact.stage_changed": ("score", "阶段 {from_stage} → {to_stage}{stage_reason}"),
     "score.changed": ("score", "分数变为 {score}"),
     "contact.merged": ("other", "合并了重复的客户档案"),
     "lead.assigned": ("lead", "线索分配给 {userid_name}"),
     "lead.accepted": ("lead", "{userid_name} 接受了线索"),
-    "lead.returned": ("lead", "{userid_name} 退回了线索{note_suffix}"),
+    "lead.returned": ("lead", "{userid_name} 退回了线索{return_why}{note_suffix}"),
     "lead.escalated": ("lead", "{userid_name} 未及时处理，线索转给下一位"),
     "lead.reassigned": ("lead", "线索由 {from_name} 转给 {to_name}"),
     "lead.unassigned": ("lead", "暂时没有可分配的销售"),
@@ -79,8 +103,19 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "journey.points": ("score", "旅程加分 {points}"),
     "journey.field": ("journey", "资料更新：{key} = {value}"),
     "journey.notify_rep": ("journey", "旅程提醒了销售"),
+    "journey.converted": ("journey", "在旅程「{journey_name}」中达成目标"),
+    "journey.webhook": ("journey", "旅程调用了外部接口"),
+    "journey.webhook_result": ("journey", "外部接口调用结果：{webhook_outcome}"),
+    "journey.send_invalid": ("journey", "旅程的一条消息内容无效，未发送"),
+    "journey.notify_failed": ("journey", "旅程提醒销售失败：{error}"),
+    "journey.enter_failed": ("journey", "未能进入旅程「{journey}」"),
+    "journey.unknown_command": ("journey", "旅程遇到无法执行的步骤"),
     "note.added": ("note", "{author_name} 记录：{text}"),
 }
+
+
+WEBHOOK_OUTCOMES = {"answered": "成功", "refused": "被拒绝", "failed": "失败"}
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class _Blank(dict):
@@ -88,7 +123,7 @@ class _Blank(dict):
         return ""
 
 
-def _extras(props: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def _extras(props: dict[str, Any], names: dict[str, str], zone: ZoneInfo) -> dict[str, Any]:
     """Derived fields the templates use: people's names, stage labels, optional suffixes."""
 
     def name(userid: Any) -> str:
@@ -106,7 +141,46 @@ def _extras(props: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         "channel": f"（渠道：{props['channel']}）" if props.get("channel") else "",
         "recognition": f"：{props['recognition']}" if props.get("recognition") else "",
         "journey_name": props.get("journey_name") or props.get("journey") or "",
+        "error_suffix": f"（错误码 {props['error_code']}）" if props.get("error_code") else "",
+        "transfer_kind": TRANSFER_KINDS.get(str(props.get("kind")), "转接"),
+        "errcode_suffix": f"，企业微信未受理（{props['errcode']}）" if props.get("errcode") else "",
+        "due_local": _local(props.get("due_at"), zone),
+        "tag_why": _tag_why(props, name),
+        "return_why": _return_why(props),
+        "webhook_outcome": WEBHOOK_OUTCOMES.get(str(props.get("outcome")), "未知"),
     }
+
+
+def _local(iso: Any, zone: ZoneInfo) -> str:
+    try:
+        at = datetime.fromisoformat(str(iso)).astimezone(zone)
+    except ValueError:
+        return ""
+    return f"{at.month}月{at.day}日 {at:%H:%M}"
+
+
+def _tag_why(props: dict[str, Any], name: Any) -> str:
+    """Why a tag came or went, from its source and actor (see TAG_WHY)."""
+    phrases = TAG_WHY.get(str(props.get("source")))
+    if phrases is None:
+        return ""
+    actor = str(props.get("actor") or "")
+    journey = props.get("journey_name")
+    values = {
+        "actor_name": "接口" if actor == "api" else name(actor) or "有人",
+        "word": f"「{actor.removeprefix('interest:')}」" if actor.startswith("interest:") else "",
+        "journey_quoted": f"「{journey}」" if journey else "",
+    }
+    added = props.get("_type") != "tag.removed"
+    return (phrases[0] if added else phrases[1]).format_map(values)
+
+
+def _return_why(props: dict[str, Any]) -> str:
+    """(原因：预算不足；回到培育) for a returned lead."""
+    parts = [f"原因：{props['reason']}"] if props.get("reason") else []
+    if props.get("outcome") in RETURN_OUTCOMES:
+        parts.append(RETURN_OUTCOMES[props["outcome"]])
+    return f"（{'；'.join(parts)}）" if parts else ""
 
 
 def _stage_reason(props: dict[str, Any], name: Any) -> str:
@@ -118,11 +192,24 @@ def _stage_reason(props: dict[str, Any], name: Any) -> str:
     return f"（{name(by)} 设置" + (f"：{note}）" if note else "）")
 
 
-def sentence(type_: str, props: dict[str, Any], names: dict[str, str]) -> tuple[str, str]:
+def journey_of(props: dict[str, Any]) -> int | None:
+    """The journey an event is about: its journey_id, or the step that changed a tag."""
+    if isinstance(props.get("journey_id"), int):
+        return props["journey_id"]
+    actor = str(props.get("actor") or "")
+    if props.get("source") == "journey" and actor.startswith("journey:"):
+        ref = actor.split(":")[1]
+        return int(ref) if ref.isdigit() and len(ref) < 10 else None
+    return None
+
+
+def sentence(
+    type_: str, props: dict[str, Any], names: dict[str, str], zone: ZoneInfo = UTC_ZONE
+) -> tuple[str, str]:
     """(kind, text) for one event; unknown types say their type."""
     kind, template = TEMPLATES.get(type_, ("other", f"事件 {type_}"))
     values = _Blank({k: v for k, v in props.items() if isinstance(v, str | int | float)})
-    values.update(_extras(props, names))
+    values.update(_extras({**props, "_type": type_}, names, zone))
     return kind, template.format_map(values).strip()
 
 

@@ -24,6 +24,7 @@ from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 from bot.sales import transfers
 from bot.scoring.explain import explain
+from bot.scoring.rules import STAGE_LABELS
 
 if TYPE_CHECKING:
     from bot.core.context import Context
@@ -176,9 +177,10 @@ def notify(settings: Settings, assignment_id: int) -> int | None:
             f"{ln.get('reason') or ln.get('rule_id')} {ln.get('points'):+g}" for ln in top
         )
         name = contact.name or f"客户 #{contact.id}"
+        stage = STAGE_LABELS.get(contact.stage, contact.stage)
         userid = a.userid
     description = (
-        f'<div class="gray">{name} · 分数 {explained["total"]:g} · 阶段 MQL</div>'
+        f'<div class="gray">{name} · 分数 {explained["total"]:g} · 阶段 {stage}</div>'
         f'<div class="normal">{why or "得分达到 MQL 门槛"}</div>'
         f'<div class="highlight">请在 {int(ESCALATE_AFTER.total_seconds() // 3600)} 小时内接受或退回</div>'
     )

@@ -57,6 +57,14 @@ from journeys.conditions import Cmp, Conditions
 STAGES = ("subscriber", "lead", "mql", "sql", "customer", "disqualified")
 AUTO_STAGES = ("subscriber", "lead", "mql", "sql")  # the ones thresholds move, forward only
 FINAL_STAGES = ("customer", "disqualified")  # a person or an explicit rule only
+STAGE_LABELS = {  # each stage as reps read it (the sidebar, the lead card)
+    "subscriber": "关注者",
+    "lead": "潜在客户",
+    "mql": "MQL",
+    "sql": "SQL",
+    "customer": "已成交",
+    "disqualified": "已流失",
+}
 MARKER = "@ledger"  # rule id of the zero line saying "this ledger was built under this version"
 # Points given directly (a journey's add_points): {"points": 5, "reason": "..."} on this event
 # type becomes one line under this rule id, in every rule version.

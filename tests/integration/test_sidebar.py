@@ -456,7 +456,7 @@ def test_header_score_trend_reasons_and_paginated_timeline(client, sim, sim_sett
     )
     assert "小事" not in reasons
     assert "3天前 点击菜单「菜单0」" in page.replace("</time> ", " ")
-    assert "打上标签「VIP」" in page
+    assert "获得标签「VIP」" in page
     headers = csrf(client, cid)
     first = client.get(
         f"/sidebar/api/contacts/{cid}/timeline?kind=menu", headers=headers
@@ -475,7 +475,7 @@ def test_header_score_trend_reasons_and_paginated_timeline(client, sim, sim_sett
     tags_only = client.get(
         f"/sidebar/api/contacts/{cid}/timeline?kind=tag", headers=headers
     ).get_json()
-    assert [e["text"] for e in tags_only["events"]] == ["打上标签「VIP」"]
+    assert [e["text"] for e in tags_only["events"]] == ["获得标签「VIP」"]
 
 
 def test_stage_changes_sql_won_and_lost_with_a_reason(client, sim, sim_settings):

@@ -26,12 +26,22 @@ def test_examples_from_the_issue_read_as_written():
         ("journey.answer", {"attribute": "预算", "value": "五万左右"}, "回答了预算问题：五万左右"),
         ("oa.subscribe", {"channel": "展会海报"}, "关注了公众号（渠道：展会海报）"),
         ("oa.subscribe", {}, "关注了公众号"),
-        ("tag.added", {"tag": "高意向"}, "打上标签「高意向」"),
+        ("tag.added", {"tag": "高意向"}, "获得标签「高意向」"),
         ("tag.removed", {"tag": "高意向"}, "移除标签「高意向」"),
         (
             "lead.returned",
             {"userid": "alice", "note": "不在我的区域"},
             "李娜 退回了线索：不在我的区域",
+        ),
+        (
+            "lead.returned",
+            {"userid": "alice", "reason": "联系不上", "outcome": "reassign", "note": "空号"},
+            "李娜 退回了线索（原因：联系不上；转给下一位销售）：空号",
+        ),
+        (
+            "lead.returned",
+            {"userid": "bob", "reason": "非目标客户", "outcome": "disqualify", "note": ""},
+            "赵强 退回了线索（原因：非目标客户；标记为已流失，停止营销）",
         ),
         ("lead.returned", {"userid": "alice"}, "李娜 退回了线索"),
         ("lead.reassigned", {"from": "alice", "to": None}, "线索由 李娜 转给 （无人）"),
@@ -55,6 +65,46 @@ def test_examples_from_the_issue_read_as_written():
     ]
     for type_, props, text in cases:
         assert sentences.sentence(type_, props, NAMES)[1] == text
+
+
+def test_tag_changes_say_why():
+    def tag(type_: str, source: str, actor: str | None, **extra) -> str:
+        props = {"tag": "意向:价格", "source": source, "actor": actor, **extra}
+        return sentences.sentence(type_, props, NAMES)[1]
+
+    assert (
+        tag("tag.added", "interest", "interest:价格") == "获得标签「意向:价格」（关键词「价格」）"
+    )
+    assert tag("tag.added", "tag_rule", "tag_rule:7") == "获得标签「意向:价格」（标签规则）"
+    assert tag("tag.removed", "tag_rule", "tag_rule:7") == "移除标签「意向:价格」（标签规则）"
+    assert tag("tag.added", "reply_rule", "reply_rule:3") == "获得标签「意向:价格」（自动回复规则）"
+    assert tag("tag.added", "channel", "channel:2") == "获得标签「意向:价格」（渠道活码）"
+    assert tag("tag.added", "campaign", None) == "获得标签「意向:价格」（活动）"
+    journey = tag("tag.added", "journey", "journey:4:s1", journey_name="新客培育")
+    assert journey == "获得标签「意向:价格」（旅程「新客培育」）"
+    assert sentences.journey_of({"source": "journey", "actor": "journey:4:s1"}) == 4
+    assert sentences.journey_of({"source": "manual", "actor": "journey:4:s1"}) is None
+    assert tag("tag.added", "manual", "alice") == "获得标签「意向:价格」（李娜 手动添加）"
+    assert tag("tag.removed", "manual", "bob") == "移除标签「意向:价格」（赵强 手动移除）"
+    assert tag("tag.added", "manual", "api") == "获得标签「意向:价格」（接口 手动添加）"
+    assert tag("tag.removed", "wecom", "alice") == "移除标签「意向:价格」（李娜 在企业微信中移除）"
+
+
+def test_sales_events_read_in_chinese():
+    due = "2026-12-03T02:00:00+00:00"  # 10:00 in Shanghai
+    props = {"userid": "alice", "due_at": due, "text": "回电话确认预算"}
+    assert sentences.sentence("sales.reminder_set", props, NAMES, SHANGHAI) == (
+        "note",
+        "李娜 设置跟进提醒：12月3日 10:00 回电话确认预算",
+    )
+    moved = {"kind": "in_service", "from": "alice", "to": "bob", "errcode": 0}
+    assert sentences.sentence("sales.transfer_requested", moved, NAMES)[1] == (
+        "客户由 李娜 在职转接给 赵强"
+    )
+    refused = {"kind": "resigned", "from": "alice", "to": "bob", "errcode": 40129}
+    assert sentences.sentence("sales.transfer_requested", refused, NAMES)[1] == (
+        "客户由 李娜 离职继承给 赵强，企业微信未受理（40129）"
+    )
 
 
 def test_unknown_types_and_odd_properties_do_not_break():
