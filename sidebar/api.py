@@ -10,7 +10,9 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from bot.desk import actions, screen
+from bot.core import wechat
+from bot.desk import actions, followups, replies, screen
+from bot.wecom import jsapi
 from journeys.tag_names import checked_tag
 from sidebar.guard import before_arg, json_error, kind_arg, rep_json, settings
 from sidebar.pages import NOT_YOURS
@@ -43,6 +45,15 @@ class StageIn(Strict):
 class LeadAnswer(Strict):
     note: str = Field(default="", max_length=500)
     reason: int | str | None = None  # a return's reason: its id or its label
+
+
+class ReminderIn(Strict):
+    due_at: str = Field(min_length=10, max_length=40)
+    text: str = Field(min_length=1, max_length=500)
+
+
+class PageIn(Strict):
+    url: str = Field(min_length=1, max_length=2000)
 
 
 class BadBody(Exception):
@@ -137,7 +148,50 @@ def answer_lead(lead_id: int, answer: str) -> ResponseReturnValue:
     if answer not in ("accept", "return"):
         return json_error(404, "未知的操作")
     data = body(LeadAnswer)
-    status = actions.answer_lead(
+    answered = actions.answer_lead(
         settings(), g.rep.userid, lead_id, answer == "accept", data.note, data.reason
     )
-    return jsonify(lead_id=lead_id, status=status)
+    return jsonify(lead_id=lead_id, **answered)
+
+
+@bp.post("/contacts/<id:contact_id>/reminders")
+@rep_json
+def set_reminder(contact_id: int) -> ResponseReturnValue:
+    """The rep's next follow-up (replacing their pending one); the same again is a no-op."""
+    data = body(ReminderIn)
+    row, new = followups.set_reminder(settings(), g.rep.userid, contact_id, data.due_at, data.text)
+    return jsonify(reminder=row, created=new), 201 if new else 200
+
+
+@bp.delete("/contacts/<id:contact_id>/reminders/<id:reminder_id>")
+@rep_json
+def cancel_reminder(contact_id: int, reminder_id: int) -> ResponseReturnValue:
+    status = followups.cancel_reminder(settings(), g.rep.userid, contact_id, reminder_id)
+    return jsonify(reminder_id=reminder_id, status=status)
+
+
+@bp.get("/quick-replies")
+@rep_json
+def quick_replies() -> ResponseReturnValue:
+    """话术库 search: ``?q=`` words (every reply when empty), ``?group=`` a group id."""
+    query = request.args.get("q", "")[:100]
+    raw_group = request.args.get("group", "")
+    if raw_group and not (raw_group.isascii() and raw_group.isdigit() and len(raw_group) < 10):
+        return json_error(422, "分组不正确")
+    group = int(raw_group) if raw_group else None
+    return jsonify(replies.search(settings(), g.rep.userid, query, group))
+
+
+@bp.post("/jssdk")
+@rep_json
+def jssdk() -> ResponseReturnValue:
+    """wx.config and wx.agentConfig signatures for one of the sidebar's own pages (a
+    customer's page signs when the rep first puts a quick reply into the chat)."""
+    url = body(PageIn).url.split("#", 1)[0]
+    if not url.startswith(f"{settings().public_url}/sidebar/"):
+        return json_error(422, "只能为侧边栏自己的页面签名")
+    try:
+        signed = jsapi.page_config(settings(), url)
+    except wechat.PlatformError:
+        return json_error(503, "暂时无法连接企业微信 JS-SDK，请稍后再试")
+    return jsonify(signed=signed, jssdk_url=str(settings().wecom_jssdk_url))

@@ -13,7 +13,7 @@ from bot.contacts import record as events
 from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import session_scope
-from bot.core.models import LeadAssignment
+from bot.core.models import LeadAssignment, LeadReturnReason
 from bot.sales import handoff, returns
 from bot.sales.access import staff, visible_contact
 from bot.scoring import edits as scoring_edits
@@ -23,6 +23,12 @@ from bot.wecom.sync import customer_for
 # the stage a rep picks: (stored stage, whether a reason is required)
 STAGE_MOVES = {"sql": ("sql", False), "won": ("customer", False), "lost": ("disqualified", True)}
 JOURNEY_ACTIONS = ("pause", "resume", "remove")
+# a return's outcome, as the rep reads it once the lead is back
+RETURNED = {
+    "nurture": "线索已退回：客户回到培育阶段，由自动化继续跟进。",
+    "reassign": "线索已退回：将转给下一位销售跟进。",
+    "disqualify": "线索已退回：客户已标记为已流失，不再发送营销消息。",
+}
 
 
 class Forbidden(Exception):
@@ -33,7 +39,8 @@ class Refused(Exception):
     """The request cannot be done as it stands; the message, in Chinese, says why."""
 
 
-def _visible(session: Session, userid: str, contact_id: int) -> int:
+def visible(session: Session, userid: str, contact_id: int) -> int:
+    """The (surviving) contact id when this rep may see it; Forbidden otherwise."""
     cid = visible_contact(session, userid, contact_id)
     if cid is None:
         raise Forbidden(contact_id)
@@ -48,27 +55,27 @@ def open_customer(settings: Settings, userid: str, external_userid: str) -> int:
     except wechat.PlatformError as exc:
         raise Refused(f"企业微信查不到这位客户（{exc.errcode}）") from None
     with session_scope(settings.database_url) as session:
-        return _visible(session, userid, cid)
+        return visible(session, userid, cid)
 
 
 def add_tag(settings: Settings, userid: str, contact_id: int, tag: str) -> bool:
     """True when the tag is new; the sync to WeCom's corp tags is queued."""
     with session_scope(settings.database_url) as session:
-        cid = _visible(session, userid, contact_id)
-        return tag_edits.tag_contact(settings, session, cid, tag)[1]
+        cid = visible(session, userid, contact_id)
+        return tag_edits.tag_contact(settings, session, cid, tag, by=userid)[1]
 
 
 def remove_tag(settings: Settings, userid: str, contact_id: int, tag: str) -> bool:
     with session_scope(settings.database_url) as session:
-        cid = _visible(session, userid, contact_id)
-        return tag_edits.untag_contact(settings, session, cid, tag)
+        cid = visible(session, userid, contact_id)
+        return tag_edits.untag_contact(settings, session, cid, tag, by=userid)
 
 
 def add_note(settings: Settings, userid: str, contact_id: int, text: str, key: str) -> bool:
     """A note (follow-up record) on the timeline; ``key`` (the form's) makes a resend a no-op.
     True when stored now."""
     with session_scope(settings.database_url) as session:
-        cid = _visible(session, userid, contact_id)
+        cid = visible(session, userid, contact_id)
         outbox_id = events.append(
             session,
             cid,
@@ -90,7 +97,7 @@ def set_stage(settings: Settings, userid: str, contact_id: int, move: str, reaso
     if needs_reason and not reason:
         raise Refused("标记流失时请填写原因")
     with session_scope(settings.database_url) as session:
-        cid = _visible(session, userid, contact_id)
+        cid = visible(session, userid, contact_id)
         scoring_edits.set_stage(settings, session, cid, stage, by=userid, note=reason or None)
     return stage
 
@@ -102,7 +109,7 @@ def journey_action(
     if action not in JOURNEY_ACTIONS:
         raise Refused("未知的操作")
     with session_scope(settings.database_url) as session:
-        cid = _visible(session, userid, contact_id)
+        cid = visible(session, userid, contact_id)
         if staff(session, userid).role != "manager":
             raise Forbidden(contact_id)
         try:
@@ -124,9 +131,9 @@ def answer_lead(
     accept: bool,
     note: str,
     reason: int | str | None = None,
-) -> str:
-    """Accept or return (with a reason) one's own lead, as the rep, no API token; the lead's
-    new status."""
+) -> dict[str, Any]:
+    """Accept or return (with a reason) one's own lead, as the rep, no API token: the lead's
+    new status, and for a return the reason and what it did (its outcome)."""
     with session_scope(settings.database_url) as session:
         lead = session.get(LeadAssignment, lead_id)
         if lead is None or lead.userid != userid or staff(session, userid) is None:
@@ -135,11 +142,20 @@ def answer_lead(
         raise Refused("请选择退回原因")
     try:
         if accept:
-            return handoff.accept(settings, lead_id, userid, note).status
-        return returns.return_lead(settings, lead_id, userid, reason, note).status
+            return {"status": handoff.accept(settings, lead_id, userid, note).status}
+        done = returns.return_lead(settings, lead_id, userid, reason, note)
     except returns.UnknownReason:
         raise Refused("没有这个退回原因") from None
     except returns.NoteRequired:
         raise Refused("这个退回原因需要填写说明") from None
     except handoff.LeadError:
         raise Refused("这条线索已经处理过了") from None
+    with session_scope(settings.database_url) as session:
+        why = session.get(LeadReturnReason, done.return_reason_id)
+        outcome = why.outcome if why is not None else None
+    return {
+        "status": done.status,
+        "reason": done.return_reason,
+        "outcome": outcome,
+        "message": RETURNED.get(outcome, "线索已退回。"),
+    }

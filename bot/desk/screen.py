@@ -25,7 +25,8 @@ from bot.core.models import (
     Rep,
     utcnow,
 )
-from bot.desk import sentences
+from bot.desk import followups, sentences
+from bot.sales import returns
 from bot.sales.access import staff, visible_contact
 from bot.scoring.summary import summary
 
@@ -186,6 +187,9 @@ def contact_screen(
             .where(ContactTag.contact_id == cid)
             .order_by(ContactTag.id)
         ).all()
+        lead = _lead(session, cid, userid)
+        answerable = lead is not None and lead["mine"] and lead["status"] == "assigned"
+        reasons = returns.list_reasons(session, active_only=True) if answerable else []
         return {
             "rep": {"userid": rep.userid, "name": rep.name or rep.userid, "role": rep.role},
             "contact": _header(session, contact, now),
@@ -193,7 +197,9 @@ def contact_screen(
             "timeline": timeline_page(settings, session, cid, kind, before, now, names),
             "journeys": _journeys(session, settings, cid, now),
             "notes": _notes(session, cid, names, settings, now),
-            "lead": _lead(session, cid, userid),
+            "lead": lead,
+            "return_reasons": [returns.reason_json(r) for r in reasons],
+            "reminder": followups.pending(settings, session, cid, userid),
             "kinds": sentences.KINDS,
             "stages": {s: sentences.STAGES[s] for s in STAGE_CHOICES},
         }

@@ -14,6 +14,7 @@ for anything overdue whose job Redis lost.
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 from datetime import UTC, datetime, timedelta
@@ -194,12 +195,19 @@ def _claim(
 
 
 def _message(settings: Settings, row: FollowUpReminder, name: str) -> int:
+    """A text card whose link opens the customer's sidebar page (through the rep's OAuth)."""
     due = row.due_at.astimezone(ZoneInfo(settings.timezone)).strftime("%m-%d %H:%M")
     req = SendRequest.model_validate(
         {
-            "kind": "wecom_text",
+            "kind": "wecom_textcard",
             "to_user": [row.userid],
-            "payload": {"content": f"跟进提醒：{name}\n{row.text}\n（{due} 到期）"},
+            "payload": {
+                "title": f"跟进提醒：{name}"[:128],
+                "description": f'<div class="normal">{html.escape(row.text[:400])}</div>'
+                f'<div class="gray">{due} 到期</div>',
+                "url": f"{settings.public_url}/sidebar/contacts/{row.contact_id}",
+                "btntxt": "查看客户",
+            },
             "idempotency_key": f"reminder-{row.id}",
         }
     )

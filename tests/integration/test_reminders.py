@@ -33,7 +33,9 @@ def make_due(settings, rid: int, ago: timedelta = timedelta(hours=1)) -> None:
 
 
 def app_messages(sim, userid: str) -> list[str]:
-    return [m["payload"]["text"]["content"] for m in sim.inbox(userid=userid, kind="app")]
+    """Each app message as one text: a text card's title, description and link."""
+    cards = [m["payload"]["textcard"] for m in sim.inbox(userid=userid, kind="app")]
+    return [f"{c['title']}\n{c['description']}\n{c['url']}" for c in cards]
 
 
 def reminder_rows(settings) -> int:
@@ -72,6 +74,7 @@ def test_a_due_reminder_is_sent_once_even_when_its_job_runs_twice(setup):
     run_worker(settings)
     [text] = app_messages(sim, "chen")
     assert "跟进提醒" in text and "回电话确认预算" in text
+    assert text.endswith(f"{settings.public_url}/sidebar/contacts/{cid}")  # the sidebar page
     got = reminder(settings, r.id)
     assert got.status == "sent" and got.message_id is not None
 

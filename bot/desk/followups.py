@@ -1,0 +1,82 @@
+"""The rep's next follow-up with a customer, from the sidebar: set one (when, what to do),
+cancel it, and the pending one the page shows. Each is checked against the access rules
+first; the reminder itself (its job, its one app message) is bot.sales.reminders'."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from bot.core.config import Settings
+from bot.core.db import session_scope
+from bot.core.models import FollowUpReminder, utcnow
+from bot.desk.actions import Forbidden, Refused, visible
+from bot.sales import reminders
+
+MAX_AHEAD = timedelta(days=366)
+
+
+def due_time(settings: Settings, raw: str) -> datetime:
+    """The page's ``datetime-local`` value (``2026-12-03T10:00``, in the app's zone) or an ISO
+    time with its offset; Refused when it is neither, gone, or more than a year ahead."""
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Refused("提醒时间格式不正确") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=ZoneInfo(settings.timezone))
+    now = utcnow()
+    if at < now - reminders.PAST_ALLOWED:
+        raise Refused("提醒时间已经过去，请选择以后的时间")
+    if at > now + MAX_AHEAD:
+        raise Refused("提醒时间最多设在一年以内")
+    return at
+
+
+def view(settings: Settings, r: FollowUpReminder) -> dict[str, Any]:
+    """A reminder as the page shows it: reminder_json plus the local due time."""
+    local = r.due_at.astimezone(ZoneInfo(settings.timezone))
+    return {
+        **reminders.reminder_json(r),
+        "due_local": f"{local.month}月{local.day}日 {local:%H:%M}",
+    }
+
+
+def pending(settings: Settings, session: Session, contact_id: int, userid: str) -> dict | None:
+    """This rep's pending reminder for the customer (at most one: a new one replaces it)."""
+    mine = [r for r in reminders.reminders_for(session, contact_id) if r.userid == userid]
+    return view(settings, mine[0]) if mine else None
+
+
+def set_reminder(
+    settings: Settings, userid: str, contact_id: int, due: str, text: str
+) -> tuple[dict[str, Any], bool]:
+    """(the reminder, whether it is new): the same time and text again changes nothing."""
+    at, text = due_time(settings, due), text.strip()
+    with session_scope(settings.database_url) as session:
+        cid = visible(session, userid, contact_id)
+        same = pending(settings, session, cid, userid)
+        if same and same["text"] == text and datetime.fromisoformat(same["due_at"]) == at:
+            return same, False
+    try:
+        row = reminders.set_reminder(settings, cid, userid, at, text, by=userid)
+    except reminders.ReminderError:
+        raise Refused("无法设置提醒：请检查时间和内容") from None
+    return view(settings, row), True
+
+
+def cancel_reminder(settings: Settings, userid: str, contact_id: int, reminder_id: int) -> str:
+    """Cancel this rep's reminder for the customer; its status afterwards (``cancelled``, or
+    ``sent`` when it went out already). Forbidden: not this rep's, or not this customer's."""
+    with session_scope(settings.database_url) as session:
+        cid = visible(session, userid, contact_id)
+        row = session.get(FollowUpReminder, reminder_id)
+        if row is None or row.contact_id != cid or row.userid != userid:
+            raise Forbidden(contact_id)
+    if reminders.cancel_reminder(settings, reminder_id, userid):
+        return "cancelled"
+    with session_scope(settings.database_url) as session:
+        return session.get(FollowUpReminder, reminder_id).status
