@@ -36,6 +36,12 @@ def due_time(settings: Settings, raw: str) -> datetime:
     return at
 
 
+def default_due(settings: Settings) -> str:
+    """What the page's time field starts with: tomorrow at 10:00, in the app's zone."""
+    tomorrow = utcnow().astimezone(ZoneInfo(settings.timezone)).date() + timedelta(days=1)
+    return f"{tomorrow.isoformat()}T10:00"
+
+
 def view(settings: Settings, r: FollowUpReminder) -> dict[str, Any]:
     """A reminder as the page shows it: reminder_json plus the local due time."""
     local = r.due_at.astimezone(ZoneInfo(settings.timezone))

@@ -48,22 +48,32 @@
     return res && (res.err_msg || res.errMsg || "") === name + ":ok";
   }
 
+  // wx.config + wx.agentConfig with a page's signatures ({corpid, agentid, config, agent})
+  function configure(s) {
+    return new Promise(function (resolve, reject) {
+      var apis = ["getContext", "getCurExternalContact", "sendChatMessage"];
+      window.wx.config({ beta: true, debug: false, appId: s.corpid, timestamp: +s.config.timestamp,
+        nonceStr: s.config.nonceStr, signature: s.config.signature, jsApiList: apis });
+      window.wx.error(function () { reject(new Error("企业微信拒绝了页面的 JS-SDK 签名，暂时无法识别当前聊天的客户。")); });
+      window.wx.ready(function () {
+        window.wx.agentConfig({ corpid: s.corpid, agentid: s.agentid, timestamp: +s.agent.timestamp,
+          nonceStr: s.agent.nonceStr, signature: s.agent.signature, jsApiList: apis,
+          success: function () { resolve(); },
+          fail: function () { reject(new Error("企业微信拒绝了应用的 JS-SDK 签名，暂时无法识别当前聊天的客户。")); } });
+      });
+    });
+  }
+
   function entry(el) {
     var d = el.dataset;
     if (!d.corpid) return refuse();
     var timer = setTimeout(function () { refuse("没有连接到企业微信：请在企业微信的客户聊天中打开侧边栏。"); }, 8000);
     var fail = function (text) { clearTimeout(timer); refuse(text); };
     if (!window.wx) return fail("请在企业微信中打开：这里无法识别当前聊天的客户。");
-    var apis = ["getContext", "getCurExternalContact", "sendChatMessage"];
-    window.wx.config({ beta: true, debug: false, appId: d.corpid, timestamp: +d.configTimestamp,
-      nonceStr: d.configNonce, signature: d.configSignature, jsApiList: apis });
-    window.wx.error(function () { fail("企业微信拒绝了页面的 JS-SDK 签名，暂时无法识别当前聊天的客户。"); });
-    window.wx.ready(function () {
-      window.wx.agentConfig({ corpid: d.corpid, agentid: d.agentid, timestamp: +d.agentTimestamp,
-        nonceStr: d.agentNonce, signature: d.agentSignature, jsApiList: apis,
-        success: function () { whoIsThis(fail, timer); },
-        fail: function () { fail("企业微信拒绝了应用的 JS-SDK 签名，暂时无法识别当前聊天的客户。"); } });
-    });
+    configure({ corpid: d.corpid, agentid: d.agentid,
+      config: { timestamp: d.configTimestamp, nonceStr: d.configNonce, signature: d.configSignature },
+      agent: { timestamp: d.agentTimestamp, nonceStr: d.agentNonce, signature: d.agentSignature } })
+      .then(function () { whoIsThis(fail, timer); }, function (err) { fail(err.message); });
   }
 
   function whoIsThis(fail, timer) {
@@ -94,6 +104,14 @@
     ev.preventDefault();
     if (el.dataset.confirm && !window.confirm(el.dataset.confirm)) return;
     var body = el.dataset.body ? JSON.parse(el.dataset.body) : {};
+    if (el.dataset.inputs) {
+      var empty = el.dataset.inputs.split(",").some(function (pair) {
+        var kv = pair.split(":");
+        body[kv[0]] = document.getElementById(kv[1]).value.trim();
+        return !body[kv[0]];
+      });
+      if (empty) return toast("请填写完整后再提交");
+    }
     if (el.dataset.prompt) {
       var answer = window.prompt(el.dataset.prompt, "");
       if (answer === null) return;
@@ -113,6 +131,138 @@
     send(form, body);
   });
 
+  // --- returning a lead: the dialog with the reasons ------------------------------------------
+  document.addEventListener("click", function (ev) {
+    var open = ev.target.closest("[data-open]"), close = ev.target.closest("[data-close]");
+    if (open) document.getElementById(open.dataset.open).hidden = false;
+    if (close) document.getElementById(close.dataset.close).hidden = true;
+  });
+
+  function returnForm(form) {
+    var note = form.elements.note, err = document.getElementById("return-error");
+    form.addEventListener("change", function () {
+      var picked = form.querySelector("input[name=reason]:checked");
+      var needed = !!(picked && picked.dataset.note);
+      note.required = needed;
+      note.placeholder = needed ? "请说明原因（必填）" : "补充说明（选填）";
+    });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      ev.stopPropagation();
+      var picked = form.querySelector("input[name=reason]:checked");
+      var say = function (text) { err.textContent = text; err.hidden = false; };
+      if (!picked) return say("请选择退回原因");
+      if (picked.dataset.note && !note.value.trim()) return say("这个原因需要填写说明");
+      api("POST", form.dataset.url, { reason: +picked.value, note: note.value.trim() }).then(function (data) {
+        document.getElementById("return-dialog").hidden = true;
+        var box = document.getElementById("lead");
+        box.textContent = "";
+        var p = document.createElement("p");
+        p.id = "lead-status";
+        p.textContent = data.message;
+        box.appendChild(p);
+        toast(data.message);
+      }).catch(function (e) { say(e.message); });
+    }, true);
+  }
+
+  // --- quick replies (话术库): search, tap, sendChatMessage -------------------------------------
+  var sdk = null;
+
+  function loadScript(src) {
+    return new Promise(function (resolve, reject) {
+      if (window.wx) return resolve();
+      var tag = document.createElement("script");
+      tag.src = src;
+      tag.onload = resolve;
+      tag.onerror = function () { reject(new Error("无法加载企业微信 JS-SDK")); };
+      document.head.appendChild(tag);
+    });
+  }
+
+  function jssdk() {
+    if (!sdk) {
+      sdk = api("POST", "/sidebar/api/jssdk", { url: window.location.href.split("#")[0] }).then(function (data) {
+        return loadScript(data.jssdk_url).then(function () { return configure(data.signed); });
+      });
+      sdk.catch(function () { sdk = null; });
+    }
+    return sdk;
+  }
+
+  function sendReply(message) {
+    return jssdk().then(function () {
+      return new Promise(function (resolve, reject) {
+        window.wx.invoke("sendChatMessage", message, function (res) {
+          if (ok(res, "sendChatMessage")) resolve();
+          else reject(new Error("发送失败：请在与客户的聊天中使用话术库。"));
+        });
+      });
+    });
+  }
+
+  function quickReplies(box) {
+    var list = document.getElementById("qr-list"), groups = document.getElementById("qr-groups");
+    var form = document.getElementById("qr-search"), group = "", hits = [];
+    function item(r, i) {
+      var li = document.createElement("li"), b = document.createElement("button");
+      b.type = "button";
+      b.className = "qr";
+      b.dataset.i = i;
+      [["b", r.title], ["span", r.kind_label], ["small", r.preview]].forEach(function (part) {
+        var el = document.createElement(part[0]);
+        el.textContent = part[1];
+        if (part[0] === "span") el.className = "pill";
+        b.appendChild(el);
+      });
+      li.appendChild(b);
+      return li;
+    }
+    function chips(all) {
+      groups.textContent = "";
+      [{ id: "", name: "全部" }].concat(all).forEach(function (g) {
+        var a = document.createElement("a");
+        a.href = "#";
+        a.dataset.group = g.id;
+        a.textContent = g.name;
+        a.className = String(g.id) === group ? "on" : "";
+        groups.appendChild(a);
+      });
+    }
+    function search() {
+      var q = form.elements.q.value.trim();
+      var path = "/sidebar/api/quick-replies?q=" + encodeURIComponent(q) + (group ? "&group=" + group : "");
+      api("GET", path).then(function (data) {
+        hits = data.replies;
+        chips(data.groups);
+        list.textContent = "";
+        hits.forEach(function (r, i) { list.appendChild(item(r, i)); });
+        if (!hits.length) list.innerHTML = '<li class="muted">没有找到相关话术</li>';
+      }).catch(function (err) { toast(err.message); });
+    }
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); search(); });
+    groups.addEventListener("click", function (ev) {
+      var a = ev.target.closest("a[data-group]");
+      if (!a) return;
+      ev.preventDefault();
+      group = a.dataset.group;
+      search();
+    });
+    list.addEventListener("click", function (ev) {
+      var b = ev.target.closest("button.qr");
+      if (!b) return;
+      b.disabled = true;
+      sendReply(hits[+b.dataset.i].message).then(function () {
+        toast("已发送到聊天：" + hits[+b.dataset.i].title);
+      }).catch(function (err) { toast(err.message); }).then(function () { b.disabled = false; });
+    });
+    search();
+  }
+
   var el = document.getElementById("entry");
   if (el) entry(el);
+  var rf = document.getElementById("return-form");
+  if (rf) returnForm(rf);
+  var qr = document.getElementById("quick-replies");
+  if (qr) quickReplies(qr);
 })();

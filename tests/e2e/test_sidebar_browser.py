@@ -1,8 +1,10 @@
 """The sidebar in a real headless Chromium (Debian's, driven by Playwright), against a real
 Yuchi server and the simulator, whose JS-SDK stub plays the WeCom client: a rep opens the
 sidebar in a customer chat, sees the timeline and the score's reasons, adds a tag (synced to
-WeCom) and writes a note; a rep without access is refused; the lead card's link is opened and
-the lead accepted; outside WeCom the page says so. Screenshots at 360 px go to
+WeCom), writes a note, sets a follow-up reminder and puts a quick reply into the chat
+(sendChatMessage, recorded by the simulator); a rep without access is refused; the lead
+card's link is opened and the lead accepted, or returned with a reason; outside WeCom the page
+says so. Screenshots at 360 px go to
 var/screenshots/ (``./scripts/screenshots`` regenerates them)."""
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from bot.core.models import (
     Identity,
     Journey,
     LeadAssignment,
+    QuickReply,
+    QuickReplyGroup,
     Rep,
     ScoreEntry,
     utcnow,
@@ -322,3 +326,116 @@ def test_a_manager_sees_the_team_customer_and_pauses_their_journey(world, page):
     shot(page, "sidebar-manager-journeys")
     with db.session_scope(settings.database_url) as s:
         assert s.execute(sa.select(Enrollment.status)).scalars().all() == ["paused"]
+
+
+def quick_replies(settings) -> None:
+    with db.session_scope(settings.database_url) as s:
+        price = QuickReplyGroup(name="报价", position=0)
+        intro = QuickReplyGroup(name="产品介绍", position=1)
+        s.add_all([price, intro])
+        s.flush()
+        s.add_all(
+            [
+                QuickReply(
+                    group_id=price.id,
+                    kind="text",
+                    title="报价单已发送",
+                    content="您好，报价单已经发到您的邮箱，有任何问题随时联系我。",
+                ),
+                QuickReply(
+                    group_id=price.id,
+                    kind="link",
+                    title="年度套餐价格说明（含企业版、旗舰版与定制服务的详细对比）",
+                    content="三种套餐的功能与价格对比，适合采购前比较。",
+                    url="https://example.com/pricing",
+                ),
+                QuickReply(
+                    group_id=intro.id,
+                    kind="text",
+                    title="产品一句话介绍",
+                    content="我们帮企业把公众号和企业微信里的客户统一管理起来。",
+                ),
+            ]
+        )
+
+
+def test_a_rep_puts_a_quick_reply_into_the_chat_and_sets_a_reminder(world, page):
+    sim, url, settings = world
+    cid = seed(sim, settings)
+    quick_replies(settings)
+    in_chat(sim, "alice")
+    page.goto(f"{url}/sidebar/")
+    page.wait_for_url(f"{url}/sidebar/contacts/{cid}")
+    panel = page.locator("#quick-replies")
+    panel.locator(".qr").first.wait_for()
+    assert panel.locator(".qr b").all_inner_texts()[0] == "报价单已发送"
+    page.fill("#qr-search input[name=q]", "报价 邮箱")
+    page.click("#qr-search button")
+    page.wait_for_function("document.querySelectorAll('#qr-list .qr').length === 1")
+    page.fill("#qr-search input[name=q]", "")
+    page.click("#qr-search button")
+    page.wait_for_function("document.querySelectorAll('#qr-list .qr').length === 3")
+    panel.scroll_into_view_if_needed()
+    shot(page, "sidebar-quick-replies")
+    panel.locator(".qr:has-text('报价单已发送')").click()
+    page.wait_for_selector("#msg:has-text('已发送到聊天')")
+    [msg] = sim.chat_messages()
+    assert (msg["userid"], msg["external_userid"], msg["msgtype"]) == ("alice", "wmWANG", "text")
+    assert msg["content"] == {"content": "您好，报价单已经发到您的邮箱，有任何问题随时联系我。"}
+    panel.locator(".qr:has-text('年度套餐价格说明')").click()
+    page.wait_for_function("document.querySelector('#msg').textContent.includes('年度套餐')")
+    news = sim.chat_messages()[1]
+    assert news["msgtype"] == "news" and news["content"]["link"] == "https://example.com/pricing"
+
+    page.click("#reminder-slot summary")
+    page.fill("#rem-text", "回电话确认预算")
+    page.click("#reminder-slot button:has-text('设置提醒')")
+    page.wait_for_selector("#reminder-slot button:has-text('取消提醒')")
+    assert "回电话确认预算" in page.locator("#reminder-slot").inner_text()
+    assert "设置跟进提醒" in page.locator("#timeline").inner_text()
+    shot(page, "sidebar-reminder")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#reminder-slot button:has-text('取消提醒')")
+    page.wait_for_selector("#reminder-slot summary")
+
+
+def test_a_lead_is_returned_with_a_reason(world, page):
+    sim, url, settings = world
+    cid = seed(sim, settings)
+    with db.session_scope(settings.database_url) as s:
+        lead = LeadAssignment(
+            contact_id=cid,
+            userid="alice",
+            reason="became an MQL",
+            escalate_at=utcnow() + timedelta(hours=4),
+        )
+        s.add(lead)
+        s.flush()
+        lid = lead.id
+    sim.browser(userid="alice")
+    page.goto(f"{url}/sidebar/leads/{lid}")
+    page.click("#lead button:has-text('退回')")
+    dialog = page.locator("#return-dialog")
+    dialog.wait_for()
+    labels = dialog.locator(".pick span").all_inner_texts()
+    assert labels[:3] == ["预算不足", "时机未到", "联系不上"] and "其他" in labels
+    page.click("#return-form button.primary")
+    assert dialog.locator(".err").inner_text() == "请选择退回原因"
+    dialog.locator(".pick:has-text('其他')").click()
+    assert dialog.locator("textarea").get_attribute("placeholder") == "请说明原因（必填）"
+    page.click("#return-form button.primary")
+    assert dialog.locator(".err").inner_text() == "这个原因需要填写说明"
+    dialog.locator(".pick:has-text('联系不上')").click()
+    page.fill("#return-form textarea", "电话一直无人接听")
+    shot(page, "sidebar-return-dialog")
+    page.click("#return-form button.primary")
+    page.wait_for_selector("#lead-status:has-text('线索已退回')")
+    assert dialog.is_hidden()
+    assert "转给下一位销售" in page.locator("#lead-status").inner_text()
+    shot(page, "sidebar-lead-returned")
+    with db.session_scope(settings.database_url) as s:
+        returned = s.get(LeadAssignment, lid)
+        assert (returned.status, returned.return_reason) == ("returned", "联系不上")
+        assert returned.return_note == "电话一直无人接听"
+        [nxt] = s.execute(sa.select(LeadAssignment).filter_by(status="assigned")).scalars()
+        assert nxt.userid == "bob"  # the next rep; alice is left out
