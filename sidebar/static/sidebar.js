@@ -141,6 +141,7 @@
   function returnForm(form) {
     var note = form.elements.note, err = document.getElementById("return-error");
     form.addEventListener("change", function () {
+      err.hidden = true;
       var picked = form.querySelector("input[name=reason]:checked");
       var needed = !!(picked && picked.dataset.note);
       note.required = needed;
@@ -237,7 +238,12 @@
         chips(data.groups);
         list.textContent = "";
         hits.forEach(function (r, i) { list.appendChild(item(r, i)); });
-        if (!hits.length) list.innerHTML = '<li class="muted">没有找到相关话术</li>';
+        if (!hits.length) {
+          var none = document.createElement("li");
+          none.className = "muted";
+          none.textContent = q || group ? "没有找到相关话术" : "话术库还是空的：请管理员添加话术。";
+          list.appendChild(none);
+        }
       }).catch(function (err) { toast(err.message); });
     }
     form.addEventListener("submit", function (ev) { ev.preventDefault(); search(); });

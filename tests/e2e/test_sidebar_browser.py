@@ -101,9 +101,9 @@ def page(browser):
     context.close()
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def seed(sim: SimHandle, settings) -> int:
@@ -389,6 +389,7 @@ def test_a_rep_puts_a_quick_reply_into_the_chat_and_sets_a_reminder(world, page)
 
     page.click("#reminder-slot summary")
     page.fill("#rem-text", "回电话确认预算")
+    shot(page, "sidebar-reminder-form")
     page.click("#reminder-slot button:has-text('设置提醒')")
     page.wait_for_selector("#reminder-slot button:has-text('取消提醒')")
     assert "回电话确认预算" in page.locator("#reminder-slot").inner_text()
@@ -427,7 +428,7 @@ def test_a_lead_is_returned_with_a_reason(world, page):
     assert dialog.locator(".err").inner_text() == "这个原因需要填写说明"
     dialog.locator(".pick:has-text('联系不上')").click()
     page.fill("#return-form textarea", "电话一直无人接听")
-    shot(page, "sidebar-return-dialog")
+    shot(page, "sidebar-return-dialog", full_page=False)  # what the phone shows
     page.click("#return-form button.primary")
     page.wait_for_selector("#lead-status:has-text('线索已退回')")
     assert dialog.is_hidden()
