@@ -17,11 +17,13 @@ from bot.desk.actions import Forbidden, Refused, visible
 from bot.sales import reminders
 
 MAX_AHEAD = timedelta(days=366)
+DAYS_AHEAD = 31  # how many days the page's day picker offers
+WEEKDAYS = "一二三四五六日"
 
 
 def due_time(settings: Settings, raw: str) -> datetime:
-    """The page's ``datetime-local`` value (``2026-12-03T10:00``, in the app's zone) or an ISO
-    time with its offset; Refused when it is neither, gone, or more than a year ahead."""
+    """The page's day and time (``2026-12-03T10:00``, in the app's zone) or an ISO time with
+    its offset; Refused when it is neither, gone, or more than a year ahead."""
     try:
         at = datetime.fromisoformat(raw)
     except ValueError:
@@ -36,10 +38,18 @@ def due_time(settings: Settings, raw: str) -> datetime:
     return at
 
 
-def default_due(settings: Settings) -> str:
-    """What the page's time field starts with: tomorrow at 10:00, in the app's zone."""
-    tomorrow = utcnow().astimezone(ZoneInfo(settings.timezone)).date() + timedelta(days=1)
-    return f"{tomorrow.isoformat()}T10:00"
+def due_choices(settings: Settings, days: int = DAYS_AHEAD) -> dict[str, Any]:
+    """The page's two pickers, in the app's zone and in Chinese: the next days ("明天 12月4日
+    周五"), the times of day every half hour; tomorrow at 10:00 picked."""
+    today = utcnow().astimezone(ZoneInfo(settings.timezone)).date()
+    names = {0: "今天", 1: "明天", 2: "后天"}
+    day_list = []
+    for n in range(days):
+        d = today + timedelta(days=n)
+        label = f"{d.month}月{d.day}日 周{WEEKDAYS[d.weekday()]}"
+        day_list.append((d.isoformat(), f"{names[n]} {label}" if n in names else label))
+    times = [f"{h:02d}:{m:02d}" for h in range(7, 23) for m in (0, 30)]
+    return {"days": day_list, "times": times, "day": day_list[1][0], "time": "10:00"}
 
 
 def view(settings: Settings, r: FollowUpReminder) -> dict[str, Any]:

@@ -200,7 +200,7 @@ def contact_screen(
             "lead": lead,
             "return_reasons": [returns.reason_json(r) for r in reasons],
             "reminder": followups.pending(settings, session, cid, userid),
-            "reminder_default": followups.default_due(settings),
+            "due_choices": followups.due_choices(settings),
             "return_outcomes": sentences.RETURN_OUTCOMES,
             "kinds": sentences.KINDS,
             "stages": {s: sentences.STAGES[s] for s in STAGE_CHOICES},

@@ -107,7 +107,9 @@
     if (el.dataset.inputs) {
       var empty = el.dataset.inputs.split(",").some(function (pair) {
         var kv = pair.split(":");
-        body[kv[0]] = document.getElementById(kv[1]).value.trim();
+        body[kv[0]] = kv[1].split("+").map(function (id) {
+          return document.getElementById(id).value.trim();
+        }).join("T");
         return !body[kv[0]];
       });
       if (empty) return toast("请填写完整后再提交");
