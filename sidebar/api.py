@@ -48,7 +48,7 @@ class LeadAnswer(Strict):
 
 
 class ReminderIn(Strict):
-    due_at: str = Field(min_length=10, max_length=40)
+    due_at: str = Field(min_length=1, max_length=40)
     text: str = Field(min_length=1, max_length=500)
 
 
@@ -79,6 +79,11 @@ def _bad_body(exc: BadBody) -> ResponseReturnValue:
 @bp.errorhandler(actions.Forbidden)
 def _forbidden(exc: actions.Forbidden) -> ResponseReturnValue:
     return json_error(403, NOT_YOURS)
+
+
+@bp.errorhandler(actions.Invalid)
+def _invalid(exc: actions.Invalid) -> ResponseReturnValue:
+    return json_error(422, str(exc))
 
 
 @bp.errorhandler(actions.Refused)

@@ -39,6 +39,10 @@ class Refused(Exception):
     """The request cannot be done as it stands; the message, in Chinese, says why."""
 
 
+class Invalid(Refused):
+    """A value the rep gave cannot be used (a time gone, or not a time); the message says why."""
+
+
 def visible(session: Session, userid: str, contact_id: int) -> int:
     """The (surviving) contact id when this rep may see it; Forbidden otherwise."""
     cid = visible_contact(session, userid, contact_id)

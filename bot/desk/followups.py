@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import FollowUpReminder, utcnow
-from bot.desk.actions import Forbidden, Refused, visible
+from bot.desk.actions import Forbidden, Invalid, Refused, visible
 from bot.sales import reminders
 
 MAX_AHEAD = timedelta(days=366)
@@ -23,18 +23,18 @@ WEEKDAYS = "一二三四五六日"
 
 def due_time(settings: Settings, raw: str) -> datetime:
     """The page's day and time (``2026-12-03T10:00``, in the app's zone) or an ISO time with
-    its offset; Refused when it is neither, gone, or more than a year ahead."""
+    its offset; Invalid when it is neither, gone, or more than a year ahead."""
     try:
         at = datetime.fromisoformat(raw)
     except ValueError:
-        raise Refused("提醒时间格式不正确") from None
+        raise Invalid("提醒时间格式不正确") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=ZoneInfo(settings.timezone))
     now = utcnow()
     if at < now - reminders.PAST_ALLOWED:
-        raise Refused("提醒时间已经过去，请选择以后的时间")
+        raise Invalid("提醒时间已经过去，请选择以后的时间")
     if at > now + MAX_AHEAD:
-        raise Refused("提醒时间最多设在一年以内")
+        raise Invalid("提醒时间最多设在一年以内")
     return at
 
 
