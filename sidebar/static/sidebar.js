@@ -204,42 +204,44 @@
     });
   }
 
+  function replyItem(r, i) {
+    var li = document.createElement("li"), b = document.createElement("button");
+    b.type = "button";
+    b.className = "qr";
+    b.dataset.i = i;
+    [["b", r.title], ["span", r.kind_label], ["small", r.preview]].forEach(function (part) {
+      var el = document.createElement(part[0]);
+      el.textContent = part[1];
+      if (part[0] === "span") el.className = "pill";
+      b.appendChild(el);
+    });
+    li.appendChild(b);
+    return li;
+  }
+
+  function groupChips(box, all, current) {
+    box.textContent = "";
+    [{ id: "", name: "全部" }].concat(all).forEach(function (g) {
+      var a = document.createElement("a");
+      a.href = "#";
+      a.dataset.group = g.id;
+      a.textContent = g.name;
+      a.className = String(g.id) === current ? "on" : "";
+      box.appendChild(a);
+    });
+  }
+
   function quickReplies(box) {
     var list = document.getElementById("qr-list"), groups = document.getElementById("qr-groups");
     var form = document.getElementById("qr-search"), group = "", hits = [];
-    function item(r, i) {
-      var li = document.createElement("li"), b = document.createElement("button");
-      b.type = "button";
-      b.className = "qr";
-      b.dataset.i = i;
-      [["b", r.title], ["span", r.kind_label], ["small", r.preview]].forEach(function (part) {
-        var el = document.createElement(part[0]);
-        el.textContent = part[1];
-        if (part[0] === "span") el.className = "pill";
-        b.appendChild(el);
-      });
-      li.appendChild(b);
-      return li;
-    }
-    function chips(all) {
-      groups.textContent = "";
-      [{ id: "", name: "全部" }].concat(all).forEach(function (g) {
-        var a = document.createElement("a");
-        a.href = "#";
-        a.dataset.group = g.id;
-        a.textContent = g.name;
-        a.className = String(g.id) === group ? "on" : "";
-        groups.appendChild(a);
-      });
-    }
     function search() {
       var q = form.elements.q.value.trim();
       var path = "/sidebar/api/quick-replies?q=" + encodeURIComponent(q) + (group ? "&group=" + group : "");
       api("GET", path).then(function (data) {
         hits = data.replies;
-        chips(data.groups);
+        groupChips(groups, data.groups, group);
         list.textContent = "";
-        hits.forEach(function (r, i) { list.appendChild(item(r, i)); });
+        hits.forEach(function (r, i) { list.appendChild(replyItem(r, i)); });
         if (!hits.length) {
           var none = document.createElement("li");
           none.className = "muted";
