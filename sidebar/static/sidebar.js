@@ -185,9 +185,13 @@
 
   function jssdk() {
     if (!sdk) {
-      sdk = api("POST", "/sidebar/api/jssdk", { url: window.location.href.split("#")[0] }).then(function (data) {
+      var signed = api("POST", "/sidebar/api/jssdk", { url: window.location.href.split("#")[0] }).then(function (data) {
         return loadScript(data.jssdk_url).then(function () { return configure(data.signed); });
       });
+      var late = new Promise(function (resolve, reject) {
+        setTimeout(function () { reject(new Error("没有连接到企业微信：请在企业微信的客户聊天中使用话术库。")); }, 8000);
+      });
+      sdk = Promise.race([signed, late]);
       sdk.catch(function () { sdk = null; });
     }
     return sdk;
