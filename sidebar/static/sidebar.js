@@ -225,6 +225,7 @@
 
   function groupChips(box, all, current) {
     box.textContent = "";
+    if (!all.length) return;
     [{ id: "", name: "全部" }].concat(all).forEach(function (g) {
       var a = document.createElement("a");
       a.href = "#";

@@ -225,7 +225,9 @@ def test_a_rep_opens_the_sidebar_in_a_customer_chat(world, page):
     page.fill("#notes textarea", "电话沟通：下周二上门演示")
     page.click("#notes button.primary")
     page.wait_for_selector("#notes li:has-text('电话沟通：下周二上门演示')")
-    assert "李娜 记录：电话沟通：下周二上门演示" in page.locator("#timeline").inner_text()
+    timeline = page.locator("#timeline").inner_text()
+    assert "李娜 记录：电话沟通：下周二上门演示" in timeline
+    assert "获得标签「高意向」（李娜 手动添加）" in timeline  # the tag event says who and why
     shot(page, "sidebar-contact-after-edits")
 
 
