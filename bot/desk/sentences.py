@@ -43,6 +43,17 @@ RETURN_OUTCOMES = {
     "disqualify": "标记为已流失，停止营销",
 }
 
+# why a contact left a journey, as bot.automation and the engine say it; an author's own
+# reason (an exit step's) reads as written; the engine's rarer ones say "其他原因"
+EXIT_REASONS = {
+    "completed": "走完了全部步骤",
+    "unsubscribed": "取消关注",
+    "journey stopped": "旅程已停止",
+    "removed by a marketer": "被移出旅程",
+    "exit": "到达退出步骤",
+}
+ENGINE_REASONS = ("loop guard", "unknown step", "step ")
+
 TRANSFER_KINDS = {"in_service": "在职转接", "resigned": "离职继承"}
 
 # event type: (kind, template over the event's properties; a missing one reads as "")
@@ -97,7 +108,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "lead.reassigned": ("lead", "线索由 {from_name} 转给 {to_name}"),
     "lead.unassigned": ("lead", "暂时没有可分配的销售"),
     "journey.enter": ("journey", "进入旅程「{journey}」"),
-    "journey.exited": ("journey", "离开旅程「{journey_name}」：{reason}"),
+    "journey.exited": ("journey", "离开旅程「{journey_name}」：{exit_reason}"),
     "journey.done": ("journey", "完成旅程「{journey_name}」"),
     "journey.answer": ("journey", "回答了{attribute}问题：{value}"),
     "journey.points": ("score", "旅程加分 {points}"),
@@ -148,7 +159,14 @@ def _extras(props: dict[str, Any], names: dict[str, str], zone: ZoneInfo) -> dic
         "tag_why": _tag_why(props, name),
         "return_why": _return_why(props),
         "webhook_outcome": WEBHOOK_OUTCOMES.get(str(props.get("outcome")), "未知"),
+        "exit_reason": _exit_reason(str(props.get("reason") or "")),
     }
+
+
+def _exit_reason(reason: str) -> str:
+    if reason in EXIT_REASONS:
+        return EXIT_REASONS[reason]
+    return "旅程内部错误" if reason.startswith(ENGINE_REASONS) else reason or "其他原因"
 
 
 def _local(iso: Any, zone: ZoneInfo) -> str:

@@ -107,6 +107,18 @@ def test_sales_events_read_in_chinese():
     )
 
 
+def test_journey_exits_say_why_in_chinese():
+    def left(reason: str) -> str:
+        props = {"journey_name": "新客培育", "reason": reason}
+        return sentences.sentence("journey.exited", props, NAMES)[1]
+
+    assert left("completed") == "离开旅程「新客培育」：走完了全部步骤"
+    assert left("unsubscribed") == "离开旅程「新客培育」：取消关注"
+    assert left("removed by a marketer") == "离开旅程「新客培育」：被移出旅程"
+    assert left("已购买") == "离开旅程「新客培育」：已购买"  # an exit step's own words
+    assert left("unknown step 'x'") == "离开旅程「新客培育」：旅程内部错误"
+
+
 def test_unknown_types_and_odd_properties_do_not_break():
     assert sentences.sentence("future.thing", {"x": 1}, NAMES) == ("other", "事件 future.thing")
     kind, text = sentences.sentence("oa.text", {"content": {"nested": "{x}"}}, NAMES)
