@@ -54,6 +54,11 @@ EXIT_REASONS = {
 }
 ENGINE_REASONS = ("loop guard", "unknown step", "step ")
 
+TRANSFER_FAILURES = {  # transfer_fail's FailReason
+    "customer_refused": "客户拒绝了转接",
+    "customer_limit_exceed": "接替的成员客户数已达上限",
+}
+
 TRANSFER_KINDS = {"in_service": "在职转接", "resigned": "离职继承"}
 
 # event type: (kind, template over the event's properties; a missing one reads as "")
@@ -86,7 +91,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "wecom.contact_edited": ("follow", "{userid_name} 修改了客户资料"),
     "wecom.rep_deleted_customer": ("follow", "{userid_name} 删除了客户"),
     "wecom.customer_deleted_rep": ("follow", "客户删除了 {userid_name}"),
-    "wecom.transfer_failed": ("lead", "客户转接失败"),
+    "wecom.transfer_failed": ("lead", "客户转接失败{fail_reason_suffix}"),
     "wecom.contact_found": ("follow", "{userid_name} 在侧边栏首次打开客户"),
     "wecom.corp_tag_changed": ("other", "企业微信的客户标签库有变动"),
     "wecom.chat_changed": ("other", "企业微信客户群有变动"),
@@ -160,6 +165,9 @@ def _extras(props: dict[str, Any], names: dict[str, str], zone: ZoneInfo) -> dic
         "return_why": _return_why(props),
         "webhook_outcome": WEBHOOK_OUTCOMES.get(str(props.get("outcome")), "未知"),
         "exit_reason": _exit_reason(str(props.get("reason") or "")),
+        "fail_reason_suffix": f"：{TRANSFER_FAILURES[props['fail_reason']]}"
+        if props.get("fail_reason") in TRANSFER_FAILURES
+        else "",
     }
 
 

@@ -101,6 +101,10 @@ def test_sales_events_read_in_chinese():
     assert sentences.sentence("sales.transfer_requested", moved, NAMES)[1] == (
         "客户由 李娜 在职转接给 赵强"
     )
+    failed = {"userid": "bob", "fail_reason": "customer_refused"}
+    assert sentences.sentence("wecom.transfer_failed", failed, NAMES)[1] == (
+        "客户转接失败：客户拒绝了转接"
+    )
     refused = {"kind": "resigned", "from": "alice", "to": "bob", "errcode": 40129}
     assert sentences.sentence("sales.transfer_requested", refused, NAMES)[1] == (
         "客户由 李娜 离职继承给 赵强，企业微信未受理（40129）"
