@@ -1,0 +1,188 @@
+"""What visitors do on a campaign page, each an ``h5.*`` event on their timeline (through
+bot.contacts.record, so tag rules, scoring and journeys see it) with the campaign, the sharer
+and the depth: visits (once per person and campaign; repeat views only count in Redis),
+shares, forms, downloads, sign-ups, check-ins."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.campaigns import chain, codes, points, store, visitors
+from bot.contacts import record
+from bot.core import queue
+from bot.core.config import Settings
+from bot.core.db import session_scope
+from bot.core.models import Campaign, Contact
+from bot.tagging import tags
+
+log = logging.getLogger(__name__)
+CAMPAIGN_CACHE_SECONDS = 5.0
+SEEN_SECONDS = 30 * 86400
+_campaigns: dict[tuple[str, str], tuple[float, Campaign | None]] = {}
+
+
+def campaign(settings: Settings, slug: str) -> Campaign | None:
+    """The campaign by slug, kept a few seconds per process (a page view reads no table)."""
+    key = (settings.database_url, slug)
+    hit = _campaigns.get(key)
+    if hit is not None and time.monotonic() < hit[0]:
+        return hit[1]
+    with session_scope(settings.database_url) as session:
+        row = store.by_slug(session, slug)
+        if row is not None:
+            session.expunge(row)
+    _campaigns[key] = (time.monotonic() + CAMPAIGN_CACHE_SECONDS, row)
+    return row
+
+
+def forget_campaigns() -> None:
+    _campaigns.clear()
+
+
+def sharer_from(settings: Settings, code: str | None) -> codes.Sharer | None:
+    """The sharer a referral code names; a tampered or forged code is logged and ignored."""
+    if not code:
+        return None
+    sharer = codes.read_referral(settings.secret_key, code)
+    if sharer is None:
+        log.warning("referral code refused (tampered or forged): %r", code[:80])
+        queue.get_redis(settings).incr("yuchi:h5:refused_codes")
+    return sharer
+
+
+def properties(camp: Campaign, node: chain.Node, session: Session, **extra: Any) -> dict:
+    return {
+        "campaign_id": camp.id,
+        "campaign": camp.slug,
+        "sharer": chain.holder_of(node, session),
+        "depth": node.depth,
+        **extra,
+    }
+
+
+def emit(session: Session, contact_id: int, type_: str, props: dict, key: str | None) -> bool:
+    """One h5 event for the pipeline, in the caller's transaction; False if ``key`` is stored."""
+    return record.append(session, contact_id, type_, props, key, source="h5") is not None
+
+
+def kick(settings: Settings, contact_id: int) -> None:
+    queue.kick_outbox(settings, contact_id=contact_id)
+
+
+@dataclass
+class View:
+    campaign: Campaign
+    contact_id: int
+    has_openid: bool
+    share_code: str
+    first: bool = False
+
+
+def visitor(settings: Settings, token: str) -> tuple[int, bool]:
+    """(contact id, has an openid) for a cookie, from Redis or made now."""
+    hit = visitors.cached(settings, token)
+    if hit is not None:
+        return hit
+    with session_scope(settings.database_url) as session:
+        contact_id = visitors.contact_for(session, token)
+        found = visitors.has_openid(session, contact_id, settings.oa_appid)
+    visitors.remember(settings, token, contact_id, found)
+    return contact_id, found
+
+
+def own_code(settings: Settings, campaign_id: int, contact_id: int) -> str:
+    """The visitor's own referral code: the link they share onward."""
+    return codes.referral_code(
+        settings.secret_key, codes.Sharer(campaign_id, contact_id=contact_id)
+    )
+
+
+def view(settings: Settings, camp: Campaign, token: str, code: str | None) -> View:
+    """A page view: the first one by a person joins the chain and is an ``h5.visit``."""
+    contact_id, has_openid = visitor(settings, token)
+    conn = queue.get_redis(settings)
+    conn.incr(f"yuchi:h5:views:{camp.id}")
+    own = own_code(settings, camp.id, contact_id)
+    first = bool(conn.set(f"yuchi:h5:seen:{camp.id}:{contact_id}", 1, nx=True, ex=SEEN_SECONDS))
+    if first:
+        first_visit(settings, camp, contact_id, sharer_from(settings, code))
+    return View(camp, contact_id, has_openid, own, first)
+
+
+def first_visit(
+    settings: Settings, camp: Campaign, contact_id: int, sharer: codes.Sharer | None
+) -> bool:
+    with session_scope(settings.database_url) as session:
+        node, _ = chain.join(session, camp.id, contact_id, sharer)
+        new = emit(
+            session,
+            contact_id,
+            "h5.visit",
+            properties(camp, node, session),
+            f"h5:visit:{camp.id}:{contact_id}",
+        )
+    kick(settings, contact_id)
+    return new
+
+
+def share(settings: Settings, camp: Campaign, token: str, channel: str) -> None:
+    contact_id, _ = visitor(settings, token)
+    with session_scope(settings.database_url) as session:
+        node, _ = chain.join(session, camp.id, contact_id, None)
+        emit(
+            session, contact_id, "h5.share", properties(camp, node, session, channel=channel), None
+        )
+    kick(settings, contact_id)
+
+
+@dataclass
+class Submitted:
+    contact_id: int
+    new: bool
+    signup_id: int | None = None
+    credited: list[dict] = field(default_factory=list)
+
+
+def _contact_fields(contact: Contact, camp: Campaign, values: dict, referrer: str | None) -> None:
+    fields = dict(contact.fields or {})
+    fields.update({k: v for k, v in values.items() if k != "name"})
+    fields.setdefault("source", f"campaign:{camp.slug}")
+    if referrer:
+        fields.setdefault("referrer", referrer)
+    contact.fields = fields
+    if values.get("name"):
+        contact.name = str(values["name"])[:128]
+
+
+def submit(
+    settings: Settings, camp: Campaign, token: str, code: str | None, values: dict
+) -> Submitted:
+    """A checked form: the contact's fields and tags, ``h5.form_submitted`` (once per person
+    and campaign: a second form updates the fields only), the sharers' points, and for an
+    event campaign the sign-up."""
+    from bot.campaigns import signups
+
+    contact_id, _ = visitor(settings, token)
+    sharer = sharer_from(settings, code)
+    with session_scope(settings.database_url) as session:
+        node, _ = chain.join(session, camp.id, contact_id, sharer)
+        contact = session.get(Contact, contact_id)
+        _contact_fields(contact, camp, values, chain.holder_of(node, session))
+        for tag in camp.spec.get("tags") or []:
+            tags.add_tag(session, contact_id, tag, "campaign", camp.slug)
+        props = properties(camp, node, session, fields=values)
+        new = emit(
+            session, contact_id, "h5.form_submitted", props, f"h5:form:{camp.id}:{contact_id}"
+        )
+        done = Submitted(contact_id, new)
+        if new:
+            done.credited = points.credit_form(session, camp, node, values.get("name") or "好友")
+        if camp.kind == "event":
+            done.signup_id = signups.sign_up(session, camp, node, props)
+    kick(settings, contact_id)
+    return done

@@ -1,0 +1,127 @@
+"""Sharing a campaign: the JS-SDK config the page signs with (so "share to a friend /
+Moments" carries the sharer's own link), personal links, QR codes and posters, and the OA
+parametric QR code whose scene names the campaign and the sharer."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import segno
+from PIL import Image, ImageDraw, ImageFont
+
+from bot.campaigns import codes
+from bot.core import queue, wechat
+from bot.core.config import Settings
+from bot.core.models import Campaign
+
+FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+STATIC = Path(__file__).resolve().parent.parent.parent / "h5" / "static"
+QR_SECONDS = 30 * 86400  # the longest a temporary OA QR code lives
+
+
+def share_config(settings: Settings, url: str) -> dict[str, Any]:
+    """``wx.config`` for the page at ``url`` (without ``#…``), signed with the OA ticket."""
+    url = url.split("#", 1)[0]
+    ticket = wechat.jsapi_ticket(settings)
+    nonce, timestamp = secrets.token_hex(8), int(time.time())
+    client = wechat.oa(settings).client
+    signature = client.jsapi.get_jsapi_signature(nonce, ticket, timestamp, url)
+    return {
+        "appId": settings.oa_appid,
+        "timestamp": timestamp,
+        "nonceStr": nonce,
+        "signature": signature,
+    }
+
+
+def page_url(settings: Settings, camp: Campaign, code: str) -> str:
+    return f"{settings.public_url}/h5/c/{camp.slug}?r={code}"
+
+
+def qr_png(text: str, scale: int = 6) -> bytes:
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="png", scale=scale, border=2)
+    return out.getvalue()
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.truetype(str(FONT), size) if FONT.exists() else ImageFont.load_default()
+
+
+def _cover(camp: Campaign, width: int, height: int) -> Image.Image:
+    """The cover when it is one of ours (``/h5/static/…``); else a plain band."""
+    path = (
+        STATIC / camp.cover_url.removeprefix("/h5/static/")
+        if camp.cover_url.startswith("/h5/static/")
+        else None
+    )
+    if path is not None and path.is_file() and STATIC in path.resolve().parents:
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((width * 2, height * 2))
+        return image.resize((width, height))
+    return Image.new("RGB", (width, height), (28, 110, 90))
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
+    lines, line = [], ""
+    for ch in text:
+        if draw.textlength(line + ch, font=font) > width:
+            lines.append(line)
+            line = ch
+        else:
+            line += ch
+    return [*lines, line] if line else lines
+
+
+def poster(camp: Campaign, url: str, sharer_name: str) -> bytes:
+    """A 750×1200 PNG: the cover, the title, "<name> 邀请你" and the QR code of ``url``."""
+    image = Image.new("RGB", (750, 1200), (255, 255, 255))
+    image.paste(_cover(camp, 750, 560), (0, 0))
+    draw = ImageDraw.Draw(image)
+    y = 600
+    for line in _wrap(draw, camp.title, _font(44), 670)[:3]:
+        draw.text((40, y), line, fill=(20, 20, 20), font=_font(44))
+        y += 60
+    draw.text((40, y + 20), f"{sharer_name} 邀请你参加", fill=(90, 90, 90), font=_font(30))
+    qr = Image.open(io.BytesIO(qr_png(url, scale=8))).convert("RGB").resize((300, 300))
+    image.paste(qr, (410, 860))
+    draw.text((40, 1000), "长按识别二维码", fill=(120, 120, 120), font=_font(28))
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def follow_qr(settings: Settings, sharer: codes.Sharer) -> dict[str, Any]:
+    """An OA parametric QR code (``qrcode/create``, QR_STR_SCENE, 30 days) whose scene names
+    the campaign and the sharer; the ticket is reused while it lives."""
+    scene = codes.scene(settings.secret_key, sharer)
+    if len(scene) > 64:
+        raise ValueError("the sharer's id is too long for a QR scene (64 characters)")
+    conn = queue.get_redis(settings)
+    key = f"yuchi:h5:qr:{scene}"
+    cached = conn.get(key)
+    if cached is not None:
+        ticket = cached.decode()
+    else:
+        data = wechat.oa(settings).call(
+            "POST",
+            "qrcode/create",
+            data={
+                "expire_seconds": QR_SECONDS,
+                "action_name": "QR_STR_SCENE",
+                "action_info": {"scene": {"scene_str": scene}},
+            },
+        )
+        ticket = data["ticket"]
+        conn.set(key, ticket, ex=QR_SECONDS - 3600)
+    return {
+        "scene": scene,
+        "ticket": ticket,
+        "image": f"{settings.wechat_mp_base}/cgi-bin/showqrcode?ticket={ticket}",
+    }
