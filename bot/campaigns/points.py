@@ -24,7 +24,7 @@ class RedeemRefused(Exception):
     """Not enough points, out of stock, or no such reward: the message says which (Chinese)."""
 
 
-def _add(
+def add_points(
     session: Session, holder: str, campaign_id: int | None, points: int, reason: str, key: str
 ) -> bool:
     inserted = session.execute(
@@ -63,7 +63,7 @@ def credit_form(session: Session, campaign: Campaign, node: chain.Node, who: str
     credited = []
     for level, holder in chain.ancestors(session, node, int(rule.get("depth") or 3)):
         reason = f"「{campaign.title}」{who}提交表单（第{level}级）"
-        if _add(
+        if add_points(
             session, holder, campaign.id, points, reason, f"form:{campaign.id}:{node.contact_id}"
         ):
             credited.append({"holder": holder, "level": level, "points": points})

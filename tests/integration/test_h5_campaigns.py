@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select
 from h5_support import (
     create_campaign,
     employee_code,
@@ -18,6 +17,7 @@ from h5_support import (
     submit,
     visitor,
 )
+from sqlalchemy import select
 
 from bot.campaigns import codes, downloads
 from bot.core.db import session_scope
@@ -32,19 +32,29 @@ def test_create_validates_and_names_the_bad_field(client, auth):
     )
     assert bad.status_code == 422 and "slug" in bad.get_json()["fields"]
     wrong_kind = client.post(
-        "/api/campaigns", json={"slug": "ok-1", "name": "x", "title": "t", "kind": "poll"}, headers=auth
+        "/api/campaigns",
+        json={"slug": "ok-1", "name": "x", "title": "t", "kind": "poll"},
+        headers=auth,
     )
     assert wrong_kind.status_code == 422 and "kind" in wrong_kind.get_json()["fields"]
     question = {"name": "q_x", "type": "single", "label": "问", "options": ["只有一个"]}
     bad_form = client.post(
         "/api/campaigns",
-        json={"slug": "ok-2", "name": "x", "title": "t", "kind": "landing", "form": {"fields": [question]}},
+        json={
+            "slug": "ok-2",
+            "name": "x",
+            "title": "t",
+            "kind": "landing",
+            "form": {"fields": [question]},
+        },
         headers=auth,
     )
     assert bad_form.status_code == 422
     assert any(k.startswith("form.fields.0") for k in bad_form.get_json()["fields"])
     no_file = client.post(
-        "/api/campaigns", json={"slug": "ok-3", "name": "x", "title": "t", "kind": "resource"}, headers=auth
+        "/api/campaigns",
+        json={"slug": "ok-3", "name": "x", "title": "t", "kind": "resource"},
+        headers=auth,
     )
     assert no_file.status_code == 422 and "resource" in str(no_file.get_json()["fields"])
     assert client.get("/api/campaigns", headers=auth).get_json()["campaigns"] == []
@@ -56,12 +66,20 @@ def test_body_is_sanitised_and_put_changes_it(client, auth):
     assert "<strong>参加</strong>" in camp["body"]
     changed = client.put(
         f"/api/campaigns/{camp['id']}",
-        json={**{k: camp[k] for k in ("slug", "name", "kind")}, "title": "新标题", "body": "<a href='javascript:x'>x</a>"},
+        json={
+            **{k: camp[k] for k in ("slug", "name", "kind")},
+            "title": "新标题",
+            "body": "<a href='javascript:x'>x</a>",
+        },
         headers=auth,
     )
     assert changed.status_code == 200 and changed.get_json()["title"] == "新标题"
     assert "javascript" not in changed.get_json()["body"]
-    again = client.post("/api/campaigns", json={"slug": camp["slug"], "name": "n", "title": "t", "kind": "landing"}, headers=auth)
+    again = client.post(
+        "/api/campaigns",
+        json={"slug": camp["slug"], "name": "n", "title": "t", "kind": "landing"},
+        headers=auth,
+    )
     assert again.status_code == 409 and "slug" in again.get_json()["fields"]
 
 
@@ -79,7 +97,9 @@ def test_tampered_and_forged_codes_are_ignored_and_logged(app, client, auth, set
         assert len(nodes) == 4 and all(n.depth == 0 and n.sharer_userid is None for n in nodes)
 
 
-def test_chain_depth_three_branching_first_touch_self_referral_and_points(app, client, auth, settings):
+def test_chain_depth_three_branching_first_touch_self_referral_and_points(
+    app, client, auth, settings
+):
     camp = create_campaign(client, auth)
     emp = employee_code(client, auth, camp["id"], "zhangsan")
     a, b, c, d, e = (visitor(app, f"10.2.0.{i}") for i in range(5))
@@ -102,7 +122,9 @@ def test_chain_depth_three_branching_first_touch_self_referral_and_points(app, c
     assert figures["unique_visitors"] == 5 and figures["visits"] == 5 and figures["forms"] == 1
     assert figures["page_views"] == 8
     assert figures["per_depth"]["3"]["forms"] == 1
-    assert figures["leaderboard"]["employees"] == [{"holder": "u:zhangsan", "points": 10, "credits": 1}]
+    assert figures["leaderboard"]["employees"] == [
+        {"holder": "u:zhangsan", "points": 10, "credits": 1}
+    ]
     assert sorted(x["points"] for x in figures["leaderboard"]["customers"]) == [10, 10]
     assert client.get("/api/points/u:zhangsan", headers=auth).get_json()["balance"] == 10
     with session_scope(settings.database_url) as s:
@@ -151,13 +173,17 @@ def test_forms_are_rate_limited_per_visitor_and_per_ip(app, client, auth, settin
 def test_rewards_are_redeemed_exactly_once_under_concurrency(app, client, auth, settings):
     from bot.campaigns import points
 
-    reward = client.post("/api/rewards", json={"name": "咖啡券", "kind": "coupon", "cost": 10, "stock": 3}, headers=auth)
+    reward = client.post(
+        "/api/rewards",
+        json={"name": "咖啡券", "kind": "coupon", "cost": 10, "stock": 3},
+        headers=auth,
+    )
     assert reward.status_code == 201
     rid = reward.get_json()["id"]
     holders = [f"c:{900 + i}" for i in range(6)]
     with session_scope(settings.database_url) as s:
         for h in holders:
-            points._add(s, h, None, 25, "测试", f"seed:{h}")
+            points.add_points(s, h, None, 25, "测试", f"seed:{h}")
     results: list[str] = []
     barrier = threading.Barrier(12)
 
@@ -187,7 +213,11 @@ def test_rewards_are_redeemed_exactly_once_under_concurrency(app, client, auth, 
 def test_points_page_redeems_from_the_browser(app, client, auth, settings):
     from bot.campaigns import points
 
-    client.post("/api/rewards", json={"name": "定制笔记本", "kind": "gift", "cost": 10, "stock": 1}, headers=auth)
+    client.post(
+        "/api/rewards",
+        json={"name": "定制笔记本", "kind": "gift", "cost": 10, "stock": 1},
+        headers=auth,
+    )
     v = visitor(app)
     page = v.get("/h5/points").get_data(as_text=True)
     assert "暂无" not in page and "定制笔记本" in page
@@ -195,7 +225,7 @@ def test_points_page_redeems_from_the_browser(app, client, auth, settings):
         from bot.campaigns import visitors
 
         contact = visitors.contact_for(s, v.get_cookie("yuchi_v").value)
-        points._add(s, f"c:{contact}", None, 15, "测试", "seed")
+        points.add_points(s, f"c:{contact}", None, 15, "测试", "seed")
     rid = client.get("/api/rewards", headers=auth).get_json()["rewards"][0]["id"]
     done = v.post("/h5/points/redeem", data={"reward": rid, "key": "abcdefgh-1"})
     assert done.status_code == 200 and "兑换成功" in done.get_data(as_text=True)
@@ -223,7 +253,9 @@ def test_gated_download_link_counts_and_expires(app, client, auth, settings):
         assert got.status_code == 302 and got.headers["Location"].endswith("scrm-2026.pdf")
     assert stats(client, auth, camp["id"])["downloads"] == 2
     contact = downloads.read_link(settings, token)[1]
-    old = downloads.link_token(settings, camp["id"], contact, now=time.time() - settings.h5_link_ttl - 5)
+    old = downloads.link_token(
+        settings, camp["id"], contact, now=time.time() - settings.h5_link_ttl - 5
+    )
     assert v.get(f"/h5/d/{old}").status_code == 410
     assert v.get(f"/h5/d/{token[:-3]}abc").status_code == 410
     assert stats(client, auth, camp["id"])["downloads"] == 2
@@ -235,7 +267,11 @@ def test_event_signup_pass_staff_check_in_once(app, client, auth):
         auth,
         slug="live-0315",
         kind="event",
-        event={"starts_at": "2026-12-20T14:00:00+08:00", "place": "上海", "live_url": "https://live.example.com/x"},
+        event={
+            "starts_at": "2026-12-20T14:00:00+08:00",
+            "place": "上海",
+            "live_url": "https://live.example.com/x",
+        },
     )
     v = visitor(app)
     open_page(v, camp["slug"])
@@ -244,11 +280,19 @@ def test_event_signup_pass_staff_check_in_once(app, client, auth):
     assert "报名成功" in html
     token = html.split('src="/h5/pass/')[1].split('.png"')[0]
     assert v.get(f"/h5/pass/{token}.png").mimetype == "image/png"
-    scan = client.post(f"/api/campaigns/{camp['id']}/checkins", json={"pass": token, "by": "lisi"}, headers=auth)
+    scan = client.post(
+        f"/api/campaigns/{camp['id']}/checkins", json={"pass": token, "by": "lisi"}, headers=auth
+    )
     assert scan.status_code == 200 and scan.get_json()["first"] is True
-    again = client.post(f"/api/campaigns/{camp['id']}/checkins", json={"pass": token, "by": "lisi"}, headers=auth)
+    again = client.post(
+        f"/api/campaigns/{camp['id']}/checkins", json={"pass": token, "by": "lisi"}, headers=auth
+    )
     assert again.get_json()["first"] is False
-    forged = client.post(f"/api/campaigns/{camp['id']}/checkins", json={"pass": token[:-2] + "xx", "by": "lisi"}, headers=auth)
+    forged = client.post(
+        f"/api/campaigns/{camp['id']}/checkins",
+        json={"pass": token[:-2] + "xx", "by": "lisi"},
+        headers=auth,
+    )
     assert forged.status_code == 404
     live = v.get(f"/h5/c/{camp['slug']}/live")
     assert live.status_code == 302 and live.headers["Location"] == "https://live.example.com/x"
@@ -271,15 +315,22 @@ def test_referring_employee_becomes_the_owner(app, client, auth, settings):
         s.add_all([Rep(userid="wangwu", name="王五"), Rep(userid="zhaoliu", name="赵六")])
         s.flush()
         lead = s.execute(select(Event).where(Event.type == "h5.form_submitted")).scalar_one()
-        assert handoff.pick_rep(s, lead.contact_id) == ("wangwu", "their campaign link brought them")
+        assert handoff.pick_rep(s, lead.contact_id) == (
+            "wangwu",
+            "their campaign link brought them",
+        )
 
 
 def test_links_poster_and_qr(app, client, auth):
     camp = create_campaign(client, auth)
-    links = client.get(f"/api/campaigns/{camp['id']}/links?userid=zhangsan", headers=auth).get_json()
+    links = client.get(
+        f"/api/campaigns/{camp['id']}/links?userid=zhangsan", headers=auth
+    ).get_json()
     assert links["url"].endswith(f"/h5/c/{camp['slug']}?r={links['code']}")
     poster = client.get(links["poster"].split("8000", 1)[-1])
-    assert poster.status_code == 200 and poster.mimetype == "image/png" and len(poster.data) > 10_000
+    assert (
+        poster.status_code == 200 and poster.mimetype == "image/png" and len(poster.data) > 10_000
+    )
     assert client.get(f"/h5/qr/{links['code']}.png").mimetype == "image/png"
     assert client.get("/h5/poster/forged.png").status_code == 404
     assert client.get(f"/api/campaigns/{camp['id']}/links", headers=auth).status_code == 422
