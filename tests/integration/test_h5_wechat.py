@@ -1,0 +1,151 @@
+"""Campaign pages against the simulated platform: OA web OAuth (silent, userinfo, forged,
+replayed, foreign and invalid), the JS-SDK config the simulator's stub checks, the jsapi
+ticket cached in Redis, and follows through the campaign's parametric QR code."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from h5_support import LANDING, create_campaign, employee_code, open_page, stats, visitor
+from sqlalchemy import select
+from support import run_worker
+
+from bot.campaigns import actions
+from bot.core.db import session_scope
+from bot.core.models import Contact, Event, Identity, Referral
+
+WECHAT = "MicroMessenger"
+
+
+@pytest.fixture
+def h5_app(sim_settings):
+    from bot.app import create_app
+
+    actions.forget_campaigns()
+    app = create_app(sim_settings)
+    app.config["TESTING"] = True
+    return app
+
+
+def authorize(sim, location: str, **params: str) -> str:
+    """The simulated WeChat's answer to the authorize link: the callback path to open."""
+    resp = requests.get(location, params=params, allow_redirects=False, timeout=5)
+    assert resp.status_code == 302, resp.text
+    target = urlsplit(resp.headers["Location"])
+    assert target.path == "/h5/oauth/callback"
+    return f"{target.path}?{target.query}"
+
+
+def test_silent_oauth_identifies_the_visitor_once(sim, h5_app, auth, sim_settings):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth)
+    browser = visitor(h5_app, wechat=True)
+    first = browser.get(f"/h5/c/{camp['slug']}?r=abc")
+    assert first.status_code == 302
+    query = parse_qs(urlsplit(first.headers["Location"]).query)
+    assert query["scope"] == ["snsapi_base"]
+    assert query["redirect_uri"] == [f"{sim_settings.public_url}/h5/oauth/callback"]
+    back = browser.get(authorize(sim, first.headers["Location"], **{"as": "o_h5_visitor"}))
+    assert back.status_code == 302 and back.headers["Location"] == f"/h5/c/{camp['slug']}?r=abc"
+    page = browser.get(back.headers["Location"])
+    assert page.status_code == 200 and "share-link" in page.get_data(as_text=True)
+    with session_scope(sim_settings.database_url) as s:
+        ids = s.execute(select(Identity).where(Identity.value == "o_h5_visitor")).scalars().all()
+        assert [i.kind for i in ids] == ["openid"]
+        visit = s.execute(select(Event).where(Event.type == "h5.visit")).scalar_one()
+        assert visit.contact_id == ids[0].contact_id  # the visit is on the identified contact
+
+
+def test_userinfo_scope_only_when_the_campaign_needs_it(sim, h5_app, auth, sim_settings):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth, needs_userinfo=True)
+    sim.set_user("o_nick", nickname="小鱼")
+    browser = visitor(h5_app, wechat=True)
+    first = browser.get(f"/h5/c/{camp['slug']}")
+    assert parse_qs(urlsplit(first.headers["Location"]).query)["scope"] == ["snsapi_userinfo"]
+    browser.get(authorize(sim, first.headers["Location"], **{"as": "o_nick"}))
+    with session_scope(sim_settings.database_url) as s:
+        owner = s.execute(
+            select(Identity.contact_id).where(Identity.value == "o_nick")
+        ).scalar_one()
+        assert s.get(Contact, owner).name == "小鱼"
+
+
+def test_forged_replayed_foreign_state_and_bad_code_are_4xx_pages(sim, h5_app, auth):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth)
+    browser = visitor(h5_app, wechat=True)
+    first = browser.get(f"/h5/c/{camp['slug']}")
+    callback = authorize(sim, first.headers["Location"], **{"as": "o_replay"})
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    forged = browser.get(f"/h5/oauth/callback?code=x&state={state[:-4]}AAAA")
+    assert forged.status_code == 400 and "链接已失效" in forged.get_data(as_text=True)
+    stranger = visitor(h5_app, "10.8.0.2", wechat=True)
+    stranger.get(f"/h5/c/{camp['slug']}")  # has a cookie of its own
+    assert stranger.get(callback).status_code == 400  # a state bound to another browser
+    assert browser.get(callback).status_code == 302
+    replay = browser.get(callback)
+    assert replay.status_code == 400 and "已使用" in replay.get_data(as_text=True)
+    # A fresh state with a code the platform refuses (40029): a 400 page, not a 500.
+    again = visitor(h5_app, "10.8.0.3", wechat=True)
+    location = again.get(f"/h5/c/{camp['slug']}").headers["Location"]
+    good_state = parse_qs(urlsplit(location).query)["state"][0]
+    bad_code = again.get(f"/h5/oauth/callback?code=made-up&state={good_state}")
+    assert bad_code.status_code == 400 and "授权失败" in bad_code.get_data(as_text=True)
+
+
+def test_declined_oauth_falls_back_to_the_cookie(sim, h5_app, auth):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth)
+    browser = visitor(h5_app, wechat=True)
+    first = browser.get(f"/h5/c/{camp['slug']}")
+    back = browser.get(authorize(sim, first.headers["Location"], **{"as": "o_x", "decline": "1"}))
+    assert back.status_code == 302
+    status, _ = open_page(browser, camp["slug"])
+    assert status == 200  # no second authorize round
+
+
+def test_share_config_is_checked_by_the_simulator_stub(sim, h5_app, sim_settings):
+    api = h5_app.test_client()
+    page = f"{sim_settings.public_url}/h5/c/spring-fair?r=abc"
+    config = api.get("/h5/jssdk", query_string={"url": page + "#frag"}).get_json()
+    verify = {"kind": "config", "url": page, **config}
+    answer = requests.post(f"{sim.base_url}/_sim/jssdk/verify", json=verify, timeout=5).json()
+    assert answer == {"ok": True, "errMsg": "config:ok"}
+    moved = requests.post(
+        f"{sim.base_url}/_sim/jssdk/verify", json={**verify, "url": page + "&x=1"}, timeout=5
+    ).json()
+    assert moved["ok"] is False and moved["errMsg"] == "config:invalid signature"
+    api.get("/h5/jssdk", query_string={"url": page})
+    assert len(sim.calls(path="/cgi-bin/ticket/getticket")) == 1  # cached in Redis
+    assert (
+        api.get("/h5/jssdk", query_string={"url": "https://evil.example.com/"}).status_code == 422
+    )
+
+
+def test_follow_through_the_campaign_qr_is_attributed(
+    sim, h5_app, auth, sim_settings, env_to_sim, caplog
+):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth, follow=True)
+    links = api.get(f"/api/campaigns/{camp['id']}/links?userid=zhangsan", headers=auth).get_json()
+    qr = links["follow_qr"]
+    assert qr["scene"].startswith(f"h5.{camp['id']}.uzhangsan.") and len(qr["scene"]) <= 64
+    assert requests.get(qr["image"], timeout=5).headers["Content-Type"] == "image/png"
+    sim.follow("o_qr_fan", ticket=qr["ticket"])  # a new follower: subscribe with qrscene_
+    sim.set_user("o_old_fan", subscribe=True)
+    sim.scan("o_old_fan", ticket=qr["ticket"])  # a follower: SCAN
+    sim.follow("o_forger", scene=f"h5.{camp['id']}.ulisi.AAAAAAAAAAAAAAAA")
+    run_worker(sim_settings)
+    with session_scope(sim_settings.database_url) as s:
+        follows = s.execute(select(Event).where(Event.type == "h5.follow")).scalars().all()
+        assert sorted(e.properties["via"] for e in follows) == ["oa.scan", "oa.subscribe"]
+        assert {e.properties["sharer"] for e in follows} == {"u:zhangsan"}
+        nodes = s.execute(select(Referral)).scalars().all()
+        assert [(n.sharer_userid, n.depth) for n in nodes] == [("zhangsan", 1)] * 2
+    assert "campaign QR scene refused" in caplog.text
+    assert stats(api, auth, camp["id"])["follows"] == 2
+    assert employee_code(api, auth, camp["id"], "zhangsan") == links["code"]
+    assert LANDING["slug"] == camp["slug"]
