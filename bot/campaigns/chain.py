@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns.codes import Sharer
 from bot.contacts import identity
 from bot.core.db import dialect_insert
-from bot.core.models import Referral, utcnow
+from bot.core.models import Contact, Referral, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,10 @@ def tree(session: Session, campaign_id: int, root: Node | None, userid: str | No
     """The chain below a contact's node (or below an employee) as nested JSON."""
     t = Referral.__table__.c
     rows = session.execute(
-        sa.select(Referral.__table__).where(t.campaign_id == campaign_id).order_by(t.id)
+        sa.select(Referral.__table__, Contact.name)
+        .join(Contact, Contact.id == t.contact_id)
+        .where(t.campaign_id == campaign_id)
+        .order_by(t.id)
     ).all()
     children: dict[int | None, list[Any]] = {}
     for row in rows:
@@ -146,6 +149,7 @@ def tree(session: Session, campaign_id: int, root: Node | None, userid: str | No
     def grow(row: Any) -> dict:
         return {
             "contact_id": row.contact_id,
+            "name": row.name,
             "depth": row.depth,
             "joined_at": row.created_at.isoformat(),
             "children": [grow(c) for c in children.get(row.id, [])],

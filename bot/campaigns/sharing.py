@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import segno
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot.campaigns import codes
 from bot.core import queue, wechat
@@ -62,9 +62,7 @@ def _cover(camp: Campaign, width: int, height: int) -> Image.Image:
         else None
     )
     if path is not None and path.is_file() and STATIC in path.resolve().parents:
-        image = Image.open(path).convert("RGB")
-        image.thumbnail((width * 2, height * 2))
-        return image.resize((width, height))
+        return ImageOps.fit(Image.open(path).convert("RGB"), (width, height))
     return Image.new("RGB", (width, height), (28, 110, 90))
 
 
