@@ -48,7 +48,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def _h5_servers(settings: Settings) -> Iterator[tuple[SimHandle, str, Any]]:
+def h5_servers(settings: Settings) -> Iterator[tuple[SimHandle, str, Any]]:
     from bot.app import create_app
 
     with running_simulator(SimConfig.from_settings(settings)) as sim:
@@ -65,8 +65,8 @@ def _h5_servers(settings: Settings) -> Iterator[tuple[SimHandle, str, Any]]:
 
 
 @pytest.fixture
-def h5_stack(clean: Settings, _h5_servers: tuple[SimHandle, str, Any]) -> Stack:
-    sim, url, app = _h5_servers
+def h5_stack(clean: Settings, h5_servers: tuple[SimHandle, str, Any]) -> Stack:
+    sim, url, app = h5_servers
     sim.reset()
     actions.forget_campaigns()
     return Stack(sim, url, app.config["SETTINGS"])
