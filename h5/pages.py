@@ -35,8 +35,9 @@ def _campaign(slug: str) -> Campaign:
     return camp
 
 
-def _needs_oauth(has_openid: bool) -> bool:
-    return in_wechat() and not has_openid and not request.cookies.get(SKIP_OAUTH)
+def _wants_oauth() -> bool:
+    """Inside WeChat a visitor without an openid signs in first (unless they declined)."""
+    return in_wechat() and not request.cookies.get(SKIP_OAUTH)
 
 
 def _render(camp: Campaign, view: actions.View, status: int = 200, **extra: object) -> Response:
@@ -63,13 +64,11 @@ def _render(camp: Campaign, view: actions.View, status: int = 200, **extra: obje
 def page(slug: str) -> ResponseReturnValue:
     camp = _campaign(slug)
     token, new = visitor_token()
-    contact_id, has_openid = actions.visitor(settings(), token)
-    if _needs_oauth(has_openid):
-        url = oauth.authorize_url(
-            settings(), token, request.full_path, camp.spec.get("needs_userinfo", False)
-        )
+    view = actions.view(settings(), camp, token, request.args.get("r"), _wants_oauth())
+    if view is None:
+        userinfo = camp.spec.get("needs_userinfo", False)
+        url = oauth.authorize_url(settings(), token, request.full_path, userinfo)
         return with_cookie(redirect(url, 302), token, new)
-    view = actions.view(settings(), camp, token, request.args.get("r"))
     return with_cookie(_render(camp, view), token, new)
 
 

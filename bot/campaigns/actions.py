@@ -102,16 +102,75 @@ def own_code(settings: Settings, campaign_id: int, contact_id: int) -> str:
     )
 
 
-def view(settings: Settings, camp: Campaign, token: str, code: str | None) -> View:
-    """A page view: the first one by a person joins the chain and is an ``h5.visit``."""
-    contact_id, has_openid = visitor(settings, token)
+# One round trip for a page view: the cookie's contact (cached by ``visitor``), then, unless the
+# visitor must sign in first, the view counted and the person's first view of the campaign
+# claimed. Answers {} when the cookie is not cached, {contact, -1} for "sign in first",
+# else {contact, 1 if this is their first view else 0}.
+_VIEW = """
+local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+if ARGV[1] == '1' and string.sub(v, -2) == ':0' then return {v, -1} end
+redis.call('INCR', KEYS[2])
+local contact = string.match(v, '^(%d+):')
+local first = redis.call('SET', ARGV[2] .. contact, 1, 'NX', 'EX', tonumber(ARGV[3]))
+if first then return {v, 1} end
+return {v, 0}
+"""
+_scripts: dict[int, Any] = {}
+
+
+def _view_script(conn: Any) -> Any:
+    script = _scripts.get(id(conn))
+    if script is None:
+        script = _scripts[id(conn)] = conn.register_script(_VIEW)
+    return script
+
+
+def view(
+    settings: Settings, camp: Campaign, token: str, code: str | None, want_openid: bool = False
+) -> View | None:
+    """A page view: the first one by a person joins the chain and is an ``h5.visit``; repeat
+    views only count in Redis. None when ``want_openid`` and the visitor has none yet (the
+    page sends them through OAuth first; nothing is counted)."""
+    conn = queue.get_redis(settings)
+    keys = [visitors.cache_key(token), f"yuchi:h5:views:{camp.id}"]
+    args = [int(want_openid), f"yuchi:h5:seen:{camp.id}:", SEEN_SECONDS]
+    answer = _view_script(conn)(keys=keys, args=args)
+    if not answer and not want_openid:
+        return _first_sight(settings, camp, token, code)
+    if not answer:
+        visitor(settings, token)  # made and cached now; they sign in before the visit counts
+        answer = _view_script(conn)(keys=keys, args=args)
+    contact_id = int(answer[0].decode().partition(":")[0])
+    if answer[1] == -1:
+        return None
+    if answer[1] == 1:
+        first_visit(settings, camp, contact_id, sharer_from(settings, code))
+    return View(
+        camp,
+        contact_id,
+        answer[0].endswith(b":1"),
+        own_code(settings, camp.id, contact_id),
+        answer[1] == 1,
+    )
+
+
+def _first_sight(settings: Settings, camp: Campaign, token: str, code: str | None) -> View:
+    """A cookie not seen (or not cached) yet: its contact, the chain node and the visit in one
+    transaction."""
+    sharer = sharer_from(settings, code)
+    with session_scope(settings.database_url) as session:
+        contact_id = visitors.contact_for(session, token)
+        has_openid = visitors.has_openid(session, contact_id, settings.oa_appid)
+        node, _ = chain.join(session, camp.id, contact_id, sharer)
+        key = f"h5:visit:{camp.id}:{contact_id}"
+        first = emit(session, contact_id, "h5.visit", properties(camp, node, session), key)
+    visitors.remember(settings, token, contact_id, has_openid)
     conn = queue.get_redis(settings)
     conn.incr(f"yuchi:h5:views:{camp.id}")
-    own = own_code(settings, camp.id, contact_id)
-    first = bool(conn.set(f"yuchi:h5:seen:{camp.id}:{contact_id}", 1, nx=True, ex=SEEN_SECONDS))
-    if first:
-        first_visit(settings, camp, contact_id, sharer_from(settings, code))
-    return View(camp, contact_id, has_openid, own, first)
+    conn.set(f"yuchi:h5:seen:{camp.id}:{contact_id}", 1, ex=SEEN_SECONDS)
+    kick(settings, contact_id)
+    return View(camp, contact_id, has_openid, own_code(settings, camp.id, contact_id), first)
 
 
 def first_visit(

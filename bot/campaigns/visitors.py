@@ -27,13 +27,13 @@ def valid_token(token: str | None) -> bool:
     return bool(token) and len(token) == 24 and token.replace("-", "").replace("_", "").isalnum()
 
 
-def _cache_key(token: str) -> str:
+def cache_key(token: str) -> str:
     return f"yuchi:h5:visitor:{token}"
 
 
 def cached(settings: Settings, token: str) -> tuple[int, bool] | None:
     """(contact id, has an openid) from Redis, or None."""
-    raw = queue.get_redis(settings).get(_cache_key(token))
+    raw = queue.get_redis(settings).get(cache_key(token))
     if raw is None:
         return None
     contact, _, openid = raw.decode().partition(":")
@@ -42,7 +42,7 @@ def cached(settings: Settings, token: str) -> tuple[int, bool] | None:
 
 def remember(settings: Settings, token: str, contact_id: int, has_openid: bool) -> None:
     queue.get_redis(settings).set(
-        _cache_key(token), f"{contact_id}:{int(has_openid)}", ex=CACHE_SECONDS
+        cache_key(token), f"{contact_id}:{int(has_openid)}", ex=CACHE_SECONDS
     )
 
 
