@@ -108,17 +108,15 @@ def scene(secret: str, sharer: Sharer) -> str:
 
 
 def read_scene(secret: str, text: str) -> Sharer | None:
-    parts = text.split(".")
-    if len(parts) != 4 or parts[0] != "h5":
+    head = text.split(".", 2)
+    if len(head) != 3 or head[0] != "h5" or not head[1].isdigit() or "." not in head[2]:
         return None
-    body = f"{parts[1]}.{parts[2]}"
-    if not hmac.compare_digest(parts[3], _mac(secret, "scene", body)):
+    who, mac = head[2].rsplit(".", 1)  # a userid may hold dots itself
+    if len(who) < 2 or not hmac.compare_digest(mac, _mac(secret, "scene", f"{head[1]}.{who}")):
         return None
-    if not parts[1].isdigit() or len(parts[2]) < 2:
-        return None
-    kind, value = parts[2][0], parts[2][1:]
+    kind, value = who[0], who[1:]
     if kind == "u":
-        return Sharer(int(parts[1]), userid=value)
+        return Sharer(int(head[1]), userid=value)
     if kind == "c" and value.isdigit():
-        return Sharer(int(parts[1]), contact_id=int(value))
+        return Sharer(int(head[1]), contact_id=int(value))
     return None
