@@ -3,6 +3,8 @@ and the rewards catalogue."""
 
 from __future__ import annotations
 
+import uuid
+
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +22,12 @@ class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     pass_: str = Field(alias="pass", min_length=10, max_length=600)
     by: str = Field(min_length=1, max_length=64)
+
+
+class SendLink(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    userid: str = Field(min_length=1, max_length=64)
+    request_key: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=80)
 
 
 class RewardIn(BaseModel):
@@ -92,6 +100,18 @@ def links(campaign_id: int) -> ResponseReturnValue:
         except (PlatformError, ValueError) as exc:
             out["follow_qr"] = {"error": str(exc)}
     return jsonify(out)
+
+
+@bp.post("/campaigns/<id:campaign_id>/links/send")
+def send_link(campaign_id: int) -> ResponseReturnValue:
+    """Send the employee their personal link and poster by WeCom app message."""
+    data = validated(SendLink, "link request")
+    row = store.get(g.session, campaign_id)
+    if row is None:
+        return error(404, f"no campaign {campaign_id}")
+    end_reads()
+    message_id = sharing.send_link(_settings(), row, data.userid, data.request_key)
+    return jsonify(message_id=message_id, userid=data.userid), 202
 
 
 @bp.get("/campaigns/<id:campaign_id>/stats")

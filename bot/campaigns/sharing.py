@@ -18,6 +18,8 @@ from bot.campaigns import codes
 from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.models import Campaign
+from bot.messaging import outbox
+from bot.messaging.payloads import SendRequest
 
 FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 STATIC = Path(__file__).resolve().parent.parent.parent / "h5" / "static"
@@ -123,3 +125,28 @@ def follow_qr(settings: Settings, sharer: codes.Sharer) -> dict[str, Any]:
         "ticket": ticket,
         "image": f"{settings.wechat_mp_base}/cgi-bin/showqrcode?ticket={ticket}",
     }
+
+
+def send_link(settings: Settings, camp: Campaign, userid: str, request_key: str) -> int:
+    """The employee's personal link and poster by WeCom app message (a text card); the same
+    ``request_key`` sends once. Returns the message id."""
+    code = codes.referral_code(settings.secret_key, codes.Sharer(camp.id, userid=userid))
+    poster_url = f"{settings.public_url}/h5/poster/{code}.png"
+    req = SendRequest.model_validate(
+        {
+            "kind": "wecom_textcard",
+            "to_user": [userid],
+            "payload": {
+                "title": f"你的专属活动链接：{camp.title}"[:128],
+                "description": (
+                    '<div class="normal">转发给客户或朋友圈，通过你的链接参与都会记在你名下。</div>'
+                    f'<div class="gray">海报：{poster_url}</div>'
+                )[:512],
+                "url": page_url(settings, camp, code),
+                "btntxt": "打开",
+            },
+            "idempotency_key": f"campaign-link-{camp.id}-{userid}-{request_key}"[:200],
+        }
+    )
+    row, _ = outbox.create(settings, req)
+    return row.id

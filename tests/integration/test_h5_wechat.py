@@ -149,3 +149,22 @@ def test_follow_through_the_campaign_qr_is_attributed(
     assert stats(api, auth, camp["id"])["follows"] == 2
     assert employee_code(api, auth, camp["id"], "zhangsan") == links["code"]
     assert LANDING["slug"] == camp["slug"]
+
+
+def test_employee_asks_for_their_link_by_wecom_message(
+    sim, sim_client, auth, sim_settings, env_to_sim
+):
+    camp = create_campaign(sim_client, auth)
+    sim.add_rep("zhangsan", name="张三")
+    url = f"/api/campaigns/{camp['id']}/links/send"
+    sent = sim_client.post(url, json={"userid": "zhangsan", "request_key": "r1"}, headers=auth)
+    again = sim_client.post(url, json={"userid": "zhangsan", "request_key": "r1"}, headers=auth)
+    assert (
+        sent.status_code == 202 and again.get_json()["message_id"] == sent.get_json()["message_id"]
+    )
+    assert sim_client.post(url, json={}, headers=auth).status_code == 422
+    run_worker(sim_settings)
+    [card] = sim.inbox(userid="zhangsan")
+    link = employee_code(sim_client, auth, camp["id"], "zhangsan")
+    assert card["payload"]["textcard"]["url"].endswith(f"/h5/c/{camp['slug']}?r={link}")
+    assert "/h5/poster/" in card["payload"]["textcard"]["description"]
