@@ -4,6 +4,7 @@ rate limits, rewards under concurrent redemptions, the gated download link, chec
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -340,3 +341,60 @@ def test_links_poster_and_qr(app, client, auth):
 def test_unknown_pages_are_4xx_pages(client, path):
     resp = client.get(path)
     assert 400 <= resp.status_code < 500 and "text/html" in resp.content_type
+
+
+def test_hostile_page_requests_are_4xx_never_5xx(app, client, auth):
+    camp = create_campaign(client, auth)
+    v = visitor(app)
+    open_page(v, camp["slug"])
+    slug = camp["slug"]
+    answers = [
+        v.post(
+            f"/h5/c/{slug}/form",
+            data={"name": "x" * 5000, "phone": ["1", "2"], "q_need": ["甲"] * 50},
+        ),
+        v.post(
+            f"/h5/c/{slug}/form", data=b"\xff\xfe", content_type="application/x-www-form-urlencoded"
+        ),
+        v.post(f"/h5/c/{slug}/share", data="not json", content_type="application/json"),
+        v.post(f"/h5/c/{slug}/share", json=["appMessage"]),
+        v.post(f"/h5/c/{slug}/share", json={"channel": "sms"}),
+        v.get("/h5/jssdk"),
+        v.get("/h5/jssdk?url=javascript:alert(1)"),
+        v.post("/h5/points/redeem", data={"reward": "99999999999", "key": "x"}),
+        v.post("/h5/points/redeem", data={"reward": "1", "key": "abcdefghij"}),
+        v.get("/h5/pass/garbage.png"),
+        v.get("/h5/qr/garbage.png"),
+        v.get("/h5/d/" + "a" * 700),
+        v.get("/h5/oauth/callback"),
+        v.get("/h5/oauth/callback?code=x&state=" + "b" * 300),
+        v.get(f"/h5/c/{slug}?r=" + "%00" * 3),
+        v.get(f"/h5/c/{slug}/friends"),
+        v.get(f"/h5/c/{slug}/live"),
+        client.get(f"/api/campaigns/{camp['id']}/chain", headers=auth),
+        client.get(f"/api/campaigns/{camp['id']}/chain?contact_id=abc", headers=auth),
+        client.get("/api/points/x:1", headers=auth),
+        client.post(
+            f"/api/campaigns/{camp['id']}/checkins",
+            json={"pass": "x" * 20, "by": "a"},
+            headers=auth,
+        ),
+        client.put(f"/api/campaigns/{camp['id']}", json={"slug": slug}, headers=auth),
+        client.put(
+            "/api/campaigns/999999",
+            json={**{k: camp[k] for k in ("slug", "name", "title", "kind")}},
+            headers=auth,
+        ),
+    ]
+    assert all(r.status_code < 500 for r in answers), [r.status_code for r in answers]
+    assert [r.status_code for r in answers[2:5]] == [422, 422, 422]
+    assert stats(client, auth, camp["id"])["forms"] == 0
+
+
+def test_page_weight_under_100_kb_with_vendored_assets_only(app, client, auth):
+    camp = create_campaign(client, auth)
+    html = visitor(app).get(f"/h5/c/{camp['slug']}").get_data(as_text=True)
+    assets = re.findall(r'(?:href|src)="(/h5/static/[^"]+\.(?:css|js))"', html)
+    weight = len(html.encode()) + sum(len(client.get(a).data) for a in assets)
+    assert len(assets) == 2 and weight < 100_000
+    assert not re.search(r'(?:href|src)="(?:https?:)?//', html)  # no CDN outside WeChat
