@@ -22,6 +22,16 @@ from bot.tagging import tags
 
 log = logging.getLogger(__name__)
 CAMPAIGN_CACHE_SECONDS = 5.0
+DIRECT_POINTS = "journey.points"  # scoring's direct-points event (bot.scoring.rules)
+STEP_NAMES = {
+    "h5.visit": "访问",
+    "h5.share": "分享",
+    "h5.form_submitted": "提交表单",
+    "h5.download": "下载资料",
+    "h5.signup": "报名",
+    "h5.checkin": "签到",
+    "h5.follow": "扫码关注",
+}
 SEEN_SECONDS = 30 * 86400
 _campaigns: dict[tuple[str, str], tuple[float, Campaign | None]] = {}
 
@@ -65,9 +75,25 @@ def properties(camp: Campaign, node: chain.Node, session: Session, **extra: Any)
     }
 
 
-def emit(session: Session, contact_id: int, type_: str, props: dict, key: str | None) -> bool:
-    """One h5 event for the pipeline, in the caller's transaction; False if ``key`` is stored."""
-    return record.append(session, contact_id, type_, props, key, source="h5") is not None
+def emit(
+    session: Session, camp: Campaign, contact_id: int, type_: str, props: dict, key: str | None
+) -> bool:
+    """One h5 event for the pipeline, in the caller's transaction; False if ``key`` is stored.
+    When the campaign's ``score_events`` give this event points, a direct-points event goes
+    with it (the score ledger explains it as this campaign's)."""
+    new = record.append(session, contact_id, type_, props, key, source="h5") is not None
+    points = (camp.spec.get("score_events") or {}).get(type_)
+    if new and points:
+        reason = f"活动「{camp.title}」{STEP_NAMES.get(type_, type_)}"
+        record.append(
+            session,
+            contact_id,
+            DIRECT_POINTS,
+            {"points": points, "reason": reason, "campaign_id": camp.id},
+            f"{key}:points" if key else None,
+            source="h5",
+        )
+    return new
 
 
 def kick(settings: Settings, contact_id: int) -> None:
@@ -164,7 +190,7 @@ def _first_sight(settings: Settings, camp: Campaign, token: str, code: str | Non
         has_openid = visitors.has_openid(session, contact_id, settings.oa_appid)
         node, _ = chain.join(session, camp.id, contact_id, sharer)
         key = f"h5:visit:{camp.id}:{contact_id}"
-        first = emit(session, contact_id, "h5.visit", properties(camp, node, session), key)
+        first = emit(session, camp, contact_id, "h5.visit", properties(camp, node, session), key)
     visitors.remember(settings, token, contact_id, has_openid)
     conn = queue.get_redis(settings)
     conn.incr(f"yuchi:h5:views:{camp.id}")
@@ -180,6 +206,7 @@ def first_visit(
         node, _ = chain.join(session, camp.id, contact_id, sharer)
         new = emit(
             session,
+            camp,
             contact_id,
             "h5.visit",
             properties(camp, node, session),
@@ -194,7 +221,12 @@ def share(settings: Settings, camp: Campaign, token: str, channel: str) -> None:
     with session_scope(settings.database_url) as session:
         node, _ = chain.join(session, camp.id, contact_id, None)
         emit(
-            session, contact_id, "h5.share", properties(camp, node, session, channel=channel), None
+            session,
+            camp,
+            contact_id,
+            "h5.share",
+            properties(camp, node, session, channel=channel),
+            None,
         )
     kick(settings, contact_id)
 
@@ -236,7 +268,7 @@ def submit(
             tags.add_tag(session, contact_id, tag, "campaign", camp.slug)
         props = properties(camp, node, session, fields=values)
         new = emit(
-            session, contact_id, "h5.form_submitted", props, f"h5:form:{camp.id}:{contact_id}"
+            session, camp, contact_id, "h5.form_submitted", props, f"h5:form:{camp.id}:{contact_id}"
         )
         done = Submitted(contact_id, new)
         if new:

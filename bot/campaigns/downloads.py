@@ -39,6 +39,6 @@ def download(settings: Settings, camp: Campaign, contact_id: int) -> str:
         props = actions.properties(
             camp, node, session, file=resource.get("filename") or resource["url"]
         )
-        actions.emit(session, contact_id, "h5.download", props, None)
+        actions.emit(session, camp, contact_id, "h5.download", props, None)
     actions.kick(settings, contact_id)
     return camp.spec["resource"]["url"]

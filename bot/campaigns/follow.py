@@ -32,6 +32,6 @@ def on_event(ctx: Context) -> None:
     node, _ = chain.join(ctx.session, camp.id, ev.contact_id, sharer)
     props = actions.properties(camp, node, ctx.session, via=ev.type)
     if actions.emit(
-        ctx.session, ev.contact_id, "h5.follow", props, f"h5:follow:{camp.id}:{ev.contact_id}"
+        ctx.session, camp, ev.contact_id, "h5.follow", props, f"h5:follow:{camp.id}:{ev.contact_id}"
     ):
         ctx.after_commit.append(functools.partial(actions.kick, ctx.settings, ev.contact_id))

@@ -28,7 +28,7 @@ def sign_up(session: Session, camp: Campaign, node: chain.Node, props: dict) -> 
         sa.select(ST.c.id).where(ST.c.campaign_id == camp.id, ST.c.contact_id == node.contact_id)
     ).scalar_one()
     actions.emit(
-        session, node.contact_id, "h5.signup", props, f"h5:signup:{camp.id}:{node.contact_id}"
+        session, camp, node.contact_id, "h5.signup", props, f"h5:signup:{camp.id}:{node.contact_id}"
     )
     return signup_id
 
@@ -67,7 +67,7 @@ def check_in(settings: Settings, signup_id: int, by: str, how: str) -> CheckedIn
             camp = session.get(Campaign, row.campaign_id)
             node, _ = chain.join(session, camp.id, row.contact_id, None)
             props = actions.properties(camp, node, session, how=how, by=by)
-            actions.emit(session, row.contact_id, "h5.checkin", props, f"h5:checkin:{row.id}")
+            actions.emit(session, camp, row.contact_id, "h5.checkin", props, f"h5:checkin:{row.id}")
         result = CheckedIn(
             row.id, row.contact_id, row.campaign_id, first, row.checked_in_at.isoformat()
         )

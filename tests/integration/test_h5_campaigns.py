@@ -398,3 +398,31 @@ def test_page_weight_under_100_kb_with_vendored_assets_only(app, client, auth):
     weight = len(html.encode()) + sum(len(client.get(a).data) for a in assets)
     assert len(assets) == 2 and weight < 100_000
     assert not re.search(r'(?:href|src)="(?:https?:)?//', html)  # no CDN outside WeChat
+
+
+def test_campaign_score_events_and_tag_rules_see_the_form(app, client, auth, settings):
+    from support import run_worker
+
+    client.post(
+        "/api/tag-rules",
+        json={
+            "name": "大公司",
+            "event_type": "h5.form_submitted",
+            "conditions": {"fields.q_size": "50+"},
+            "add_tags": ["规模:大"],
+        },
+        headers=auth,
+    )
+    camp = create_campaign(client, auth, score_events={"h5.form_submitted": 15})
+    v = visitor(app)
+    open_page(v, camp["slug"])
+    submit(v, camp["slug"], q_size="50+")
+    submit(v, camp["slug"], q_size="50+")  # a second form: no second score line
+    run_worker(settings)
+    with session_scope(settings.database_url) as s:
+        lead = s.execute(select(Event).where(Event.type == "h5.form_submitted")).scalar_one()
+    score = client.get(f"/api/contacts/{lead.contact_id}/score", headers=auth).get_json()
+    lines = [ln for ln in score["lines"] if "春季新品发布会" in (ln["reason"] or "")]
+    assert [ln["points"] for ln in lines] == [15]
+    tags = client.get(f"/api/contacts/{lead.contact_id}", headers=auth).get_json()["tags"]
+    assert {"活动:春季展会", "规模:大"} <= {t["tag"] for t in tags}
