@@ -30,6 +30,12 @@ class SendLink(BaseModel):
     request_key: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=80)
 
 
+class RedeemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reward_id: int = Field(ge=1, le=2**31 - 1)
+    request_key: str = Field(min_length=8, max_length=80)
+
+
 class RewardIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=100)
@@ -175,4 +181,24 @@ def holder_points(holder: str) -> ResponseReturnValue:
         holder=holder,
         balance=points.balance(g.session, holder),
         ledger=points.ledger(g.session, holder, 200),
+    )
+
+
+@bp.post("/points/<holder>/redeem")
+def redeem(holder: str) -> ResponseReturnValue:
+    """Spend a person's points on a reward (an employee from the sidebar: ``u:<userid>``);
+    the same ``request_key`` answers the first redemption again."""
+    if holder[:2] not in ("u:", "c:") or len(holder) > 80:
+        return error(422, "invalid holder", fields={"holder": "u:<userid> or c:<contact id>"})
+    data = validated(RedeemIn, "redemption")
+    try:
+        done = points.redeem(g.session, holder, data.reward_id, data.request_key)
+    except points.RedeemRefused as exc:
+        return error(409, str(exc))
+    return jsonify(
+        redemption_id=done.redemption_id,
+        reward=done.reward,
+        code=done.code,
+        balance=done.balance,
+        repeated=done.repeated,
     )

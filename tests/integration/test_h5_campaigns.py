@@ -426,3 +426,28 @@ def test_campaign_score_events_and_tag_rules_see_the_form(app, client, auth, set
     assert [ln["points"] for ln in lines] == [15]
     tags = client.get(f"/api/contacts/{lead.contact_id}", headers=auth).get_json()["tags"]
     assert {"活动:春季展会", "规模:大"} <= {t["tag"] for t in tags}
+
+
+def test_an_employee_redeems_through_the_api(app, client, auth):
+    camp = create_campaign(client, auth)
+    emp = employee_code(client, auth, camp["id"], "zhangsan")
+    for i in range(2):
+        v = visitor(app, f"10.5.0.{i}")
+        open_page(v, camp["slug"], emp)
+        submit(v, camp["slug"], emp)
+    rid = client.post(
+        "/api/rewards",
+        json={"name": "京东卡", "kind": "coupon", "cost": 15, "stock": 5},
+        headers=auth,
+    ).get_json()["id"]
+    url = "/api/points/u:zhangsan/redeem"
+    done = client.post(url, json={"reward_id": rid, "request_key": "sidebar-1"}, headers=auth)
+    assert done.status_code == 200 and done.get_json()["balance"] == 5
+    assert client.post(
+        url, json={"reward_id": rid, "request_key": "sidebar-1"}, headers=auth
+    ).get_json()["repeated"]
+    poor = client.post(url, json={"reward_id": rid, "request_key": "sidebar-2"}, headers=auth)
+    assert poor.status_code == 409 and poor.get_json()["error"] == "积分不足"
+    ledger = client.get("/api/points/u:zhangsan", headers=auth).get_json()["ledger"]
+    assert [line["points"] for line in ledger] == [-15, 10, 10]
+    assert client.get("/api/rewards", headers=auth).get_json()["rewards"][0]["stock"] == 4
