@@ -72,6 +72,7 @@ class Sharer:
     campaign_id: int
     userid: str | None = None
     contact_id: int | None = None
+    own: bool = False  # a QR scene on the visitor's own page: whoever follows *is* this contact
 
     @property
     def holder(self) -> str:
@@ -102,7 +103,9 @@ def read_referral(secret: str, code: str | None) -> Sharer | None:
 
 
 def scene(secret: str, sharer: Sharer) -> str:
-    who = f"u{sharer.userid}" if sharer.userid else f"c{sharer.contact_id}"
+    who = (
+        f"u{sharer.userid}" if sharer.userid else f"{'m' if sharer.own else 'c'}{sharer.contact_id}"
+    )
     body = f"{sharer.campaign_id}.{who}"
     return f"h5.{body}.{_mac(secret, 'scene', body)}"
 
@@ -117,6 +120,6 @@ def read_scene(secret: str, text: str) -> Sharer | None:
     kind, value = who[0], who[1:]
     if kind == "u":
         return Sharer(int(head[1]), userid=value)
-    if kind == "c" and value.isdigit():
-        return Sharer(int(head[1]), contact_id=int(value))
+    if kind in "cm" and value.isdigit():
+        return Sharer(int(head[1]), contact_id=int(value), own=kind == "m")
     return None

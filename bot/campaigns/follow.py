@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.campaigns import actions, chain, codes
+from bot.contacts import identity
 from bot.core.models import Campaign
 
 if TYPE_CHECKING:
@@ -29,9 +30,29 @@ def on_event(ctx: Context) -> None:
     if camp is None:
         log.warning("campaign QR scene refused (tampered or unknown): %r", scene[:64])
         return
+    if sharer.own:
+        _same_person(ctx, sharer.contact_id)
+        sharer = None  # they are already in the chain, under whoever brought them
     node, _ = chain.join(ctx.session, camp.id, ev.contact_id, sharer)
     props = actions.properties(camp, node, ctx.session, via=ev.type)
-    if actions.emit(
-        ctx.session, camp, ev.contact_id, "h5.follow", props, f"h5:follow:{camp.id}:{ev.contact_id}"
-    ):
+    key = f"h5:follow:{camp.id}:{ev.contact_id}"
+    if actions.emit(ctx.session, camp, ev.contact_id, "h5.follow", props, key):
         ctx.after_commit.append(functools.partial(actions.kick, ctx.settings, ev.contact_id))
+
+
+def _same_person(ctx: Context, visitor_contact: int) -> None:
+    """The follower scanned the QR on their own page: the browser's contact and the openid's
+    are one person (the older survives; this event moves to the survivor)."""
+    ev = ctx.event
+    follower = ev.contact_id
+    keep, _ = identity.merge(
+        ctx.session, follower, visitor_contact, "followed through their campaign QR"
+    )
+    for gone in {follower, identity.resolve(ctx.session, visitor_contact), visitor_contact} - {
+        keep
+    }:
+        chain.move_after_merge(ctx.session, gone, keep)
+    ev.contact_id = keep
+    ctx.session.add(ev)
+    ctx.session.flush()
+    ctx.after_commit.append(functools.partial(actions.kick, ctx.settings, keep))

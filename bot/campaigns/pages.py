@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from bot.campaigns import codes, downloads, oauth, points, signups, stats, visitors
+from bot.campaigns import codes, downloads, oauth, points, sharing, signups, stats, visitors
 from bot.campaigns.actions import visitor
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Campaign, Contact, Event, Rep
+from bot.core.wechat import PlatformError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Done:
     download_token: str | None = None
     pass_token: str | None = None
     checked_in: bool = False
+    follow_qr: str | None = None  # the OA QR image whose scene is this visitor's own
 
 
 def done_state(settings: Settings, camp: Campaign, contact_id: int) -> Done:
@@ -40,6 +45,12 @@ def done_state(settings: Settings, camp: Campaign, contact_id: int) -> Done:
     if row is not None:
         done.pass_token = signups.pass_token(settings.secret_key, row.id)
         done.checked_in = row.checked_in_at is not None
+    if camp.spec.get("follow"):
+        own = codes.Sharer(camp.id, contact_id=contact_id, own=True)
+        try:
+            done.follow_qr = sharing.follow_qr(settings, own)["image"]
+        except (PlatformError, ValueError) as exc:
+            log.warning("no follow QR for contact %s: %s", contact_id, exc)
     return done
 
 

@@ -168,3 +168,34 @@ def test_employee_asks_for_their_link_by_wecom_message(
     link = employee_code(sim_client, auth, camp["id"], "zhangsan")
     assert card["payload"]["textcard"]["url"].endswith(f"/h5/c/{camp['slug']}?r={link}")
     assert "/h5/poster/" in card["payload"]["textcard"]["description"]
+
+
+def test_following_through_the_own_page_qr_merges_the_browser_into_the_follower(
+    sim, h5_app, auth, sim_settings, env_to_sim
+):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth, follow=True)
+    emp = employee_code(api, auth, camp["id"], "zhangsan")
+    browser = visitor(h5_app)  # outside WeChat: a cookie only
+    open_page(browser, camp["slug"], emp)
+    browser.post(
+        f"/h5/c/{camp['slug']}/form", data={"name": "周杰", "phone": "13800001234", "r": emp}
+    )
+    html = browser.get(f"/h5/c/{camp['slug']}/done").get_data(as_text=True)
+    ticket = html.split("showqrcode?ticket=")[1].split('"')[0]
+    sim.follow("o_follows_later", ticket=ticket)
+    run_worker(sim_settings)
+    with session_scope(sim_settings.database_url) as s:
+        owner = s.execute(
+            select(Identity.contact_id).where(Identity.value == "o_follows_later")
+        ).scalar_one()
+        kinds = {
+            i.kind
+            for i in s.execute(select(Identity).where(Identity.contact_id == owner)).scalars()
+        }
+        assert kinds == {"openid", "h5_visitor"}  # one person now
+        assert s.get(Contact, owner).fields["phone"] == "13800001234"
+        follow = s.execute(select(Event).where(Event.type == "h5.follow")).scalar_one()
+        assert follow.contact_id == owner and follow.properties["sharer"] == "u:zhangsan"
+        [node] = s.execute(select(Referral)).scalars().all()
+        assert (node.contact_id, node.sharer_userid, node.depth) == (owner, "zhangsan", 1)
