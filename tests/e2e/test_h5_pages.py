@@ -69,7 +69,12 @@ def wait_for(predicate, timeout: float = 10.0):
 def test_employee_link_form_share_second_visitor_points_and_stats(h5_stack, phone):
     stack = h5_stack
     camp = campaign(
-        stack, slug="spring", name="春季私域大会", title="2026 春季私域增长大会", kind="landing"
+        stack,
+        slug="spring",
+        name="春季私域大会",
+        title="2026 春季私域增长大会",
+        kind="landing",
+        follow=True,
     )
     link = stack.api("GET", f"/api/campaigns/{camp['id']}/links?userid=zhangsan")
     first = phone()
@@ -82,6 +87,7 @@ def test_employee_link_form_share_second_visitor_points_and_stats(h5_stack, phon
     first.fill("#f-phone", "13912345678")
     first.click("#submit")
     first.wait_for_selector("#done")
+    first.wait_for_function("document.querySelector('#follow img').naturalWidth > 0")
     shot(first, "landing-done")
     first.wait_for_function("document.documentElement.dataset.wx === 'ready'")
     shared = first.evaluate("wx.__sim.triggerShare('appMessage')")
