@@ -51,6 +51,7 @@ def _render(camp: Campaign, view: actions.View, status: int = 200, **extra: obje
         code=request.args.get("r", ""),
         wechat=in_wechat(),
         jssdk_url=s.h5_jssdk_url,
+        status=actions.status(camp),
         errors=extra.pop("errors", {}),
         values=extra.pop("values", {}),
         **extra,
@@ -77,6 +78,8 @@ def page(slug: str) -> ResponseReturnValue:
 @limits.form_limits[1]
 def submit(slug: str) -> ResponseReturnValue:
     camp = _campaign(slug)
+    if actions.status(camp) != "open":
+        return problem(410, "活动未开放", "活动尚未开始或已经结束。")
     token, new = visitor_token()
     values, errors = forms.check(
         camp.spec.get("form", {}).get("fields", []), request.form.to_dict(flat=False)

@@ -67,8 +67,8 @@ def poster(code: str) -> ResponseReturnValue:
     camp = pages.campaign_by_id(settings(), sharer.campaign_id) if sharer else None
     if camp is None:
         return problem(404, "海报无效", "这个链接无效。")
-    url = sharing.page_url(settings(), camp, code.removesuffix(".png"))
-    return _png(sharing.poster(camp, url, pages.sharer_name(settings(), sharer)))
+    name = pages.sharer_name(settings(), sharer)
+    return _png(sharing.cached_poster(settings(), camp, code.removesuffix(".png"), name))
 
 
 @bp.get("/pass/<token>")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -17,7 +18,7 @@ from bot.contacts import record
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
-from bot.core.models import Campaign, Contact
+from bot.core.models import Campaign, Contact, utcnow
 from bot.tagging import tags
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,17 @@ def campaign(settings: Settings, slug: str) -> Campaign | None:
 
 def forget_campaigns() -> None:
     _campaigns.clear()
+
+
+def status(camp: Campaign, now: datetime | None = None) -> str:
+    """``open``, ``upcoming`` (before ``starts_at``) or ``ended`` (after ``ends_at``)."""
+    now = now or utcnow()
+    starts, ends = camp.spec.get("starts_at"), camp.spec.get("ends_at")
+    if starts and now < datetime.fromisoformat(starts):
+        return "upcoming"
+    if ends and now >= datetime.fromisoformat(ends):
+        return "ended"
+    return "open"
 
 
 def sharer_from(settings: Settings, code: str | None) -> codes.Sharer | None:
@@ -171,7 +183,11 @@ def view(
     if answer[1] == -1:
         return None
     if answer[1] == 1:
-        first_visit(settings, camp, contact_id, sharer_from(settings, code))
+        try:
+            first_visit(settings, camp, contact_id, sharer_from(settings, code))
+        except Exception:
+            conn.delete(f"yuchi:h5:seen:{camp.id}:{contact_id}")  # the next view tries again
+            raise
     return View(
         camp,
         contact_id,

@@ -4,6 +4,7 @@ parametric QR code whose scene names the campaign and the sharer."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import secrets
 import time
@@ -95,6 +96,20 @@ def poster(camp: Campaign, url: str, sharer_name: str) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def cached_poster(settings: Settings, camp: Campaign, code: str, sharer_name: str) -> bytes:
+    """The poster for a referral code, drawn once a day per campaign version (Redis)."""
+    digest = hashlib.sha256(
+        f"{code}|{camp.updated_at.isoformat()}|{sharer_name}".encode()
+    ).hexdigest()
+    conn, key = queue.get_redis(settings), f"yuchi:h5:poster:{digest[:32]}"
+    found = conn.get(key)
+    if found is not None:
+        return found
+    png = poster(camp, page_url(settings, camp, code), sharer_name)
+    conn.set(key, png, ex=86400)
+    return png
 
 
 def follow_qr(settings: Settings, sharer: codes.Sharer) -> dict[str, Any]:

@@ -451,3 +451,25 @@ def test_an_employee_redeems_through_the_api(app, client, auth):
     ledger = client.get("/api/points/u:zhangsan", headers=auth).get_json()["ledger"]
     assert [line["points"] for line in ledger] == [-15, 10, 10]
     assert client.get("/api/rewards", headers=auth).get_json()["rewards"][0]["stock"] == 4
+
+
+def test_campaign_dates_close_the_form(app, client, auth):
+    camp = create_campaign(
+        client, auth, ends_at="2020-01-01T00:00:00+08:00", starts_at="2019-12-01T00:00:00+08:00"
+    )
+    v = visitor(app)
+    status, html = open_page(v, camp["slug"])
+    assert status == 200 and "活动已结束" in html and "lead-form" not in html
+    assert submit(v, camp["slug"]).status_code == 410
+    soon = create_campaign(client, auth, slug="soon", starts_at="2999-01-01T00:00:00+08:00")
+    assert "活动尚未开始" in open_page(v, soon["slug"])[1]
+    naive = client.post(
+        "/api/campaigns",
+        json={
+            **{k: camp[k] for k in ("name", "title", "kind")},
+            "slug": "naive",
+            "ends_at": "2030-01-01T00:00:00",
+        },
+        headers=auth,
+    )
+    assert naive.status_code == 422
