@@ -19,11 +19,11 @@ from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Campaign, Contact, utcnow
+from bot.scoring.rules import DIRECT_POINTS
 from bot.tagging import tags
 
 log = logging.getLogger(__name__)
 CAMPAIGN_CACHE_SECONDS = 5.0
-DIRECT_POINTS = "journey.points"  # scoring's direct-points event (bot.scoring.rules)
 STEP_NAMES = {
     "h5.visit": "访问",
     "h5.share": "分享",
