@@ -199,3 +199,24 @@ def test_following_through_the_own_page_qr_merges_the_browser_into_the_follower(
         assert follow.contact_id == owner and follow.properties["sharer"] == "u:zhangsan"
         [node] = s.execute(select(Referral)).scalars().all()
         assert (node.contact_id, node.sharer_userid, node.depth) == (owner, "zhangsan", 1)
+
+
+def test_a_crowd_fetches_the_jsapi_ticket_once(sim, sim_settings):
+    import threading
+
+    from bot.core import wechat
+
+    tickets: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def fetch() -> None:
+        barrier.wait()
+        tickets.append(wechat.jsapi_ticket(sim_settings))
+
+    threads = [threading.Thread(target=fetch) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(tickets)) == 1 and len(tickets) == 8
+    assert len(sim.calls(path="/cgi-bin/ticket/getticket")) == 1
