@@ -122,17 +122,6 @@ def referring_employee(session: Session, contact_id: int) -> str | None:
     ).scalar()
 
 
-def move_after_merge(session: Session, gone: int, keep: int) -> None:
-    """A merged contact's nodes go to the survivor where it has none in that campaign."""
-    t = Referral.__table__.c
-    have = sa.select(t.campaign_id).where(t.contact_id == keep).scalar_subquery()
-    session.execute(
-        sa.update(Referral.__table__)
-        .where(t.contact_id == gone, t.campaign_id.not_in(have))
-        .values(contact_id=keep)
-    )
-
-
 def tree(session: Session, campaign_id: int, root: Node | None, userid: str | None) -> list[dict]:
     """The chain below a contact's node (or below an employee) as nested JSON."""
     t = Referral.__table__.c

@@ -44,14 +44,9 @@ def _same_person(ctx: Context, visitor_contact: int) -> None:
     """The follower scanned the QR on their own page: the browser's contact and the openid's
     are one person (the older survives; this event moves to the survivor)."""
     ev = ctx.event
-    follower = ev.contact_id
     keep, _ = identity.merge(
-        ctx.session, follower, visitor_contact, "followed through their campaign QR"
+        ctx.session, ev.contact_id, visitor_contact, "followed through their campaign QR"
     )
-    for gone in {follower, identity.resolve(ctx.session, visitor_contact), visitor_contact} - {
-        keep
-    }:
-        chain.move_after_merge(ctx.session, gone, keep)
     ev.contact_id = keep
     ctx.session.add(ev)
     ctx.session.flush()

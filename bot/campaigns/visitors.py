@@ -9,7 +9,6 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot.campaigns import chain
 from bot.contacts import identity
 from bot.core import queue
 from bot.core.config import Settings
@@ -75,10 +74,7 @@ def identify(
     """OAuth told us who this browser is: the cookie's contact and the openid's become one.
     Returns the surviving contact (not committed)."""
     cookie_contact = contact_for(session, token)
-    known = identity.identity_owner(session, "openid", openid, settings.oa_appid)
     keep, _ = identity.attach(session, cookie_contact, "openid", openid, settings.oa_appid)
-    for gone in {cookie_contact, known} - {keep, None}:
-        chain.move_after_merge(session, gone, keep)
     if nickname:
         contact = session.get(Contact, keep)
         if contact is not None and not contact.name:

@@ -473,3 +473,36 @@ def test_campaign_dates_close_the_form(app, client, auth):
         headers=auth,
     )
     assert naive.status_code == 422
+
+
+def test_a_merge_moves_chains_signups_and_points(app, client, auth, settings):
+    from bot.campaigns import points
+    from bot.contacts import identity
+
+    camp = create_campaign(client, auth)
+    other = create_campaign(client, auth, slug="other")
+    emp = employee_code(client, auth, camp["id"], "zhangsan")
+    older, newer = visitor(app, "10.6.0.1"), visitor(app, "10.6.0.2")
+    open_page(older, camp["slug"], emp)  # the older one's first touch: the employee
+    open_page(newer, camp["slug"])  # the newer one came on their own
+    open_page(newer, other["slug"])  # and is alone in the other campaign
+    with session_scope(settings.database_url) as s:
+        from bot.campaigns import visitors
+
+        a = visitors.contact_for(s, older.get_cookie("yuchi_v").value)
+        b = visitors.contact_for(s, newer.get_cookie("yuchi_v").value)
+        points.add_points(s, f"c:{a}", None, 10, "测试", "same-form")
+        points.add_points(s, f"c:{b}", None, 10, "测试", "same-form")  # the same credit twice
+        points.add_points(s, f"c:{b}", None, 7, "测试", "b-only")
+    with session_scope(settings.database_url) as s:
+        keep, _ = identity.merge(s, b, a, "test")
+    with session_scope(settings.database_url) as s:
+        nodes = s.execute(select(Referral).order_by(Referral.campaign_id)).scalars().all()
+        assert keep == a and [
+            (n.campaign_id, n.contact_id, n.depth) for n in nodes if n.contact_id == a
+        ] == [
+            (camp["id"], a, 1),
+            (other["id"], a, 0),
+        ]
+        assert points.balance(s, f"c:{a}") == 17 and points.balance(s, f"c:{b}") == 0
+        assert sorted(line["key"] for line in points.ledger(s, f"c:{a}")) == ["b-only", "same-form"]
