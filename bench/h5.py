@@ -23,6 +23,7 @@ import argparse
 import http.client
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -312,6 +313,7 @@ def main() -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     print("\nprocesses left behind: none" if ok else "\nFAILED")
     sys.exit(0 if ok else 1)
 
