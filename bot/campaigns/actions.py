@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.campaigns import chain, codes, points, store, visitors
@@ -18,7 +19,7 @@ from bot.contacts import record
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
-from bot.core.models import Campaign, Contact, utcnow
+from bot.core.models import Campaign, Contact, Event, utcnow
 from bot.scoring.rules import DIRECT_POINTS
 from bot.tagging import tags
 
@@ -205,8 +206,7 @@ def _first_sight(settings: Settings, camp: Campaign, token: str, code: str | Non
         contact_id = visitors.contact_for(session, token)
         has_openid = visitors.has_openid(session, contact_id, settings.oa_appid)
         node, _ = chain.join(session, camp.id, contact_id, sharer)
-        key = f"h5:visit:{camp.id}:{contact_id}"
-        first = emit(session, camp, contact_id, "h5.visit", properties(camp, node, session), key)
+        first = _visit_once(session, camp, contact_id, node)
     visitors.remember(settings, token, contact_id, has_openid)
     conn = queue.get_redis(settings)
     conn.incr(f"yuchi:h5:views:{camp.id}")
@@ -220,14 +220,7 @@ def first_visit(
 ) -> bool:
     with session_scope(settings.database_url) as session:
         node, _ = chain.join(session, camp.id, contact_id, sharer)
-        new = emit(
-            session,
-            camp,
-            contact_id,
-            "h5.visit",
-            properties(camp, node, session),
-            f"h5:visit:{camp.id}:{contact_id}",
-        )
+        new = _visit_once(session, camp, contact_id, node)
     kick(settings, contact_id)
     return new
 
@@ -245,6 +238,35 @@ def share(settings: Settings, camp: Campaign, token: str, channel: str) -> None:
             None,
         )
     kick(settings, contact_id)
+
+
+def happened(session: Session, type_: str, campaign_id: int, contact_id: int) -> bool:
+    """Is there such an h5 event of this person (under this contact id or one merged into
+    it: dedupe keys keep the id they were made under)?"""
+    e = Event.__table__.c
+    return (
+        session.execute(
+            sa.select(e.id)
+            .where(
+                e.contact_id == contact_id,
+                e.type == type_,
+                e.properties["campaign_id"].as_integer() == campaign_id,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def submitted(session: Session, campaign_id: int, contact_id: int) -> bool:
+    return happened(session, "h5.form_submitted", campaign_id, contact_id)
+
+
+def _visit_once(session: Session, camp: Campaign, contact_id: int, node: chain.Node) -> bool:
+    if happened(session, "h5.visit", camp.id, contact_id):
+        return False
+    props = properties(camp, node, session)
+    return emit(session, camp, contact_id, "h5.visit", props, f"h5:visit:{camp.id}:{contact_id}")
 
 
 @dataclass
@@ -283,8 +305,9 @@ def submit(
         for tag in camp.spec.get("tags") or []:
             tags.add_tag(session, contact_id, tag, "campaign", camp.slug)
         props = properties(camp, node, session, fields=values)
-        new = emit(
-            session, camp, contact_id, "h5.form_submitted", props, f"h5:form:{camp.id}:{contact_id}"
+        key = f"h5:form:{camp.id}:{contact_id}"
+        new = not submitted(session, camp.id, contact_id) and emit(
+            session, camp, contact_id, "h5.form_submitted", props, key
         )
         done = Submitted(contact_id, new)
         if new:

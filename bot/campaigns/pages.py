@@ -6,14 +6,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from bot.campaigns import codes, downloads, oauth, points, sharing, signups, stats, visitors
-from bot.campaigns.actions import visitor
+from bot.campaigns.actions import submitted, visitor
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
-from bot.core.models import Campaign, Contact, Event, Rep
+from bot.core.models import Campaign, Contact, Rep
 from bot.core.wechat import PlatformError
 
 log = logging.getLogger(__name__)
@@ -31,12 +29,8 @@ class Done:
 
 
 def done_state(settings: Settings, camp: Campaign, contact_id: int) -> Done:
-    e = Event.__table__.c
     with session_scope(settings.database_url) as session:
-        submitted = session.execute(
-            sa.select(e.id).where(e.dedupe_key == f"h5:form:{camp.id}:{contact_id}")
-        ).first()
-        if submitted is None:
+        if not submitted(session, camp.id, contact_id):
             return Done(False)
         row = signups.signup_of(session, camp.id, contact_id)
     done = Done(True)

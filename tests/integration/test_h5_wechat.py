@@ -220,3 +220,33 @@ def test_a_crowd_fetches_the_jsapi_ticket_once(sim, sim_settings):
         t.join()
     assert len(set(tickets)) == 1 and len(tickets) == 8
     assert len(sim.calls(path="/cgi-bin/ticket/getticket")) == 1
+
+
+def test_a_form_before_oauth_counts_once_after_the_merge(sim, h5_app, auth, sim_settings):
+    api = h5_app.test_client()
+    camp = create_campaign(api, auth)
+    emp = employee_code(api, auth, camp["id"], "zhangsan")
+    sim.follow("o_known_fan")  # an older contact: the follower
+    browser = visitor(h5_app)  # first outside WeChat
+    open_page(browser, camp["slug"], emp)
+    form = {"name": "林", "phone": "13800005678", "r": emp}
+    assert browser.post(f"/h5/c/{camp['slug']}/form", data=form).status_code == 303
+    browser.environ_base["HTTP_USER_AGENT"] = "Mozilla/5.0 (iPhone) MicroMessenger/8.0.47"
+    first = browser.get(f"/h5/c/{camp['slug']}")
+    back = browser.get(authorize(sim, first.headers["Location"], **{"as": "o_known_fan"}))
+    assert browser.get(back.headers["Location"]).status_code == 200  # a revisit, as the fan
+    assert "提交成功" in browser.get(f"/h5/c/{camp['slug']}/done").get_data(as_text=True)
+    assert browser.post(f"/h5/c/{camp['slug']}/form", data=form).status_code == 303
+    assert api.get("/api/points/u:zhangsan", headers=auth).get_json()["balance"] == 10
+    figures = stats(api, auth, camp["id"])
+    assert (figures["forms"], figures["visits"], figures["unique_visitors"]) == (1, 1, 1)
+    with session_scope(sim_settings.database_url) as s:
+        fan = s.execute(
+            select(Identity.contact_id).where(Identity.value == "o_known_fan")
+        ).scalar_one()
+        kinds = {
+            i.kind for i in s.execute(select(Identity).where(Identity.contact_id == fan)).scalars()
+        }
+        form = s.execute(select(Event).where(Event.type == "h5.form_submitted")).scalar_one()
+    assert kinds == {"openid", "h5_visitor"} and form.contact_id == fan
+    assert form.dedupe_key != f"h5:form:{camp['id']}:{fan}"  # made under the browser's own id
