@@ -46,6 +46,7 @@ def test_silent_oauth_identifies_the_visitor_once(sim, h5_app, auth, sim_setting
     assert first.status_code == 302
     query = parse_qs(urlsplit(first.headers["Location"]).query)
     assert query["scope"] == ["snsapi_base"]
+    assert len(query["state"][0]) <= 128  # WeChat's limit for state
     assert query["redirect_uri"] == [f"{sim_settings.public_url}/h5/oauth/callback"]
     back = browser.get(authorize(sim, first.headers["Location"], **{"as": "o_h5_visitor"}))
     assert back.status_code == 302 and back.headers["Location"] == f"/h5/c/{camp['slug']}?r=abc"
