@@ -93,7 +93,6 @@ TEXT_REPLY = "【鱼池】收到您的消息，顾问马上联系您。"
 TEXT_IN = "你好，想了解一下你们的产品"
 INTERACTED_AGO = 3600.0  # seconds: every follower is inside the 48-hour window
 SIM_CHUNK = 5000
-SCHEDULE_CHUNK = 1000
 IDLE_CALLBACKS = 20
 SEEDED_TABLES = ("contact", "identity", "event", "enrollment", "step_run", "journey")
 WATCH_EVERY = 3.0  # s between the progress counts (each scans step_run and message once)
@@ -365,36 +364,15 @@ def seed_simulator(sim_base: str, ids: range) -> None:
 
 
 def schedule_wakes(settings: Any, seeded: Seeded, due: dict[int, datetime]) -> str:
-    """The wake jobs, made the way the runner makes them; returns how, for the report.
-
-    - runners with ``enqueue_wakes(settings, epochs)``: one job per second that comes due
-      (``bot.background.jobs.wake_due`` wakes every enrollment due by then): called as is;
-    - runners with ``enqueue_wake(settings, enrollment_id, visit, at)``: one job per
-      enrollment; the same job id, function, argument and result_ttl, pipelined
-      SCHEDULE_CHUNK at a time (calling it 100,000 times would take minutes of setup)."""
+    """The wake jobs, made the way the runner makes them (one job per second that comes due:
+    ``bot.background.jobs.wake_due`` wakes every enrollment due by then); returns how, for the
+    report."""
     from bot.automation import wake_jobs as jr
-    from bot.core import queue
 
-    if hasattr(jr, "enqueue_wakes"):
-        seconds = sorted({math.ceil(at.timestamp()) for at in due.values()})
-        if not jr.enqueue_wakes(settings, seconds):
-            raise RuntimeError("enqueue_wakes failed (Redis)")
-        return f"{_n(len(seconds))} jobs, one per second that comes due (enqueue_wakes)"
-    q = queue.get_queue(settings)
-    items = list(due.items())
-    for start in range(0, len(items), SCHEDULE_CHUNK):
-        with q.connection.pipeline() as pipe:
-            for eid, at in items[start : start + SCHEDULE_CHUNK]:
-                q.enqueue_at(
-                    at,
-                    jr.WAKE_JOB,
-                    eid,
-                    job_id=jr.wake_job_id(eid, seeded.wake_visit),
-                    result_ttl=300,
-                    pipeline=pipe,
-                )
-            pipe.execute()
-    return f"{_n(len(items))} jobs, one per enrollment, as enqueue_wake makes them"
+    seconds = sorted({math.ceil(at.timestamp()) for at in due.values()})
+    if not jr.enqueue_wakes(settings, seconds):
+        raise RuntimeError("enqueue_wakes failed (Redis)")
+    return f"{_n(len(seconds))} jobs, one per second that comes due (enqueue_wakes)"
 
 
 # --- the rq workers --------------------------------------------------------------------------
@@ -413,7 +391,7 @@ def worker_main(stats_path: str, lane: str = "background") -> None:
     an rq SimpleWorker with the scheduler, and the sweeper thread), with every job function of
     bot.background.jobs timed. The totals go to ``stats_path`` every second and at exit."""
     from bot.background import jobs
-    from bot.cli import run_worker, yield_cpu
+    from bot.cli.stack import run_worker, yield_cpu
     from bot.core.config import load_settings
 
     stats: dict[str, list[float]] = {}
@@ -1036,6 +1014,8 @@ def main() -> int:
         "YUCHI_VAR_DIR": str(var_dir),
         "YUCHI_LOG_LEVEL": "WARNING",
         "YUCHI_SEND_RATE": f"{args.send_rate:g}",
+        # real time is measured at any hour: Beijing's night would hold every wave's sends
+        "YUCHI_QUIET_HOURS": "",
         "PYTHONUNBUFFERED": "1",
     }
     if args.urgent_workers is None:  # one per outbox drain, as `yuchi up` starts them

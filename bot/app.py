@@ -24,6 +24,7 @@ class GuardedJSON(DefaultJSONProvider):
 
 def _register_blueprints(app: Flask) -> None:
     from admin.api import bp as api_bp
+    from admin.campaigns import bp as campaigns_bp
     from admin.channels import bp as channels_bp
     from admin.journey_tools import bp as journey_tools_bp
     from admin.journeys import bp as journeys_bp
@@ -36,6 +37,8 @@ def _register_blueprints(app: Flask) -> None:
     from admin.tags import bp as tags_bp
     from admin.webhooks import bp as webhooks_bp
     from bot.health import bp as health_bp
+    from h5.pages import bp as h5_bp
+    from h5.rewards import bp as h5_rewards_bp
     from handlers.oa import bp as oa_bp
     from handlers.wecom import bp as wecom_bp
     from sidebar.api import bp as sidebar_api_bp
@@ -58,6 +61,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(sidebar_bp)
     app.register_blueprint(sidebar_api_bp)
+    app.register_blueprint(campaigns_bp)
+    app.register_blueprint(h5_bp)
+    app.register_blueprint(h5_rewards_bp)
 
 
 SIDEBAR_ERRORS = {

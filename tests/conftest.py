@@ -21,6 +21,13 @@ from bot.tagging import tags as tagging
 from wxsim.callbacks import OAPlatform
 
 TABLES = [  # children before parents
+    "h5_redemption",
+    "h5_reward",
+    "h5_points_balance",
+    "h5_points_entry",
+    "h5_signup",
+    "h5_referral",
+    "campaign",
     "webhook_delivery",
     "webhook_endpoint",
     "step_run",

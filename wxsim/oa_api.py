@@ -180,6 +180,21 @@ def _tag_id(data: dict[str, Any], key: str = "tagid") -> int:
     return value
 
 
+def _body_tag() -> dict[str, Any]:
+    tag = body().get("tag")
+    if not isinstance(tag, dict):
+        raise ApiError(47001, "missing tag")
+    return tag
+
+
+def _editable_tag_id(tag: dict[str, Any]) -> int:
+    """An existing tag's id that may be changed (ids under 100 are the platform's own)."""
+    tag_id = _tag_id(tag, "id")
+    if tag_id < 100:
+        raise ApiError(45058)
+    return tag_id
+
+
 @bp.route("/cgi-bin/tags/create", methods=["GET", "POST"])
 @api("oa", post=True)
 def tags_create() -> dict[str, Any]:
@@ -220,12 +235,8 @@ def tags_get() -> dict[str, Any]:
 @bp.route("/cgi-bin/tags/update", methods=["GET", "POST"])
 @api("oa", post=True)
 def tags_update() -> dict[str, Any]:
-    tag = body().get("tag")
-    if not isinstance(tag, dict):
-        raise ApiError(47001, "missing tag")
-    tag_id = _tag_id(tag, "id")
-    if tag_id < 100:
-        raise ApiError(45058)
+    tag = _body_tag()
+    tag_id = _editable_tag_id(tag)
     name = tag.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ApiError(45157, "empty tag name")
@@ -242,12 +253,8 @@ def tags_update() -> dict[str, Any]:
 @bp.route("/cgi-bin/tags/delete", methods=["GET", "POST"])
 @api("oa", post=True)
 def tags_delete() -> dict[str, Any]:
-    tag = body().get("tag")
-    if not isinstance(tag, dict):
-        raise ApiError(47001, "missing tag")
-    tag_id = _tag_id(tag, "id")
-    if tag_id < 100:
-        raise ApiError(45058)
+    tag = _body_tag()
+    tag_id = _editable_tag_id(tag)
     st = state()
     with st.lock:
         del st.oa_tags[tag_id]

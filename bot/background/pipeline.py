@@ -4,6 +4,7 @@ each a function of a ``bot.core.context.Context`` (see there for the rules a ste
 from __future__ import annotations
 
 from bot.automation import runner as journey_runner
+from bot.campaigns import follow as campaign_follow
 from bot.core.context import Context, Step
 from bot.sales import handoff, transfers
 from bot.scoring import ledger as scoring
@@ -16,6 +17,7 @@ __all__ = ["STEPS", "SYSTEM_STEPS", "Context", "Step"]
 STEPS: list[Step] = [
     wecom_sync.follow_merges,
     wecom_sync.on_event,
+    campaign_follow.on_event,
     tagging.on_event,
     scoring.on_event,
     handoff.on_event,

@@ -3,11 +3,11 @@ external_userids, a verified phone); when a new identity is already another cont
 are the same person and are merged.
 
 The older contact survives. Everything the other one has moves over (identities, events, tags,
-score ledger, messages, follow users, lead assignments, tag syncs, the tags events earned);
-the other row stays as a pointer (``merged_into_id``) so late references still resolve, and
-the merge is an event on the survivor's timeline. Merging is idempotent, and safe when two
-callbacks for the same person race: both contacts are locked (in id order) before anything
-moves.
+score ledger, messages, follow users, lead assignments, tag syncs, the tags events earned,
+campaign chains, sign-ups and points); the other row stays as a pointer (``merged_into_id``)
+so late references still resolve, and the merge is an event on the survivor's timeline.
+Merging is idempotent, and safe when two callbacks for the same person race: both contacts
+are locked (in id order) before anything moves.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from bot.core.models import (
     Identity,
     LeadAssignment,
     Message,
+    PointsBalance,
+    PointsEntry,
+    Referral,
     ScoreEntry,
+    Signup,
     TagSync,
     utcnow,
 )
@@ -119,6 +123,30 @@ def _combine(keep: Any, gone: Any) -> None:
         keep.stage, keep.stage_manual = gone.stage, True
 
 
+def _move_campaigns(session: Session, gone_id: int, keep_id: int, move: Any) -> None:
+    """Campaign chains and sign-ups: the survivor keeps its own (first touch wins) and takes the
+    rest. Points: the ledger lines move (a line credited to both for the same form stays once)
+    and the balance is the ledger's sum again."""
+    for model in (Referral, Signup):
+        t = model.__table__
+        have = sa.select(t.c.campaign_id).where(t.c.contact_id == keep_id).scalar_subquery()
+        move(model, t.c.campaign_id.not_in(have))
+    gone, keep = f"c:{gone_id}", f"c:{keep_id}"
+    pe, pb = PointsEntry.__table__, PointsBalance.__table__
+    if session.execute(sa.select(pe.c.id).where(pe.c.holder == gone).limit(1)).first() is None:
+        return
+    keys = sa.select(pe.c.key).where(pe.c.holder == keep).scalar_subquery()
+    session.execute(
+        sa.update(pe).where(pe.c.holder == gone, pe.c.key.not_in(keys)).values(holder=keep)
+    )
+    session.execute(sa.delete(pe).where(pe.c.holder == gone))
+    total = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(pe.c.points), 0)).where(pe.c.holder == keep)
+    ).scalar_one()
+    session.execute(sa.delete(pb).where(pb.c.holder.in_([gone, keep])))
+    session.execute(sa.insert(pb).values(holder=keep, balance=total))
+
+
 def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | None]:
     """Merge contacts ``a`` and ``b`` (the older survives). Idempotent. Returns (survivor,
     outbox id of the ``contact.merged`` event, or None if nothing was left to merge)."""
@@ -167,6 +195,7 @@ def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | Non
     move(FollowUser, fu.c.userid.not_in(reps))
     session.execute(sa.delete(fu).where(fu.c.contact_id == gone_id))
 
+    _move_campaigns(session, gone_id, keep_id, move)
     _combine(keep, gone)
     gone.merged_into_id = keep_id
     gone.subscribed = False

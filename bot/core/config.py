@@ -251,6 +251,26 @@ class Settings(BaseModel):
     job_workers: JobWorkers = var(
         "YUCHI_JOB_WORKERS", 2, "background worker processes started by `yuchi up` (1–64)"
     )
+    h5_jssdk_url: HttpUrl = var(
+        "YUCHI_H5_JSSDK_URL",
+        "https://res.wx.qq.com/open/js/jweixin-1.6.0.js",
+        "the WeChat JS-SDK campaign pages load inside WeChat (WeChat's own file; the simulator's stub in tests)",
+    )
+    h5_forms_per_visitor: Count = var(
+        "YUCHI_H5_FORMS_PER_VISITOR",
+        5,
+        "H5 campaign forms one visitor (cookie) may submit per hour; more: 429",
+    )
+    h5_forms_per_ip: Count = var(
+        "YUCHI_H5_FORMS_PER_IP",
+        30,
+        "H5 campaign forms one IP address may submit per hour; more: 429",
+    )
+    h5_link_ttl: Seconds = var(
+        "YUCHI_H5_LINK_TTL",
+        3600.0,
+        "seconds a gated resource's signed download link stays valid",
+    )
     host: str = var("HOST", "127.0.0.1", "the address the web server listens on")
     port: Port = var("PORT", 8000, "the port the web server listens on")
     web_concurrency: Count | None = var(

@@ -286,3 +286,34 @@ class RateLimiter:
         if wait > 0:
             time.sleep(wait)
         return wait
+
+
+class TicketStore:
+    """The OA JS-SDK ``jsapi_ticket`` in Redis, under the token discipline: every process reads
+    the one cached ticket; a refresh happens under a Redis lock, before expiry, and processes
+    that waited reuse the ticket the first one fetched."""
+
+    def __init__(self, platform: Platform):
+        self.platform = platform
+        self.conn = platform.tokens.conn
+        self.key = f"yuchi:ticket:jsapi:{platform.app.app_id}"
+
+    def get(self) -> str:
+        ticket = self.conn.get(self.key)
+        if ticket is not None:
+            return ticket.decode()
+        with self.conn.lock(f"{self.key}:lock", timeout=15, blocking_timeout=15):
+            ticket = self.conn.get(self.key)
+            if ticket is not None:
+                return ticket.decode()
+            data = self.platform.call("GET", "ticket/getticket", params={"type": "jsapi"})
+            value, expires_in = data.get("ticket"), data.get("expires_in", 7200)
+            if not isinstance(value, str) or not value:
+                raise PlatformError(None, "getticket: no ticket in the answer", transient=True)
+            self.conn.set(self.key, value, ex=max(30, int(expires_in) - REFRESH_MARGIN))
+            self.conn.incr(f"{self.key}:fetches")
+            return value
+
+
+def jsapi_ticket(settings: Settings) -> str:
+    return TicketStore(oa(settings)).get()

@@ -1,5 +1,6 @@
 """Handing leads to sales. When a contact becomes an MQL (a ``contact.stage_changed`` event to
-``mql``) it gets an owner: the rep who already has them as a WeCom contact; else round-robin
+``mql``) it gets an owner: the rep who already has them as a WeCom contact; else the employee whose campaign link
+brought them (the root of their share chain); else round-robin
 among active reps with room (fewest open leads, then longest since their last lead). The rep is
 told by a WeCom app message (who, score, why — the top ledger lines — and a link); they accept
 or return the lead (with a reason: bot.sales.returns); an unanswered lead escalates to the next rep after a while; a rep who
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from bot.campaigns import chain
 from bot.contacts import record as events
 from bot.core import queue
 from bot.core.config import Settings
@@ -97,8 +99,9 @@ def pick_rep(
     for userid in friends:
         if userid in reps and userid not in exclude:
             return userid, "already their WeCom contact"
-    # (Referral attribution — the rep whose link brought them — joins here with referral
-    # campaigns.)
+    referrer = chain.referring_employee(session, contact_id)
+    if referrer in reps and referrer not in exclude:
+        return referrer, "their campaign link brought them"
     candidates = [
         r
         for r in reps.values()

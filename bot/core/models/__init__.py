@@ -2,6 +2,15 @@
 unionid, WeCom external_userid) are Identity rows, so later channels add identities, not
 contacts. Importing this package registers every table on ``SQLModel.metadata``."""
 
+from bot.core.models.campaigns import (
+    Campaign,
+    PointsBalance,
+    PointsEntry,
+    Redemption,
+    Referral,
+    Reward,
+    Signup,
+)
 from bot.core.models.columns import BIGINT, JSONType, UTCDateTime, ts_column, utcnow
 from bot.core.models.contacts import Contact, ContactTag, Event, EventTag, Identity, Outbox
 from bot.core.models.journeys import (
@@ -61,4 +70,11 @@ __all__ = [
     "StepRun",
     "WebhookEndpoint",
     "WebhookDelivery",
+    "Campaign",
+    "Referral",
+    "Signup",
+    "PointsEntry",
+    "PointsBalance",
+    "Reward",
+    "Redemption",
 ]

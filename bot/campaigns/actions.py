@@ -1,0 +1,318 @@
+"""What visitors do on a campaign page, each an ``h5.*`` event on their timeline (through
+bot.contacts.record, so tag rules, scoring and journeys see it) with the campaign, the sharer
+and the depth: visits (once per person and campaign; repeat views only count in Redis),
+shares, forms, downloads, sign-ups, check-ins."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot.campaigns import chain, codes, points, store, visitors
+from bot.contacts import record
+from bot.core import queue
+from bot.core.config import Settings
+from bot.core.db import session_scope
+from bot.core.models import Campaign, Contact, Event, utcnow
+from bot.scoring.rules import DIRECT_POINTS
+from bot.tagging import tags
+
+log = logging.getLogger(__name__)
+CAMPAIGN_CACHE_SECONDS = 5.0
+STEP_NAMES = {
+    "h5.visit": "访问",
+    "h5.share": "分享",
+    "h5.form_submitted": "提交表单",
+    "h5.download": "下载资料",
+    "h5.signup": "报名",
+    "h5.checkin": "签到",
+    "h5.follow": "扫码关注",
+}
+SEEN_SECONDS = 30 * 86400
+_campaigns: dict[tuple[str, str], tuple[float, Campaign | None]] = {}
+
+
+def campaign(settings: Settings, slug: str) -> Campaign | None:
+    """The campaign by slug, kept a few seconds per process (a page view reads no table)."""
+    key = (settings.database_url, slug)
+    hit = _campaigns.get(key)
+    if hit is not None and time.monotonic() < hit[0]:
+        return hit[1]
+    with session_scope(settings.database_url) as session:
+        row = store.by_slug(session, slug)
+        if row is not None:
+            session.expunge(row)
+    _campaigns[key] = (time.monotonic() + CAMPAIGN_CACHE_SECONDS, row)
+    return row
+
+
+def forget_campaigns() -> None:
+    _campaigns.clear()
+
+
+def status(camp: Campaign, now: datetime | None = None) -> str:
+    """``open``, ``upcoming`` (before ``starts_at``) or ``ended`` (after ``ends_at``)."""
+    now = now or utcnow()
+    starts, ends = camp.spec.get("starts_at"), camp.spec.get("ends_at")
+    if starts and now < datetime.fromisoformat(starts):
+        return "upcoming"
+    if ends and now >= datetime.fromisoformat(ends):
+        return "ended"
+    return "open"
+
+
+def sharer_from(settings: Settings, code: str | None) -> codes.Sharer | None:
+    """The sharer a referral code names; a tampered or forged code is logged and ignored."""
+    if not code:
+        return None
+    sharer = codes.read_referral(settings.secret_key, code)
+    if sharer is None:
+        log.warning("referral code refused (tampered or forged): %r", code[:80])
+        queue.get_redis(settings).incr("yuchi:h5:refused_codes")
+    return sharer
+
+
+def properties(camp: Campaign, node: chain.Node, session: Session, **extra: Any) -> dict:
+    return {
+        "campaign_id": camp.id,
+        "campaign": camp.slug,
+        "sharer": chain.holder_of(node, session),
+        "depth": node.depth,
+        **extra,
+    }
+
+
+def emit(
+    session: Session, camp: Campaign, contact_id: int, type_: str, props: dict, key: str | None
+) -> bool:
+    """One h5 event for the pipeline, in the caller's transaction; False if ``key`` is stored.
+    When the campaign's ``score_events`` give this event points, a direct-points event goes
+    with it (the score ledger explains it as this campaign's)."""
+    new = record.append(session, contact_id, type_, props, key, source="h5") is not None
+    points = (camp.spec.get("score_events") or {}).get(type_)
+    if new and points:
+        reason = f"活动「{camp.title}」{STEP_NAMES.get(type_, type_)}"
+        record.append(
+            session,
+            contact_id,
+            DIRECT_POINTS,
+            {"points": points, "reason": reason, "campaign_id": camp.id},
+            f"{key}:points" if key else None,
+            source="h5",
+        )
+    return new
+
+
+def kick(settings: Settings, contact_id: int) -> None:
+    queue.kick_outbox(settings, contact_id=contact_id)
+
+
+@dataclass
+class View:
+    campaign: Campaign
+    contact_id: int
+    has_openid: bool
+    share_code: str
+    first: bool = False
+
+
+def visitor(settings: Settings, token: str) -> tuple[int, bool]:
+    """(contact id, has an openid) for a cookie, from Redis or made now."""
+    hit = visitors.cached(settings, token)
+    if hit is not None:
+        return hit
+    with session_scope(settings.database_url) as session:
+        contact_id = visitors.contact_for(session, token)
+        found = visitors.has_openid(session, contact_id, settings.oa_appid)
+    visitors.remember(settings, token, contact_id, found)
+    return contact_id, found
+
+
+def own_code(settings: Settings, campaign_id: int, contact_id: int) -> str:
+    """The visitor's own referral code: the link they share onward."""
+    return codes.referral_code(
+        settings.secret_key, codes.Sharer(campaign_id, contact_id=contact_id)
+    )
+
+
+# One round trip for a page view: the cookie's contact (cached by ``visitor``), then, unless the
+# visitor must sign in first, the view counted and the person's first view of the campaign
+# claimed. Answers {} when the cookie is not cached, {contact, -1} for "sign in first",
+# else {contact, 1 if this is their first view else 0}.
+_VIEW = """
+local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+if ARGV[1] == '1' and string.sub(v, -2) == ':0' then return {v, -1} end
+redis.call('INCR', KEYS[2])
+local contact = string.match(v, '^(%d+):')
+local first = redis.call('SET', ARGV[2] .. contact, 1, 'NX', 'EX', tonumber(ARGV[3]))
+if first then return {v, 1} end
+return {v, 0}
+"""
+_scripts: dict[int, Any] = {}
+
+
+def _view_script(conn: Any) -> Any:
+    script = _scripts.get(id(conn))
+    if script is None:
+        script = _scripts[id(conn)] = conn.register_script(_VIEW)
+    return script
+
+
+def view(
+    settings: Settings, camp: Campaign, token: str, code: str | None, want_openid: bool = False
+) -> View | None:
+    """A page view: the first one by a person joins the chain and is an ``h5.visit``; repeat
+    views only count in Redis. None when ``want_openid`` and the visitor has none yet (the
+    page sends them through OAuth first; nothing is counted)."""
+    conn = queue.get_redis(settings)
+    keys = [visitors.cache_key(token), f"yuchi:h5:views:{camp.id}"]
+    args = [int(want_openid), f"yuchi:h5:seen:{camp.id}:", SEEN_SECONDS]
+    answer = _view_script(conn)(keys=keys, args=args)
+    if not answer and not want_openid:
+        return _first_sight(settings, camp, token, code)
+    if not answer:
+        visitor(settings, token)  # made and cached now; they sign in before the visit counts
+        answer = _view_script(conn)(keys=keys, args=args)
+    contact_id = int(answer[0].decode().partition(":")[0])
+    if answer[1] == -1:
+        return None
+    if answer[1] == 1:
+        try:
+            first_visit(settings, camp, contact_id, sharer_from(settings, code))
+        except Exception:
+            conn.delete(f"yuchi:h5:seen:{camp.id}:{contact_id}")  # the next view tries again
+            raise
+    return View(
+        camp,
+        contact_id,
+        answer[0].endswith(b":1"),
+        own_code(settings, camp.id, contact_id),
+        answer[1] == 1,
+    )
+
+
+def _first_sight(settings: Settings, camp: Campaign, token: str, code: str | None) -> View:
+    """A cookie not seen (or not cached) yet: its contact, the chain node and the visit in one
+    transaction."""
+    sharer = sharer_from(settings, code)
+    with session_scope(settings.database_url) as session:
+        contact_id = visitors.contact_for(session, token)
+        has_openid = visitors.has_openid(session, contact_id, settings.oa_appid)
+        node, _ = chain.join(session, camp.id, contact_id, sharer)
+        first = _visit_once(session, camp, contact_id, node)
+    visitors.remember(settings, token, contact_id, has_openid)
+    conn = queue.get_redis(settings)
+    conn.incr(f"yuchi:h5:views:{camp.id}")
+    conn.set(f"yuchi:h5:seen:{camp.id}:{contact_id}", 1, ex=SEEN_SECONDS)
+    kick(settings, contact_id)
+    return View(camp, contact_id, has_openid, own_code(settings, camp.id, contact_id), first)
+
+
+def first_visit(
+    settings: Settings, camp: Campaign, contact_id: int, sharer: codes.Sharer | None
+) -> bool:
+    with session_scope(settings.database_url) as session:
+        node, _ = chain.join(session, camp.id, contact_id, sharer)
+        new = _visit_once(session, camp, contact_id, node)
+    kick(settings, contact_id)
+    return new
+
+
+def share(settings: Settings, camp: Campaign, token: str, channel: str) -> None:
+    contact_id, _ = visitor(settings, token)
+    with session_scope(settings.database_url) as session:
+        node, _ = chain.join(session, camp.id, contact_id, None)
+        emit(
+            session,
+            camp,
+            contact_id,
+            "h5.share",
+            properties(camp, node, session, channel=channel),
+            None,
+        )
+    kick(settings, contact_id)
+
+
+def happened(session: Session, type_: str, campaign_id: int, contact_id: int) -> bool:
+    """Is there such an h5 event of this person (under this contact id or one merged into
+    it: dedupe keys keep the id they were made under)?"""
+    e = Event.__table__.c
+    return (
+        session.execute(
+            sa.select(e.id)
+            .where(
+                e.contact_id == contact_id,
+                e.type == type_,
+                e.properties["campaign_id"].as_integer() == campaign_id,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def submitted(session: Session, campaign_id: int, contact_id: int) -> bool:
+    return happened(session, "h5.form_submitted", campaign_id, contact_id)
+
+
+def _visit_once(session: Session, camp: Campaign, contact_id: int, node: chain.Node) -> bool:
+    if happened(session, "h5.visit", camp.id, contact_id):
+        return False
+    props = properties(camp, node, session)
+    return emit(session, camp, contact_id, "h5.visit", props, f"h5:visit:{camp.id}:{contact_id}")
+
+
+@dataclass
+class Submitted:
+    contact_id: int
+    new: bool
+    signup_id: int | None = None
+    credited: list[dict] = field(default_factory=list)
+
+
+def _contact_fields(contact: Contact, camp: Campaign, values: dict, referrer: str | None) -> None:
+    fields = dict(contact.fields or {})
+    fields.update({k: v for k, v in values.items() if k != "name"})
+    fields.setdefault("source", f"campaign:{camp.slug}")
+    if referrer:
+        fields.setdefault("referrer", referrer)
+    contact.fields = fields
+    if values.get("name"):
+        contact.name = str(values["name"])[:128]
+
+
+def submit(
+    settings: Settings, camp: Campaign, token: str, code: str | None, values: dict
+) -> Submitted:
+    """A checked form: the contact's fields and tags, ``h5.form_submitted`` (once per person
+    and campaign: a second form updates the fields only), the sharers' points, and for an
+    event campaign the sign-up."""
+    from bot.campaigns import signups
+
+    contact_id, _ = visitor(settings, token)
+    sharer = sharer_from(settings, code)
+    with session_scope(settings.database_url) as session:
+        node, _ = chain.join(session, camp.id, contact_id, sharer)
+        contact = session.get(Contact, contact_id)
+        _contact_fields(contact, camp, values, chain.holder_of(node, session))
+        for tag in camp.spec.get("tags") or []:
+            tags.add_tag(session, contact_id, tag, "campaign", camp.slug)
+        props = properties(camp, node, session, fields=values)
+        key = f"h5:form:{camp.id}:{contact_id}"
+        new = not submitted(session, camp.id, contact_id) and emit(
+            session, camp, contact_id, "h5.form_submitted", props, key
+        )
+        done = Submitted(contact_id, new)
+        if new:
+            done.credited = points.credit_form(session, camp, node, values.get("name") or "好友")
+        if camp.kind == "event":
+            done.signup_id = signups.sign_up(session, camp, node, props)
+    kick(settings, contact_id)
+    return done

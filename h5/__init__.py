@@ -1,0 +1,1 @@
+"""Campaign pages (H5): the mobile pages visitors open inside WeChat, server-rendered."""
