@@ -91,18 +91,10 @@ def links(campaign_id: int) -> ResponseReturnValue:
         return error(404, f"no campaign {campaign_id}")
     end_reads()
     settings = _settings()
-    sharer = codes.Sharer(campaign_id, userid=userid)
-    code = codes.referral_code(settings.secret_key, sharer)
-    out = {
-        "userid": userid,
-        "code": code,
-        "url": sharing.page_url(settings, row, code),
-        "qr": f"{settings.public_url}/h5/qr/{code}.png",
-        "poster": f"{settings.public_url}/h5/poster/{code}.png",
-    }
+    out = sharing.employee_link(settings, row, userid)
     if row.spec.get("follow"):
         try:
-            out["follow_qr"] = sharing.follow_qr(settings, sharer)
+            out["follow_qr"] = sharing.follow_qr(settings, codes.Sharer(campaign_id, userid=userid))
         except (PlatformError, ValueError) as exc:
             out["follow_qr"] = {"error": str(exc)}
     return jsonify(out)

@@ -10,6 +10,7 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from bot.campaigns import employee
 from bot.core import wechat
 from bot.desk import actions, followups, replies, screen
 from bot.wecom import jsapi
@@ -200,3 +201,19 @@ def jssdk() -> ResponseReturnValue:
     except wechat.PlatformError:
         return json_error(503, "暂时无法连接企业微信 JS-SDK，请稍后再试")
     return jsonify(signed=signed, jssdk_url=str(settings().wecom_jssdk_url))
+
+
+class SendLinkIn(Strict):
+    key: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+@bp.post("/campaigns/<id:campaign_id>/send-link")
+@rep_json
+def send_my_link(campaign_id: int) -> ResponseReturnValue:
+    """The rep's own link and poster to their WeCom, once per key (a double tap sends one)."""
+    data = body(SendLinkIn)
+    try:
+        message_id = employee.send_my_link(settings(), campaign_id, g.rep.userid, data.key)
+    except employee.NoSuchCampaign:
+        return json_error(404, "这个活动不存在或已结束")
+    return jsonify(message_id=message_id), 202

@@ -1,11 +1,13 @@
 """The sidebar's pages: the entry (WeCom's chat toolbar opens it), the OAuth callback, a
-customer's page, "my leads" and a lead's page (the lead card's link)."""
+customer's page, "my leads", a lead's page (the lead card's link) and "my campaign links"
+(全员营销: the employee's own link, QR code and poster for every open campaign)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, g, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
+from bot.campaigns import employee
 from bot.core import wechat
 from bot.desk import leads, screen
 from bot.sales import rep_session
@@ -88,3 +90,10 @@ def lead(lead_id: int) -> ResponseReturnValue:
     if data is None:
         return page_error(403, "你没有权限查看这条线索。")
     return render_template("sidebar/contact.html", d=data, csrf=g.rep.csrf, focus_lead=lead_id)
+
+
+@bp.get("/campaigns")
+@rep_page
+def my_campaign_links() -> ResponseReturnValue:
+    links = employee.open_campaigns(settings(), g.rep.userid)
+    return render_template("sidebar/campaigns.html", links=links, csrf=g.rep.csrf)

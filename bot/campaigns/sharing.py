@@ -165,3 +165,15 @@ def send_link(settings: Settings, camp: Campaign, userid: str, request_key: str)
     )
     row, _ = outbox.create(settings, req)
     return row.id
+
+
+def employee_link(settings: Settings, camp: Campaign, userid: str) -> dict[str, Any]:
+    """An employee's personal link to a campaign, with its QR code and poster addresses."""
+    code = codes.referral_code(settings.secret_key, codes.Sharer(camp.id, userid=userid))
+    return {
+        "userid": userid,
+        "code": code,
+        "url": page_url(settings, camp, code),
+        "qr": f"{settings.public_url}/h5/qr/{code}.png",
+        "poster": f"{settings.public_url}/h5/poster/{code}.png",
+    }

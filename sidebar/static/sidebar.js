@@ -94,7 +94,8 @@
   // --- the page's actions: [data-api] buttons and forms -----------------------------------
   function send(el, body) {
     return api(el.dataset.method || "POST", el.dataset.api, body).then(function () {
-      window.location.reload();
+      if (!el.dataset.done) return window.location.reload();
+      toast(el.dataset.done);  // the page stays as it is (e.g. a link sent to the rep's WeCom)
     }).catch(function (err) { toast(err.message); });
   }
 
@@ -131,6 +132,20 @@
     Array.prototype.forEach.call(form.elements, function (f) { if (f.name) body[f.name] = f.value.trim(); });
     if (form.dataset.key) body.key = form.dataset.sent || (form.dataset.sent = randomKey());
     send(form, body);
+  });
+
+  // --- "copy my link": the clipboard where the browser allows it, else the text selected ------
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest("button[data-copy]");
+    if (!el) return;
+    var input = document.getElementById(el.dataset.copy);
+    input.select();
+    var done = function () { toast("链接已复制，去粘贴给客户吧"); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(done, function () { toast("请长按链接复制"); });
+    } else {
+      try { document.execCommand("copy"); done(); } catch (e) { toast("请长按链接复制"); }
+    }
   });
 
   // --- returning a lead: the dialog with the reasons ------------------------------------------

@@ -27,6 +27,7 @@ from bot.core.models import (
     Identity,
     Journey,
     LeadAssignment,
+    Message,
     QuickReply,
     QuickReplyGroup,
     Rep,
@@ -442,3 +443,36 @@ def test_a_lead_is_returned_with_a_reason(world, page):
         assert returned.return_note == "电话一直无人接听"
         [nxt] = s.execute(sa.select(LeadAssignment).filter_by(status="assigned")).scalars()
         assert nxt.userid == "bob"  # the next rep; alice is left out
+
+
+def test_a_rep_gets_their_campaign_link_and_sends_it_to_their_wecom(world, page):
+    from bot.campaigns.spec import CampaignSpec
+    from bot.campaigns.store import create
+
+    sim, url, settings = world
+    seed(sim, settings)
+    spec = CampaignSpec.model_validate(
+        {
+            "slug": "spring-growth",
+            "name": "春季私域增长大会",
+            "title": "2026 春季私域增长大会",
+            "kind": "landing",
+            "cover_url": "/h5/static/covers/sample.jpg",
+            "form": {"fields": [{"name": "name", "required": True}]},
+        }
+    )
+    with db.session_scope(settings.database_url) as s:
+        create(s, spec)
+    sim.browser(userid="alice")
+    page.goto(f"{url}/sidebar/leads")
+    page.click("text=我的推广链接")
+    page.wait_for_selector(".campaign")
+    assert "2026 春季私域增长大会" in page.locator(".campaign").inner_text()
+    link = page.locator("input.link").input_value()
+    assert "/h5/c/spring-growth?r=" in link
+    page.click("text=发到我的企业微信")
+    page.wait_for_selector("#msg:has-text('已发送到你的企业微信')")
+    shot(page, "sidebar-campaign-links")
+    with db.session_scope(settings.database_url) as s:
+        [msg] = s.execute(sa.select(Message).where(Message.channel == "wecom")).scalars()
+        assert msg.to_user == "alice" and msg.payload["url"] == link
