@@ -28,6 +28,7 @@ TABLES = [  # children before parents
     "journey",
     "lead_assignment",
     "score_entry",
+    "score_recompute",
     "tag_sync",
     "follow_user",
     "message",

@@ -15,6 +15,7 @@ from bot.core.config import Settings
 from bot.messaging import broadcasts
 from bot.messaging import outbox as messaging
 from bot.sales import handoff
+from bot.scoring import recompute as score_recompute
 from bot.tagging import sync as tag_sync
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "journey_wakes": journey_wake_jobs.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         "journey_webhooks": journey_webhooks.sweep(settings),
+        "score_recompute": score_recompute.sweep(settings),
         **messaging.sweep(settings, redis_emptied=redis_emptied),
     }
 

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from bot.core.db import keyset_before
 from bot.core.models import Contact, ContactTag, Event, Identity
 
 IDENTITY_KINDS = ("openid", "unionid", "external_userid")
@@ -127,11 +128,7 @@ def timeline(
         ).scalar()
         if anchor is None:
             return [], None
-        query = query.where(
-            sa.or_(
-                Event.occurred_at < anchor, sa.and_(Event.occurred_at == anchor, Event.id < before)
-            )
-        )
+        query = query.where(keyset_before(Event.occurred_at, Event.id, anchor, before))
     rows = list(session.execute(query).scalars())
     more = len(rows) > limit
     rows = rows[:limit]

@@ -14,7 +14,7 @@ from bot.core.models.journeys import (
 )
 from bot.core.models.messaging import Broadcast, Message, ReplyRule
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
-from bot.core.models.scoring import ScoreEntry, ScoringRuleSet
+from bot.core.models.scoring import ScoreEntry, ScoreRecompute, ScoringRuleSet
 from bot.core.models.tagging import CorpTag, InterestWord, PlatformTag, TagRule, TagSync
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "TagSync",
     "ScoringRuleSet",
     "ScoreEntry",
+    "ScoreRecompute",
     "Journey",
     "JourneyVersion",
     "Enrollment",
