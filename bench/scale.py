@@ -130,10 +130,49 @@ def _indexes(cur) -> list[tuple[str, str]]:  # noqa: ANN001 - a psycopg cursor
     ).fetchall()
 
 
-def seed(url: str, contacts: int, events: int, now: datetime) -> None:
-    rng = random.Random(SEED)
+def _copy_events(cur, rng: random.Random, counts: list[int], start: float, span: float) -> tuple:  # noqa: ANN001
+    """Each contact's events into seed_event; returns each contact's first and last times."""
     pool = _props_pool(rng)
     kinds, weights = zip(*MIX, strict=True)
+    contacts = len(counts)
+    firsts, lasts = [0.0] * (contacts + 1), [0.0] * (contacts + 1)
+    with cur.copy("COPY seed_event (contact_id, type, properties, t) FROM STDIN") as evs:
+        for cid in range(1, contacts + 1):
+            first = start + rng.random() * span * 0.95
+            times = [first + rng.random() * (span + start - first) for _ in range(counts[cid - 1])]
+            firsts[cid], lasts[cid] = first, max(times, default=first)
+            lines = [f"{cid}\toa.subscribe\t{{}}\t{first}\n"]
+            for kind, t in zip(rng.choices(kinds, weights, k=len(times)), times, strict=True):
+                lines.append(f"{cid}\t{kind}\t{rng.choice(pool[kind])}\t{t}\n")
+            evs.write("".join(lines))
+    return firsts, lasts
+
+
+def _copy_people(cur, rng: random.Random, firsts: list, lasts: list, stamp: str) -> None:  # noqa: ANN001
+    contacts = len(firsts) - 1
+    with cur.copy(
+        "COPY contact (id, subscribed, first_seen_at, last_seen_at, last_interaction_at,"
+        " created_at, stage, stage_manual, score) FROM STDIN"
+    ) as people:
+        for cid in range(1, contacts + 1):
+            first = datetime.fromtimestamp(firsts[cid], UTC).isoformat()
+            last = datetime.fromtimestamp(lasts[cid], UTC).isoformat()
+            people.write(f"{cid}\tt\t{first}\t{last}\t{last}\t{first}\tsubscriber\tf\t0\n")
+    with cur.copy("COPY identity (contact_id, kind, app_id, value, created_at) FROM STDIN") as ids:
+        for cid in range(1, contacts + 1):
+            ids.write(f"{cid}\topenid\t{APPID}\toScale{cid:09d}\t{stamp}\n")
+            if cid % 10:
+                ids.write(f"{cid}\tunionid\t\tuScale{cid:09d}\t{stamp}\n")
+            if cid % 3 == 0:
+                ids.write(f"{cid}\texternal_userid\t{CORP}\twmScale{cid:09d}\t{stamp}\n")
+    with cur.copy("COPY contact_tag (contact_id, tag, source, created_at) FROM STDIN") as tags:
+        for cid in range(1, contacts + 1):
+            for tag in rng.sample(TAGS, cid % 4):
+                tags.write(f"{cid}\t{tag}\trule\t{stamp}\n")
+
+
+def seed(url: str, contacts: int, events: int, now: datetime) -> None:
+    rng = random.Random(SEED)
     start = (now - timedelta(days=DAYS)).timestamp()
     span = now.timestamp() - start
     counts = _event_counts(rng, contacts, events)
@@ -146,40 +185,8 @@ def seed(url: str, contacts: int, events: int, now: datetime) -> None:
             "CREATE UNLOGGED TABLE seed_event (contact_id int, type text, properties jsonb,"
             " t double precision)"
         )
-        stamp = now.isoformat()
-        firsts, lasts = [0.0] * (contacts + 1), [0.0] * (contacts + 1)
-        with cur.copy("COPY seed_event (contact_id, type, properties, t) FROM STDIN") as evs:
-            for cid in range(1, contacts + 1):
-                first = start + rng.random() * span * 0.95
-                times = [
-                    first + rng.random() * (span + start - first) for _ in range(counts[cid - 1])
-                ]
-                firsts[cid], lasts[cid] = first, max(times, default=first)
-                lines = [f"{cid}\toa.subscribe\t{{}}\t{first}\n"]
-                for kind, t in zip(rng.choices(kinds, weights, k=len(times)), times, strict=True):
-                    lines.append(f"{cid}\t{kind}\t{rng.choice(pool[kind])}\t{t}\n")
-                evs.write("".join(lines))
-        with cur.copy(
-            "COPY contact (id, subscribed, first_seen_at, last_seen_at, last_interaction_at,"
-            " created_at, stage, stage_manual, score) FROM STDIN"
-        ) as people:
-            for cid in range(1, contacts + 1):
-                first = datetime.fromtimestamp(firsts[cid], UTC).isoformat()
-                last = datetime.fromtimestamp(lasts[cid], UTC).isoformat()
-                people.write(f"{cid}\tt\t{first}\t{last}\t{last}\t{first}\tsubscriber\tf\t0\n")
-        with cur.copy(
-            "COPY identity (contact_id, kind, app_id, value, created_at) FROM STDIN"
-        ) as ids:
-            for cid in range(1, contacts + 1):
-                ids.write(f"{cid}\topenid\t{APPID}\toScale{cid:09d}\t{stamp}\n")
-                if cid % 10:
-                    ids.write(f"{cid}\tunionid\t\tuScale{cid:09d}\t{stamp}\n")
-                if cid % 3 == 0:
-                    ids.write(f"{cid}\texternal_userid\t{CORP}\twmScale{cid:09d}\t{stamp}\n")
-        with cur.copy("COPY contact_tag (contact_id, tag, source, created_at) FROM STDIN") as tags:
-            for cid in range(1, contacts + 1):
-                for tag in rng.sample(TAGS, cid % 4):
-                    tags.write(f"{cid}\t{tag}\trule\t{stamp}\n")
+        firsts, lasts = _copy_events(cur, rng, counts, start, span)
+        _copy_people(cur, rng, firsts, lasts, now.isoformat())
         say(f"  copied in {time.perf_counter() - t0:.0f} s")
         cur.execute(
             "INSERT INTO event (contact_id, type, source, properties, occurred_at, received_at,"
@@ -476,6 +483,47 @@ def publish_v2(settings) -> int:  # noqa: ANN001
     return version
 
 
+def run(args: argparse.Namespace, env: dict, settings, url: str, started: list) -> None:  # noqa: ANN001
+    """The six steps; the web server, once started, is put in ``started`` for the caller to
+    stop (whatever happens)."""
+    now = datetime.now(UTC)
+    events = args.events or 10 * args.contacts
+    say(f"\n1. seeding {args.contacts:,} contacts, {events:,} events (COPY)")
+    seed(url, args.contacts, events, now)
+    say(f"\n2. building every ledger (default rules), {args.job_workers} workers")
+    parallel_recompute(settings, env, args.job_workers)
+    vacuum(url)
+    t = targets(url, args.contacts, args.requests)
+    say(f"\n3. the API: gunicorn -w {args.web_workers}, one request at a time;"
+        f" heaviest contacts {sorted(t['sizes'].values(), reverse=True)[:3]} events,"
+        f" {t['deep_count']:,} contacts have a 20th page")  # fmt: skip
+    web = start_web(env, args.web_workers, args.port, Path(env["YUCHI_VAR_DIR"]) / "web.log")
+    started.append(web)
+    api_reads(args.port, t, args.requests)
+    say(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    version = publish_v2(settings)
+    say(f"  (published version {version}; its ledgers not built yet)")
+    timed(args.port, [f"/api/contacts/{c}/score" for c in t["random"][:20]])
+    row(
+        "score explain pending, random",
+        timed(args.port, [f"/api/contacts/{c}/score" for c in t["random"]]),
+    )
+    heavy = [t["heavy"][i % len(t["heavy"])] for i in range(args.requests)]
+    row(
+        "score explain pending, heaviest",
+        timed(args.port, [f"/api/contacts/{c}/score" for c in heavy]),
+    )
+    say("\n4. a deep page in the database (EXPLAIN ANALYZE execution time)")
+    keyset_in_db(url, t)
+    say('\n5. "contacts with >= 2 oa.click in the last 14 days"')
+    event_history(url, settings, now, 7)
+    say(f"\n6. recompute after a publish (version {version})")
+    serial = serial_sample(settings, args.contacts, max(2000, args.contacts // 50))
+    got = parallel_recompute(settings, env, args.job_workers)
+    rate = got["events_per_second"] or 0
+    say(f"  {args.job_workers} workers: {rate:,.0f} events/s, {rate / serial:.1f}x one process")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -488,7 +536,6 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8619)
     ap.add_argument("--keep", action="store_true", help="keep the database")
     args = ap.parse_args()
-    events = args.events or 10 * args.contacts
     url = os.environ.get("DATABASE_URL", DEFAULT_DB)
     env = {
         "DATABASE_URL": url,
@@ -511,46 +558,13 @@ def main() -> int:
     settings = load_settings()
     for line in machine_facts(url, env["REDIS_URL"]):
         say(line)
-    now = datetime.now(UTC)
-    web = None
+    web: list = []
     try:
-        say(f"\n1. seeding {args.contacts:,} contacts, {events:,} events (COPY)")
-        seed(url, args.contacts, events, now)
-        say(f"\n2. building every ledger (default rules), {args.job_workers} workers")
-        parallel_recompute(settings, env, args.job_workers)
-        vacuum(url)
-        t = targets(url, args.contacts, args.requests)
-        say(f"\n3. the API: gunicorn -w {args.web_workers}, one request at a time;"
-            f" heaviest contacts {sorted(t['sizes'].values(), reverse=True)[:3]} events,"
-            f" {t['deep_count']:,} contacts have a 20th page")  # fmt: skip
-        web = start_web(env, args.web_workers, args.port, Path(env["YUCHI_VAR_DIR"]) / "web.log")
-        api_reads(args.port, t, args.requests)
-        say(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-        version = publish_v2(settings)
-        say(f"  (published version {version}; its ledgers not built yet)")
-        timed(args.port, [f"/api/contacts/{c}/score" for c in t["random"][:20]])
-        row(
-            "score explain pending, random",
-            timed(args.port, [f"/api/contacts/{c}/score" for c in t["random"]]),
-        )
-        heavy = [t["heavy"][i % len(t["heavy"])] for i in range(args.requests)]
-        row(
-            "score explain pending, heaviest",
-            timed(args.port, [f"/api/contacts/{c}/score" for c in heavy]),
-        )
-        say("\n4. a deep page in the database (EXPLAIN ANALYZE execution time)")
-        keyset_in_db(url, t)
-        say('\n5. "contacts with >= 2 oa.click in the last 14 days"')
-        event_history(url, settings, now, 7)
-        say(f"\n6. recompute after a publish (version {version})")
-        serial = serial_sample(settings, args.contacts, max(2000, args.contacts // 50))
-        got = parallel_recompute(settings, env, args.job_workers)
-        rate = got["events_per_second"] or 0
-        say(f"  {args.job_workers} workers: {rate:,.0f} events/s, {rate / serial:.1f}x one process")
+        run(args, env, settings, url, web)
     finally:
-        if web is not None:
-            os.killpg(web.pid, 15)
-            web.wait(30)
+        for proc in web:
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
         if not args.keep:
             drop_database(url)

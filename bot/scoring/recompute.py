@@ -283,12 +283,10 @@ def sweep(settings: Settings) -> int:
     longer holds (a worker's death is rq's abandoned-job recovery). Returns how many."""
     grace = utcnow() - timedelta(seconds=settings.sweep_grace_seconds)
     with session_scope(settings.database_url) as s:
-        version = active(s).version
-        parts = list(
-            s.execute(
-                sa.select(R.c.part).where(
-                    R.c.version == version, R.c.done_at.is_(None), R.c.updated_at <= grace
-                )
-            ).scalars()
-        )
-    return sum(1 for p in parts if enqueue_part(settings, version, p))
+        waiting = s.execute(
+            sa.select(R.c.version, R.c.part).where(R.c.done_at.is_(None), R.c.updated_at <= grace)
+        ).all()
+        if not waiting:
+            return 0
+        version = active(s).version  # a superseded version's parts are left alone
+    return sum(1 for v, p in waiting if v == version and enqueue_part(settings, version, p))
