@@ -523,6 +523,29 @@ def publish_v2(settings) -> int:  # noqa: ANN001
     return version
 
 
+def reads(args: argparse.Namespace, env: dict, settings, url: str, started: list) -> dict:  # noqa: ANN001
+    """Step 3, the API (the explain pending after publishing a new version); the targets."""
+    t = targets(url, args.contacts, args.requests)
+    say(f"\n3. the API: gunicorn -w {args.web_workers}, one request at a time;"
+        f" heaviest contacts {sorted(t['sizes'].values(), reverse=True)[:3]} events,"
+        f" {t['deep_count']:,} contacts have a 20th page")  # fmt: skip
+    web = start_web(env, args.web_workers, args.port, Path(env["YUCHI_VAR_DIR"]) / "web.log")
+    started.append(web)
+    api_reads(args.port, t, args.requests)
+    say(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    t["version"] = publish_v2(settings)
+    say(f"  (published version {t['version']}; its ledgers not built yet)")
+    pending = [f"/api/contacts/{c}/score" for c in fresh(t, args.requests, random.Random(SEED))]
+    timed(args.port, pending[-20:])
+    row("score explain pending, random", timed(args.port, pending))
+    heavy = [t["heavy"][i % len(t["heavy"])] for i in range(args.requests)]
+    row(
+        "score explain pending, heaviest",
+        timed(args.port, [f"/api/contacts/{c}/score" for c in heavy]),
+    )
+    return t
+
+
 def run(args: argparse.Namespace, env: dict, settings, url: str, started: list) -> None:  # noqa: ANN001
     """The six steps; the web server, once started, is put in ``started`` for the caller to
     stop (whatever happens)."""
@@ -533,24 +556,8 @@ def run(args: argparse.Namespace, env: dict, settings, url: str, started: list) 
     say(f"\n2. building every ledger (default rules), {args.job_workers} workers")
     parallel_recompute(settings, env, args.job_workers)
     vacuum(url)
-    t = targets(url, args.contacts, args.requests)
-    say(f"\n3. the API: gunicorn -w {args.web_workers}, one request at a time;"
-        f" heaviest contacts {sorted(t['sizes'].values(), reverse=True)[:3]} events,"
-        f" {t['deep_count']:,} contacts have a 20th page")  # fmt: skip
-    web = start_web(env, args.web_workers, args.port, Path(env["YUCHI_VAR_DIR"]) / "web.log")
-    started.append(web)
-    api_reads(args.port, t, args.requests)
-    say(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    version = publish_v2(settings)
-    say(f"  (published version {version}; its ledgers not built yet)")
-    pending = [f"/api/contacts/{c}/score" for c in fresh(t, args.requests, random.Random(SEED))]
-    timed(args.port, pending[-20:])
-    row("score explain pending, random", timed(args.port, pending))
-    heavy = [t["heavy"][i % len(t["heavy"])] for i in range(args.requests)]
-    row(
-        "score explain pending, heaviest",
-        timed(args.port, [f"/api/contacts/{c}/score" for c in heavy]),
-    )
+    t = reads(args, env, settings, url, started)
+    version = t["version"]
     say("\n4. a deep page in the database (EXPLAIN ANALYZE execution time)")
     keyset_in_db(url, t)
     say('\n5. "contacts with >= 2 oa.click in the last 14 days"')
@@ -573,6 +580,9 @@ def main() -> int:
     ap.add_argument("--job-workers", type=int, default=2)
     ap.add_argument("--port", type=int, default=8619)
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument(
+        "--reuse", action="store_true", help="a kept database: time the reads again (steps 3, 4)"
+    )
     args = ap.parse_args()
     url = os.environ.get("DATABASE_URL", DEFAULT_DB)
     env = {
@@ -590,21 +600,27 @@ def main() -> int:
     from bot.core import db
     from bot.core.config import load_settings
 
-    create_database(url)
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    if not args.reuse:
+        create_database(url)
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     db.upgrade(url)
     settings = load_settings()
     for line in machine_facts(url, env["REDIS_URL"]):
         say(line)
     web: list = []
     try:
-        run(args, env, settings, url, web)
+        if args.reuse:
+            t = reads(args, env, settings, url, web)
+            say("\n4. a deep page in the database (EXPLAIN ANALYZE execution time)")
+            keyset_in_db(url, t)
+        else:
+            run(args, env, settings, url, web)
     finally:
         for proc in web:
             os.killpg(proc.pid, 15)
             proc.wait(30)
         redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-        if not args.keep:
+        if not (args.keep or args.reuse):
             drop_database(url)
     return 0
 

@@ -3,10 +3,13 @@ moments" ("≥ 2 oa.click in the last 14 days").
 
 It reads the event table itself through ``ix_event_type_time_contact`` (type, occurred_at,
 contact_id): an index-only range scan of the window, grouped by contact. Per-contact daily
-counts kept by the pipeline were measured against it (bench/scale.py prints both): at 10M
-events the daily table saves little, since most contacts do a thing once a day or less, and
-it would cost a write per event, a second truth to keep right through merges and replays,
-and whole-day windows instead of exact ones."""
+counts kept by the pipeline were measured beside it (bench/scale.py prints both): at 1M
+contacts / 10M events the window holds 946k click events against 836k daily rows, and the
+two answered in 688 ms and 645 ms (p50) — the grouping costs the same either way, since most
+contacts do a thing at most once a day. The daily table would add a write per event, a second
+truth to keep right through merges, and whole-day windows instead of exact ones, for about
+6 %. So a clause over a busy type and a long window is a background computation (a segment
+sweep), not something to run per request."""
 
 from __future__ import annotations
 
