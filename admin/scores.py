@@ -13,8 +13,8 @@ from admin.common import Invalid, api_blueprint, error, json_object, validated
 from bot.core.models import utcnow
 from bot.scoring import edits as score_edits
 from bot.scoring import ledger as scoring
+from bot.scoring import recompute, versions
 from bot.scoring import rules as score_rules
-from bot.scoring import versions
 from bot.scoring.explain import explain
 
 bp = api_blueprint("scores", __name__)
@@ -58,6 +58,15 @@ def get_ruleset() -> ResponseReturnValue:
     act = versions.active(g.session)
     g.session.commit()
     return jsonify(versions.ruleset_json(act))
+
+
+@bp.get("/scoring/recompute")
+def recompute_progress() -> ResponseReturnValue:
+    """How far the active version's recompute (its parallel parts) has come."""
+    act = versions.active(g.session)
+    body = recompute.progress(g.session, act.version)
+    g.session.commit()
+    return jsonify(body)
 
 
 @bp.post("/scoring/rulesets")

@@ -41,6 +41,7 @@ TABLES = [  # children before parents
     "lead_return_reason",
     "lead_assignment",
     "score_entry",
+    "score_recompute",
     "tag_sync",
     "follow_user",
     "message",

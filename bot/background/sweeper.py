@@ -14,6 +14,7 @@ from bot.core import queue
 from bot.core.config import Settings
 from bot.messaging import broadcasts, requeue
 from bot.sales import handoff, reminders, transfers
+from bot.scoring import recompute as score_recompute
 from bot.tagging import sync as tag_sync
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "journey_wakes": journey_wake_jobs.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         "journey_webhooks": journey_webhooks.sweep(settings),
+        "score_recompute": score_recompute.sweep(settings),
         **requeue.sweep(settings, redis_emptied=redis_emptied),
     }
 

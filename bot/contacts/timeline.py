@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.contacts import tag_history
-from bot.core.models import Contact, ContactTag, Event, EventTag, Identity, UTCDateTime
+from bot.core.db import keyset_before
+from bot.core.models import Contact, ContactTag, Event, EventTag, Identity
 
 IDENTITY_KINDS = ("openid", "unionid", "external_userid")
 
@@ -161,8 +162,7 @@ def timeline(
         ).scalar()
         if anchor is None:
             return [], None
-        at = sa.bindparam("anchor", anchor, type_=UTCDateTime())
-        query = query.where(sa.tuple_(Event.occurred_at, Event.id) < sa.tuple_(at, before))
+        query = query.where(keyset_before(Event.occurred_at, Event.id, anchor, before))
     rows = list(session.execute(query).scalars())
     more = len(rows) > limit
     rows = rows[:limit]

@@ -206,3 +206,12 @@ def dialect_insert(session: Session, table: sa.Table) -> Any:
     """An INSERT for the session's dialect, so ``on_conflict_do_nothing`` works on both."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def keyset_before(time_col: Any, id_col: Any, time: Any, row_id: int) -> Any:
+    """Keyset pagination, newest first: the rows after ``(time, row_id)``, written as a row
+    comparison so the (…, time, id) index bounds the scan on SQLite and PostgreSQL alike (an
+    ``a < t OR (a = t AND id < i)`` filter reads every row above a deep page)."""
+    return sa.tuple_(time_col, id_col) < sa.tuple_(
+        sa.bindparam(None, time, type_=time_col.type), sa.bindparam(None, row_id, type_=id_col.type)
+    )

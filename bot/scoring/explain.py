@@ -1,6 +1,8 @@
 """Reading a contact's score: ``explain`` (the score now, line by line, with each line's decayed
 share) and ``verify`` (the incremental score against the ledger and a replay from scratch).
-Nothing here writes; an unbuilt ledger is replayed in memory."""
+Nothing here writes. ``explain`` answers in bounded time whatever the history: from the
+newest built ledger, saying what is pending (a heavy contact's history is never replayed in a
+request); ``verify`` (a tool, not a request) replays the whole history."""
 
 from __future__ import annotations
 
@@ -45,10 +47,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _ledger(session: Session, act: Active, contact_id: int) -> tuple[list[dict], bool]:
-    """The contact's lines under ``act`` (oldest first) and whether the ledger is built; an
-    unbuilt one is replayed in memory (nothing written)."""
-    rows = session.execute(
+def _lines(session: Session, contact_id: int, version: int) -> list[Any]:
+    return session.execute(
         sa.select(
             S.c.id,
             S.c.event_id,
@@ -59,37 +59,58 @@ def _ledger(session: Session, act: Active, contact_id: int) -> tuple[list[dict],
             E.c.type,
         )
         .select_from(S.outerjoin(E, E.c.id == S.c.event_id))
-        .where(S.c.contact_id == contact_id, S.c.ruleset_version == act.version)
+        .where(S.c.contact_id == contact_id, S.c.ruleset_version == version)
         .order_by(S.c.occurred_at, S.c.id)
     ).all()
-    built = any(r.rule_id == MARKER for r in rows)
-    if built:
-        return [
-            {
-                "id": r.id,
-                "event": {"id": r.event_id, "type": r.type, "occurred_at": r.occurred_at},
-                "rule": r.rule_id,
-                "points": r.points,
-                "reason": r.reason,
-            }
-            for r in rows
-            if r.rule_id != MARKER
-        ], True
-    contact = session.execute(
-        sa.select(C.c.stage, C.c.stage_manual).where(C.c.id == contact_id)
-    ).one()
-    evs = contact_history(session, [contact_id]).get(contact_id, [])
-    result = score_points.replay(act.rules, evs, contact.stage, contact.stage_manual)
+
+
+def _built_version(session: Session, contact_id: int, newest: int) -> int | None:
+    """The newest version up to ``newest`` whose ledger of the contact is built."""
+    return session.execute(
+        sa.select(sa.func.max(S.c.ruleset_version)).where(
+            # the marker's key (contact, -contact, MARKER, version) is in the unique index
+            S.c.contact_id == contact_id,
+            S.c.event_id == -contact_id,
+            S.c.rule_id == MARKER,
+            S.c.ruleset_version <= newest,
+        )
+    ).scalar()
+
+
+def _ledger(session: Session, act: Active, contact_id: int) -> tuple[list[dict], int | None]:
+    """The contact's lines (oldest first) from its newest built ledger, and that ledger's
+    version (None: none built). A ledger not yet built under the active version is never
+    built here: the recompute job (or the contact's next scored event) builds it."""
+    version = _built_version(session, contact_id, act.version)
+    if version is None:
+        return [], None
     return [
         {
-            "id": None,
-            "event": {"id": ev.key, "type": ev.type, "occurred_at": ev.occurred_at},
-            "rule": ln.rule_id,
-            "points": ln.points,
-            "reason": ln.reason,
+            "id": r.id,
+            "event": {"id": r.event_id, "type": r.type, "occurred_at": r.occurred_at},
+            "rule": r.rule_id,
+            "points": r.points,
+            "reason": r.reason,
         }
-        for ev, ln in result.lines
-    ], False
+        for r in _lines(session, contact_id, version)
+        if r.rule_id != MARKER
+    ], version
+
+
+def _pending(session: Session, act: Active, contact_id: int, built: int | None) -> dict | None:
+    """What the answer does not include yet: the contact's events still to be scored under
+    the active version (all of them, until its ledger is built)."""
+    if built == act.version:
+        return None
+    events = session.execute(
+        sa.select(sa.func.count()).select_from(E).where(E.c.contact_id == contact_id)
+    ).scalar_one()
+    return {
+        "ruleset_version": act.version,
+        "events": events,
+        "answered_from_version": built,
+        "note": f"ledger under version {act.version} is being built by the recompute job",
+    }
 
 
 def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] | None:
@@ -115,7 +136,8 @@ def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] 
         "stage_manual": contact.stage_manual,
         "ledger_sum": raw / 100,
         "ruleset_version": act.version,
-        "ledger_built": built,
+        "ledger_built": built == act.version,
+        "pending": _pending(session, act, contact_id, built),
         "decay": {
             "half_life_days": act.rules.half_life,
             "last_activity_at": _iso(last_activity),
@@ -151,7 +173,8 @@ def verify(session: Session, contact_id: int) -> Verification:
     if contact is None:
         raise UnknownContact(contact_id)
     act = active(session)
-    lines, built = _ledger(session, act, contact_id)
+    lines, version = _ledger(session, act, contact_id)
+    built = version == act.version
     evs = contact_history(session, [contact_id]).get(contact_id, [])
     result = score_points.replay(act.rules, evs, contact.stage, contact.stage_manual)
     ledger_by_rule: dict[str, int] = defaultdict(int)

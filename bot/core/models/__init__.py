@@ -30,7 +30,7 @@ from bot.core.models.salesops import (
     QuickReply,
     QuickReplyGroup,
 )
-from bot.core.models.scoring import ScoreEntry, ScoringRuleSet
+from bot.core.models.scoring import ScoreEntry, ScoreRecompute, ScoringRuleSet
 from bot.core.models.tagging import CorpTag, InterestWord, PlatformTag, TagRule, TagSync
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "TagSync",
     "ScoringRuleSet",
     "ScoreEntry",
+    "ScoreRecompute",
     "Journey",
     "JourneyVersion",
     "Enrollment",

@@ -43,7 +43,11 @@ class Contact(SQLModel, table=True):
 
 class Identity(SQLModel, table=True):
     __tablename__ = "identity"
-    __table_args__ = (sa.UniqueConstraint("kind", "app_id", "value", name="uq_identity"),)
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "app_id", "value", name="uq_identity"),
+        # A person found by an identity value whatever app it belongs to (the API, the sidebar).
+        sa.Index("ix_identity_kind_value", "kind", "value"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contact.id", index=True)
@@ -59,7 +63,8 @@ class Event(SQLModel, table=True):
         sa.Index("ix_event_timeline", "contact_id", "occurred_at", "id"),
         # a timeline filtered by kind (the sidebar's notes, tags, leads …)
         sa.Index("ix_event_contact_type", "contact_id", "type", "occurred_at"),
-        sa.Index("ix_event_type_time", "type", "occurred_at"),
+        # Event history ("≥ 2 oa.click in the last 14 days"): an index-only range scan.
+        sa.Index("ix_event_type_time_contact", "type", "occurred_at", "contact_id"),
         sa.Index("ux_event_callback_nonce", "callback_nonce", unique=True),
     )
 

@@ -43,3 +43,25 @@ class ScoreEntry(SQLModel, table=True):
     reason: str = Field(default="", max_length=200)
     occurred_at: datetime = Field(sa_column=ts_column())
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class ScoreRecompute(SQLModel, table=True):
+    """One partition of a version's recompute: a range of contact ids one job works through,
+    ``next_id`` its cursor (committed with each batch, so a job that dies resumes there)."""
+
+    __tablename__ = "score_recompute"
+    __table_args__ = (sa.UniqueConstraint("version", "part", name="uq_score_recompute"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field()
+    part: int = Field()
+    first_id: int = Field()
+    last_id: int | None = Field(default=None)  # None: to the last contact
+    next_id: int = Field()
+    contacts: int = Field(default=0)
+    events: int = Field(default=0)
+    lines: int = Field(default=0)
+    stage_changes: int = Field(default=0)
+    started_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    done_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
