@@ -147,18 +147,9 @@ def _move_campaigns(session: Session, gone_id: int, keep_id: int, move: Any) -> 
     session.execute(sa.insert(pb).values(holder=keep, balance=total))
 
 
-def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | None]:
-    """Merge contacts ``a`` and ``b`` (the older survives). Idempotent. Returns (survivor,
-    outbox id of the ``contact.merged`` event, or None if nothing was left to merge)."""
-    a, b = resolve(session, a), resolve(session, b)
-    if a == b:
-        return a, None
-    keep_id, gone_id = min(a, b), max(a, b)
-    rows = _lock(session, [keep_id, gone_id])
-    keep, gone = rows[keep_id], rows[gone_id]
-    if gone.merged_into_id is not None:  # someone merged it while we waited for the lock
-        return resolve(session, gone_id), None
-
+def _move_rows(session: Session, gone_id: int, keep_id: int) -> dict[str, int]:
+    """Everything that points at the merged contact now points at the survivor; returns how
+    many rows of each table moved."""
     moved: dict[str, int] = {}
 
     def move(model: Any, where: Any = None) -> None:
@@ -196,6 +187,22 @@ def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | Non
     session.execute(sa.delete(fu).where(fu.c.contact_id == gone_id))
 
     _move_campaigns(session, gone_id, keep_id, move)
+    return moved
+
+
+def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | None]:
+    """Merge contacts ``a`` and ``b`` (the older survives). Idempotent. Returns (survivor,
+    outbox id of the ``contact.merged`` event, or None if nothing was left to merge)."""
+    a, b = resolve(session, a), resolve(session, b)
+    if a == b:
+        return a, None
+    keep_id, gone_id = min(a, b), max(a, b)
+    rows = _lock(session, [keep_id, gone_id])
+    keep, gone = rows[keep_id], rows[gone_id]
+    if gone.merged_into_id is not None:  # someone merged it while we waited for the lock
+        return resolve(session, gone_id), None
+
+    moved = _move_rows(session, gone_id, keep_id)
     _combine(keep, gone)
     gone.merged_into_id = keep_id
     gone.subscribed = False
