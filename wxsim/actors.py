@@ -83,15 +83,34 @@ def parse_reply(xml: str) -> dict[str, Any]:
     return fields
 
 
+class DirectHTTP:
+    """requests without the environment's proxy settings: the simulator calls the app
+    directly, and reading os.environ from a callback thread races with a test that changes
+    it."""
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        return session
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        with self._session() as session:
+            return session.post(url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        with self._session() as session:
+            return session.get(url, **kwargs)
+
+
 class Actors(TransferActors):
     """Python API of the simulated people (also behind ``/_sim/actions/…`` and the CLI)."""
 
     def __init__(self, config: Any, state: SimState) -> None:
         self.config = config
         self.state = state
-        # requests' module-level functions: a fresh session per call, safe across the
-        # request threads and the template-callback threads (tests swap in a fake).
-        self.http: Any = requests
+        # a fresh session per call, safe across the request threads and the callback
+        # threads (tests swap in a fake)
+        self.http: Any = DirectHTTP()
 
     # --- plumbing ----------------------------------------------------------------------------
 
