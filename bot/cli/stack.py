@@ -130,6 +130,9 @@ def up(host: str | None, port: int | None, workers: int | None, job_workers: int
             )
             click.echo(
                 f"\n  Official Account callback URL  {base}/wechat/oa\n"
+                f"  WeCom callback URL             {base}/wechat/wecom\n"
+                f"  Sales sidebar (WeCom toolbar)  {base}/sidebar/\n"
+                f"  Campaign pages                 {base}/h5/c/<slug>\n"
                 f"  Health                         {base}/healthz\n"
                 f"  API (Bearer YUCHI_API_TOKEN)   {base}/api/contacts\n"
             )
