@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.campaigns import actions, chain, codes, visitors
-from bot.contacts import record
+from bot.contacts import identity, record
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
@@ -101,7 +101,9 @@ def placed(
     if found is None or hops >= MAX_HOPS:
         log.warning("sharer %s never visited campaign %s: ignored", sharer.visitor, campaign_id)
         return None
-    contact_id = settle(session, settings, found, hops + 1)
+    contact_id = identity.identity_owner(session, visitors.KIND, str(found.get("visitor")))
+    if contact_id is None or chain.node_of(session, campaign_id, contact_id) is None:
+        contact_id = settle(session, settings, found, hops + 1)  # not settled yet: now
     return codes.Sharer(campaign_id, contact_id=contact_id) if contact_id else None
 
 
