@@ -19,6 +19,7 @@ import requests
 from defusedxml.ElementTree import fromstring
 
 from wxsim.callbacks import OAPlatform, WeComPlatform, xml_fields
+from wxsim.direct_http import DirectHTTP
 from wxsim.entities import ExternalContact, FollowUser
 from wxsim.state import SimState, summarize
 from wxsim.transfer_actors import TransferActors
@@ -81,25 +82,6 @@ def parse_reply(xml: str) -> dict[str, Any]:
         if node is not None:
             fields[name] = {c.tag: c.text or "" for c in node}
     return fields
-
-
-class DirectHTTP:
-    """requests without the environment's proxy settings: the simulator calls the app
-    directly, and reading os.environ from a callback thread races with a test that changes
-    it."""
-
-    def _session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False
-        return session
-
-    def post(self, url: str, **kwargs: Any) -> requests.Response:
-        with self._session() as session:
-            return session.post(url, **kwargs)
-
-    def get(self, url: str, **kwargs: Any) -> requests.Response:
-        with self._session() as session:
-            return session.get(url, **kwargs)
 
 
 class Actors(TransferActors):

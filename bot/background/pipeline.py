@@ -4,6 +4,7 @@ each a function of a ``bot.core.context.Context`` (see there for the rules a ste
 from __future__ import annotations
 
 from bot.automation import runner as journey_runner
+from bot.campaigns import arrivals as campaign_arrivals
 from bot.campaigns import follow as campaign_follow
 from bot.core.context import Context, Step
 from bot.sales import handoff, transfers
@@ -25,4 +26,4 @@ STEPS: list[Step] = [
     journey_runner.on_event,
 ]
 # For platform events about no one (``event.contact_id is None``).
-SYSTEM_STEPS: list[Step] = [wecom_sync.on_system_event]
+SYSTEM_STEPS: list[Step] = [wecom_sync.on_system_event, campaign_arrivals.on_system_event]

@@ -1,7 +1,8 @@
 """What visitors do on a campaign page, each an ``h5.*`` event on their timeline (through
 bot.contacts.record, so tag rules, scoring and journeys see it) with the campaign, the sharer
 and the depth: visits (once per person and campaign; repeat views only count in Redis),
-shares, forms, downloads, sign-ups, check-ins."""
+shares, forms, downloads, sign-ups, check-ins. A first view's contact, chain node and visit
+are made in the background (bot.campaigns.arrivals)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot.campaigns import chain, codes, points, store, visitors
+from bot.campaigns import arrivals, chain, codes, points, store, visitors
 from bot.contacts import record
 from bot.core import queue
 from bot.core.config import Settings
@@ -116,7 +117,7 @@ def kick(settings: Settings, contact_id: int) -> None:
 @dataclass
 class View:
     campaign: Campaign
-    contact_id: int
+    contact_id: int | None  # None: a browser whose contact the background path makes
     has_openid: bool
     share_code: str
     first: bool = False
@@ -135,23 +136,40 @@ def visitor(settings: Settings, token: str) -> tuple[int, bool]:
 
 
 def own_code(settings: Settings, campaign_id: int, contact_id: int) -> str:
-    """The visitor's own referral code: the link they share onward."""
+    """A contact's own referral code: the link they share onward."""
     return codes.referral_code(
         settings.secret_key, codes.Sharer(campaign_id, contact_id=contact_id)
     )
 
 
-# One round trip for a page view: the cookie's contact (cached by ``visitor``), then, unless the
-# visitor must sign in first, the view counted and the person's first view of the campaign
-# claimed. Answers {} when the cookie is not cached, {contact, -1} for "sign in first",
-# else {contact, 1 if this is their first view else 0}.
+def visitor_code(settings: Settings, campaign_id: int, token: str) -> str:
+    """A browser's own referral code, good before it is a contact (see bot.campaigns.arrivals)."""
+    ref = codes.visitor_ref(settings.secret_key, token)
+    return codes.referral_code(settings.secret_key, codes.Sharer(campaign_id, visitor=ref))
+
+
+def seen_key(campaign_id: int, who: int | str) -> str:
+    """Redis' claim on a person's (or a not yet known browser's: ``t<cookie>``) first view."""
+    return f"yuchi:h5:seen:{campaign_id}:{who}"
+
+
+# One round trip for a page view. Inside WeChat (ARGV[1] = 1) a cookie not cached answers {}
+# (the caller looks it up), one without an openid {v, -1} ("sign in first"). Elsewhere a
+# cookie not cached is marked PENDING (its contact is the background's to make). Then the view
+# is counted and the first view claimed, by contact or (PENDING) by cookie: {v, 1 | 0}.
 _VIEW = """
 local v = redis.call('GET', KEYS[1])
-if not v then return {} end
-if ARGV[1] == '1' and string.sub(v, -2) == ':0' then return {v, -1} end
+if ARGV[1] == '1' then
+  if not v or v == ARGV[6] then return {} end
+  if string.sub(v, -2) == ':0' then return {v, -1} end
+elseif not v then
+  v = ARGV[6]
+  redis.call('SET', KEYS[1], v, 'EX', tonumber(ARGV[5]))
+end
 redis.call('INCR', KEYS[2])
-local contact = string.match(v, '^(%d+):')
-local first = redis.call('SET', ARGV[2] .. contact, 1, 'NX', 'EX', tonumber(ARGV[3]))
+local who = string.match(v, '^(%d+):')
+if v == ARGV[6] then who = 't' .. ARGV[4] end
+local first = redis.call('SET', ARGV[2] .. who, 1, 'NX', 'EX', tonumber(ARGV[3]))
 if first then return {v, 1} end
 return {v, 0}
 """
@@ -168,66 +186,41 @@ def _view_script(conn: Any) -> Any:
 def view(
     settings: Settings, camp: Campaign, token: str, code: str | None, want_openid: bool = False
 ) -> View | None:
-    """A page view: the first one by a person joins the chain and is an ``h5.visit``; repeat
-    views only count in Redis. None when ``want_openid`` and the visitor has none yet (the
-    page sends them through OAuth first; nothing is counted)."""
+    """A page view: counted in Redis; a person's first view of the campaign is also an
+    arrival (one write: see bot.campaigns.arrivals). None when ``want_openid`` and the visitor
+    has none yet (the page sends them through OAuth first; nothing is counted)."""
     conn = queue.get_redis(settings)
     keys = [visitors.cache_key(token), f"yuchi:h5:views:{camp.id}"]
-    args = [int(want_openid), f"yuchi:h5:seen:{camp.id}:", SEEN_SECONDS]
+    args = [
+        int(want_openid),
+        seen_key(camp.id, ""),
+        SEEN_SECONDS,
+        token,
+        visitors.CACHE_SECONDS,
+        visitors.PENDING,
+    ]
     answer = _view_script(conn)(keys=keys, args=args)
-    if not answer and not want_openid:
-        return _first_sight(settings, camp, token, code)
     if not answer:
         visitor(settings, token)  # made and cached now; they sign in before the visit counts
         answer = _view_script(conn)(keys=keys, args=args)
-    contact_id = int(answer[0].decode().partition(":")[0])
     if answer[1] == -1:
         return None
+    cached = answer[0].decode()
+    contact_id = None if cached == visitors.PENDING else int(cached.partition(":")[0])
     if answer[1] == 1:
         try:
-            first_visit(settings, camp, contact_id, sharer_from(settings, code))
+            arrivals.record_arrival(settings, camp, token, code)
         except Exception:
-            conn.delete(f"yuchi:h5:seen:{camp.id}:{contact_id}")  # the next view tries again
+            conn.delete(seen_key(camp.id, contact_id or f"t{token}"))  # the next view retries
             raise
-    return View(
-        camp,
-        contact_id,
-        answer[0].endswith(b":1"),
-        own_code(settings, camp.id, contact_id),
-        answer[1] == 1,
-    )
-
-
-def _first_sight(settings: Settings, camp: Campaign, token: str, code: str | None) -> View:
-    """A cookie not seen (or not cached) yet: its contact, the chain node and the visit in one
-    transaction."""
-    sharer = sharer_from(settings, code)
-    with session_scope(settings.database_url) as session:
-        contact_id = visitors.contact_for(session, token)
-        has_openid = visitors.has_openid(session, contact_id, settings.oa_appid)
-        node, _ = chain.join(session, camp.id, contact_id, sharer)
-        first = _visit_once(session, camp, contact_id, node)
-    visitors.remember(settings, token, contact_id, has_openid)
-    conn = queue.get_redis(settings)
-    conn.incr(f"yuchi:h5:views:{camp.id}")
-    conn.set(f"yuchi:h5:seen:{camp.id}:{contact_id}", 1, ex=SEEN_SECONDS)
-    kick(settings, contact_id)
-    return View(camp, contact_id, has_openid, own_code(settings, camp.id, contact_id), first)
-
-
-def first_visit(
-    settings: Settings, camp: Campaign, contact_id: int, sharer: codes.Sharer | None
-) -> bool:
-    with session_scope(settings.database_url) as session:
-        node, _ = chain.join(session, camp.id, contact_id, sharer)
-        new = _visit_once(session, camp, contact_id, node)
-    kick(settings, contact_id)
-    return new
+    share_code = visitor_code(settings, camp.id, token)
+    return View(camp, contact_id, cached.endswith(":1"), share_code, answer[1] == 1)
 
 
 def share(settings: Settings, camp: Campaign, token: str, channel: str) -> None:
     contact_id, _ = visitor(settings, token)
     with session_scope(settings.database_url) as session:
+        arrivals.settle_own(session, settings, camp.id, token)
         node, _ = chain.join(session, camp.id, contact_id, None)
         emit(
             session,
@@ -262,7 +255,8 @@ def submitted(session: Session, campaign_id: int, contact_id: int) -> bool:
     return happened(session, "h5.form_submitted", campaign_id, contact_id)
 
 
-def _visit_once(session: Session, camp: Campaign, contact_id: int, node: chain.Node) -> bool:
+def visit_once(session: Session, camp: Campaign, contact_id: int, node: chain.Node) -> bool:
+    """The person's ``h5.visit`` of this campaign, unless they have one."""
     if happened(session, "h5.visit", camp.id, contact_id):
         return False
     props = properties(camp, node, session)
@@ -299,6 +293,8 @@ def submit(
     contact_id, _ = visitor(settings, token)
     sharer = sharer_from(settings, code)
     with session_scope(settings.database_url) as session:
+        arrivals.settle_own(session, settings, camp.id, token)
+        sharer = arrivals.placed(session, settings, camp.id, sharer, token)
         node, _ = chain.join(session, camp.id, contact_id, sharer)
         contact = session.get(Contact, contact_id)
         _contact_fields(contact, camp, values, chain.holder_of(node, session))

@@ -51,6 +51,8 @@ def _parent_for(
         return None, None, 0
     if sharer.userid:
         return None, sharer.userid, 1
+    if sharer.contact_id is None:  # a visitor's code that bot.campaigns.arrivals could not place
+        return None, None, 0
     sharer_contact = identity.resolve(session, sharer.contact_id)
     if sharer_contact == contact_id:
         log.info("self-referral ignored: contact %s, campaign %s", contact_id, campaign_id)

@@ -67,12 +67,15 @@ def unsign(
 
 @dataclass(frozen=True)
 class Sharer:
-    """Who shared a link: an employee (``userid``) or a customer (``contact_id``)."""
+    """Who shared a link: an employee (``userid``), a customer (``contact_id``), or a visitor
+    known so far by their browser only (``visitor``: the public ref of their cookie, see
+    ``visitor_ref``; bot.campaigns.arrivals finds their contact)."""
 
     campaign_id: int
     userid: str | None = None
     contact_id: int | None = None
     own: bool = False  # a QR scene on the visitor's own page: whoever follows *is* this contact
+    visitor: str | None = None
 
     @property
     def holder(self) -> str:
@@ -80,8 +83,20 @@ class Sharer:
         return f"u:{self.userid}" if self.userid else f"c:{self.contact_id}"
 
 
+def visitor_ref(secret: str, token: str) -> str:
+    """A browser's public name: derived from its cookie (which stays secret: whoever holds
+    the cookie is that visitor), so a share link can name its sharer before Yuchi has made
+    them a contact."""
+    return _mac(secret, "visitor", token)
+
+
 def referral_code(secret: str, sharer: Sharer) -> str:
-    who = {"u": sharer.userid} if sharer.userid else {"p": sharer.contact_id}
+    if sharer.userid:
+        who: dict[str, Any] = {"u": sharer.userid}
+    elif sharer.visitor:
+        who = {"v": sharer.visitor}
+    else:
+        who = {"p": sharer.contact_id}
     return sign(secret, "ref", {"c": sharer.campaign_id, **who})
 
 
@@ -94,6 +109,9 @@ def read_referral(secret: str, code: str | None) -> Sharer | None:
         return None
     if isinstance(userid, str) and userid:
         return Sharer(campaign, userid=userid)
+    ref = payload.get("v")
+    if isinstance(ref, str) and 0 < len(ref) <= 32:
+        return Sharer(campaign, visitor=ref)
     if isinstance(contact, int) and not isinstance(contact, bool):
         return Sharer(campaign, contact_id=contact)
     return None

@@ -93,6 +93,8 @@ def sharer_name(settings: Settings, sharer: codes.Sharer) -> str:
         if sharer.userid:
             rep = session.get(Rep, sharer.userid)
             return (rep.name if rep and rep.name else sharer.userid)[:20]
+        if sharer.contact_id is None:  # known by their browser only: no name yet
+            return "你的好友"
         contact = session.get(Contact, sharer.contact_id)
         return (contact.name if contact and contact.name else "你的好友")[:20]
 

@@ -1,6 +1,7 @@
 """Visitors: a browser's first-party cookie is an ``h5_visitor`` identity of a contact, made on
 first sight; OAuth (an ``openid``) or a follow later merges it with the person Yuchi knows.
-Redis remembers cookie → contact so a page view does not ask the database."""
+Redis remembers cookie → contact so a page view does not ask the database; a first page view
+makes no contact itself (see bot.campaigns.arrivals)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from bot.core.models import Contact, Identity, utcnow
 
 KIND = "h5_visitor"
 CACHE_SECONDS = 3600
+# The cache's value for a cookie first seen by a page view: its contact is made in the
+# background (bot.campaigns.arrivals), which then caches "<contact>:<has openid>".
+PENDING = "0:0"
 
 
 def new_token() -> str:
@@ -31,9 +35,9 @@ def cache_key(token: str) -> str:
 
 
 def cached(settings: Settings, token: str) -> tuple[int, bool] | None:
-    """(contact id, has an openid) from Redis, or None."""
+    """(contact id, has an openid) from Redis, or None (also while the cookie is PENDING)."""
     raw = queue.get_redis(settings).get(cache_key(token))
-    if raw is None:
+    if raw is None or raw.decode() == PENDING:
         return None
     contact, _, openid = raw.decode().partition(":")
     return int(contact), openid == "1"

@@ -330,7 +330,7 @@ def _insert_event(
 
 def append(
     session: Session,
-    contact_id: int,
+    contact_id: int | None,
     type: str,
     properties: dict[str, Any],
     dedupe_key: str | None,

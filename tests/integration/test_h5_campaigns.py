@@ -19,6 +19,7 @@ from h5_support import (
     visitor,
 )
 from sqlalchemy import select
+from support import run_worker
 
 from bot.campaigns import codes, downloads
 from bot.core.db import session_scope
@@ -93,6 +94,7 @@ def test_tampered_and_forged_codes_are_ignored_and_logged(app, client, auth, set
         status, _ = open_page(visitor(app, f"10.1.0.{i}"), camp["slug"], bad)
         assert status == 200
     assert "referral code refused" in caplog.text
+    run_worker(settings)  # the background makes each first visitor's contact and node
     with session_scope(settings.database_url) as s:
         nodes = s.execute(select(Referral)).scalars().all()
         assert len(nodes) == 4 and all(n.depth == 0 and n.sharer_userid is None for n in nodes)
@@ -111,6 +113,7 @@ def test_chain_depth_three_branching_first_touch_self_referral_and_points(
     open_page(a, camp["slug"], b_code)  # A again through B's link: first touch wins, no cycle
     open_page(b, camp["slug"], b_code)  # B through their own link: nothing changes
     open_page(e, camp["slug"], share_code(open_page(e, camp["slug"])[1]))  # self-referral
+    run_worker(settings)  # the background makes each first visitor's contact and node
     tree = client.get(f"/api/campaigns/{camp['id']}/chain?userid=zhangsan", headers=auth).get_json()
     [a_node] = tree["children"]
     assert tree["people"] == 4 and a_node["depth"] == 1
@@ -401,8 +404,6 @@ def test_page_weight_under_100_kb_with_vendored_assets_only(app, client, auth):
 
 
 def test_campaign_score_events_and_tag_rules_see_the_form(app, client, auth, settings):
-    from support import run_worker
-
     client.post(
         "/api/tag-rules",
         json={
@@ -486,6 +487,7 @@ def test_a_merge_moves_chains_signups_and_points(app, client, auth, settings):
     open_page(older, camp["slug"], emp)  # the older one's first touch: the employee
     open_page(newer, camp["slug"])  # the newer one came on their own
     open_page(newer, other["slug"])  # and is alone in the other campaign
+    run_worker(settings)
     with session_scope(settings.database_url) as s:
         from bot.campaigns import visitors
 

@@ -52,6 +52,7 @@ def test_silent_oauth_identifies_the_visitor_once(sim, h5_app, auth, sim_setting
     assert back.status_code == 302 and back.headers["Location"] == f"/h5/c/{camp['slug']}?r=abc"
     page = browser.get(back.headers["Location"])
     assert page.status_code == 200 and "share-link" in page.get_data(as_text=True)
+    run_worker(sim_settings)  # the visit is made in the background
     with session_scope(sim_settings.database_url) as s:
         ids = s.execute(select(Identity).where(Identity.value == "o_h5_visitor")).scalars().all()
         assert [i.kind for i in ids] == ["openid"]
