@@ -275,6 +275,7 @@ def _contact_fields(contact: Contact, camp: Campaign, values: dict, referrer: st
     fields = dict(contact.fields or {})
     fields.update({k: v for k, v in values.items() if k != "name"})
     fields.setdefault("source", f"campaign:{camp.slug}")
+    fields.setdefault("campaign", camp.slug)  # the lead-quality report groups by it
     if referrer:
         fields.setdefault("referrer", referrer)
     contact.fields = fields

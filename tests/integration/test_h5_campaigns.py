@@ -138,6 +138,7 @@ def test_chain_depth_three_branching_first_touch_self_referral_and_points(
         contact = s.get(Contact, lead.contact_id)
         assert contact.name == "张三丰" and contact.fields["phone"] == "13800138000"
         assert contact.fields["source"] == "campaign:spring-fair"
+        assert contact.fields["campaign"] == "spring-fair"  # lead quality by campaign
         assert contact.fields["referrer"].startswith("c:")
         assert lead.properties["depth"] == 3 and lead.properties["campaign"] == "spring-fair"
 
