@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from flask import abort, current_app, g, jsonify, request
+from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -16,6 +16,7 @@ from admin.common import (
     error,
     id_arg,
     int_arg,
+    settings,
     text_arg,
     time_arg,
     validated,
@@ -74,7 +75,7 @@ def get_tag_rule(rule_id: int) -> ResponseReturnValue:
 def create_tag_rule() -> ResponseReturnValue:
     data = validated(TagRuleIn, "tag rule")
     try:
-        row = edits.create_rule(g.session, data)
+        row = edits.create_rule(settings(), g.session, data)
     except edits.DuplicateName:
         raise _duplicate() from None
     return jsonify(tag_store.rule_to_json(row)), 201
@@ -85,7 +86,7 @@ def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(TagRuleIn, "tag rule")
     try:
-        edits.update_rule(g.session, row, data)
+        edits.update_rule(settings(), g.session, row, data)
     except edits.DuplicateName:
         raise _duplicate() from None
     return jsonify(tag_store.rule_to_json(row))
@@ -93,7 +94,7 @@ def update_tag_rule(rule_id: int) -> ResponseReturnValue:
 
 @bp.delete("/tag-rules/<id:rule_id>")
 def delete_tag_rule(rule_id: int) -> ResponseReturnValue:
-    edits.delete_rule(g.session, _rule_or_404(rule_id))
+    edits.delete_rule(settings(), g.session, _rule_or_404(rule_id))
     return "", 204
 
 
@@ -108,7 +109,7 @@ def get_interest_words() -> ResponseReturnValue:
 @bp.put("/interest-words")
 def put_interest_words() -> ResponseReturnValue:
     data = validated(InterestWordsIn, "interest words")
-    return jsonify(words=edits.replace_interest_words(g.session, data.words))
+    return jsonify(words=edits.replace_interest_words(settings(), g.session, data.words))
 
 
 # --- a contact's tags ------------------------------------------------------------------------
@@ -118,8 +119,7 @@ def put_interest_words() -> ResponseReturnValue:
 def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
-    settings = current_app.config["SETTINGS"]
-    row, added = edits.tag_contact(settings, g.session, contact_id, data.tag, data.by)
+    row, added = edits.tag_contact(settings(), g.session, contact_id, data.tag, data.by)
     return jsonify(edits.contact_tag_json(row)), 201 if added else 200
 
 
@@ -129,7 +129,7 @@ def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
     by = request.args.get("by", "api")
     if not re.fullmatch(REP_USERID, by):
         raise Invalid("invalid query string", {"by": "a WeCom userid: 1-64 of A-Z a-z 0-9 _-@."})
-    if not edits.untag_contact(current_app.config["SETTINGS"], g.session, contact_id, tag, by):
+    if not edits.untag_contact(settings(), g.session, contact_id, tag, by):
         return error(404, f"contact {contact_id} has no tag {tag!r}")
     return "", 204
 

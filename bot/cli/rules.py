@@ -56,6 +56,7 @@ def tags_import(file: Path | None, defaults: bool) -> None:
     from bot.core.db import session_scope
     from bot.tagging import rules as tag_rules
     from bot.tagging import store as tag_store
+    from bot.tagging import tags as tagging
 
     if (file is None) == (not defaults):
         raise click.UsageError("give a FILE or --defaults (not both)")
@@ -72,6 +73,7 @@ def tags_import(file: Path | None, defaults: bool) -> None:
         sys.exit(1)
     with session_scope(settings.database_url) as session:
         counts = tag_store.import_file(session, rules, words)
+    tagging.changed(settings)  # a running server's processes reload them
     ok(
         f"{path}: {counts['created']} tag rule(s) created, {counts['updated']} updated, "
         f"{counts['words']} interest word(s)"

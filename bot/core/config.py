@@ -187,7 +187,7 @@ class Settings(BaseModel):
     reply_cache_seconds: Seconds = var(
         "YUCHI_REPLY_CACHE_SECONDS",
         5.0,
-        "how long a process keeps the reply rules while Redis is unreachable (otherwise a "
+        "how long a process keeps the reply and tag rules while Redis is unreachable (otherwise a "
         "change reaches every process within 0.25 s)",
     )
     sweep_interval_seconds: Seconds = var(

@@ -1,5 +1,5 @@
 """What a marketer changes by hand, each as one committed unit: tag rules and the interest
-dictionary (commit, then drop this process's cached copy), a contact's manual tags (commit,
+dictionary (commit, then bump their version so every process reloads them), a contact's manual tags (commit,
 then kick the sync to the platforms); and every tag known to Yuchi.
 
 Each function commits the session it is given (the request's)."""
@@ -39,33 +39,35 @@ class UnknownContact(LookupError):
 # --- tag rules and the interest dictionary ---------------------------------------------------
 
 
-def _committed(session: Session) -> None:
+def _committed(settings: Settings, session: Session) -> None:
     session.commit()
-    tagging.invalidate()  # again: another request may have cached the old rules meanwhile
+    tagging.changed(settings)  # every process reloads, this one too
 
 
-def create_rule(session: Session, data: TagRuleIn) -> TagRule:
+def create_rule(settings: Settings, session: Session, data: TagRuleIn) -> TagRule:
     """A new tag rule; DuplicateName when its name is taken."""
     row = store.create_rule(session, data)
-    _committed(session)
+    _committed(settings, session)
     return row
 
 
-def update_rule(session: Session, row: TagRule, data: TagRuleIn) -> TagRule:
+def update_rule(settings: Settings, session: Session, row: TagRule, data: TagRuleIn) -> TagRule:
     store.update_rule(session, row, data)
-    _committed(session)
+    _committed(settings, session)
     return row
 
 
-def delete_rule(session: Session, row: TagRule) -> None:
+def delete_rule(settings: Settings, session: Session, row: TagRule) -> None:
     store.delete_rule(session, row)
-    _committed(session)
+    _committed(settings, session)
 
 
-def replace_interest_words(session: Session, words: dict[str, str]) -> dict[str, str]:
+def replace_interest_words(
+    settings: Settings, session: Session, words: dict[str, str]
+) -> dict[str, str]:
     """Make ``words`` the whole dictionary; returns it as stored."""
     store.set_interest_words(session, words, replace=True)
-    _committed(session)
+    _committed(settings, session)
     return store.interest_words(session)
 
 

@@ -3,15 +3,13 @@ every stored event, the one way code adds or removes a tag (``add_tag`` / ``remo
 they write the TagSync rows that carry the change to the Official Account and WeCom), and
 tags coming back from WeCom (``pull_wecom_tags``, ``refresh_corp_tags``).
 
-Rules and the dictionary are cached per process for ``reply_cache_seconds`` (reply rules use
-a Redis version key instead, bot.core.versioned); an edit through the API or the import is
-seen at once by this process.
+Rules and the dictionary are a per-process copy reloaded when their version key in Redis
+changes (bot.core.versioned, as the reply rules): an edit through the API or the import
+reaches the workers within a quarter second.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,7 @@ from bot.core.models import (
     TagSync,
     utcnow,
 )
+from bot.core.versioned import Versioned
 from bot.tagging import rules as tag_rules
 from bot.tagging import sync as tag_sync
 from bot.tagging import sync_rows, sync_wecom
@@ -57,20 +56,24 @@ class Active:
     words: dict[str, str]
 
 
-_cache_lock = threading.Lock()
-_cache: dict[str, Any] = {"active": None, "loaded": 0.0}
+_active: Versioned[Active] = Versioned("tag-rules")
 
 
 def invalidate() -> None:
-    with _cache_lock:
-        _cache["active"] = None
+    """This process reloads the rules on its next read (the change's own transaction)."""
+    _active.drop()
 
 
-def active(session: Session, max_age: float) -> Active:
-    with _cache_lock:
-        found = _cache["active"]
-        if found is not None and time.monotonic() - _cache["loaded"] < max_age:
-            return found
+def changed(settings: Settings) -> None:
+    """After the commit of a change: every process reloads the rules within a moment."""
+    _active.changed(settings)
+
+
+def active(settings: Settings, session: Session) -> Active:
+    return _active.get(settings, lambda: _load(session), settings.reply_cache_seconds)
+
+
+def _load(session: Session) -> Active:
     rows = session.execute(
         sa.select(TagRule).where(TagRule.enabled.is_(True)).order_by(TagRule.id)
     ).scalars()
@@ -92,10 +95,7 @@ def active(session: Session, max_age: float) -> Active:
     )
     keywords = [k for r in rules for k in tag_rules.keywords_of(r)]
     add_words([*words, *keywords])  # jieba keeps 多少钱 whole instead of 多少 + 钱
-    found = Active(rules, words)
-    with _cache_lock:
-        _cache["active"], _cache["loaded"] = found, time.monotonic()
-    return found
+    return Active(rules, words)
 
 
 # --- the pipeline step -----------------------------------------------------------------------
@@ -115,7 +115,7 @@ def on_event(ctx: Context) -> None:
     if event.contact_id is None:  # an event about no one person
         return
     contact_id = contacts.resolve(session, event.contact_id)
-    found = active(session, ctx.settings.reply_cache_seconds)
+    found = active(ctx.settings, session)
     key, words = free_text(event.type, event.properties)
     tokens = tag_rules.content_tokens(words) if words and found.words else None
     add, remove = tag_rules.evaluate(
