@@ -17,6 +17,13 @@ limiter = Limiter(
 )
 
 
+@limiter.request_filter
+def _not_a_page() -> bool:
+    """Only the campaign pages' forms are limited: every other request (a callback above all)
+    skips the limiter's bookkeeping."""
+    return not request.path.startswith("/h5/")
+
+
 def storage_uri(redis_url: str) -> str:
     """The limits library's name for a unix socket is ``redis+unix://``."""
     if redis_url.startswith("unix://"):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from rq import get_current_job
 
 from bot.background import pipeline
+from bot.contacts import record
 from bot.core import changes, queue, redact
 from bot.core.config import Settings, load_settings
 from bot.core.db import session_scope
@@ -102,7 +103,7 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
     actions: list = []
     interacted: set[int] = set()
     with session_scope(settings.database_url) as session:
-        query = sa.select(t.c.id, t.c.event_id, t.c.status, t.c.attempts).where(
+        query = sa.select(t.c.id, t.c.event_id, t.c.status, t.c.attempts, t.c.interacted_at).where(
             t.c.id.in_(outbox_ids)
         )
         if session.get_bind().dialect.name == "postgresql":
@@ -123,6 +124,10 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
             ctx = pipeline.Context(settings, session, event)
             try:
                 with session.begin_nested():
+                    if row.interacted_at is not None and event.contact_id is not None:
+                        record.apply_touch(
+                            session, event.contact_id, event.occurred_at, row.interacted_at
+                        )
                     steps = (
                         pipeline.STEPS if event.contact_id is not None else pipeline.SYSTEM_STEPS
                     )

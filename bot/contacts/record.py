@@ -108,11 +108,16 @@ def _now_param() -> Any:
 
 
 def _find(dialect: str) -> Any:
-    ident = Identity.__table__
-    return sa.select(ident.c.contact_id).where(
-        ident.c.kind == sa.bindparam("kind"),
-        ident.c.app_id == sa.bindparam("app_id"),
-        ident.c.value == sa.bindparam("value"),
+    """The contact of an identity with what the callback needs of it, in one read."""
+    ident, contact = Identity.__table__, Contact.__table__
+    return (
+        sa.select(ident.c.contact_id, contact.c.merged_into_id, contact.c.asking)
+        .join(contact, contact.c.id == ident.c.contact_id)
+        .where(
+            ident.c.kind == sa.bindparam("kind"),
+            ident.c.app_id == sa.bindparam("app_id"),
+            ident.c.value == sa.bindparam("value"),
+        )
     )
 
 
@@ -142,24 +147,48 @@ def _new_identity(dialect: str) -> Any:
     )
 
 
+def _event_values() -> dict[str, Any]:
+    return {
+        "contact_id": sa.bindparam("contact_id"),
+        "type": sa.bindparam("type"),
+        "source": sa.bindparam("source"),
+        "properties": sa.bindparam("properties", type_=JSONType),
+        "occurred_at": sa.bindparam("t", type_=UTCDateTime()),
+        "received_at": _now_param(),
+        "dedupe_key": sa.bindparam("dedupe_key"),
+        "reply": sa.bindparam("reply"),
+        "callback_nonce": sa.bindparam("callback_nonce"),
+        "callback_digest": sa.bindparam("callback_digest"),
+    }
+
+
 def _new_event(dialect: str) -> Any:
     event = Event.__table__
     return (
         _insert_for(dialect)(event)
-        .values(
-            contact_id=sa.bindparam("contact_id"),
-            type=sa.bindparam("type"),
-            source=sa.bindparam("source"),
-            properties=sa.bindparam("properties", type_=JSONType),
-            occurred_at=sa.bindparam("t", type_=UTCDateTime()),
-            received_at=_now_param(),
-            dedupe_key=sa.bindparam("dedupe_key"),
-            reply=sa.bindparam("reply"),
-            callback_nonce=sa.bindparam("callback_nonce"),
-            callback_digest=sa.bindparam("callback_digest"),
-        )
+        .values(**_event_values())
         # Either unique key (dedupe_key, callback_nonce) already stored: nothing inserted,
         # and _existing says which.
+        .on_conflict_do_nothing()
+        .returning(event.c.id)
+    )
+
+
+def _new_event_guarded(dialect: str) -> Any:
+    """The event, inserted only while its contact is not merged away. On PostgreSQL the
+    contact row is share-locked by the same statement: a merge waits for this commit (and then
+    moves the event), or went first (and nothing is inserted: the caller retries)."""
+    event, contact = Event.__table__, Contact.__table__
+    values = _event_values()
+    alive = sa.select(contact.c.id).where(
+        contact.c.id == sa.bindparam("contact_id"), contact.c.merged_into_id.is_(None)
+    )
+    if dialect == "postgresql":
+        alive = alive.with_for_update(read=True)
+    rows = sa.select(*values.values()).where(sa.exists(alive))
+    return (
+        _insert_for(dialect)(event)
+        .from_select(list(values), rows)
         .on_conflict_do_nothing()
         .returning(event.c.id)
     )
@@ -174,6 +203,7 @@ def _new_outbox_row(dialect: str) -> Any:
             priority=sa.bindparam("priority"),
             attempts=0,
             created_at=_now_param(),
+            interacted_at=sa.bindparam("interacted_at", type_=UTCDateTime()),
         )
         .returning(Outbox.__table__.c.id)
     )
@@ -211,6 +241,7 @@ _BUILDERS = {
     "contact": _new_contact,
     "identity": _new_identity,
     "event": _new_event,
+    "event_guarded": _new_event_guarded,
     "outbox": _new_outbox_row,
 }
 
@@ -223,13 +254,22 @@ def _build(dialect: str, key: Any) -> Any:
     return _touch(interaction, subscribed)
 
 
-def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) -> int:
+@dataclass(frozen=True)
+class _Found:
+    contact_id: int
+    asking: bool  # one of its journeys asks it something
+    new: bool  # created by this transaction
+
+
+def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) -> _Found:
     conn = session.connection()
     dialect = conn.dialect.name
     who = {"kind": ev.identity_kind, "app_id": ev.app_id, "value": ev.identity_value}
-    contact_id = conn.execute(_stmt(dialect, "find"), who).scalar()
-    if contact_id is not None:
-        return contact_id
+    row = conn.execute(_stmt(dialect, "find"), who).first()
+    if row is not None:
+        if row.merged_into_id is not None:
+            raise _MergedMeanwhile
+        return _Found(row.contact_id, bool(row.asking), new=False)
     contact_id = conn.execute(
         _stmt(dialect, "contact"), {"t": ev.occurred_at, "now": now}
     ).scalar_one()
@@ -238,20 +278,35 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
     ).scalar()
     if inserted is None:
         raise _IdentityRace
-    return contact_id
+    return _Found(contact_id, asking=False, new=True)
 
 
-def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> bool:
-    """Touch the contact; returns whether one of its journeys is asking it a question."""
+def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
+    """Touch the contact (last seen, last interaction, subscription)."""
     conn = session.connection()
     stmt = _stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
     params = {"t": ev.occurred_at, "contact_id": contact_id}
     if ev.interaction:
         params["arrived"] = ev.received_at or ev.occurred_at
-    merged_into, asking = conn.execute(stmt, params).one()
+    merged_into, _asking = conn.execute(stmt, params).one()
     if merged_into is not None:
         raise _MergedMeanwhile
-    return bool(asking)
+
+
+def touch_later(ev: IncomingEvent) -> bool:
+    """Is this event's contact touch left to the background (``apply_touch``)? Yes for what a
+    person says or clicks; a follow, an unfollow and platform notices touch at once."""
+    return ev.interaction and ev.subscribed is None
+
+
+def apply_touch(
+    session: Session, contact_id: int, occurred_at: datetime, arrived: datetime
+) -> None:
+    """The deferred touch of an interaction (see ``touch_later``), before the background steps
+    see the event; the contact is the event's (its survivor, if merged since)."""
+    conn = session.connection()
+    stmt = _stmt(conn.dialect.name, ("touch", True, None))
+    conn.execute(stmt, {"t": occurred_at, "contact_id": contact_id, "arrived": arrived})
 
 
 def add_tags(
@@ -268,9 +323,10 @@ def add_tags(
         tag_history.add(session, contact_id, grant.tag, why, now)
 
 
-def _existing(session: Session, ev: IncomingEvent) -> Recorded:
+def _existing(session: Session, ev: IncomingEvent) -> Recorded | None:
     """The stored event ``ev`` collided with: by its callback nonce (the same body: a retry;
-    another body: NonceReused), else by its dedupe key."""
+    another body: NonceReused), else by its dedupe key; None if neither is stored (a guarded
+    insert found its contact merged away)."""
     e = Event.__table__.c
     columns = (e.id, e.contact_id, e.reply, e.callback_digest)
     row = None
@@ -280,25 +336,30 @@ def _existing(session: Session, ev: IncomingEvent) -> Recorded:
         ).first()
         if row is not None and row.callback_digest != ev.body_digest:
             raise NonceReused(ev.callback_nonce)
+    if row is None and ev.dedupe_key is not None:
+        row = session.execute(sa.select(*columns).where(e.dedupe_key == ev.dedupe_key)).first()
     if row is None:
-        row = session.execute(sa.select(*columns).where(e.dedupe_key == ev.dedupe_key)).one()
+        return None
     return Recorded(row.id, row.contact_id, None, row.reply, duplicate=True)
 
 
 def _insert_event(
     session: Session,
-    contact_id: int,
+    contact_id: int | None,
     ev: IncomingEvent,
     reply: str | None,
     now: datetime,
     outbox: bool = True,
+    guarded: bool = False,
+    interacted_at: datetime | None = None,
 ) -> tuple[int, int | None] | None:
     """Insert the event and its outbox row (``outbox=False``: none, and it is stored as
-    processed); None when the dedupe key is already stored."""
+    processed); None when the dedupe key is already stored (or, ``guarded``, when the contact
+    was merged away meanwhile). ``interacted_at``: the contact touch the background owes."""
     conn = session.connection()
     dialect = conn.dialect.name
     event_id = conn.execute(
-        _stmt(dialect, "event"),
+        _stmt(dialect, "event_guarded" if guarded else "event"),
         {
             "contact_id": contact_id,
             "type": ev.type,
@@ -323,7 +384,12 @@ def _insert_event(
         return event_id, None
     outbox_id = conn.execute(
         _stmt(dialect, "outbox"),
-        {"event_id": event_id, "now": now, "priority": int(ev.source == "bot")},
+        {
+            "event_id": event_id,
+            "now": now,
+            "priority": int(ev.source == "bot"),
+            "interacted_at": interacted_at,
+        },
     ).scalar_one()
     return event_id, outbox_id
 
@@ -391,28 +457,54 @@ def timeline(session: Session, items: list[TimelineItem], source: str = "bot") -
 
 
 OnInsert = Callable[[Session, int, int, bool], str | None]
+# Before the insert: (session, contact_id, asking) → the reply to store with the event, or
+# LATER to decide after the insert (with the event's id) through ``on_insert``.
+Early = Callable[[Session, int, bool], Any]
+LATER = object()
 
 
+# One piece: the order of these statements is the callback's whole write path, and each
+# branch (new contact, deferred touch, early or late reply) is a line or two.
 def _record_once(
     session: Session,
     ev: IncomingEvent,
     reply: str | None,
     tags: list[TagGrant],
     on_insert: OnInsert | None = None,
+    early: Early | None = None,
 ) -> Recorded:
     now = utcnow()
     # An event about no one person (identity_value "") is stored without a contact.
-    contact_id = _find_or_create_contact(session, ev, now) if ev.identity_value else None
-    inserted = _insert_event(session, contact_id, ev, reply, now)
-    if inserted is None:  # a retry of something already stored
+    found = _find_or_create_contact(session, ev, now) if ev.identity_value else None
+    decided: Any = LATER
+    if found is not None and early is not None:
+        decided = early(session, found.contact_id, found.asking)
+    if decided is not LATER:
+        reply = decided
+    # A known contact's interaction writes only its event and outbox row: the touch is owed.
+    defer = found is not None and not found.new and touch_later(ev)
+    inserted = _insert_event(
+        session,
+        found.contact_id if found else None,
+        ev,
+        reply,
+        now,
+        guarded=found is not None and not found.new,
+        interacted_at=(ev.received_at or ev.occurred_at) if defer else None,
+    )
+    if inserted is None:  # a retry of something already stored, or the contact was merged
         session.rollback()
-        return _existing(session, ev)
+        existing = _existing(session, ev)
+        if existing is None:
+            raise _MergedMeanwhile
+        return existing
     event_id, outbox_id = inserted
-    if contact_id is not None:
-        asking = _update_contact(session, contact_id, ev)
-        add_tags(session, contact_id, tags, now, event_id)
-        if on_insert is not None:
-            late = on_insert(session, event_id, contact_id, asking)
+    if found is not None:
+        if not defer:
+            _update_contact(session, found.contact_id, ev)
+        add_tags(session, found.contact_id, tags, now, event_id)
+        if on_insert is not None and decided is LATER:
+            late = on_insert(session, event_id, found.contact_id, found.asking)
             if late is not None:
                 reply = late
                 session.execute(
@@ -421,6 +513,7 @@ def _record_once(
                     .values(reply=reply)
                 )
     session.commit()
+    contact_id = found.contact_id if found else None
     return Recorded(event_id, contact_id, outbox_id, reply, duplicate=False)
 
 
@@ -430,15 +523,18 @@ def record(
     reply: str | None = None,
     tags: list[TagGrant] | None = None,
     on_insert: OnInsert | None = None,
+    early: Early | None = None,
 ) -> Recorded:
     """Store one event (with its reply and tags) and commit; idempotent on ``dedupe_key``.
     ``on_insert(session, event_id, contact_id, asking)`` runs in the same transaction once the
     event is new (not for a retry; ``asking``: one of the contact's journeys asks it
-    something); a text it returns becomes the stored reply. Raises NonceReused when
+    something); a text it returns becomes the stored reply. ``early(session, contact_id,
+    asking)``, when given, runs before the insert: what it returns (unless LATER) is the
+    reply stored with the event, and ``on_insert`` is not called. Raises NonceReused when
     ``ev.callback_nonce`` is stored already with another body."""
     for attempt in range(3):
         try:
-            return _record_once(session, ev, reply, tags or [], on_insert)
+            return _record_once(session, ev, reply, tags or [], on_insert, early)
         except (_IdentityRace, _MergedMeanwhile, IntegrityError):
             # A concurrent request created the same contact identity (or stored the same
             # event between our statements), or merged the contact: start again and we will

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.automation import runner as journey_runner
-from bot.contacts.record import TagGrant, add_tags
+from bot.contacts.record import LATER, TagGrant, add_tags
 from bot.core.config import Settings
 from bot.core.models import utcnow
 from bot.replies import match as keywords
@@ -83,6 +83,22 @@ def _article(data: dict[str, Any], image: Any) -> dict[str, Any]:
         "image": image or "",
         "url": data.get("url", ""),
     }
+
+
+def decide_early(
+    settings: Settings, session: Session, trigger: Trigger, asking: bool
+) -> Reply | None | object:
+    """The reply decided before the event is stored, so that it is written with the event:
+    the reply rules' when neither a journey (``asking``) nor a rule's tags need the event's id;
+    else LATER (``decide`` runs after the insert)."""
+    if trigger.kind in ANSWERS and asking:
+        return LATER
+    rules = autoreply.active_rules(settings, session)
+    matched = keywords.match(rules, trigger.kind, trigger.text, trigger.click_key)
+    if any(r.tags for r in matched):
+        return LATER
+    winner = next((r for r in matched if r.has_reply), None)
+    return from_rule(winner, int(time.time())) if winner else None
 
 
 def decide(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from journeys import words
 
@@ -44,17 +45,35 @@ def keyword_matches(rule: Rule, message: str, message_tokens: set[str]) -> bool:
         if rule.match == "jieba":
             if kw in message_tokens:
                 return True
-            kw_tokens = words.tokens(kw)
+            kw_tokens = _keyword_tokens(kw)
             if kw_tokens and kw_tokens <= message_tokens and kw in folded:
                 return True
     return False
+
+
+@lru_cache(maxsize=4096)
+def _keyword_tokens(keyword: str) -> frozenset[str]:
+    return frozenset(words.tokens(keyword))
+
+
+def _may_match_words(rules: list[Rule], message: str) -> bool:
+    """A jieba keyword matches only text that contains it: cut the message into words only
+    when some jieba rule's keyword is in it (most texts match no rule at all)."""
+    folded = message.strip().lower()
+    return any(
+        kw.strip().lower() in folded
+        for r in rules
+        if r.match == "jieba"
+        for kw in r.keywords
+        if kw.strip()
+    )
 
 
 def match(rules: list[Rule], trigger: str, message: str = "", click_key: str = "") -> list[Rule]:
     """Every rule that matches, best first: priority, then exact before jieba before contains."""
     candidates = [r for r in rules if r.trigger == trigger]
     if trigger == "keyword":
-        tokens = words.tokens(message) if any(r.match == "jieba" for r in candidates) else set()
+        tokens = words.tokens(message) if _may_match_words(candidates, message) else set()
         found = [r for r in candidates if keyword_matches(r, message, tokens)]
     elif trigger == "click":
         found = [r for r in candidates if r.click_key == click_key]

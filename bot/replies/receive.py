@@ -1,6 +1,7 @@
 """The use case behind every callback: decide the instant reply (``bot.replies.decide``),
 record the event with its reply and tags in one transaction, enqueue the background job
-after commit. The reply comes back neutral; the channel's handler renders it."""
+after commit. The reply rules' answer is decided before the insert and written with the
+event; a journey's answer (or a rule that tags) needs the event's id and comes after it. The reply comes back neutral; the channel's handler renders it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bot.contacts.record import IncomingEvent, record
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import get_engine
-from bot.replies.decide import Reply, Trigger, decide
+from bot.replies.decide import Reply, Trigger, decide, decide_early
 
 __all__ = ["Received", "Reply", "Trigger", "receive"]
 
@@ -37,8 +38,14 @@ def receive(settings: Settings, event: IncomingEvent, trigger: Trigger | None) -
         reply = decide(settings, session, trigger, event_id, contact_id, asking, after)
         return reply.to_json() if reply else None
 
+    def early(session: Session, contact_id: int, asking: bool) -> object:
+        if trigger is None:
+            return None
+        reply = decide_early(settings, session, trigger, asking)
+        return reply.to_json() if isinstance(reply, Reply) else reply
+
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
-        result = record(session, event, on_insert=on_insert)
+        result = record(session, event, on_insert=on_insert, early=early)
     if result.outbox_id is not None:
         queue.kick_outbox(settings, contact_id=result.contact_id)
     for action in after:

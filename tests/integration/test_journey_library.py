@@ -129,6 +129,38 @@ def test_bant_by_conversation_scores_and_hands_off(sim, sim_settings, sim_client
     assert any("新线索" in str(m) for m in sim.inbox(userid="zhang"))
 
 
+def test_an_answer_in_the_first_second_after_the_question_gets_the_journeys_reply(
+    sim, sim_settings, sim_client, auth, env_to_sim
+):
+    """The callback reads ``contact.asking`` instead of the enrollments; it is set in the
+    transaction that makes the enrollment ask, so there is no moment after the question has
+    gone out in which an answer would be taken for a keyword."""
+    publish(sim_client, auth, "bant")
+    with db.session_scope(sim_settings.database_url) as s:  # would answer 五万 otherwise
+        s.add(
+            ReplyRule(
+                name="五万",
+                trigger="keyword",
+                keywords=["五万"],
+                reply_type="text",
+                reply={"content": "关键词回复"},
+            )
+        )
+    assert sim.follow("oFast", scene="lead_fast").status == 200
+    run_worker(sim_settings)  # the question is sent; the answer follows at once
+    r = sim.say("oFast", "预算大概五万左右")
+    answered = utcnow()
+    assert r.status == 200 and "什么时候开始" in r.text and "关键词回复" not in r.text
+    cid = contact_of(sim_settings, "oFast")
+    with db.session_scope(sim_settings.database_url) as s:
+        asked = s.execute(
+            sa.select(sa.func.min(Message.sent_at)).where(
+                Message.contact_id == cid, Message.sent_kind != "passive"
+            )
+        ).scalar_one()
+    assert asked is not None and (answered - asked).total_seconds() < 1.0
+
+
 def test_a_retried_answer_callback_changes_nothing(
     sim, sim_settings, sim_client, auth, oa, env_to_sim
 ):

@@ -301,3 +301,35 @@ def test_server_timing_header(client, oa):
     )
     resp = client.post(f"/wechat/oa?{req.query_string}", data=req.body)
     assert resp.headers["Server-Timing"].startswith("app;dur=")
+
+
+def test_a_known_contacts_text_writes_only_its_event_and_outbox_row(client, oa, clean, auth):
+    """The hot path: one read (identity with the contact's flags), the event with its reply,
+    its outbox row, the commit. The contact's touch is owed by the outbox row and paid by the
+    background before any step sees the event."""
+    add_rule(client, auth, name="价格", keywords=["价格"], reply="价格表")
+    post(client, oa, text(oa, "oLean", "你好", 1, create_time=int(time.time()) - 60))
+    run_worker(clean)
+    [before] = rows(clean, Contact)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, sql, *_args):
+        statements.append(sql.split(None, 1)[0].upper())
+
+    engine = db.get_engine(clean.database_url)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        reply = post(client, oa, text(oa, "oLean", "请问价格", 2))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert reply.fields["Content"] == "价格表"
+    writes = [s for s in statements if s in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == ["INSERT", "INSERT"], statements  # the event, its outbox row
+    assert statements.count("SELECT") + statements.count("WITH") == 1, statements
+    [ob] = rows(clean, Outbox, Outbox.status == "pending")
+    assert ob.interacted_at is not None
+    assert rows(clean, Contact)[0].last_interaction_at == before.last_interaction_at
+    run_worker(clean)
+    [after] = rows(clean, Contact)
+    assert after.last_interaction_at == ob.interacted_at > before.last_interaction_at
+    assert after.last_seen_at > before.last_seen_at

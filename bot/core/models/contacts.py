@@ -157,3 +157,6 @@ class Outbox(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     done_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # A callback's contact touch (last seen, last interaction: the 48-hour window), left to
+    # the background so that the callback writes only its event: when the person acted.
+    interacted_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
