@@ -110,10 +110,13 @@ def _kick(settings: Settings, which: list[int], force: bool) -> None:
     """Set these drains' flags; enqueue a drain job for each flag that was not set (or for
     each, ``force``)."""
     conn = get_redis(settings)
-    with conn.pipeline(transaction=False) as pipe:
-        for part in which:
-            pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
-        claimed = pipe.execute()
+    if len(which) == 1:  # a callback's kick: one command, without a pipeline's overhead
+        claimed = [conn.set(DRAIN_FLAG.format(part=which[0]), "1", nx=True, ex=60)]
+    else:
+        with conn.pipeline(transaction=False) as pipe:
+            for part in which:
+                pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
+            claimed = pipe.execute()
     for part, ok in zip(which, claimed, strict=True):
         if ok or force:
             job_id = f"outbox-drain-{part}-{uuid.uuid4().hex[:16]}"
