@@ -732,8 +732,9 @@ def main() -> int:
     if probe:
         print(
             f"  in process ({probe['callbacks']} callbacks, no HTTP): web "
-            f"{probe['web_statements']:.1f} statements and {probe['web_cpu_ms']:.2f} CPU ms per "
-            f"callback (BEGIN and COMMIT included); background "
+            f"{probe['web_statements']:.1f} statements and {probe['web_cpu_ms']:.2f} CPU ms "
+            f"({probe['web_wall_ms']:.2f} ms wall: the rest is the commit's fsync or the "
+            "database server) per callback (SQLite's BEGIN IMMEDIATE counted, the commit not); background "
             f"{probe['bg_statements']:.1f} statements and {probe['bg_cpu_ms']:.2f} CPU ms per "
             f"event ({probe['events']} events)"
         )

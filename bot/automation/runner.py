@@ -104,12 +104,12 @@ def handle(
     question, reach a goal or enter a segment; it only concerns waits and triggers on its type.
     """
     session = tx.session
+    published = tx.published()
+    if not published:
+        return  # nothing published: no enrollment moves (paused ones wait), none starts
     open_ones = open_enrollments(session, contact_id, ("waiting", "asking"))
     if quiet:
         open_ones = [r for r in open_ones if awaits(state_from_json(r.state), event.type)]
-    published = tx.published()
-    if not open_ones and not published:
-        return  # the common case: nothing to do, and no snapshot queries
     live = {j.id for j in published}
     contact: journeys.Contact | None = None
 

@@ -17,6 +17,7 @@ from bot.automation.wake_jobs import enqueue_wakes
 from bot.contacts import record as events
 from bot.core import queue
 from bot.core.config import Settings
+from bot.core.context import BATCH_MEMO
 from bot.messaging import delivery
 from bot.messaging import outbox as messaging
 
@@ -46,7 +47,13 @@ class Tx:
     def published(self) -> list[Any]:
         """The published journeys (id, name, version), read once per transaction."""
         if self._journeys is None:
-            self._journeys = definitions.published(self.session)
+            batch = self.session.info.get(BATCH_MEMO)
+            if batch is None:
+                self._journeys = definitions.published(self.session)
+            else:  # a drain's batch reads them once for all its events
+                if "journeys" not in batch:
+                    batch["journeys"] = definitions.published(self.session)
+                self._journeys = batch["journeys"]
         return self._journeys
 
     def wake_at(self, at: datetime) -> None:

@@ -13,6 +13,7 @@ from bot.background import pipeline
 from bot.contacts import record
 from bot.core import changes, queue, redact
 from bot.core.config import Settings, load_settings
+from bot.core.context import BATCH_MEMO
 from bot.core.db import session_scope
 from bot.core.models import Event, Outbox, utcnow
 from bot.messaging import delivery, requeue
@@ -103,6 +104,7 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
     actions: list = []
     interacted: set[int] = set()
     with session_scope(settings.database_url) as session:
+        session.info[BATCH_MEMO] = {}
         query = sa.select(t.c.id, t.c.event_id, t.c.status, t.c.attempts, t.c.interacted_at).where(
             t.c.id.in_(outbox_ids)
         )

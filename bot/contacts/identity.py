@@ -45,8 +45,16 @@ log = logging.getLogger(__name__)
 STAGE_ORDER = ["subscriber", "lead", "mql", "sql", "customer"]
 
 
+_ALIVE = "yuchi.contacts.alive"
+
+
 def resolve(session: Session, contact_id: int) -> int:
-    """Follow merge pointers to the surviving contact."""
+    """Follow merge pointers to the surviving contact. A contact found alive is remembered
+    for the session (a background batch asks this of the same contact several times per
+    event) until a merge in it (``merge``) or a lock taken for one (``_lock``) forgets it."""
+    alive: set[int] = session.info.setdefault(_ALIVE, set())
+    if contact_id in alive:
+        return contact_id
     seen = set()
     while contact_id not in seen:
         seen.add(contact_id)
@@ -54,6 +62,7 @@ def resolve(session: Session, contact_id: int) -> int:
             sa.select(Contact.merged_into_id).where(Contact.id == contact_id)
         ).scalar()
         if target is None:
+            alive.add(contact_id)
             return contact_id
         contact_id = target
     raise RuntimeError(f"merge pointers loop at contact {contact_id}")
@@ -95,6 +104,7 @@ def attach(
 
 
 def _lock(session: Session, ids: list[int]) -> dict[int, Contact]:
+    session.info.pop(_ALIVE, None)  # a merge is under way: ask the table again
     rows = session.execute(
         sa.select(Contact).where(Contact.id.in_(sorted(ids))).order_by(Contact.id).with_for_update()
     ).scalars()
@@ -205,6 +215,7 @@ def merge(session: Session, a: int, b: int, reason: str) -> tuple[int, int | Non
     moved = _move_rows(session, gone_id, keep_id)
     _combine(keep, gone)
     gone.merged_into_id = keep_id
+    session.info.pop(_ALIVE, None)
     gone.subscribed = False
     session.add_all([keep, gone])
     session.flush()

@@ -16,6 +16,10 @@ from sqlalchemy.orm import Session
 from bot.core.config import Settings
 from bot.core.models import Event
 
+# session.info key of a drain batch's memo: what every event of one batch transaction reads
+# alike (the published journeys), read once per batch.
+BATCH_MEMO = "yuchi.batch"
+
 
 @dataclass
 class Context:
