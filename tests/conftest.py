@@ -29,6 +29,8 @@ TABLES = [  # children before parents
     "h5_signup",
     "h5_referral",
     "campaign",
+    "menu_version",
+    "menu",
     "webhook_delivery",
     "webhook_endpoint",
     "step_run",
