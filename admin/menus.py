@@ -42,7 +42,7 @@ def create_menu() -> ResponseReturnValue:
     return jsonify(store.menu_json(row)), 201
 
 
-@bp.get("/menus/<int:menu_id>")
+@bp.get("/menus/<id:menu_id>")
 def get_menu(menu_id: int) -> ResponseReturnValue:
     row = _menu(menu_id)
     if row is None:
@@ -50,7 +50,7 @@ def get_menu(menu_id: int) -> ResponseReturnValue:
     return jsonify(store.menu_json(row))
 
 
-@bp.put("/menus/<int:menu_id>")
+@bp.put("/menus/<id:menu_id>")
 def update_menu(menu_id: int) -> ResponseReturnValue:
     row = _menu(menu_id)
     if row is None:
@@ -59,7 +59,7 @@ def update_menu(menu_id: int) -> ResponseReturnValue:
     return jsonify(store.menu_json(_saved(store.update, row, data)))
 
 
-@bp.delete("/menus/<int:menu_id>")
+@bp.delete("/menus/<id:menu_id>")
 def delete_menu(menu_id: int) -> ResponseReturnValue:
     row = _menu(menu_id)
     if row is None:

@@ -67,12 +67,12 @@ def create_subscription() -> ResponseReturnValue:
     return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
 
 
-@bp.get("/webhooks/<int:endpoint_id>")
+@bp.get("/webhooks/<id:endpoint_id>")
 def get_subscription(endpoint_id: int) -> ResponseReturnValue:
     return get_endpoint(endpoint_id)
 
 
-@bp.put("/webhooks/<int:endpoint_id>")
+@bp.put("/webhooks/<id:endpoint_id>")
 def set_event_types(endpoint_id: int) -> ResponseReturnValue:
     """Change which event types an endpoint (any endpoint) receives."""
     row = g.session.get(WebhookEndpoint, endpoint_id)
@@ -83,6 +83,6 @@ def set_event_types(endpoint_id: int) -> ResponseReturnValue:
     return jsonify(webhook_endpoints.endpoint_json(row))
 
 
-@bp.delete("/webhooks/<int:endpoint_id>")
+@bp.delete("/webhooks/<id:endpoint_id>")
 def delete_subscription(endpoint_id: int) -> ResponseReturnValue:
     return delete_endpoint(endpoint_id)
