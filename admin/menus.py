@@ -71,11 +71,14 @@ def delete_menu(menu_id: int) -> ResponseReturnValue:
 @bp.post("/menus/publish")
 def publish_menus() -> ResponseReturnValue:
     """Every menu onto the platform; 201 with the new version, 422 naming what the platform
-    would refuse (nothing sent), 502 with the platform's error (a failed version stored)."""
+    would refuse (nothing sent), 409 while another publish runs, 502 with the platform's error
+    (a failed version stored)."""
     try:
         version = publish.publish(settings(), g.session)
     except store.MenuInvalid as exc:
         raise Invalid("the menus cannot be published", exc.fields) from None
+    except publish.PublishBusy as exc:
+        return error(409, str(exc))
     except publish.PublishFailed as exc:
         end_reads()
         return error(

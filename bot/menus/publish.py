@@ -11,6 +11,8 @@ the delete and the add.
 
 A publish that fails part way is stored as a ``failed`` version with the platform's error;
 the live version stays the newest ``published`` one (publishing again repairs the platform).
+One publish runs at a time (a Redis lock): two interleaved would leave conditional menus of
+both on the platform.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot.core import wechat
+from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.models import Menu, MenuVersion
 from bot.menus import spec
@@ -29,6 +32,14 @@ from bot.menus.store import MenuInvalid, list_menus
 from bot.tagging.sync_oa import oa_tag_id
 
 log = logging.getLogger(__name__)
+
+
+LOCK = "yuchi:menus:publish"
+LOCK_SECONDS = 120
+
+
+class PublishBusy(RuntimeError):
+    """Another publish is under way (a 409)."""
 
 
 class PublishFailed(RuntimeError):
@@ -96,6 +107,25 @@ def publish(settings: Settings, session: Session) -> MenuVersion:
     menus = list_menus(session)
     _checked(menus)
     session.commit()  # end the read: the calls below open their own sessions (tag ids)
+    lock = queue.get_redis(settings).lock(LOCK, timeout=LOCK_SECONDS, blocking_timeout=0)
+    try:
+        held = lock.acquire()
+    except queue.REDIS_ERRORS as exc:  # no Redis: publish anyway (a rare race, logged)
+        log.warning("menu publish without its lock (%s)", exc)
+        held, lock = True, None
+    if not held:
+        raise PublishBusy("another menu publish is under way")
+    try:
+        return _publish(settings, session, menus)
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except (redis.exceptions.LockError, *queue.REDIS_ERRORS) as exc:  # expired, or gone
+                log.warning("menu publish lock not released (%s)", exc)
+
+
+def _publish(settings: Settings, session: Session, menus: list[Menu]) -> MenuVersion:
     try:
         entries = _push(settings, menus)
     except wechat.PlatformError as exc:

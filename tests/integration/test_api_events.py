@@ -176,3 +176,16 @@ def test_an_api_event_goes_through_tags_scores_and_journeys(sim_client, auth, pe
         assert contact.score >= 30 and contact.stage == "lead"
     assert {"已付款", "买家旅程"} <= tags
     assert enrolled == 1
+
+
+def test_a_merged_contact_id_reaches_the_survivor(sim, sim_client, auth, person, sim_settings):
+    assert sim.follow("oOther").status == 200
+    run_worker(sim_settings)
+    other = contact_of(sim_settings, "oOther")
+    with db.session_scope(sim_settings.database_url) as s:
+        survivor, _ = identity.merge(s, person, other, reason="test")
+    assert survivor == person
+    resp = post(sim_client, auth, contact={"id": other})  # the merged one's old id
+    assert resp.status_code == 201 and resp.get_json()["contact_id"] == person
+    [ev] = events(sim_settings, "api.order_paid")
+    assert ev.contact_id == person

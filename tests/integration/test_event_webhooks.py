@@ -280,3 +280,24 @@ def test_a_deleted_endpoint_gets_nothing(sim, allowed, auth, receiver):
     assert receiver.requests == []
     [row] = deliveries(allowed)
     assert row.status == "refused" and row.result["error"] == "endpoint deleted"
+
+
+def test_the_sweeper_requeues_a_subscription_whose_job_was_lost(sim, allowed, auth, receiver):
+    client = api(allowed)
+    hook = subscribe(client, auth, f"{receiver.base}/hook", "oa.subscribe")
+    sim.follow("oLost")
+    lanes = [queue.get_queue(allowed, name) for name in (queue.URGENT, queue.WAKES)]
+    SimpleWorker(lanes, connection=queue.get_redis(allowed)).work(burst=True)
+    [row] = deliveries(allowed)
+    Job.fetch(delivery.job_id(row.key), connection=queue.get_redis(allowed)).delete()  # lost
+    run_worker(allowed)
+    assert receiver.requests == [] and deliveries(allowed)[0].status == "pending"
+
+    now = allowed.replace(sweep_grace_seconds=0.001)
+    assert delivery.sweep(now) == 1
+    assert delivery.sweep(now) == 0  # queued: not twice
+    run_worker(allowed)
+    [(path, headers, raw)] = receiver.requests
+    assert headers["webhook-id"] == delivery.webhook_id(row.key)
+    assert Webhook(hook["secret"]).verify(raw, headers)["type"] == "oa.subscribe"
+    assert deliveries(allowed)[0].status == "answered"

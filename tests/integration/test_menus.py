@@ -246,3 +246,21 @@ def test_the_simulator_keeps_the_conditional_menu_rules(sim, sim_settings, env_t
     assert refused("menu/trymatch", {"user_id": "nobody"}) == 65302
     oa.call("post", "menu/delconditional", data={"menuid": menuid})
     assert "conditionalmenu" not in oa.call("get", "menu/get")
+
+
+def test_one_publish_at_a_time(sim, sim_settings, env_to_sim, sim_client, auth):
+    from bot.core import queue
+    from bot.menus import publish
+
+    create(sim_client, auth, DEFAULT)
+    lock = queue.get_redis(sim_settings).lock(publish.LOCK, timeout=30)
+    assert lock.acquire()
+    try:
+        resp = sim_client.post("/api/menus/publish", headers=auth)
+        assert resp.status_code == 409 and "under way" in resp.get_json()["error"]
+        assert sim.state.menu is None  # nothing sent
+    finally:
+        lock.release()
+    assert sim_client.post("/api/menus/publish", headers=auth).status_code == 201
+    versions = sim_client.get("/api/menus/versions", headers=auth).get_json()["versions"]
+    assert [v["status"] for v in versions] == ["published"]
