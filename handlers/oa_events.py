@@ -157,7 +157,7 @@ def location_report(f: Fields) -> Normalized:
 
 
 def click(f: Fields) -> Normalized:
-    # MenuId: the conditional menu clicked (absent for the default menu)
+    # MenuId is documented for VIEW only; kept should a CLICK ever carry it
     return Normalized("oa.click", pick(f, key="EventKey", menu_id="MenuId"))
 
 

@@ -325,22 +325,21 @@ class Actors(TransferActors):
 
     def click(self, openid: str, key: str) -> CallbackResult:
         """Click a CLICK button of the menu this follower sees (the conditional menu their
-        tags match, else the default; must exist when a menu was created). A conditional
-        menu's click carries its ``MenuId`` (documented for VIEW; for CLICK [unverified])."""
+        tags match, else the default; must exist when a menu was created). A CLICK carries
+        the key only, no ``MenuId`` (the platform's documented CLICK fields)."""
         user = self._follower(openid)
         menu = self.state.menu_for(list(user.tagid_list))
         if menu is not None and key not in _menu_keys(menu):
             raise ActorError(f"the menu has no CLICK button with key {key!r}")
         self.state.touch(openid)
-        extra = {"MenuId": menu["menuid"]} if menu is not None and "matchrule" in menu else {}
         fields = self._oa().message_fields(
-            openid, "event", self._now(), Event="CLICK", EventKey=key, **extra
+            openid, "event", self._now(), Event="CLICK", EventKey=key
         )
         return self._send_oa(openid, fields)
 
     def view(self, openid: str, url: str) -> CallbackResult:
         """Open a VIEW menu link (does not open the 48-hour window); a conditional menu's
-        view carries its ``MenuId``."""
+        VIEW carries its ``MenuId`` (documented: which conditional menu was clicked)."""
         user = self._follower(openid)
         menu = self.state.menu_for(list(user.tagid_list))
         extra = {"MenuId": menu["menuid"]} if menu is not None and "matchrule" in menu else {}

@@ -29,6 +29,7 @@ VIP = {
     "buttons": [
         {"type": "click", "name": "会员专享", "key": "MENU_VIP"},
         {"type": "click", "name": "联系我们", "key": "MENU_CONTACT"},
+        {"type": "view", "name": "会员中心", "url": "https://vip.example.com/"},
     ],
 }
 
@@ -40,12 +41,12 @@ def contact_of(settings, openid: str) -> int:
         ).scalar_one()
 
 
-def clicks(settings, cid: int) -> list[dict]:
+def clicks(settings, cid: int, type_: str = "oa.click") -> list[dict]:
     with db.session_scope(settings.database_url) as s:
         return list(
             s.execute(
                 sa.select(Event.properties)
-                .where(Event.contact_id == cid, Event.type == "oa.click")
+                .where(Event.contact_id == cid, Event.type == type_)
                 .order_by(Event.id)
             ).scalars()
         )
@@ -171,13 +172,22 @@ def test_a_conditional_menu_is_matched_by_tag_and_clicks_carry_the_version(
     sim.advance(1)
     sim.click("oVip", "MENU_VIP")
     sim.click("oPlain", "MENU_CONTACT")
+    sim.advance(1)
+    sim.click("oVip", "MENU_CONTACT")  # a key both menus have: theirs is the VIP menu
+    sim.view("oVip", "https://vip.example.com/")
+    sim.view("oPlain", "https://example.com/")
     run_worker(sim_settings)
-    [vip_click] = clicks(sim_settings, vip_cid)
+    vip_click, vip_contact = clicks(sim_settings, vip_cid)
     [plain_click] = clicks(sim_settings, plain_cid)
-    assert vip_click["menu_id"] == v1["menus"][1]["platform_menu_id"]
-    assert (vip_click["menu_version"], vip_click["menu"]) == (v1["version"], vip["id"])
-    assert "menu_id" not in plain_click
+    assert "menu_id" not in vip_click  # a CLICK carries no MenuId: worked out from the tags
+    for props in (vip_click, vip_contact):
+        assert (props["menu_version"], props["menu"]) == (v1["version"], vip["id"])
     assert (plain_click["menu_version"], plain_click["menu"]) == (v1["version"], default["id"])
+    [vip_view] = clicks(sim_settings, vip_cid, "oa.view")
+    [plain_view] = clicks(sim_settings, plain_cid, "oa.view")
+    assert vip_view["menu_id"] == v1["menus"][1]["platform_menu_id"]  # VIEW carries MenuId
+    assert (vip_view["menu_version"], vip_view["menu"]) == (v1["version"], vip["id"])
+    assert "menu_id" not in plain_view and plain_view["menu"] == default["id"]
 
     # publishing again: a new version, the old conditional menu replaced on the platform
     resp = client.put(

@@ -61,22 +61,42 @@ def version(vid: int, *entries: dict) -> MenuVersion:
     return MenuVersion(id=vid, status="published", menus=list(entries))
 
 
-def entry(menu_id: int, platform_id: str | None, *buttons: dict) -> dict:
-    return {"menu_id": menu_id, "platform_menu_id": platform_id, "buttons": list(buttons)}
+def entry(menu_id: int, platform_id: str | None, tag: str | None, *buttons: dict) -> dict:
+    return {
+        "menu_id": menu_id,
+        "platform_menu_id": platform_id,
+        "tag": tag,
+        "buttons": list(buttons),
+    }
 
 
 def test_the_version_clicked():
-    v2 = version(2, entry(1, "900", click(key="NEW")), entry(2, "902", click(key="VIP")))
-    v1 = version(1, entry(1, "800", click(key="OLD")), entry(2, "801", click(key="VIP")))
+    both = click(key="BOTH")
+    v2 = version(
+        2,
+        entry(1, "900", None, click(key="NEW"), both),
+        entry(2, "902", "VIP", click(key="VIP"), both),
+        entry(3, "903", "老客", click(key="OLDIE"), both),
+    )
+    v1 = version(
+        1, entry(1, "800", None, click(key="OLD")), entry(2, "801", "VIP", click(key="VIP"))
+    )
     newest_first = [v2, v1]
-    assert clicks.find(newest_first, "oa.click", {"key": "VIP", "menu_id": "801"}) == (1, 2)
-    assert clicks.find(newest_first, "oa.click", {"key": "VIP", "menu_id": 902}) == (2, 2)
+    assert clicks.find(newest_first, "oa.view", {"url": "u", "menu_id": "801"}) == (1, 2)
+    assert clicks.find(newest_first, "oa.view", {"url": "u", "menu_id": 902}) == (2, 2)
     assert clicks.find(newest_first, "oa.click", {"key": "NEW"}) == (2, 1)
+    assert clicks.find(newest_first, "oa.click", {"key": "VIP"}, ["VIP"]) == (2, 2)
+    # a key in several menus: the menu of the tag added last, else the default
+    assert clicks.find(newest_first, "oa.click", {"key": "BOTH"}, ["老客", "VIP"]) == (2, 3)
+    assert clicks.find(newest_first, "oa.click", {"key": "BOTH"}, ["VIP", "老客"]) == (2, 2)
+    assert clicks.find(newest_first, "oa.click", {"key": "BOTH"}, ["其他"]) == (2, 1)
+    # only a conditional menu has it, and the tag is gone: still that menu
+    assert clicks.find(newest_first, "oa.click", {"key": "VIP"}) == (2, 2)
     # a client still showing the menu before the publish
     assert clicks.find(newest_first, "oa.click", {"key": "OLD"}) == (1, 1)
     assert clicks.find(newest_first, "oa.click", {"key": "GONE"}) == (2, 1)
     view = {"type": "view", "name": "网", "url": "https://a.cn/"}
-    v3 = version(3, entry(4, None, view))
+    v3 = version(3, entry(4, None, None, view))
     assert clicks.find([v3, *newest_first], "oa.view", {"url": "https://a.cn/"}) == (3, 4)
     assert clicks.find([], "oa.click", {"key": "NEW"}) is None
 
