@@ -51,8 +51,11 @@ class SubscriptionIn(BaseModel):
 
 
 class EventTypesIn(BaseModel):
+    """New event types for an endpoint; an empty list ends its subscription (a journey
+    endpoint stays one)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
-    event_types: list[str] = Field(min_length=1, max_length=MAX_EVENT_TYPES)
+    event_types: list[str] = Field(max_length=MAX_EVENT_TYPES)
 
     _types = field_validator("event_types")(_event_types)
 
@@ -105,7 +108,7 @@ def list_endpoints(session: Session, subscribed: bool = False) -> list[WebhookEn
 
 
 def set_event_types(session: Session, row: WebhookEndpoint, data: EventTypesIn) -> None:
-    row.event_types = data.event_types
+    row.event_types = data.event_types or None
     session.add(row)
     session.commit()
 

@@ -139,6 +139,12 @@ def test_subscriptions_are_validated_and_listed_apart_from_journey_endpoints(
     )
     assert client.delete(f"/api/webhooks/{created['id']}", headers=auth).status_code == 204
     assert len(client.get("/api/webhooks", headers=auth).get_json()["webhooks"]) == 1
+    # an empty list ends the subscription; the journey endpoint stays
+    resp = client.put(f"/api/webhooks/{journey_only['id']}", json={"event_types": []}, headers=auth)
+    assert resp.status_code == 200 and resp.get_json()["event_types"] == []
+    assert client.get("/api/webhooks", headers=auth).get_json()["webhooks"] == []
+    endpoints = client.get("/api/webhook-endpoints", headers=auth).get_json()["endpoints"]
+    assert [e["id"] for e in endpoints] == [journey_only["id"]]
 
 
 def test_chosen_events_are_delivered_signed_once_each(sim, allowed, auth, receiver):
