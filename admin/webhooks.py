@@ -31,9 +31,8 @@ def get_endpoint(endpoint_id: int) -> ResponseReturnValue:
 @bp.post("/webhook-endpoints")
 def create_endpoint() -> ResponseReturnValue:
     data = validated(webhook_endpoints.EndpointIn, "webhook endpoint")
-    allow = current_app.config["SETTINGS"].webhook_allow
     try:
-        row, secret = webhook_endpoints.create(g.session, data, allow)
+        row, secret = webhook_endpoints.create(current_app.config["SETTINGS"], g.session, data)
     except webhook_endpoints.Refused as exc:
         raise Invalid("invalid webhook endpoint", {"url": str(exc)}) from None
     return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
@@ -41,7 +40,7 @@ def create_endpoint() -> ResponseReturnValue:
 
 @bp.delete("/webhook-endpoints/<int:endpoint_id>")
 def delete_endpoint(endpoint_id: int) -> ResponseReturnValue:
-    if not webhook_endpoints.delete(g.session, endpoint_id):
+    if not webhook_endpoints.delete(current_app.config["SETTINGS"], g.session, endpoint_id):
         return error(404, f"no webhook endpoint {endpoint_id}")
     return "", 204
 
@@ -59,9 +58,8 @@ def list_subscriptions() -> ResponseReturnValue:
 def create_subscription() -> ResponseReturnValue:
     """An endpoint and the event types it receives; 201 with its secret (shown once)."""
     data = validated(webhook_endpoints.SubscriptionIn, "webhook")
-    allow = current_app.config["SETTINGS"].webhook_allow
     try:
-        row, secret = webhook_endpoints.create(g.session, data, allow)
+        row, secret = webhook_endpoints.create(current_app.config["SETTINGS"], g.session, data)
     except webhook_endpoints.Refused as exc:
         raise Invalid("invalid webhook", {"url": str(exc)}) from None
     return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
@@ -79,7 +77,7 @@ def set_event_types(endpoint_id: int) -> ResponseReturnValue:
     if row is None:
         return error(404, f"no webhook endpoint {endpoint_id}")
     data = validated(webhook_endpoints.EventTypesIn, "webhook")
-    webhook_endpoints.set_event_types(g.session, row, data)
+    webhook_endpoints.set_event_types(current_app.config["SETTINGS"], g.session, row, data)
     return jsonify(webhook_endpoints.endpoint_json(row))
 
 

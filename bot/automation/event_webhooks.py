@@ -1,5 +1,6 @@
 """Outbound webhooks on chosen event types: a pipeline step (the last) that, for each
-endpoint subscribed to the event's type, writes a ``webhook_delivery`` row in the event's
+endpoint subscribed to the event's type (read from a per-process copy reloaded when the
+subscriptions change: no query for an event nobody subscribed to), writes a ``webhook_delivery`` row in the event's
 transaction and queues its job after the commit. Delivery is bot.automation.webhooks': the
 same Standard Webhooks signature (the endpoint's secret), the same address rules checked again
 after DNS resolution, the same retries with backoff, at least once with one ``webhook-id``
@@ -16,15 +17,13 @@ import functools
 import logging
 from typing import Any
 
-import sqlalchemy as sa
-
 from bot.automation import webhooks
-from bot.automation.webhook_endpoints import matches
+from bot.automation.webhook_endpoints import matches, subscriptions
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.context import Context
 from bot.core.db import dialect_insert
-from bot.core.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
+from bot.core.models import Event, WebhookDelivery, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +49,14 @@ def payload(ev: Event) -> dict[str, Any]:
 def on_event(ctx: Context) -> None:
     """Pipeline step: queue the event for every endpoint subscribed to its type."""
     ev = ctx.event
-    rows = ctx.session.execute(
-        sa.select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.event_types.is_not(None)
-        )
-    ).all()
-    subscribed = [(i, url) for i, url, types in rows if types and matches(types, ev.type)]
-    if not subscribed or ev.contact_id is None or ev.id is None:
+    if ev.contact_id is None or ev.id is None:
+        return
+    subscribed = [
+        (i, url)
+        for i, url, types in subscriptions(ctx.settings, ctx.session)
+        if matches(types, ev.type)
+    ]
+    if not subscribed:
         return
     body = payload(ev)
     for endpoint_id, url in subscribed:

@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
+from bot.core.config import Settings
 from bot.core.models import WebhookEndpoint
-from journeys.webhook_urls import Allow, url_refusal
+from bot.core.versioned import Versioned
+from journeys.webhook_urls import url_refusal
 
 
 class EndpointIn(BaseModel):
@@ -70,6 +72,24 @@ def matches(patterns: list[str], event_type: str) -> bool:
     return False
 
 
+# (endpoint id, url, event types) of every subscribed endpoint: the pipeline's per-process copy
+Subscription = tuple[int, str, list[str]]
+SUBSCRIPTIONS: Versioned[list[Subscription]] = Versioned("webhook_subscriptions")
+FALLBACK_AGE = 5.0  # seconds the copy is kept while Redis is away
+
+
+def subscriptions(settings: Settings, session: Session) -> list[Subscription]:
+    """Every subscribed endpoint, from this process's copy (reloaded after a change)."""
+
+    def load() -> list[Subscription]:
+        rows = session.execute(
+            sa.select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.event_types)
+        ).all()
+        return [(i, url, list(types)) for i, url, types in rows if types]
+
+    return SUBSCRIPTIONS.get(settings, load, FALLBACK_AGE)
+
+
 class Refused(ValueError):
     """The url may not receive webhooks (or another endpoint has it)."""
 
@@ -79,10 +99,11 @@ def new_secret() -> str:
 
 
 def create(
-    session: Session, data: EndpointIn | SubscriptionIn, allow: Allow
+    settings: Settings, session: Session, data: EndpointIn | SubscriptionIn
 ) -> tuple[WebhookEndpoint, str]:
-    """The new endpoint (committed) and its secret; Refused for a url not allowed or taken."""
-    if refusal := url_refusal(data.url, allow):
+    """The new endpoint (committed) and its secret; Refused for a url not allowed (by
+    ``settings.webhook_allow``) or taken."""
+    if refusal := url_refusal(data.url, settings.webhook_allow):
         raise Refused(f"{refusal}; webhooks go to public addresses only")
     taken = session.execute(sa.select(WebhookEndpoint.id).where(WebhookEndpoint.url == data.url))
     if taken.scalar() is not None:
@@ -96,6 +117,7 @@ def create(
     )
     session.add(row)
     session.commit()
+    SUBSCRIPTIONS.changed(settings)
     return row, secret
 
 
@@ -107,19 +129,23 @@ def list_endpoints(session: Session, subscribed: bool = False) -> list[WebhookEn
     return [r for r in session.execute(query).scalars() if not subscribed or r.event_types]
 
 
-def set_event_types(session: Session, row: WebhookEndpoint, data: EventTypesIn) -> None:
+def set_event_types(
+    settings: Settings, session: Session, row: WebhookEndpoint, data: EventTypesIn
+) -> None:
     row.event_types = data.event_types or None
     session.add(row)
     session.commit()
+    SUBSCRIPTIONS.changed(settings)
 
 
-def delete(session: Session, endpoint_id: int) -> bool:
+def delete(settings: Settings, session: Session, endpoint_id: int) -> bool:
     """Delete and commit; False when there is no such endpoint."""
     row = session.get(WebhookEndpoint, endpoint_id)
     if row is None:
         return False
     session.delete(row)
     session.commit()
+    SUBSCRIPTIONS.changed(settings)
     return True
 
 
