@@ -50,6 +50,7 @@ MENU_TYPES = MENU_KEY_TYPES | {
     "miniprogram",
 }
 MAX_TAGS = 100
+MENU_CREATES_A_DAY = 2000  # addconditional calls (WECHAT.md)
 MAX_TAGS_PER_USER = 20
 
 
@@ -499,6 +500,10 @@ def menu_add_conditional() -> dict[str, Any]:
             raise ApiError(65316)
         if len(kept) >= 100:  # [unverified] the platform's count limit
             raise ApiError(65305)
+        day = int(st.now() // 86400)
+        if st.menu_creates[day] >= MENU_CREATES_A_DAY:
+            raise ApiError(45009)
+        st.menu_creates[day] += 1
         st.next_menu_id += 1
         menuid = st.next_menu_id
         matchrule = {k: str(v) for k, v in rule.items() if v not in (None, "")}

@@ -98,6 +98,7 @@ class SimState:
             # conditional menus, oldest first: {"button", "matchrule", "menuid"}
             self.conditional_menus: list[dict[str, Any]] = []
             self.next_menu_id = 400000000
+            self.menu_creates: dict[int, int] = defaultdict(int)  # addconditional per day
             self.oauth_codes: dict[str, OAuthCode] = {}
             self.browser: dict[str, str] = {}  # who "opens" OAuth links: {"openid"|"userid": …}
             self.reps: dict[str, Rep] = {}

@@ -256,6 +256,10 @@ def test_the_simulator_keeps_the_conditional_menu_rules(sim, sim_settings, env_t
     assert refused("menu/trymatch", {"user_id": "nobody"}) == 65302
     oa.call("post", "menu/delconditional", data={"menuid": menuid})
     assert "conditionalmenu" not in oa.call("get", "menu/get")
+    sim.state.menu_creates[int(sim.state.now() // 86400)] = 2000  # the day's creates used up
+    assert (
+        refused("menu/addconditional", {"button": buttons, "matchrule": {"tag_id": "2"}}) == 45009
+    )
 
 
 def test_one_publish_at_a_time(sim, sim_settings, env_to_sim, sim_client, auth):
