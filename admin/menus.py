@@ -3,6 +3,8 @@ one call (``POST /api/menus/publish``); each publish is a version clicks are sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -18,7 +20,8 @@ def _menu(menu_id: int) -> Menu | None:
     return g.session.get(Menu, menu_id)
 
 
-def _saved(fn, *args) -> ResponseReturnValue:  # noqa: ANN001 - a store function
+def _saved(fn: Callable[..., Menu], *args: object) -> Menu:
+    """A store function's row, or Invalid (422) naming each problem."""
     try:
         return fn(g.session, *args)
     except store.MenuInvalid as exc:
