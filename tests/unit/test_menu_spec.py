@@ -116,3 +116,12 @@ def test_the_version_clicked():
 )
 def test_subscription_patterns(patterns, event_type, expected):
     assert matches(patterns, event_type) is expected
+
+
+def test_an_api_event_reads_as_an_outside_systems_on_the_timeline():
+    from bot.desk import sentences
+
+    assert sentences.sentence("api.order_paid", {"amount": 5}, {}) == (
+        "other",
+        "外部系统事件 api.order_paid",
+    )
