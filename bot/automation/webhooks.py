@@ -1,9 +1,11 @@
-"""A journey's ``webhook`` action: POST JSON to a registered endpoint, signed with the
-Standard Webhooks scheme, and record what came back.
+"""Webhook delivery, for a journey's ``webhook`` action and for event subscriptions
+(bot.automation.event_webhooks): POST JSON to a registered endpoint, signed with the Standard
+Webhooks scheme, and record what came back.
 
-The ``webhook_delivery`` row is the truth: written with the ``journey.webhook`` event, it
-stays ``pending`` until an attempt gets an answer or gives up; its rq job only carries it, and
-the sweeper queues the job again when Redis lost it. So each webhook is delivered at least
+The ``webhook_delivery`` row is the truth: written with the ``journey.webhook`` event (or in
+the subscribed event's pipeline transaction), it stays ``pending`` until an attempt gets an
+answer or gives up; its rq job only carries it, and the sweeper queues the job again when
+Redis lost it. So each webhook is delivered at least
 once, every attempt with the same ``webhook-id``, and a receiver drops repeats by that id.
 """
 
