@@ -5,8 +5,8 @@ Webhooks scheme, and record what came back.
 The ``webhook_delivery`` row is the truth: written with the ``journey.webhook`` event (or in
 the subscribed event's pipeline transaction), it stays ``pending`` until an attempt gets an
 answer or gives up; its rq job only carries it, and the sweeper queues the job again when
-Redis lost it. So each webhook is delivered at least
-once, every attempt with the same ``webhook-id``, and a receiver drops repeats by that id.
+Redis lost it. So each webhook is delivered at least once, every attempt with the same
+``webhook-id``, and a receiver drops repeats by that id.
 """
 
 from __future__ import annotations
