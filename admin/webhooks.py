@@ -1,5 +1,6 @@
-"""/api/webhook-endpoints: register the urls journey webhooks may call. Creating one answers
-its signing secret, once; reads never show it again."""
+"""/api/webhook-endpoints: register the urls journey webhooks may call. /api/webhooks: the
+endpoints subscribed to event types (outbound webhooks on chosen events). Creating either
+answers its signing secret, once; reads never show it again. Both are webhook_endpoint rows."""
 
 from __future__ import annotations
 
@@ -30,9 +31,8 @@ def get_endpoint(endpoint_id: int) -> ResponseReturnValue:
 @bp.post("/webhook-endpoints")
 def create_endpoint() -> ResponseReturnValue:
     data = validated(webhook_endpoints.EndpointIn, "webhook endpoint")
-    allow = current_app.config["SETTINGS"].webhook_allow
     try:
-        row, secret = webhook_endpoints.create(g.session, data, allow)
+        row, secret = webhook_endpoints.create(current_app.config["SETTINGS"], g.session, data)
     except webhook_endpoints.Refused as exc:
         raise Invalid("invalid webhook endpoint", {"url": str(exc)}) from None
     return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
@@ -40,6 +40,47 @@ def create_endpoint() -> ResponseReturnValue:
 
 @bp.delete("/webhook-endpoints/<int:endpoint_id>")
 def delete_endpoint(endpoint_id: int) -> ResponseReturnValue:
-    if not webhook_endpoints.delete(g.session, endpoint_id):
+    if not webhook_endpoints.delete(current_app.config["SETTINGS"], g.session, endpoint_id):
         return error(404, f"no webhook endpoint {endpoint_id}")
     return "", 204
+
+
+# --- subscriptions by event type ---------------------------------------------------------------
+
+
+@bp.get("/webhooks")
+def list_subscriptions() -> ResponseReturnValue:
+    rows = webhook_endpoints.list_endpoints(g.session, subscribed=True)
+    return jsonify(webhooks=[webhook_endpoints.endpoint_json(r) for r in rows])
+
+
+@bp.post("/webhooks")
+def create_subscription() -> ResponseReturnValue:
+    """An endpoint and the event types it receives; 201 with its secret (shown once)."""
+    data = validated(webhook_endpoints.SubscriptionIn, "webhook")
+    try:
+        row, secret = webhook_endpoints.create(current_app.config["SETTINGS"], g.session, data)
+    except webhook_endpoints.Refused as exc:
+        raise Invalid("invalid webhook", {"url": str(exc)}) from None
+    return jsonify({**webhook_endpoints.endpoint_json(row), "secret": secret}), 201
+
+
+@bp.get("/webhooks/<id:endpoint_id>")
+def get_subscription(endpoint_id: int) -> ResponseReturnValue:
+    return get_endpoint(endpoint_id)
+
+
+@bp.put("/webhooks/<id:endpoint_id>")
+def set_event_types(endpoint_id: int) -> ResponseReturnValue:
+    """Change which event types an endpoint (any endpoint) receives."""
+    row = g.session.get(WebhookEndpoint, endpoint_id)
+    if row is None:
+        return error(404, f"no webhook endpoint {endpoint_id}")
+    data = validated(webhook_endpoints.EventTypesIn, "webhook")
+    webhook_endpoints.set_event_types(current_app.config["SETTINGS"], g.session, row, data)
+    return jsonify(webhook_endpoints.endpoint_json(row))
+
+
+@bp.delete("/webhooks/<id:endpoint_id>")
+def delete_subscription(endpoint_id: int) -> ResponseReturnValue:
+    return delete_endpoint(endpoint_id)

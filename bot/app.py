@@ -26,11 +26,13 @@ def _register_blueprints(app: Flask) -> None:
     from admin.api import bp as api_bp
     from admin.campaigns import bp as campaigns_bp
     from admin.channels import bp as channels_bp
+    from admin.events import bp as events_bp
     from admin.journey_tools import bp as journey_tools_bp
     from admin.journeys import bp as journeys_bp
     from admin.lead_quality import bp as lead_quality_bp
     from admin.lead_reasons import bp as lead_reasons_bp
     from admin.leads import bp as leads_bp
+    from admin.menus import bp as menus_bp
     from admin.messages import bp as messages_bp
     from admin.quick_replies import bp as quick_replies_bp
     from admin.scores import bp as scores_bp
@@ -59,6 +61,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(journeys_bp)
     app.register_blueprint(journey_tools_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(menus_bp)
+    app.register_blueprint(events_bp)
     app.register_blueprint(sidebar_bp)
     app.register_blueprint(sidebar_api_bp)
     app.register_blueprint(campaigns_bp)

@@ -157,7 +157,8 @@ def location_report(f: Fields) -> Normalized:
 
 
 def click(f: Fields) -> Normalized:
-    return Normalized("oa.click", pick(f, key="EventKey"))
+    # MenuId is documented for VIEW only; kept should a CLICK ever carry it
+    return Normalized("oa.click", pick(f, key="EventKey", menu_id="MenuId"))
 
 
 def view(f: Fields) -> Normalized:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from testenv import TEST_ENV
 
 from bot.automation import definitions as journey_definitions
+from bot.automation import webhook_endpoints
 from bot.core import db, queue, wechat
 from bot.core.config import Settings, load_settings
 from bot.replies import rules as autoreply
@@ -29,6 +30,8 @@ TABLES = [  # children before parents
     "h5_signup",
     "h5_referral",
     "campaign",
+    "menu_version",
+    "menu",
     "webhook_delivery",
     "webhook_endpoint",
     "step_run",
@@ -131,6 +134,7 @@ def clean(settings: Settings) -> Settings:
     autoreply.invalidate()
     tagging.invalidate()
     journey_definitions.invalidate()
+    webhook_endpoints.SUBSCRIPTIONS.drop()
     return settings
 
 

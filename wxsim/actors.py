@@ -20,7 +20,7 @@ from defusedxml.ElementTree import fromstring
 
 from wxsim.callbacks import OAPlatform, WeComPlatform, xml_fields
 from wxsim.direct_http import DirectHTTP
-from wxsim.entities import ExternalContact, FollowUser
+from wxsim.entities import ExternalContact, FollowUser, OAUser
 from wxsim.state import SimState, summarize
 from wxsim.transfer_actors import TransferActors
 
@@ -204,10 +204,11 @@ class Actors(TransferActors):
     def _now(self) -> int:
         return int(self.state.now())
 
-    def _follower(self, openid: str) -> None:
+    def _follower(self, openid: str) -> OAUser:
         user = self.state.user(openid)
         if user is None or not user.subscribe:
             raise ActorError(f"{openid} does not follow the account (follow first)")
+        return user
 
     def verify_url(self, platform: str = "oa") -> CallbackResult:
         """The URL check WeChat makes when the callback URL is saved in the console: OA
@@ -323,9 +324,11 @@ class Actors(TransferActors):
         return self._send_oa(openid, fields)
 
     def click(self, openid: str, key: str) -> CallbackResult:
-        """Click a CLICK menu button (must exist when a menu was created)."""
-        self._follower(openid)
-        menu = self.state.menu
+        """Click a CLICK button of the menu this follower sees (the conditional menu their
+        tags match, else the default; must exist when a menu was created). A CLICK carries
+        the key only, no ``MenuId`` (the platform's documented CLICK fields)."""
+        user = self._follower(openid)
+        menu = self.state.menu_for(list(user.tagid_list))
         if menu is not None and key not in _menu_keys(menu):
             raise ActorError(f"the menu has no CLICK button with key {key!r}")
         self.state.touch(openid)
@@ -335,9 +338,14 @@ class Actors(TransferActors):
         return self._send_oa(openid, fields)
 
     def view(self, openid: str, url: str) -> CallbackResult:
-        """Open a VIEW menu link (does not open the 48-hour window)."""
-        self._follower(openid)
-        fields = self._oa().message_fields(openid, "event", self._now(), Event="VIEW", EventKey=url)
+        """Open a VIEW menu link (does not open the 48-hour window); a conditional menu's
+        VIEW carries its ``MenuId`` (documented: which conditional menu was clicked)."""
+        user = self._follower(openid)
+        menu = self.state.menu_for(list(user.tagid_list))
+        extra = {"MenuId": menu["menuid"]} if menu is not None and "matchrule" in menu else {}
+        fields = self._oa().message_fields(
+            openid, "event", self._now(), Event="VIEW", EventKey=url, **extra
+        )
         return self._send_oa(openid, fields)
 
     def unfollow(self, openid: str) -> CallbackResult:

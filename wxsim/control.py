@@ -298,7 +298,9 @@ def qrcodes() -> Response:
 
 @bp.get("/menu")
 def menu() -> Response:
-    return jsonify(menu=state().menu)
+    st = state()
+    with st.lock:
+        return jsonify(menu=st.menu, conditional_menus=list(st.conditional_menus))
 
 
 @bp.route("/reps", methods=["GET", "POST"])

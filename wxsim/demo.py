@@ -54,10 +54,11 @@ REPLIES: list[dict[str, Any]] = [
 ]
 
 MENU = {
-    "button": [
+    "name": "默认菜单",
+    "buttons": [
         {"type": "click", "name": "联系我们", "key": "MENU_CONTACT"},
         {"type": "view", "name": "产品介绍", "url": "https://example.com/product"},
-    ]
+    ],
 }
 
 
@@ -81,7 +82,7 @@ class Api:
             return exc.code, json.loads(exc.read() or b"null")
 
 
-def seed(api: Api, create_menu: Callable[[dict], Any], say: Callable[[str], None]) -> None:
+def seed(api: Api, say: Callable[[str], None]) -> None:
     existing = {r["name"]: r["id"] for r in api("GET", "/api/replies")[1]["replies"]}
     for rule in REPLIES:
         if rule["name"] in existing:
@@ -91,8 +92,18 @@ def seed(api: Api, create_menu: Callable[[dict], Any], say: Callable[[str], None
         if status not in (200, 201):
             raise RuntimeError(f"could not save reply rule {rule['name']}: HTTP {status}")
     say(f"自动回复规则 {len(REPLIES)} 条（欢迎语、关键词、菜单）已保存")
-    create_menu(MENU)
-    say("公众号菜单已创建：联系我们 · 产品介绍")
+    menus = api("GET", "/api/menus")[1]["menus"]
+    default = next((m for m in menus if m["tag"] is None), None)
+    if default is None:
+        status, _ = api("POST", "/api/menus", MENU)
+    else:
+        status, _ = api("PUT", f"/api/menus/{default['id']}", MENU)
+    if status not in (200, 201):
+        raise RuntimeError(f"could not save the menu: HTTP {status}")
+    status, version = api("POST", "/api/menus/publish")
+    if status != 201:
+        raise RuntimeError(f"could not publish the menu: HTTP {status} {version}")
+    say(f"公众号菜单已发布（第 {version['version']} 版）：联系我们 · 产品介绍")
 
 
 def play(sim: SimHandle, api: Api, say: Callable[[str], None], step: Callable[[str], None]) -> int:

@@ -61,9 +61,17 @@ OA_ERRORS: dict[int, str] = {
     45157: "invalid tag name (name already exists)",
     45158: "tag name too long",
     45159: "invalid tag id",
+    40050: "invalid tag id",  # a conditional menu's matchrule.tag_id [unverified]
     46003: "menu no exist",
     47001: "data format error",
     48001: "api unauthorized",
+    65301: "no conditional menu with this menuid",
+    65302: "no such user",
+    65303: "no default menu, a conditional menu cannot be created",
+    65304: "matchrule is empty",
+    65305: "too many conditional menus",
+    65316: "conditional menus link to too many domains (at most 3)",
+    65320: "matchrule on sex, region or language is not supported",
 }
 
 # WeCom (qyapi.weixin.qq.com) -------------------------------------------------------------------

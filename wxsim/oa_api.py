@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, request
 
@@ -49,6 +50,7 @@ MENU_TYPES = MENU_KEY_TYPES | {
     "miniprogram",
 }
 MAX_TAGS = 100
+MENU_CREATES_A_DAY = 2000  # addconditional calls (WECHAT.md)
 MAX_TAGS_PER_USER = 20
 
 
@@ -435,11 +437,7 @@ def _check_button(button: object, sub: bool) -> None:
         raise ApiError(40035, "missing article_id")
 
 
-@bp.route("/cgi-bin/menu/create", methods=["GET", "POST"])
-@api("oa", post=True)
-def menu_create() -> dict[str, Any]:
-    data = body()
-    buttons = data.get("button")
+def _check_menu(buttons: object) -> list[dict[str, Any]]:
     if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
         raise ApiError(40016)
     for button in buttons:
@@ -454,10 +452,89 @@ def menu_create() -> dict[str, Any]:
                 _check_button(sub, sub=True)
         else:
             _check_button(button, sub=False)
+    return buttons
+
+
+def _domains(buttons: list[dict[str, Any]]) -> set[str]:
+    out = set()
+    for button in buttons:
+        for b in button.get("sub_button") or [button]:
+            if b.get("type") in ("view", "miniprogram") and isinstance(b.get("url"), str):
+                out.add((urlsplit(b["url"]).hostname or "").lower())
+    return out
+
+
+@bp.route("/cgi-bin/menu/create", methods=["GET", "POST"])
+@api("oa", post=True)
+def menu_create() -> dict[str, Any]:
+    buttons = _check_menu(body().get("button"))
     st = state()
     with st.lock:
-        st.menu = {"button": buttons}
+        st.next_menu_id += 1
+        st.menu = {"button": buttons, "menuid": st.next_menu_id}
     return ok()
+
+
+@bp.route("/cgi-bin/menu/addconditional", methods=["GET", "POST"])
+@api("oa", post=True)
+def menu_add_conditional() -> dict[str, Any]:
+    data = body()
+    buttons = _check_menu(data.get("button"))
+    rule = data.get("matchrule")
+    if not isinstance(rule, dict) or not any(v not in (None, "") for v in rule.values()):
+        raise ApiError(65304)
+    if {k for k, v in rule.items() if v not in (None, "")} - {"tag_id", "client_platform_type"}:
+        raise ApiError(65320)  # sex, country, province, city, language: no longer taken
+    st = state()
+    with st.lock:
+        if st.menu is None:
+            raise ApiError(65303)
+        tag_id = rule.get("tag_id")
+        if tag_id not in (None, "") and (
+            not str(tag_id).isdigit() or int(str(tag_id)) not in st.oa_tags
+        ):
+            raise ApiError(40050)
+        kept = list(st.conditional_menus)
+        links = set().union(_domains(buttons), *(_domains(m["button"]) for m in kept))
+        if len(links) > 3:
+            raise ApiError(65316)
+        if len(kept) >= 100:  # [unverified] the platform's count limit
+            raise ApiError(65305)
+        day = int(st.now() // 86400)
+        if st.menu_creates[day] >= MENU_CREATES_A_DAY:
+            raise ApiError(45009)
+        st.menu_creates[day] += 1
+        st.next_menu_id += 1
+        menuid = st.next_menu_id
+        matchrule = {k: str(v) for k, v in rule.items() if v not in (None, "")}
+        st.conditional_menus.append({"button": buttons, "matchrule": matchrule, "menuid": menuid})
+    return {"menuid": str(menuid)}
+
+
+@bp.route("/cgi-bin/menu/delconditional", methods=["GET", "POST"])
+@api("oa", post=True)
+def menu_del_conditional() -> dict[str, Any]:
+    menuid = str(body().get("menuid") or "")
+    st = state()
+    with st.lock:
+        kept = [m for m in st.conditional_menus if str(m["menuid"]) != menuid]
+        if len(kept) == len(st.conditional_menus):
+            raise ApiError(65301)
+        st.conditional_menus = kept
+    return ok()
+
+
+@bp.route("/cgi-bin/menu/trymatch", methods=["GET", "POST"])
+@api("oa", post=True)
+def menu_try_match() -> dict[str, Any]:
+    st = state()
+    user = st.user(str(body().get("user_id") or ""))
+    if user is None:
+        raise ApiError(65302)
+    menu = st.menu_for(user.tagid_list)
+    if menu is None:
+        raise ApiError(46003)
+    return {"button": menu["button"]}
 
 
 @bp.route("/cgi-bin/menu/get", methods=["GET"])
@@ -466,15 +543,20 @@ def menu_get() -> dict[str, Any]:
     st = state()
     if st.menu is None:
         raise ApiError(46003)
-    return {"menu": st.menu}
+    answer: dict[str, Any] = {"menu": st.menu}
+    if st.conditional_menus:
+        answer["conditionalmenu"] = list(st.conditional_menus)
+    return answer
 
 
 @bp.route("/cgi-bin/menu/delete", methods=["GET"])
 @api("oa")
 def menu_delete() -> dict[str, Any]:
+    """Deletes the default menu and every conditional menu with it."""
     st = state()
     with st.lock:
         st.menu = None
+        st.conditional_menus = []
     return ok()
 
 

@@ -94,7 +94,11 @@ class SimState:
             self.oa_tags: dict[int, str] = {2: "星标组"}
             self.next_tag_id = 100
             self.qrcodes: dict[str, QRCode] = {}
-            self.menu: dict[str, Any] | None = None
+            self.menu: dict[str, Any] | None = None  # {"button": [...], "menuid": N}
+            # conditional menus, oldest first: {"button", "matchrule", "menuid"}
+            self.conditional_menus: list[dict[str, Any]] = []
+            self.next_menu_id = 400000000
+            self.menu_creates: dict[int, int] = defaultdict(int)  # addconditional per day
             self.oauth_codes: dict[str, OAuthCode] = {}
             self.browser: dict[str, str] = {}  # who "opens" OAuth links: {"openid"|"userid": …}
             self.reps: dict[str, Rep] = {}
@@ -118,6 +122,19 @@ class SimState:
 
     def now(self) -> float:
         return self.clock.now()
+
+    def menu_for(self, tagid_list: list[int]) -> dict[str, Any] | None:
+        """The menu a follower sees: the newest conditional menu matching the tag set on them
+        last (WECHAT.md: a user with several tags matches by the last tag set), else the
+        default menu; None when no menu exists."""
+        with self.lock:
+            if self.menu is None:
+                return None
+            last = tagid_list[-1] if tagid_list else None
+            for menu in reversed(self.conditional_menus):
+                if last is not None and menu["matchrule"].get("tag_id") == str(last):
+                    return menu
+            return self.menu
 
     def next_id(self) -> int:
         with self.lock:

@@ -1,10 +1,12 @@
-"""A journey's ``webhook`` action: POST JSON to a registered endpoint, signed with the
-Standard Webhooks scheme, and record what came back.
+"""Webhook delivery, for a journey's ``webhook`` action and for event subscriptions
+(bot.automation.event_webhooks): POST JSON to a registered endpoint, signed with the Standard
+Webhooks scheme, and record what came back.
 
-The ``webhook_delivery`` row is the truth: written with the ``journey.webhook`` event, it
-stays ``pending`` until an attempt gets an answer or gives up; its rq job only carries it, and
-the sweeper queues the job again when Redis lost it. So each webhook is delivered at least
-once, every attempt with the same ``webhook-id``, and a receiver drops repeats by that id.
+The ``webhook_delivery`` row is the truth: written with the ``journey.webhook`` event (or in
+the subscribed event's pipeline transaction), it stays ``pending`` until an attempt gets an
+answer or gives up; its rq job only carries it, and the sweeper queues the job again when
+Redis lost it. So each webhook is delivered at least once, every attempt with the same
+``webhook-id``, and a receiver drops repeats by that id.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def enqueue(settings: Settings, key: str, attempts_done: int = 0) -> None:
 
 def _claim(settings: Settings, key: str) -> tuple[WebhookDelivery, str | None] | None:
     """The pending delivery, its attempt counted, and its endpoint's secret (None: the url
-    is no registered endpoint's); None when it is not pending."""
+    is no registered endpoint's, or the subscribed endpoint was deleted); None when it is not
+    pending."""
     with session_scope(settings.database_url) as session:
         query = sa.select(WebhookDelivery).where(WebhookDelivery.key == key)
         if session.get_bind().dialect.name == "postgresql":
@@ -79,9 +82,12 @@ def _claim(settings: Settings, key: str) -> tuple[WebhookDelivery, str | None] |
             return None
         row.attempts += 1
         session.add(row)
-        secret = session.execute(
-            sa.select(WebhookEndpoint.secret).where(WebhookEndpoint.url == row.url)
-        ).scalar()
+        which = (
+            WebhookEndpoint.url == row.url
+            if row.endpoint_id is None
+            else WebhookEndpoint.id == row.endpoint_id
+        )
+        secret = session.execute(sa.select(WebhookEndpoint.secret).where(which)).scalar()
         session.flush()
         session.expunge(row)
     return row, secret
@@ -98,13 +104,14 @@ def call(settings: Settings, key: str) -> int:
         _finish(settings, row, "failed", {"error": f"gave up after {MAX_ATTEMPTS} attempts"})
         return 0
     if secret is None:
-        _finish(settings, row, "refused", {"error": "no webhook endpoint has this url"})
+        why = "no webhook endpoint has this url" if row.endpoint_id is None else "endpoint deleted"
+        _finish(settings, row, "refused", {"error": why})
         return 0
     data = json.dumps(row.body, ensure_ascii=False, separators=(",", ":"))
     msg_id, now = webhook_id(key), utcnow()
     headers = {
         "Content-Type": "application/json; charset=utf-8",
-        "User-Agent": "Yuchi-journeys/1",
+        "User-Agent": "Yuchi-webhooks/1",
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(secret).sign(msg_id, now, data),
@@ -145,16 +152,17 @@ def _failed(settings: Settings, row: WebhookDelivery, result: dict[str, Any]) ->
 
 
 def _finish(settings: Settings, row: WebhookDelivery, status: str, result: dict[str, Any]) -> None:
-    """Close the delivery and put its result on the contact's timeline (once)."""
+    """Close the delivery and put a journey webhook's result on the contact's timeline (once;
+    an event subscription's result stays on its row: it would feed a ``*`` subscription)."""
     if status == "refused":
-        log.warning("journey webhook %s refused: %s", row.key, result.get("error"))
+        log.warning("webhook %s refused: %s", row.key, result.get("error"))
     with session_scope(settings.database_url) as session:
         done = session.execute(
             sa.update(WebhookDelivery)
             .where(WebhookDelivery.id == row.id, WebhookDelivery.status == "pending")
             .values(status=status, finished_at=utcnow(), result=result)
         ).rowcount
-        if not done:
+        if not done or row.endpoint_id is not None:
             return
         props = {"url": row.url, "webhook_id": webhook_id(row.key), "outcome": status, **result}
         outbox_id = events.append(

@@ -3,10 +3,12 @@ each a function of a ``bot.core.context.Context`` (see there for the rules a ste
 
 from __future__ import annotations
 
+from bot.automation import event_webhooks
 from bot.automation import runner as journey_runner
 from bot.campaigns import arrivals as campaign_arrivals
 from bot.campaigns import follow as campaign_follow
 from bot.core.context import Context, Step
+from bot.menus import clicks as menu_clicks
 from bot.sales import handoff, transfers
 from bot.scoring import ledger as scoring
 from bot.tagging import tags as tagging
@@ -16,6 +18,7 @@ __all__ = ["STEPS", "SYSTEM_STEPS", "Context", "Step"]
 
 # For events about a contact, in order.
 STEPS: list[Step] = [
+    menu_clicks.on_event,  # first: the steps after it read which menu version was clicked
     wecom_sync.follow_merges,
     wecom_sync.on_event,
     campaign_follow.on_event,
@@ -24,6 +27,7 @@ STEPS: list[Step] = [
     handoff.on_event,
     transfers.on_event,
     journey_runner.on_event,
+    event_webhooks.on_event,  # last: subscribers get the event as the steps left it
 ]
 # For platform events about no one (``event.contact_id is None``).
 SYSTEM_STEPS: list[Step] = [wecom_sync.on_system_event, campaign_arrivals.on_system_event]

@@ -162,7 +162,6 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
     """Run the stack against the local WeChat simulator, seed a small setup and play a
     follower's first minutes (follow from a QR poster, ask the price, click the menu)."""
 
-    from bot.core import wechat
     from bot.core.db import upgrade
     from wxsim import demo as scenario
     from wxsim.app import SimConfig
@@ -189,7 +188,6 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
             stop_all(procs)
             sys.exit(1)
         ok(f"Yuchi on {base}")
-        here = sim.point(settings.replace(redis_url=env["REDIS_URL"]))
         api = scenario.Api(base, settings.api_token)
         counter = iter(range(1, 100))
 
@@ -201,9 +199,7 @@ def demo(port: int, sim_port: int, exit_after: bool) -> None:
 
         try:
             step("准备：保存自动回复、创建菜单")
-            scenario.seed(
-                api, lambda menu: wechat.oa(here).call("post", "menu/create", data=menu), say
-            )
+            scenario.seed(api, say)
             contact_id = scenario.play(sim, api, say, step)
             step("小鱼在鱼池里的时间线")
             for line in scenario.timeline(api, contact_id):

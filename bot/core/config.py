@@ -235,7 +235,7 @@ class Settings(BaseModel):
     webhook_allow: AllowList = var(
         "YUCHI_WEBHOOK_ALLOW",
         Allow(),
-        "comma-separated addresses, networks (`10.1.0.0/16`) or host names journey webhooks may reach although they are not public (loopback, private, link-local, multicast, reserved are refused otherwise)",
+        "comma-separated addresses, networks (`10.1.0.0/16`) or host names webhooks (journeys and subscriptions) may reach although they are not public (loopback, private, link-local, multicast, reserved are refused otherwise)",
     )
     # --- processes ----------------------------------------------------------------------
     outbox_drains: Count = var(

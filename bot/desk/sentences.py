@@ -233,7 +233,8 @@ def sentence(
     type_: str, props: dict[str, Any], names: dict[str, str], zone: ZoneInfo = UTC_ZONE
 ) -> tuple[str, str]:
     """(kind, text) for one event; unknown types say their type."""
-    kind, template = TEMPLATES.get(type_, ("other", f"事件 {type_}"))
+    fallback = f"外部系统事件 {type_}" if type_.startswith("api.") else f"事件 {type_}"
+    kind, template = TEMPLATES.get(type_, ("other", fallback))
     values = _Blank({k: v for k, v in props.items() if isinstance(v, str | int | float)})
     values.update(_extras({**props, "_type": type_}, names, zone))
     return kind, template.format_map(values).strip()

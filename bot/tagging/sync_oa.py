@@ -93,6 +93,14 @@ def _oa_tagging(
     return [(r, DONE) for r, _ in members]
 
 
+def oa_tag_id(settings: Settings, name: str) -> int:
+    """The OA user tag id kept for the Yuchi tag ``name``, created on the platform when it
+    has none yet (conditional menus match followers through it). Raises PlatformError."""
+    found = _oa_tag_id(settings, wechat.oa(settings), name, create=True)
+    assert found is not None
+    return found
+
+
 def _oa_tag_id(settings: Settings, oa: wechat.Platform, name: str, create: bool) -> int | None:
     with session_scope(settings.database_url) as session:
         known = session.get(PlatformTag, name)

@@ -208,6 +208,7 @@ def test_demo_plays_the_scenario_and_stops(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "欢迎来到鱼池" in text  # the welcome reply to the QR follow
+    assert "公众号菜单已发布（第 1 版）" in text  # through /api/menus and its publish
     assert "鱼池基础版每年 9800 元" in text  # the keyword reply to 「请问价格是多少」
     assert "小鱼在微信里收到：小鱼您好" in text  # the customer-service message arrived
     assert "oa.subscribe     poster_2026" in text and "msg.sent" in text

@@ -21,6 +21,7 @@ from bot.core.models.journeys import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from bot.core.models.menus import Menu, MenuVersion
 from bot.core.models.messaging import Broadcast, Message, ReplyRule
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
 from bot.core.models.salesops import (
@@ -71,6 +72,8 @@ __all__ = [
     "StepRun",
     "WebhookEndpoint",
     "WebhookDelivery",
+    "Menu",
+    "MenuVersion",
     "Campaign",
     "Referral",
     "Signup",

@@ -97,6 +97,9 @@ class WebhookEndpoint(SQLModel, table=True):
     secret: str = Field(max_length=100)
     note: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    # Event types this endpoint subscribes to (``oa.click``, ``api.*``, ``*``); None: it only
+    # receives journey webhooks.
+    event_types: list | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -112,6 +115,9 @@ class WebhookDelivery(SQLModel, table=True):
     )
     key: str = Field(max_length=200, unique=True)  # the journey.webhook event's dedupe key
     contact_id: int = Field(foreign_key="contact.id")
+    # An event subscription's delivery: signed with this endpoint's secret (None: a journey
+    # webhook, signed with the secret of the endpoint that has its url).
+    endpoint_id: int | None = Field(default=None)
     url: str = Field(max_length=2000)
     body: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
     status: str = Field(default="pending", max_length=16)
