@@ -24,6 +24,7 @@ class GuardedJSON(DefaultJSONProvider):
 
 def _register_blueprints(app: Flask) -> None:
     from admin.api import bp as api_bp
+    from admin.api_docs import bp as api_docs_bp
     from admin.campaigns import bp as campaigns_bp
     from admin.channels import bp as channels_bp
     from admin.journey_tools import bp as journey_tools_bp
@@ -59,6 +60,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(journeys_bp)
     app.register_blueprint(journey_tools_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(api_docs_bp)
     app.register_blueprint(sidebar_bp)
     app.register_blueprint(sidebar_api_bp)
     app.register_blueprint(campaigns_bp)

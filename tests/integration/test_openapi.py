@@ -1,0 +1,129 @@
+"""The OpenAPI document at /api/openapi.json: every /api/ route is in it (a route added without
+its ``@described(...)`` line fails here), it is a valid OpenAPI 3.1 document, its request
+bodies are the routes' own pydantic models, and it and its docs page need no token."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from openapi_spec_validator import validate
+
+from admin import openapi
+
+DOC_ENDPOINTS = {"openapi.openapi_json", "openapi.docs_page"}  # the document itself
+IGNORED = {"HEAD", "OPTIONS"}
+
+
+def _routes(app) -> set[tuple[str, str]]:
+    """(method, OpenAPI path) of every /api/ route in the app's url map."""
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.endpoint in DOC_ENDPOINTS:
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        found |= {(m.lower(), path) for m in rule.methods - IGNORED}
+    return found
+
+
+@pytest.fixture(scope="module")
+def doc(settings):
+    from bot.app import create_app
+
+    app = create_app(settings)
+    body = app.test_client().get("/api/openapi.json")
+    assert body.status_code == 200 and body.mimetype == "application/json"
+    return app, body.get_json()
+
+
+def test_every_api_route_is_in_the_document(doc):
+    app, document = doc
+    described = {(m, p) for p, item in document["paths"].items() for m in item}
+    routes = _routes(app)
+    assert len(routes) > 80
+    missing = sorted(routes - described)
+    assert not missing, (
+        "routes without a description: add @described(tag, summary, json=Model) under "
+        f"their @bp.<method>(...) line (admin/openapi.py): {missing}"
+    )
+    assert not described - routes, "the document describes routes the app does not have"
+
+
+def test_the_document_is_valid_openapi(doc):
+    _, document = doc
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    assert all(p.startswith("/api/") for p in document["paths"])  # not /sidebar/api/
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_bearer_auth_is_declared(doc):
+    _, document = doc
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    assert document["security"] == [{"bearer": []}]
+    for item in document["paths"].values():
+        for op in item.values():
+            assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ApiError"
+            }
+
+
+def test_each_operation_has_a_summary_a_tag_and_a_success(doc):
+    _, document = doc
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            assert op["summary"] and not op["summary"].endswith(f"<{method.upper()}>"), path
+            assert op["tags"], path
+            assert any(code.startswith("2") for code in op["responses"]), (method, path)
+
+
+def test_bodies_are_the_routes_own_models(doc):
+    """The body schemas are the pydantic models the routes validate with, unchanged, and
+    no two models (nor their nested ones) share a name in the document."""
+    _, document = doc
+    schemas = document["components"]["schemas"]
+    body = document["paths"]["/api/replies"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/ReplyRuleIn"}
+    assert set(schemas["ReplyRuleIn"]["required"]) == {"name"}
+    stage = document["paths"]["/api/contacts/{contact_id}/stage"]["put"]
+    assert "requestBody" in stage and "auto" in schemas["StageIn"]["properties"]["stage"]["enum"]
+    checkin = schemas["CheckIn"]["properties"]
+    assert "pass" in checkin and "pass_" not in checkin  # the alias, as the body spells it
+
+    for name, model in openapi.MODELS.items():
+        own = json.loads(
+            json.dumps(model.model_json_schema(ref_template="#/components/schemas/{model}"))
+        )
+        for nested, schema in own.pop("$defs", {}).items():
+            assert schemas[nested] == schema, f"two models named {nested}"
+        assert schemas[name] == own, name
+
+
+def test_path_ids_are_row_ids(doc):
+    _, document = doc
+    [param] = document["paths"]["/api/contacts/{contact_id}"]["get"]["parameters"]
+    assert param["in"] == "path" and param["required"] is True
+    assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    action = document["paths"]["/api/journeys/{journey_id}/{action}"]["post"]["parameters"]
+    assert {p["name"]: p["schema"]["type"] for p in action} == {
+        "journey_id": "integer",
+        "action": "string",
+    }
+
+
+def test_the_document_and_docs_need_no_token_and_change_nothing(client, auth):
+    assert client.get("/api/openapi.json").status_code == 200
+    page = client.get("/api/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "/api/contacts/{contact_id}" in html and 'id="schema-ReplyRuleIn"' in html
+    assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
+    assert "<script" not in html
+    # the described routes still answer as before: 401 without the token, their own 422
+    assert client.get("/api/replies").status_code == 401
+    bad = client.post("/api/replies", json={"name": "x", "trigger": "nope"}, headers=auth)
+    assert bad.status_code == 422
+    assert bad.get_json()["error"] == "invalid reply rule" and "trigger" in bad.get_json()["fields"]
