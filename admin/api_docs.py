@@ -64,7 +64,7 @@ def type_of(schema: dict[str, Any]) -> Markup:
             text = Markup(" | ").join(type_of(p) for p in parts)
             return text + (" | null" if len(parts) < len(schema[key]) else "")
     if "const" in schema:
-        return escape(repr(schema["const"]))
+        return escape(json.dumps(schema["const"], ensure_ascii=False))
     if "enum" in schema:
         return Markup("one of ") + Markup(", ").join(
             Markup("<code>{}</code>").format(v) for v in schema["enum"]
