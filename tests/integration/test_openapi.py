@@ -4,11 +4,15 @@ bodies are the routes' own pydantic models, and it and its docs page need no tok
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import re
+import textwrap
 
 import pytest
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 
 from admin import openapi
 
@@ -100,6 +104,47 @@ def test_bodies_are_the_routes_own_models(doc):
         for nested, schema in own.pop("$defs", {}).items():
             assert schemas[nested] == schema, f"two models named {nested}"
         assert schemas[name] == own, name
+
+
+def _body_models(func, depth: int = 1) -> set[type]:
+    """The request models (pydantic, not tables) a view names, or a helper of its module that
+    it calls names: ``validated(TagRuleIn, ...)``, ``_body(PreviewBody, ...)``, ..."""
+    found: set[type] = set()
+    names = func.__globals__
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(func)))):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            continue
+        obj = names.get(node.id)
+        if chain and not (inspect.ismodule(obj) or isinstance(obj, type)):
+            continue  # g.session, request.args: not at import time
+        for attr in reversed(chain):
+            obj = getattr(obj, attr, None)
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            if not hasattr(obj, "__table__"):
+                found.add(obj)
+        elif depth and inspect.isfunction(obj) and obj.__module__ == func.__module__:
+            found |= _body_models(obj, depth - 1) if obj is not func else set()
+    return found
+
+
+def test_each_body_is_the_model_its_route_reads(doc):
+    """A route that validates its body with a model is described with that model (json=),
+    and a route described with one does read it."""
+    app, _ = doc
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.endpoint in DOC_ENDPOINTS:
+            continue
+        route = app.view_functions[rule.endpoint]
+        described = openapi.spec.get_function_metadata(route).json
+        reads = {m.__name__ for m in _body_models(inspect.unwrap(route))}
+        assert reads == ({described} if described else set()), rule.endpoint
+        checked += bool(described)
+    assert checked >= 30
 
 
 def test_path_ids_are_row_ids(doc):
