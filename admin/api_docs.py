@@ -8,6 +8,7 @@ the document, with no script and nothing fetched from elsewhere, so it works off
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template
@@ -45,7 +46,13 @@ def docs_page() -> ResponseReturnValue:
         type_of=type_of,
         limits_of=limits_of,
         ref_name=ref_name,
+        prose=prose,
     )
+
+
+def prose(text: str) -> Markup:
+    """A docstring's text, its ``literals`` (or `literals`) as code."""
+    return Markup(re.sub(r"``?([^`]+)``?", r"<code>\1</code>", str(escape(text))))
 
 
 def ref_name(schema: dict[str, Any]) -> str | None:

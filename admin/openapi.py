@@ -13,15 +13,19 @@ behaviour. tests/unit/test_openapi.py fails for any /api/ route without it.
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from flask import current_app
 from pydantic import BaseModel, ConfigDict
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree, Tag
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.plugins.werkzeug_utils import werkzeug_parse_rule
 
+from admin.query_args import query_parameters
 from bot.core import input_guard
 
 F = Callable[..., Any]
@@ -147,9 +151,21 @@ def described(
     return decorate
 
 
+@functools.cache
 def document() -> dict[str, Any]:
-    """The OpenAPI document (in an app context), with the sections in TAGS' order."""
-    doc = spec.spec
+    """The OpenAPI document (built once, in an app context), with the sections in TAGS'
+    order and each operation's query parameters as its view reads them (admin.query_args)."""
+    doc = copy.deepcopy(spec.spec)
+    for rule in current_app.url_map.iter_rules():
+        route = current_app.view_functions[rule.endpoint]
+        if spec.get_function_metadata(route) is None:
+            continue
+        path, _ = spec.backend.parse_path(rule, None)
+        query = query_parameters(inspect.unwrap(route))
+        for method in rule.methods or ():
+            op = doc["paths"].get(path, {}).get(method.lower())
+            if op is not None:
+                op["parameters"] = [*op["parameters"], *query]
     order = {name: i for i, name in enumerate(TAGS)}
     doc["tags"].sort(key=lambda t: order.get(t["name"], len(order)))
     return doc

@@ -76,6 +76,11 @@ def test_docs_page_offline(server, browser, width):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"api-docs-{width}.png"), full_page=False)
 
+        listing = page.locator("#op-tags\\.tagged_contacts")
+        listing.scroll_into_view_if_needed()
+        assert "at_least" in listing.inner_text() and "date-time" in listing.inner_text()
+        listing.screenshot(path=str(SHOTS / f"api-docs-{width}-query.png"))
+
         page.locator("#op-api\\.create_reply a[href='#schema-ReplyRuleIn']").first.click()
         assert page.evaluate("location.hash") == "#schema-ReplyRuleIn"
         assert page.locator("#schema-ReplyRuleIn").is_visible()

@@ -192,3 +192,24 @@ def test_spectree_is_never_on_the_request_path(client, auth, monkeypatch):
     assert client.delete(f"/api/replies/{rule}", headers=auth).status_code == 204
     csv = client.get("/api/reports/lead-quality?format=csv", headers=auth)
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
+
+
+def test_query_parameters_carry_the_bounds_the_route_checks(doc, client, auth):
+    _, document = doc
+    ops = document["paths"]
+    query = {
+        p["name"]: p["schema"]
+        for p in ops["/api/tags/contacts"]["get"]["parameters"]
+        if p["in"] == "query"
+    }
+    assert list(query) == ["tag", "at_least", "since", "limit", "after"]
+    assert query["limit"] == {"type": "integer", "default": 100, "minimum": 1, "maximum": 1000}
+    assert query["since"] == {"type": "string", "format": "date-time"}
+    # the route refuses one past the documented maximum, and takes the maximum
+    since = "2026-01-01T00:00:00Z"
+    over = client.get(f"/api/tags/contacts?tag=a&since={since}&limit=1001", headers=auth)
+    assert over.status_code == 422 and "limit" in over.get_json()["fields"]
+    ok = client.get(f"/api/tags/contacts?tag=a&since={since}&limit=1000", headers=auth)
+    assert ok.status_code == 200
+    names = [p["name"] for p in ops["/api/contacts/{contact_id}/messages"]["get"]["parameters"]]
+    assert names == ["contact_id", "limit", "before"]
