@@ -49,3 +49,9 @@ def test_a_view_without_query_reads_none():
         return request.get_json()
 
     assert query_parameters(plain) == []
+
+
+def test_a_view_without_source_reads_none():
+    made: dict = {}
+    exec("def made(): return int_arg('limit', 1, 1, 2)", {"int_arg": int_arg}, made)
+    assert query_parameters(made["made"]) == []
