@@ -8,7 +8,9 @@ A route is described by one line under its ``@bp.<method>(...)`` line::
 
 ``described`` only records the description: the request still runs the route's own code
 (``validated(...)`` answers 422 with ``{"error", "fields"}``), so the document changes no
-behaviour. tests/unit/test_openapi.py fails for any /api/ route without it.
+behaviour. tests/integration/test_openapi.py fails for any /api/ route without it, and
+for one whose ``json=`` is not the model it reads. Query parameters need no mention: they are
+read from the view's source (admin.query_args).
 """
 
 from __future__ import annotations
