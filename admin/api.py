@@ -15,6 +15,7 @@ from admin.common import (
     text_arg,
     validated,
 )
+from admin.openapi import described
 from bot.contacts import timeline as store
 from bot.core.models import ReplyRule
 from bot.replies import edits as reply_edits
@@ -27,6 +28,7 @@ bp = api_blueprint("api", __name__)
 
 
 @bp.get("/contacts")
+@described("contacts", "Find contacts by an identity (?openid=, ?unionid=, ...), newest first")
 def list_contacts() -> ResponseReturnValue:
     limit = int_arg("limit", 50, 1, 200)
     before = id_arg("before")
@@ -38,6 +40,7 @@ def list_contacts() -> ResponseReturnValue:
 
 
 @bp.get("/contacts/<id:contact_id>")
+@described("contacts", "A contact with identities, tags and state", errors=(404,))
 def get_contact(contact_id: int) -> ResponseReturnValue:
     contact = store.contact_json(g.session, contact_id)
     if contact is None:
@@ -46,6 +49,7 @@ def get_contact(contact_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/contacts/<id:contact_id>/events")
+@described("contacts", "A contact's timeline, newest first (?limit=, ?before=)", errors=(404,))
 def contact_events(contact_id: int) -> ResponseReturnValue:
     """``?type=oa.text&tag=意向:价格``: of one type, carrying one tag."""
     limit = int_arg("limit", 50, 1, 200)
@@ -71,16 +75,19 @@ def _rule_or_404(rule_id: int) -> ReplyRule:
 
 
 @bp.get("/replies")
+@described("replies", "List the reply rules")
 def list_replies() -> ResponseReturnValue:
     return jsonify(replies=[autoreply.rule_to_json(r) for r in autoreply.list_rules(g.session)])
 
 
 @bp.get("/replies/<id:rule_id>")
+@described("replies", "One reply rule", errors=(404,))
 def get_reply(rule_id: int) -> ResponseReturnValue:
     return jsonify(autoreply.rule_to_json(_rule_or_404(rule_id)))
 
 
 @bp.post("/replies")
+@described("replies", "Create a reply rule", json=autoreply.ReplyRuleIn, status=201)
 def create_reply() -> ResponseReturnValue:
     data = validated(autoreply.ReplyRuleIn, "reply rule")
     try:
@@ -91,6 +98,7 @@ def create_reply() -> ResponseReturnValue:
 
 
 @bp.put("/replies/<id:rule_id>")
+@described("replies", "Replace a reply rule", json=autoreply.ReplyRuleIn, errors=(404,))
 def update_reply(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(autoreply.ReplyRuleIn, "reply rule")
@@ -102,6 +110,7 @@ def update_reply(rule_id: int) -> ResponseReturnValue:
 
 
 @bp.delete("/replies/<id:rule_id>")
+@described("replies", "Delete a reply rule", status=204, errors=(404,))
 def delete_reply(rule_id: int) -> ResponseReturnValue:
     reply_edits.delete_rule(settings(), g.session, _rule_or_404(rule_id))
     return "", 204

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.common import api_blueprint, end_reads, error, int_arg, validated
+from admin.openapi import described
 from bot.campaigns import codes, points, sharing, signups, stats, store
 from bot.campaigns.spec import CampaignSpec
 from bot.core import queue
@@ -49,6 +50,7 @@ def _settings():  # noqa: ANN202 - Settings
 
 
 @bp.post("/campaigns")
+@described("campaigns", "Create a campaign", json=CampaignSpec, status=201, errors=(409,))
 def create() -> ResponseReturnValue:
     spec = validated(CampaignSpec, "campaign")
     try:
@@ -59,17 +61,20 @@ def create() -> ResponseReturnValue:
 
 
 @bp.get("/campaigns")
+@described("campaigns", "List the campaigns")
 def list_all() -> ResponseReturnValue:
     return jsonify(campaigns=[store.as_json(r) for r in store.all_campaigns(g.session)])
 
 
 @bp.get("/campaigns/<id:campaign_id>")
+@described("campaigns", "One campaign", errors=(404,))
 def one(campaign_id: int) -> ResponseReturnValue:
     row = store.get(g.session, campaign_id)
     return jsonify(store.as_json(row)) if row else error(404, f"no campaign {campaign_id}")
 
 
 @bp.put("/campaigns/<id:campaign_id>")
+@described("campaigns", "Replace a campaign", json=CampaignSpec, errors=(404, 409))
 def change(campaign_id: int) -> ResponseReturnValue:
     spec = validated(CampaignSpec, "campaign")
     try:
@@ -80,6 +85,7 @@ def change(campaign_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/campaigns/<id:campaign_id>/links")
+@described("campaigns", "An employee's personal link and poster (?userid=)", errors=(404,))
 def links(campaign_id: int) -> ResponseReturnValue:
     """An employee's personal link, QR code and poster (and the OA follow QR when the
     campaign has the follow step)."""
@@ -101,6 +107,13 @@ def links(campaign_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/campaigns/<id:campaign_id>/links/send")
+@described(
+    "campaigns",
+    "Send an employee their link by WeCom message",
+    json=SendLink,
+    status=202,
+    errors=(404,),
+)
 def send_link(campaign_id: int) -> ResponseReturnValue:
     """Send the employee their personal link and poster by WeCom app message."""
     data = validated(SendLink, "link request")
@@ -113,6 +126,7 @@ def send_link(campaign_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/campaigns/<id:campaign_id>/stats")
+@described("campaigns", "A campaign's stats", errors=(404,))
 def campaign_stats(campaign_id: int) -> ResponseReturnValue:
     row = store.get(g.session, campaign_id)
     if row is None:
@@ -122,6 +136,7 @@ def campaign_stats(campaign_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/campaigns/<id:campaign_id>/chain")
+@described("campaigns", "The share chain below an employee or a customer", errors=(404,))
 def chain_tree(campaign_id: int) -> ResponseReturnValue:
     """``?userid=`` (an employee) or ``?contact_id=`` (a customer): the chain below them."""
     row = store.get(g.session, campaign_id)
@@ -135,6 +150,7 @@ def chain_tree(campaign_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/campaigns/<id:campaign_id>/checkins")
+@described("campaigns", "Check a visitor in by their pass", json=CheckIn, errors=(404,))
 def check_in(campaign_id: int) -> ResponseReturnValue:
     """Staff scanned a visitor's check-in pass at the door."""
     data = validated(CheckIn, "check-in")
@@ -148,6 +164,7 @@ def check_in(campaign_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/rewards")
+@described("points", "Add a reward to the catalogue", json=RewardIn, status=201)
 def add_reward() -> ResponseReturnValue:
     data = validated(RewardIn, "reward")
     row = points.add_reward(g.session, data.name, data.kind, data.cost, data.stock)
@@ -155,6 +172,7 @@ def add_reward() -> ResponseReturnValue:
 
 
 @bp.get("/rewards")
+@described("points", "The rewards catalogue")
 def list_rewards() -> ResponseReturnValue:
     return jsonify(
         rewards=[
@@ -165,6 +183,9 @@ def list_rewards() -> ResponseReturnValue:
 
 
 @bp.get("/points/<holder>")
+@described(
+    "points", "A person's points and ledger", path={"holder": "u:<userid> or c:<contact id>"}
+)
 def holder_points(holder: str) -> ResponseReturnValue:
     """A person's points: ``u:<userid>`` or ``c:<contact id>``, with the explained ledger."""
     if holder[:2] not in ("u:", "c:") or len(holder) > 80:
@@ -177,6 +198,13 @@ def holder_points(holder: str) -> ResponseReturnValue:
 
 
 @bp.post("/points/<holder>/redeem")
+@described(
+    "points",
+    "Spend points on a reward",
+    json=RedeemIn,
+    errors=(409,),
+    path={"holder": "u:<userid> or c:<contact id>"},
+)
 def redeem(holder: str) -> ResponseReturnValue:
     """Spend a person's points on a reward (an employee from the sidebar: ``u:<userid>``);
     the same ``request_key`` answers the first redemption again."""

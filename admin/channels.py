@@ -6,6 +6,7 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, end_reads, error, validated
+from admin.openapi import described
 from bot.core.models import Channel
 from bot.wecom import channels
 
@@ -13,6 +14,13 @@ bp = api_blueprint("channels", __name__)
 
 
 @bp.post("/channels")
+@described(
+    "channels",
+    "Create a channel QR code on WeCom",
+    json=channels.ChannelIn,
+    status=201,
+    errors=(502,),
+)
 def create_channel() -> ResponseReturnValue:
     data = validated(channels.ChannelIn, "channel")
     if data.state and channels.state_taken(g.session, data.state):
@@ -26,11 +34,13 @@ def create_channel() -> ResponseReturnValue:
 
 
 @bp.get("/channels")
+@described("channels", "List the channels")
 def list_channels() -> ResponseReturnValue:
     return jsonify(channels=[channels.channel_json(c) for c in channels.list_channels(g.session)])
 
 
 @bp.get("/channels/<id:channel_id>")
+@described("channels", "One channel", errors=(404,))
 def get_channel(channel_id: int) -> ResponseReturnValue:
     row = g.session.get(Channel, channel_id)
     if row is None:

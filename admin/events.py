@@ -8,6 +8,7 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, error, settings, validated
+from admin.openapi import described
 from bot.contacts import api_events
 from bot.core import queue
 
@@ -15,6 +16,13 @@ bp = api_blueprint("events", __name__)
 
 
 @bp.post("/events")
+@described(
+    "events",
+    "Post an event for a contact (by any identity), idempotently",
+    json=api_events.EventIn,
+    status=201,
+    errors=(404, 409),
+)
 def post_event() -> ResponseReturnValue:
     """201 with the new event's id; 200 with the same id for a retry (same idempotency_key,
     same event); 404 unknown contact; 409 the key was used for another event; 422 names the

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from admin.common import api_blueprint, error, validated
 from admin.journeys import answer_lifecycle_errors
+from admin.openapi import described
 from bot.automation import forecast as journey_forecast
 from bot.automation import lifecycle, preview_input
 from bot.automation import preview as journey_preview
@@ -51,6 +52,9 @@ def _body(model: type[M], what: str) -> M:
 
 
 @bp.post("/journeys/<id:journey_id>/preview")
+@described(
+    "journeys", "Preview the draft with one simulated contact", json=PreviewBody, errors=(404,)
+)
 def preview_journey(journey_id: int) -> ResponseReturnValue:
     d = lifecycle.draft(g.session, journey_id)
     body = _body(PreviewBody, "preview request")
@@ -69,6 +73,9 @@ def preview_journey(journey_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/journeys/<id:journey_id>/forecast")
+@described(
+    "journeys", "Forecast the draft over the stored history", json=ForecastBody, errors=(404,)
+)
 def forecast_journey(journey_id: int) -> ResponseReturnValue:
     d = lifecycle.draft(g.session, journey_id)
     body = _body(ForecastBody, "forecast request")

@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 
 import journeys
 from admin.common import api_blueprint, end_reads, error, int_arg
+from admin.openapi import described
 from bot.automation import lifecycle, reports
 from bot.core import input_guard
 from bot.core.models import Journey
@@ -123,11 +124,13 @@ def _journey_or_404(journey_id: int) -> Journey:
 
 
 @bp.get("/journeys")
+@described("journeys", "List the journeys")
 def list_journeys() -> ResponseReturnValue:
     return jsonify(reports.list_journeys(g.session))
 
 
 @bp.post("/journeys")
+@described("journeys", "Create a journey draft (JSON, YAML or from the library)", status=201)
 def create_journey() -> ResponseReturnValue:
     data, name = _body()
     name = str(name or data.get("name") or data.get("id") or "")
@@ -138,12 +141,14 @@ def create_journey() -> ResponseReturnValue:
 
 
 @bp.get("/journeys/<id:journey_id>")
+@described("journeys", "A journey with its versions", errors=(404,))
 def get_journey(journey_id: int) -> ResponseReturnValue:
     found = reports.journey_with_versions(g.session, journey_id)
     return jsonify(found) if found else error(404, f"no journey {journey_id}")
 
 
 @bp.put("/journeys/<id:journey_id>")
+@described("journeys", "Replace a journey's draft", errors=(404, 409))
 def edit_draft(journey_id: int) -> ResponseReturnValue:
     j = _journey_or_404(journey_id)
     data, _ = _body()
@@ -152,18 +157,26 @@ def edit_draft(journey_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/journeys/<id:journey_id>/<action>")
+@described(
+    "journeys",
+    "Publish, pause, resume or stop a journey",
+    errors=(404, 409),
+    path={"action": "publish | pause | resume | stop"},
+)
 def change_status(journey_id: int, action: str) -> ResponseReturnValue:
     settings = current_app.config["SETTINGS"]
     return jsonify(lifecycle.change_status(settings, g.session, journey_id, action))
 
 
 @bp.delete("/journeys/<id:journey_id>/contacts/<id:contact_id>")
+@described("journeys", "Take one contact out of a journey", errors=(404, 409))
 def remove_contact(journey_id: int, contact_id: int) -> ResponseReturnValue:
     settings = current_app.config["SETTINGS"]
     return jsonify(removed=lifecycle.remove_contact(settings, g.session, journey_id, contact_id))
 
 
 @bp.get("/journeys/<id:journey_id>/stats")
+@described("journeys", "Per-step stats of a published version (?version=)", errors=(404, 409))
 def journey_stats(journey_id: int) -> ResponseReturnValue:
     j = _journey_or_404(journey_id)
     versions = [v.version for v in reports.versions(g.session, j.id)]
@@ -178,6 +191,7 @@ def journey_stats(journey_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/contacts/<id:contact_id>/journeys")
+@described("journeys", "A contact's enrollments", errors=(404,))
 def contact_journeys(contact_id: int) -> ResponseReturnValue:
     found = reports.contact_enrollments(g.session, contact_id)
     if found is None:

@@ -7,6 +7,7 @@ from flask import Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint
+from admin.openapi import described
 from bot.core.models import utcnow
 from bot.sales import lead_quality, returns
 
@@ -14,6 +15,7 @@ bp = api_blueprint("lead_quality", __name__)
 
 
 @bp.get("/reports/lead-quality")
+@described("reports", "Lead quality by channel, campaign, rep or journey (JSON or ?format=csv)")
 def report() -> ResponseReturnValue:
     by = request.args.get("by") or "channel"
     if by not in lead_quality.GROUPINGS:

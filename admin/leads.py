@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.common import Invalid, api_blueprint, end_reads, error, int_arg, validated
+from admin.openapi import described
 from bot.core.models import LeadAssignment, Rep
 from bot.sales import handoff, returns, transfers
 
@@ -54,6 +55,7 @@ class Leave(BaseModel):
 
 
 @bp.get("/leads")
+@described("leads", "List leads (?owner=, ?status=)")
 def list_leads() -> ResponseReturnValue:
     status = request.args.get("status") or None
     if status and status not in STATUSES:
@@ -73,6 +75,7 @@ def _lead_or_404(lead_id: int) -> None:
 
 
 @bp.post("/leads/<id:lead_id>/accept")
+@described("leads", "A rep accepts a lead", json=Answer, errors=(404, 409))
 def accept(lead_id: int) -> ResponseReturnValue:
     data = validated(Answer, "answer")
     _lead_or_404(lead_id)
@@ -84,6 +87,7 @@ def accept(lead_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/leads/<id:lead_id>/return")
+@described("leads", "A rep returns a lead with a reason", json=GiveBack, errors=(404, 409))
 def give_back(lead_id: int) -> ResponseReturnValue:
     data = validated(GiveBack, "return")
     reason = data.reason_id if data.reason_id is not None else data.reason
@@ -103,11 +107,13 @@ def give_back(lead_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/reps")
+@described("reps", "The staff directory")
 def list_reps() -> ResponseReturnValue:
     return jsonify(reps=[handoff.rep_json(r) for r in handoff.list_reps(g.session)])
 
 
 @bp.put("/reps/<userid>")
+@described("reps", "Change a rep's capacity, activity, role or team", json=RepChange, errors=(404,))
 def change_rep(userid: str) -> ResponseReturnValue:
     """Set a rep's capacity (open leads they can take), pause them (active false), their role
     (rep | manager: a manager sees the team's customers in the sidebar) or team."""
@@ -119,6 +125,7 @@ def change_rep(userid: str) -> ResponseReturnValue:
 
 
 @bp.post("/reps/<userid>/leave")
+@described("reps", "A rep leaves: hand over their leads", json=Leave, errors=(404, 409))
 def rep_leaves(userid: str) -> ResponseReturnValue:
     data = validated(Leave, "handover")
     if g.session.get(Rep, userid) is None:
@@ -131,6 +138,9 @@ def rep_leaves(userid: str) -> ResponseReturnValue:
 
 
 @bp.post("/reps/<userid>/transfer")
+@described(
+    "reps", "Transfer a rep's WeCom customers (在职转接)", json=Transfer, errors=(404, 409, 503)
+)
 def transfer_customers(userid: str) -> ResponseReturnValue:
     """在职转接 through WeCom; the answer lists each customer's outcome."""
     data = validated(Transfer, "transfer")
@@ -149,6 +159,7 @@ def transfer_customers(userid: str) -> ResponseReturnValue:
 
 
 @bp.get("/reps/<userid>/transfers")
+@described("reps", "A rep's customer transfers", errors=(404,))
 def list_transfers(userid: str) -> ResponseReturnValue:
     if g.session.get(Rep, userid) is None:
         return error(404, f"no rep {userid}")

@@ -9,6 +9,7 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, end_reads, error, int_arg, settings, validated
+from admin.openapi import described
 from bot.core.models import Menu
 from bot.menus import publish, store
 from bot.menus.spec import MenuIn
@@ -29,6 +30,7 @@ def _saved(fn: Callable[..., Menu], *args: object) -> Menu:
 
 
 @bp.get("/menus")
+@described("menus", "List the menus (the default one and those by tag)")
 def list_menus() -> ResponseReturnValue:
     rows = store.list_menus(g.session)
     live = next((v for v in publish.versions(g.session) if v.status == "published"), None)
@@ -39,6 +41,9 @@ def list_menus() -> ResponseReturnValue:
 
 
 @bp.post("/menus")
+@described(
+    "menus", "Save a menu (422 names the button path)", json=MenuIn, status=201, errors=(409,)
+)
 def create_menu() -> ResponseReturnValue:
     data = validated(MenuIn, "menu")
     row = _saved(store.create, data)
@@ -46,6 +51,7 @@ def create_menu() -> ResponseReturnValue:
 
 
 @bp.get("/menus/<id:menu_id>")
+@described("menus", "One menu", errors=(404,))
 def get_menu(menu_id: int) -> ResponseReturnValue:
     row = _menu(menu_id)
     if row is None:
@@ -54,6 +60,7 @@ def get_menu(menu_id: int) -> ResponseReturnValue:
 
 
 @bp.put("/menus/<id:menu_id>")
+@described("menus", "Change a menu", json=MenuIn, errors=(404, 409))
 def update_menu(menu_id: int) -> ResponseReturnValue:
     row = _menu(menu_id)
     if row is None:
@@ -63,6 +70,7 @@ def update_menu(menu_id: int) -> ResponseReturnValue:
 
 
 @bp.delete("/menus/<id:menu_id>")
+@described("menus", "Delete a menu", status=204, errors=(404,))
 def delete_menu(menu_id: int) -> ResponseReturnValue:
     row = _menu(menu_id)
     if row is None:
@@ -72,6 +80,7 @@ def delete_menu(menu_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/menus/publish")
+@described("menus", "Publish every menu to the Official Account in one call", errors=(409, 502))
 def publish_menus() -> ResponseReturnValue:
     """Every menu onto the platform; 201 with the new version, 422 naming what the platform
     would refuse (nothing sent), 409 while another publish runs, 502 with the platform's error
@@ -95,6 +104,7 @@ def publish_menus() -> ResponseReturnValue:
 
 
 @bp.get("/menus/versions")
+@described("menus", "The published menu versions, newest first")
 def list_versions() -> ResponseReturnValue:
     limit = int_arg("limit", 20, 1, 200) or 20
     return jsonify(versions=[publish.version_json(v) for v in publish.versions(g.session, limit)])

@@ -6,6 +6,7 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, end_reads, error, id_arg, int_arg, validated
+from admin.openapi import described
 from bot.contacts import timeline as store
 from bot.messaging import broadcasts
 from bot.messaging import outbox as messaging
@@ -15,6 +16,13 @@ bp = api_blueprint("messages", __name__)
 
 
 @bp.post("/messages")
+@described(
+    "messages",
+    "Send a message (201 new, 200 when the request key was seen)",
+    json=SendRequest,
+    status=201,
+    errors=(404,),
+)
 def create_message() -> ResponseReturnValue:
     req = validated(SendRequest, "message")
     try:
@@ -25,6 +33,7 @@ def create_message() -> ResponseReturnValue:
 
 
 @bp.get("/messages/<id:message_id>")
+@described("messages", "A message and its delivery", errors=(404,))
 def get_message(message_id: int) -> ResponseReturnValue:
     row = messaging.get(g.session, message_id)
     if row is None:
@@ -33,6 +42,7 @@ def get_message(message_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/contacts/<id:contact_id>/messages")
+@described("messages", "A contact's messages, newest first", errors=(404,))
 def contact_messages(contact_id: int) -> ResponseReturnValue:
     limit = int_arg("limit", 50, 1, 200)
     before = id_arg("before")
@@ -43,6 +53,7 @@ def contact_messages(contact_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/broadcasts")
+@described("messages", "Start a broadcast", json=broadcasts.BroadcastRequest, status=202)
 def create_broadcast() -> ResponseReturnValue:
     req = validated(broadcasts.BroadcastRequest, "broadcast")
     missing = broadcasts.missing_contacts(g.session, req.contact_ids or [])
@@ -57,6 +68,7 @@ def create_broadcast() -> ResponseReturnValue:
 
 
 @bp.get("/broadcasts/<id:broadcast_id>")
+@described("messages", "A broadcast's progress", errors=(404,))
 def get_broadcast(broadcast_id: int) -> ResponseReturnValue:
     body = broadcasts.progress(g.session, broadcast_id)
     if body is None:

@@ -6,6 +6,7 @@ from flask import abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from admin.common import Invalid, api_blueprint, id_arg, int_arg, validated
+from admin.openapi import described
 from bot.core.models import QuickReply, QuickReplyGroup
 from bot.sales import quick_replies as store
 
@@ -27,6 +28,7 @@ def _reply_or_404(reply_id: int) -> QuickReply:
 
 
 @bp.get("/quick-replies")
+@described("quick-replies", "The library by group, or the replies matching ?q=")
 def list_replies() -> ResponseReturnValue:
     """The whole library by group, or with ``?q=`` the replies matching the words."""
     query = (request.args.get("q") or "").strip()
@@ -51,16 +53,19 @@ def _save_group(row: QuickReplyGroup | None) -> QuickReplyGroup:
 
 
 @bp.post("/quick-replies/groups")
+@described("quick-replies", "Create a group", json=store.GroupIn, status=201)
 def create_group() -> ResponseReturnValue:
     return jsonify(store.group_json(_save_group(None))), 201
 
 
 @bp.put("/quick-replies/groups/<id:group_id>")
+@described("quick-replies", "Replace a group", json=store.GroupIn, errors=(404,))
 def change_group(group_id: int) -> ResponseReturnValue:
     return jsonify(store.group_json(_save_group(_group_or_404(group_id))))
 
 
 @bp.delete("/quick-replies/groups/<id:group_id>")
+@described("quick-replies", "Delete a group", status=204, errors=(404,))
 def delete_group(group_id: int) -> ResponseReturnValue:
     store.delete_group(g.session, _group_or_404(group_id))
     return "", 204
@@ -75,22 +80,26 @@ def _save_reply(row: QuickReply | None) -> QuickReply:
 
 
 @bp.post("/quick-replies")
+@described("quick-replies", "Create a quick reply", json=store.ReplyIn, status=201)
 def create_reply() -> ResponseReturnValue:
     return jsonify(store.reply_json(_save_reply(None))), 201
 
 
 @bp.get("/quick-replies/<id:reply_id>")
+@described("quick-replies", "One quick reply, with what it sends", errors=(404,))
 def get_reply(reply_id: int) -> ResponseReturnValue:
     row = _reply_or_404(reply_id)
     return jsonify({**store.reply_json(row), "send": store.chat_message(row)})
 
 
 @bp.put("/quick-replies/<id:reply_id>")
+@described("quick-replies", "Replace a quick reply", json=store.ReplyIn, errors=(404,))
 def change_reply(reply_id: int) -> ResponseReturnValue:
     return jsonify(store.reply_json(_save_reply(_reply_or_404(reply_id))))
 
 
 @bp.delete("/quick-replies/<id:reply_id>")
+@described("quick-replies", "Delete a quick reply", status=204, errors=(404,))
 def delete_reply(reply_id: int) -> ResponseReturnValue:
     store.delete_reply(g.session, _reply_or_404(reply_id))
     return "", 204

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from admin.common import Invalid, api_blueprint, error, json_object, validated
+from admin.openapi import described
 from bot.core.models import utcnow
 from bot.scoring import edits as score_edits
 from bot.scoring import ledger as scoring
@@ -30,6 +31,7 @@ class StageIn(BaseModel):
 
 
 @bp.get("/contacts/<id:contact_id>/score")
+@described("scoring", "A contact's score, line by line", errors=(404,))
 def contact_score(contact_id: int) -> ResponseReturnValue:
     explained = explain(g.session, contact_id, utcnow())
     if explained is None:
@@ -39,6 +41,9 @@ def contact_score(contact_id: int) -> ResponseReturnValue:
 
 
 @bp.put("/contacts/<id:contact_id>/stage")
+@described(
+    "scoring", "Set a contact's stage by hand (or hand it back: auto)", json=StageIn, errors=(404,)
+)
 def put_stage(contact_id: int) -> ResponseReturnValue:
     data = validated(StageIn, "stage")
     settings = current_app.config["SETTINGS"]
@@ -54,6 +59,7 @@ def put_stage(contact_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/scoring/ruleset")
+@described("scoring", "The active scoring rule set")
 def get_ruleset() -> ResponseReturnValue:
     act = versions.active(g.session)
     g.session.commit()
@@ -61,6 +67,7 @@ def get_ruleset() -> ResponseReturnValue:
 
 
 @bp.get("/scoring/recompute")
+@described("scoring", "The active version's recompute progress")
 def recompute_progress() -> ResponseReturnValue:
     """How far the active version's recompute (its parallel parts) has come."""
     act = versions.active(g.session)
@@ -70,6 +77,7 @@ def recompute_progress() -> ResponseReturnValue:
 
 
 @bp.post("/scoring/rulesets")
+@described("scoring", "Publish a new scoring rule set", json=score_rules.RuleSet, status=201)
 def publish_ruleset() -> ResponseReturnValue:
     raw = json_object()
     try:

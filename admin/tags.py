@@ -21,6 +21,7 @@ from admin.common import (
     time_arg,
     validated,
 )
+from admin.openapi import described
 from bot.contacts import tagged
 from bot.core.models import Contact, TagRule
 from bot.tagging import edits
@@ -62,16 +63,19 @@ def _duplicate() -> Invalid:
 
 
 @bp.get("/tag-rules")
+@described("tags", "List the tag rules")
 def list_tag_rules() -> ResponseReturnValue:
     return jsonify(tag_rules=[tag_store.rule_to_json(r) for r in tag_store.list_rules(g.session)])
 
 
 @bp.get("/tag-rules/<id:rule_id>")
+@described("tags", "One tag rule", errors=(404,))
 def get_tag_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(tag_store.rule_to_json(_rule_or_404(rule_id)))
 
 
 @bp.post("/tag-rules")
+@described("tags", "Create a tag rule", json=TagRuleIn, status=201)
 def create_tag_rule() -> ResponseReturnValue:
     data = validated(TagRuleIn, "tag rule")
     try:
@@ -82,6 +86,7 @@ def create_tag_rule() -> ResponseReturnValue:
 
 
 @bp.put("/tag-rules/<id:rule_id>")
+@described("tags", "Replace a tag rule", json=TagRuleIn, errors=(404,))
 def update_tag_rule(rule_id: int) -> ResponseReturnValue:
     row = _rule_or_404(rule_id)
     data = validated(TagRuleIn, "tag rule")
@@ -93,6 +98,7 @@ def update_tag_rule(rule_id: int) -> ResponseReturnValue:
 
 
 @bp.delete("/tag-rules/<id:rule_id>")
+@described("tags", "Delete a tag rule", status=204, errors=(404,))
 def delete_tag_rule(rule_id: int) -> ResponseReturnValue:
     edits.delete_rule(settings(), g.session, _rule_or_404(rule_id))
     return "", 204
@@ -102,11 +108,13 @@ def delete_tag_rule(rule_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/interest-words")
+@described("tags", "The interest dictionary")
 def get_interest_words() -> ResponseReturnValue:
     return jsonify(words=tag_store.interest_words(g.session))
 
 
 @bp.put("/interest-words")
+@described("tags", "Replace the interest dictionary", json=InterestWordsIn)
 def put_interest_words() -> ResponseReturnValue:
     data = validated(InterestWordsIn, "interest words")
     return jsonify(words=edits.replace_interest_words(settings(), g.session, data.words))
@@ -116,6 +124,13 @@ def put_interest_words() -> ResponseReturnValue:
 
 
 @bp.post("/contacts/<id:contact_id>/tags")
+@described(
+    "tags",
+    "Tag a contact by hand (201 when new, 200 when it had the tag)",
+    json=ManualTag,
+    status=201,
+    errors=(404,),
+)
 def add_contact_tag(contact_id: int) -> ResponseReturnValue:
     _contact_or_404(contact_id)
     data = validated(ManualTag, "tag")
@@ -124,6 +139,7 @@ def add_contact_tag(contact_id: int) -> ResponseReturnValue:
 
 
 @bp.delete("/contacts/<id:contact_id>/tags/<path:tag>")
+@described("tags", "Take a tag off a contact (?by=userid)", status=204, errors=(404,))
 def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
     _contact_or_404(contact_id)
     by = request.args.get("by", "api")
@@ -138,6 +154,7 @@ def remove_contact_tag(contact_id: int, tag: str) -> ResponseReturnValue:
 
 
 @bp.get("/tags/events")
+@described("tags", "The events that earned a tag")
 def tagged_events() -> ResponseReturnValue:
     """``?tag=意向:价格&since=…&until=…``: the events that earned the tag, newest first."""
     tag = _required_tag()
@@ -148,6 +165,7 @@ def tagged_events() -> ResponseReturnValue:
 
 
 @bp.get("/tags/contacts")
+@described("tags", "Contacts with a tag earned at least N times since a time")
 def tagged_contacts() -> ResponseReturnValue:
     """``?tag=意向:价格&at_least=3&since=…``: contacts with that many events tagged since."""
     tag = _required_tag()
@@ -171,5 +189,6 @@ def _required_tag() -> str:
 
 
 @bp.get("/tags")
+@described("tags", "Every tag, with the WeCom corp tag library")
 def list_tags() -> ResponseReturnValue:
     return jsonify(tag_store.overview(g.session))

@@ -24,6 +24,7 @@ class GuardedJSON(DefaultJSONProvider):
 
 def _register_blueprints(app: Flask) -> None:
     from admin.api import bp as api_bp
+    from admin.api_docs import bp as api_docs_bp
     from admin.campaigns import bp as campaigns_bp
     from admin.channels import bp as channels_bp
     from admin.events import bp as events_bp
@@ -63,6 +64,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(menus_bp)
     app.register_blueprint(events_bp)
+    app.register_blueprint(api_docs_bp)
     app.register_blueprint(sidebar_bp)
     app.register_blueprint(sidebar_api_bp)
     app.register_blueprint(campaigns_bp)
