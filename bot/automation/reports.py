@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 
 from bot.automation import definitions as journey_definitions
 from bot.automation import enroll as journey_enroll
+from bot.core.config import Settings
 from bot.core.models import Contact, Enrollment, Journey, JourneyVersion, Message
+from bot.messaging import reports as send_reports
 from journeys import library, stats
 
 
@@ -113,8 +115,16 @@ def _failed_sends(session: Session, journey_id: int, version: int) -> dict[str, 
     return failed
 
 
-def step_stats(session: Session, journey_id: int, version: int) -> dict[str, Any]:
-    """How many contacts reached, are at and left each step of a published version."""
+def step_stats(
+    session: Session,
+    journey_id: int,
+    version: int,
+    settings: Settings | None = None,
+    goal: str | None = None,
+) -> dict[str, Any]:
+    """How many contacts reached, are at and left each step of a published version; with
+    ``settings``, each step that sends also has ``sends``: what its messages did
+    (bot.messaging.reports, conversions to ``goal``)."""
     d = journey_definitions.definition_for(session, journey_id, version)
     en = Enrollment.__table__.c
     rows = session.execute(
@@ -126,7 +136,14 @@ def step_stats(session: Session, journey_id: int, version: int) -> dict[str, Any
         stats.Path(r.status, r.step, tuple((r.state or {}).get("history") or ()), r.reason)
         for r in rows
     )
-    return stats.count(d, paths, _failed_sends(session, journey_id, version))
+    counted = stats.count(d, paths, _failed_sends(session, journey_id, version))
+    if settings is not None:
+        ids = sa.select(en.id).where(en.journey_id == journey_id, en.version == version)
+        for sid, fig in send_reports.step_figures(session, settings, ids, goal).items():
+            counted["steps"].setdefault(sid, {})["sends"] = fig
+        counted["windows"] = send_reports.windows(settings)
+        counted["goal"] = goal
+    return counted
 
 
 def contact_enrollments(session: Session, contact_id: int) -> list[dict[str, Any]] | None:

@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.automation import definitions
+from bot.automation import bandits, definitions
 from bot.automation.wake_jobs import enqueue_wakes
 from bot.contacts import record as events
 from bot.core import queue
 from bot.core.config import Settings
 from bot.messaging import delivery
 from bot.messaging import outbox as messaging
+from journeys import bandit
 
 DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
 After = list[Callable[[], object]]
@@ -42,12 +43,22 @@ class Tx:
     inline: bool = False
     timeline: list[events.TimelineItem] = field(default_factory=list)  # done, exited
     _journeys: list[Any] | None = None
+    _weights: dict[int, dict[str, list[float]]] = field(default_factory=dict)
 
     def published(self) -> list[Any]:
         """The published journeys (id, name, version), read once per transaction."""
         if self._journeys is None:
             self._journeys = definitions.published(self.session)
         return self._journeys
+
+    def split_weights(self, journey_id: int, d: Any) -> dict[str, list[float]] | None:
+        """The arm weights of the journey's bandit splits, read once per transaction (None
+        when it has none)."""
+        if not bandit.bandit_steps(d):
+            return None
+        if journey_id not in self._weights:
+            self._weights[journey_id] = bandits.current_weights(self.session, journey_id)
+        return self._weights[journey_id]
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""

@@ -17,11 +17,13 @@ from bot.core.models.journeys import (
     Enrollment,
     Journey,
     JourneyVersion,
+    OptimisationLog,
+    SplitAssignment,
     StepRun,
     WebhookDelivery,
     WebhookEndpoint,
 )
-from bot.core.models.messaging import Broadcast, Message, ReplyRule
+from bot.core.models.messaging import Broadcast, Message, MessageClick, ReplyRule
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
 from bot.core.models.salesops import (
     CustomerTransfer,
@@ -48,6 +50,9 @@ __all__ = [
     "ReplyRule",
     "Broadcast",
     "Message",
+    "MessageClick",
+    "SplitAssignment",
+    "OptimisationLog",
     "Rep",
     "FollowUser",
     "Channel",

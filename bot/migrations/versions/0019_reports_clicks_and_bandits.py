@@ -1,0 +1,77 @@
+"""What each send did: a journey send's enrollment and step on its message row, tracked-link
+clicks, bandit split assignments and the optimisation log
+
+Revision ID: 0019
+Revises: 0018
+Create Date: 2026-12-02
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from bot.core.models import BIGINT, JSONType, UTCDateTime
+
+revision: str = "0019"
+down_revision: str | None = "0018"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # ALTER TABLE on both dialects (nullable columns: no rewrite of the table)
+    op.add_column("message", sa.Column("enrollment_id", BIGINT, nullable=True))
+    op.add_column("message", sa.Column("step", sa.String(100), nullable=True))
+    op.create_index("ix_message_enrollment", "message", ["enrollment_id", "step"])
+    op.create_table(
+        "message_click",
+        sa.Column("id", BIGINT, autoincrement=True, nullable=False),
+        sa.Column("message_id", BIGINT, nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("link", sa.Integer(), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("clicked_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["message_id"], ["message.id"]),
+        sa.ForeignKeyConstraint(["contact_id"], ["contact.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_message_click_message", "message_click", ["message_id", "contact_id"])
+    op.create_table(
+        "split_assignment",
+        sa.Column("id", BIGINT, autoincrement=True, nullable=False),
+        sa.Column("journey_id", sa.Integer(), nullable=False),
+        sa.Column("step", sa.String(100), nullable=False),
+        sa.Column("arm", sa.Integer(), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("enrollment_id", BIGINT, nullable=False),
+        sa.Column("assigned_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["journey_id"], ["journey.id"]),
+        sa.ForeignKeyConstraint(["contact_id"], ["contact.id"]),
+        sa.ForeignKeyConstraint(["enrollment_id"], ["enrollment.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("enrollment_id", "step", name="uq_split_assignment"),
+    )
+    op.create_index("ix_split_assignment_arm", "split_assignment", ["journey_id", "step", "arm"])
+    op.create_table(
+        "optimisation_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("journey_id", sa.Integer(), nullable=False),
+        sa.Column("step", sa.String(100), nullable=False),
+        sa.Column("goal", sa.String(64), nullable=False),
+        sa.Column("weights", JSONType, nullable=False),
+        sa.Column("counts", JSONType, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["journey_id"], ["journey.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_optimisation_log_step", "optimisation_log", ["journey_id", "step", "id"])
+
+
+def downgrade() -> None:
+    op.drop_table("optimisation_log")
+    op.drop_table("split_assignment")
+    op.drop_table("message_click")
+    op.drop_index("ix_message_enrollment", table_name="message")
+    op.execute("ALTER TABLE message DROP COLUMN step")  # SQLite 3.35+ and PostgreSQL
+    op.execute("ALTER TABLE message DROP COLUMN enrollment_id")
