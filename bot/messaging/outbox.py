@@ -76,6 +76,7 @@ def message_json(m: Message) -> dict[str, Any]:
         "broadcast_id": m.broadcast_id,
         "enrollment_id": m.enrollment_id,
         "step": m.step,
+        "variant": m.variant,
         "not_before": iso(m.not_before),
         "created_at": iso(m.created_at),
         "sent_at": iso(m.sent_at),
@@ -102,6 +103,7 @@ def new_message_row(req: SendRequest, broadcast_id: int | None = None) -> dict[s
         "broadcast_id": broadcast_id,
         "enrollment_id": None,  # a journey's send: set by bot.automation.execute
         "step": None,
+        "variant": None,  # a broadcast's A/B variant
         "status": "queued",
         "attempts": 0,
         "idempotency_key": req.idempotency_key,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.core.config import Settings
-from bot.core.models import Event, Message, MessageClick
+from bot.core.models import Broadcast, Event, Message, MessageClick
 
 SENT = ("sent", "delivered")
 FAILED = ("failed", "unknown")
@@ -180,13 +180,22 @@ def windows(settings: Settings) -> dict[str, float]:
 def broadcast_report(
     session: Session, settings: Settings, broadcast_id: int, goal: str | None
 ) -> dict[str, Any]:
-    fig = figures(session, settings, Message.__table__.c.broadcast_id == broadcast_id, goal)
-    return {
+    m = Message.__table__.c
+    fig = figures(session, settings, m.broadcast_id == broadcast_id, goal)
+    out = {
         "broadcast_id": broadcast_id,
         "goal": goal,
         "windows": windows(settings),
         **(fig.get(None) or empty(goal)),
     }
+    b = session.get(Broadcast, broadcast_id)
+    if b is not None and b.variants:
+        per = figures(session, settings, m.broadcast_id == broadcast_id, goal, by=m.variant)
+        out["variants"] = [
+            {"name": v["name"], "percent": v["percent"], **(per.get(i) or empty(goal))}
+            for i, v in enumerate(b.variants)
+        ]
+    return out
 
 
 def message_report(

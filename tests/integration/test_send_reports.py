@@ -20,7 +20,7 @@ from bot.core.models import (
     MessageClick,
     utcnow,
 )
-from bot.messaging import delivery, links
+from bot.messaging import broadcasts, delivery, links
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 
@@ -298,3 +298,63 @@ def test_journey_step_stats_gain_the_send_columns(client, auth, clean):
     assert body["steps"]["hello"]["entered"] == 1  # the path counters are still there
     assert body["goal"] == GOAL
     assert client.get(f"/api/journeys/{jid}/stats?goal=x", headers=auth).status_code == 422
+
+
+def test_broadcast_variants_split_contacts_and_report_per_variant(client, auth, clean):
+    with db.session_scope(clean.database_url) as s:
+        cids = _contacts(s, 40)
+    body = {
+        "name": "A/B 文案",
+        "kind": "text",
+        "payload": {"content": "默认"},
+        "contact_ids": cids,
+        "variants": [
+            {"name": "短", "payload": {"content": "短 https://example.com/s"}, "percent": 30},
+            {"name": "长", "payload": {"content": "长文案 https://example.com/l"}, "percent": 70},
+        ],
+    }
+    resp = client.post("/api/broadcasts", json=body, headers=auth)
+    assert resp.status_code == 202, resp.get_json()
+    bid = resp.get_json()["id"]
+    assert broadcasts.fan_out(clean, bid) == 40
+    with db.session_scope(clean.database_url) as s:
+        rows = s.execute(sa.select(Message).where(Message.broadcast_id == bid)).scalars().all()
+        for m in rows:  # every variant's message is out; its first contact clicked
+            m.status, m.sent_at = "sent", T
+        s.flush()
+        got = {m.contact_id: (m.variant, m.payload["content"]) for m in rows}
+        firsts = {}
+        for m in rows:
+            firsts.setdefault(m.variant, m)
+        for m in firsts.values():
+            _click(s, m.id, m.contact_id, T + timedelta(minutes=1))
+    variants = [{"percent": 30}, {"percent": 70}]
+    for cid, (variant, content) in got.items():
+        assert variant == broadcasts.variant_of(bid, cid, variants)
+        assert content.startswith("短" if variant == 0 else "长文案")
+    short = sum(1 for v, _ in got.values() if v == 0)
+    assert 0 < short < 40
+
+    report = client.get(f"/api/broadcasts/{bid}/report", headers=auth).get_json()
+    assert (report["sent"], report["reach"], report["clicks"]) == (40, 2, 2)
+    a, b = report["variants"]
+    assert (a["name"], a["percent"], a["sent"], a["reach"]) == ("短", 30, short, 1)
+    assert (b["name"], b["sent"], b["reach"]) == ("长", 40 - short, 1)
+
+
+def test_broadcast_variants_are_validated(client, auth, clean):
+    with db.session_scope(clean.database_url) as s:
+        cids = _contacts(s, 1)
+
+    def post(variants) -> dict:
+        body = {"name": "x", "kind": "text", "payload": {"content": "x"}, "contact_ids": cids}
+        resp = client.post("/api/broadcasts", json={**body, "variants": variants}, headers=auth)
+        assert resp.status_code == 422, resp.get_json()
+        return resp.get_json()["fields"]
+
+    one = {"name": "a", "payload": {"content": "a"}, "percent": 50}
+    assert "variants" in post([one, {**one, "name": "b", "percent": 40}])
+    assert "variants" in post([one, {**one, "percent": 50}])  # the same name twice
+    bad = post([one, {"name": "b", "payload": {"text": "?"}, "percent": 50}])
+    assert any(k.startswith("variants[1].payload") for k in bad), bad
+    assert "variants" in post([one])  # a set has two or more

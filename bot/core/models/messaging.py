@@ -43,6 +43,9 @@ class Broadcast(SQLModel, table=True):
     outside_window: str = Field(default="fail", max_length=16)
     # {"subscribed": true} (everyone following when it fans out) or {"contact_ids": [...]}
     audience: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    # An A/B set: [{"name", "payload", "percent"}]; each contact gets one, fixed by a hash of
+    # the broadcast and the contact (None: everyone gets ``payload``).
+    variants: list | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
     total: int = Field(default=0)
     status: str = Field(default="fanning_out", max_length=16)  # fanning_out | queued | failed
     reason: str | None = Field(default=None, max_length=500)  # why the fan-out failed
@@ -78,6 +81,7 @@ class Message(SQLModel, table=True):
     # A journey's send: its enrollment and step (the per-step report groups by them).
     enrollment_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
     step: str | None = Field(default=None, max_length=100)
+    variant: int | None = Field(default=None)  # a broadcast variant's place in its set
     # queued | scheduled | sending | sent | held | failed | skipped | unknown
     status: str = Field(default="queued", max_length=16)
     sent_kind: str | None = Field(

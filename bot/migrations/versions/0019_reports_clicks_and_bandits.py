@@ -1,5 +1,5 @@
-"""What each send did: a journey send's enrollment and step on its message row, tracked-link
-clicks, bandit split assignments and the optimisation log
+"""What each send did: a journey send's enrollment and step (a broadcast's variant) on its
+message row, tracked-link clicks, bandit split assignments and the optimisation log
 
 Revision ID: 0019
 Revises: 0018
@@ -23,6 +23,8 @@ def upgrade() -> None:
     # ALTER TABLE on both dialects (nullable columns: no rewrite of the table)
     op.add_column("message", sa.Column("enrollment_id", BIGINT, nullable=True))
     op.add_column("message", sa.Column("step", sa.String(100), nullable=True))
+    op.add_column("message", sa.Column("variant", sa.Integer(), nullable=True))
+    op.add_column("broadcast", sa.Column("variants", JSONType, nullable=True))
     op.create_index("ix_message_enrollment", "message", ["enrollment_id", "step"])
     op.create_table(
         "message_click",
@@ -73,5 +75,7 @@ def downgrade() -> None:
     op.drop_table("split_assignment")
     op.drop_table("message_click")
     op.drop_index("ix_message_enrollment", table_name="message")
+    op.execute("ALTER TABLE broadcast DROP COLUMN variants")
+    op.execute("ALTER TABLE message DROP COLUMN variant")
     op.execute("ALTER TABLE message DROP COLUMN step")  # SQLite 3.35+ and PostgreSQL
     op.execute("ALTER TABLE message DROP COLUMN enrollment_id")
