@@ -204,7 +204,9 @@ def _notify_rep(tx: Tx, row: Enrollment, cmd: c.NotifyRep, idx: int, event_id: i
             "idempotency_key": key(row, cmd, idx),
         }
     )
-    ids = messaging.insert_messages(session, [messaging.new_message_row(req)])
+    new = messaging.new_message_row(req)
+    new.update(enrollment_id=row.id, step=cmd.step)
+    ids = messaging.insert_messages(session, [new])
     tx.deliver(ids)
     record(tx, row, cmd, idx, "journey.notify_rep")
 

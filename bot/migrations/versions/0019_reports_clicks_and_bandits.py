@@ -6,6 +6,7 @@ Revises: 0018
 Create Date: 2026-12-02
 """
 
+import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ def upgrade() -> None:
     op.add_column("message", sa.Column("variant", sa.Integer(), nullable=True))
     op.add_column("broadcast", sa.Column("variants", JSONType, nullable=True))
     op.create_index("ix_message_enrollment", "message", ["enrollment_id", "step"])
+    _backfill_journey_sends()
     op.create_table(
         "message_click",
         sa.Column("id", BIGINT, autoincrement=True, nullable=False),
@@ -68,6 +70,41 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_optimisation_log_step", "optimisation_log", ["journey_id", "step", "id"])
+
+
+KEY = re.compile(r"^j(\d+):([^:]+):(\d+):(\d+)$")  # bot.automation.execute.key
+
+
+def _backfill_journey_sends() -> None:
+    """The journey sends stored before this revision: enrollment and step from their keys."""
+    conn = op.get_bind()
+    m = sa.table(
+        "message",
+        sa.column("id"),
+        sa.column("idempotency_key"),
+        sa.column("enrollment_id"),
+        sa.column("step"),
+    )
+    last = 0
+    while True:
+        rows = conn.execute(
+            sa.select(m.c.id, m.c.idempotency_key)
+            .where(m.c.id > last, m.c.idempotency_key.like("j%"))
+            .order_by(m.c.id)
+            .limit(5000)
+        ).all()
+        if not rows:
+            return
+        last = rows[-1].id
+        found = [(r.id, KEY.match(r.idempotency_key or "")) for r in rows]
+        updates = [{"i": i, "e": int(k.group(1)), "s": k.group(2)[:100]} for i, k in found if k]
+        if updates:
+            conn.execute(
+                sa.update(m)
+                .where(m.c.id == sa.bindparam("i"))
+                .values(enrollment_id=sa.bindparam("e"), step=sa.bindparam("s")),
+                updates,
+            )
 
 
 def downgrade() -> None:
