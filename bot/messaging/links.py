@@ -105,9 +105,10 @@ def rewrite(
     return payload
 
 
-def click(settings: Settings, code: str) -> str | None:
+def click(settings: Settings, code: str, record: bool = True) -> str | None:
     """Record a click on a tracked link and return where it goes; None (nothing recorded)
-    for a code that does not verify or names no link."""
+    for a code that does not verify or names no link. ``record=False``: only where it goes
+    (a HEAD request: link previews and checkers are not clicks)."""
     found = read_code(settings, code)
     if found is None:
         return None
@@ -118,6 +119,8 @@ def click(settings: Settings, code: str) -> str | None:
         if not 0 <= index < len(links):
             return None
         url = links[index]
+        if not record:
+            return url
         outbox_id = _record(session, m, index, url)
     if outbox_id is not None:
         queue.kick_outbox(settings)

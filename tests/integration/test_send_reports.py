@@ -58,6 +58,8 @@ def test_links_are_tracked_clicks_recorded_and_redirected(sim, sim_settings, sim
     assert body["payload"]["content"] == text
 
     code = urlsplit(first).path.removeprefix("/r/")
+    head = sim_client.head(f"/r/{code}")  # a link preview: answered, not a click
+    assert head.status_code == 302 and clicks(sim_settings) == []
     resp = sim_client.get(f"/r/{code}")
     assert resp.status_code == 302
     assert resp.headers["Location"] == "https://example.com/p?a=1&b=2"
