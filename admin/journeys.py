@@ -183,7 +183,11 @@ def journey_optimisation(journey_id: int) -> ResponseReturnValue:
     """Every change of the journey's bandit split weights, newest first."""
     j = _journey_or_404(journey_id)
     limit = int_arg("limit", 200, 1, 1000)
-    return jsonify(journey_id=j.id, changes=bandits.optimisation_log(g.session, j.id, limit))
+    return jsonify(
+        journey_id=j.id,
+        weights=bandits.current_weights(g.session, j.id),
+        changes=bandits.optimisation_log(g.session, j.id, limit),
+    )
 
 
 @bp.get("/contacts/<id:contact_id>/journeys")

@@ -29,6 +29,7 @@ CLICKED = "msg.clicked"
 # punctuation right after a link is common).
 URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%\[\]]+")
 _TRAILING = ".,;:!?)'"  # punctuation that ends a sentence, not the URL
+MAX_TEXT = 2048  # bot.messaging.payloads.Text
 
 
 def _signer(settings: Settings) -> Signer:
@@ -99,7 +100,9 @@ def rewrite(
             url = m.group(0).rstrip(_TRAILING)
             out.append(text[pos : m.start()] + tracked(offset + index, url))
             pos = m.start() + len(url)
-        return {**payload, "content": "".join(out) + text[pos:]} if out else payload
+        content = "".join(out) + text[pos:]
+        # longer than a text may be: sent as written (untracked) rather than refused
+        return {**payload, "content": content} if out and len(content) <= MAX_TEXT else payload
     if kind in ("news", "link", "template") and payload.get("url"):
         return {**payload, "url": tracked(offset, str(payload["url"]))}
     return payload

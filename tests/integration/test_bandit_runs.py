@@ -105,6 +105,7 @@ def test_bandit_split_learns_and_logs(sim, sim_settings, sim_client, auth, env_t
     resp = sim_client.get(f"/api/journeys/{jid}/optimisation", headers=auth)
     assert resp.status_code == 200
     assert resp.get_json()["changes"] == [change]
+    assert resp.get_json()["weights"] == {"ab": weights}
     assert sim_client.get("/api/journeys/99999/optimisation", headers=auth).status_code == 404
 
     # the next contacts are split by the new weights

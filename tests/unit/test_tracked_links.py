@@ -52,3 +52,10 @@ def test_other_kinds_and_offsets():
     # a link that is already one of ours is not wrapped twice
     ours = {"content": f"见 {BASE}abc"}
     assert links.rewrite(S, 5, "text", ours)["content"] == ours["content"]
+
+
+def test_a_text_that_would_grow_too_long_goes_untracked():
+    text = "链接 https://e.com/a " * 100  # 100 links: tracked, far beyond 2,048 characters
+    assert links.rewrite(S, 1, "text", {"content": text[:2000]})["content"] == text[:2000]
+    short = {"content": "链接 https://e.com/a"}
+    assert links.rewrite(S, 1, "text", short)["content"].startswith("链接 " + BASE)
