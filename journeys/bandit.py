@@ -8,10 +8,12 @@
   journey, the step and the contact (``draw``), the same every time; the arm is where it
   falls in the current weights. So a contact gets the same arm as long as the weights stay,
   and when the weights change, contacts near an edge move.
-- **Same arm** means: the arm given on a contact's *first pass* is kept. The engine keeps it
-  for the rest of the enrollment (``kept_arm`` reads the path), and the runner stores it
-  (``assignments``) so conversions are counted for the arm the contact really got. A later
-  enrollment of the same contact draws again with the weights then in force.
+- **Same arm** means: the arm given on a contact's *first pass* is kept, whatever the weights
+  do later. The engine keeps it for the rest of the enrollment (``kept_arm`` reads the path);
+  the runner stores it (``assignments``), counts conversions for the arm the contact really
+  got, and gives a later enrollment of the contact weights with all the weight on that arm
+  (bot.automation.bandits.pinned). Contacts not yet assigned are drawn against the weights in
+  force when they first reach the split.
 """
 
 from __future__ import annotations

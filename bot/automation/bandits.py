@@ -41,6 +41,31 @@ def current_weights(session: Session, journey_id: int) -> dict[str, list[float]]
     return {step: list(weights) for step, weights in rows}
 
 
+def contact_arms(session: Session, journey_id: int, contact_id: int) -> dict[str, int]:
+    """The arm the contact got at each bandit split of the journey on their first pass ever
+    (an earlier enrollment's included)."""
+    t = SplitAssignment.__table__.c
+    first = (
+        sa.select(sa.func.min(t.id))
+        .where(t.journey_id == journey_id, t.contact_id == contact_id)
+        .group_by(t.step)
+    ).scalar_subquery()
+    return dict(session.execute(sa.select(t.step, t.arm).where(t.id.in_(first))).all())
+
+
+def pinned(
+    d: journeys.Definition, weights: dict[str, list[float]], arms: dict[str, int]
+) -> dict[str, list[float]]:
+    """The weights with the contact's stored arms pinned (all the weight on their arm), so a
+    contact who comes back gets the arm they got the first time."""
+    out = dict(weights)
+    for s in bandit.bandit_steps(d):
+        n = len(s.split or [])
+        if s.id in arms and 0 <= arms[s.id] < n:
+            out[s.id] = [1.0 if i == arms[s.id] else 0.0 for i in range(n)]
+    return out
+
+
 def record(
     session: Session,
     journey_id: int,

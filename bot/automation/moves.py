@@ -42,7 +42,7 @@ def transition(
         log.exception("enrollment %s: journey %s v%s", row.id, row.journey_id, row.version)
         return None
     state = state_from_json(row.state)
-    weights = tx.split_weights(row.journey_id, d)
+    weights = tx.split_weights(row.journey_id, d, row.contact_id)
     new, cmds = journeys.advance(d, state, event, tx.now, contact, weights)
     if new == state and not cmds:
         tx.session.add(row)

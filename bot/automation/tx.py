@@ -51,14 +51,20 @@ class Tx:
             self._journeys = definitions.published(self.session)
         return self._journeys
 
-    def split_weights(self, journey_id: int, d: Any) -> dict[str, list[float]] | None:
+    def split_weights(
+        self, journey_id: int, d: Any, contact_id: int | None = None
+    ) -> dict[str, list[float]] | None:
         """The arm weights of the journey's bandit splits, read once per transaction (None
-        when it has none)."""
+        when it has none); with ``contact_id``, the arms the contact got before pinned."""
         if not bandit.bandit_steps(d):
             return None
         if journey_id not in self._weights:
             self._weights[journey_id] = bandits.current_weights(self.session, journey_id)
-        return self._weights[journey_id]
+        weights = self._weights[journey_id]
+        if contact_id is None:
+            return weights
+        arms = bandits.contact_arms(self.session, journey_id, contact_id)
+        return bandits.pinned(d, weights, arms) if arms else weights
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""

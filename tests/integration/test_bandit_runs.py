@@ -18,7 +18,14 @@ JOURNEY = {
     "id": "bandit-welcome",
     "name": "欢迎 A/B",
     "steps": [
-        {"id": "t", "type": "trigger", "on": "event", "event": "oa.subscribe", "next": "ab"},
+        {
+            "id": "t",
+            "type": "trigger",
+            "on": "event",
+            "event": "oa.subscribe",
+            "entry": {"mode": "once_at_a_time"},
+            "next": "ab",
+        },
         {
             "id": "ab",
             "type": "condition",
@@ -138,3 +145,22 @@ def test_bandit_split_learns_and_logs(sim, sim_settings, sim_client, auth, env_t
     assert bandits.sweep(sim_settings) == 0  # within the interval: not yet
     log = sim_client.get(f"/api/journeys/{jid}/optimisation", headers=auth).get_json()["changes"]
     assert len(log) == 2 and log[0]["counts"][0]["converted"] == 1  # newest first
+
+    # a contact who comes back gets the arm of their first pass, whatever the weights now
+    weights = sim_client.get(f"/api/journeys/{jid}/optimisation", headers=auth).get_json()[
+        "weights"
+    ]["ab"]
+    first = {cid: arm for cid, arm in assignments(sim_settings).items() if cid in cids}
+    would_move = [
+        cid for cid in cids if bandit.arm_for(bandit.draw(d.id, "ab", cid), weights) != first[cid]
+    ]
+    assert would_move, (weights, first)  # some would get the other arm if drawn afresh
+    for o in openids:
+        assert sim.unfollow(o).status == 200
+        assert sim.follow(o).status == 200
+    run_worker(sim_settings)
+    with db.session_scope(sim_settings.database_url) as s:
+        t = SplitAssignment.__table__.c
+        rows = s.execute(sa.select(t.contact_id, t.arm).where(t.contact_id.in_(cids))).all()
+    assert len(rows) == 2 * len(cids)  # a second enrollment each, its arm stored
+    assert all(arm == first[cid] for cid, arm in rows)

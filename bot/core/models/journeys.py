@@ -125,13 +125,14 @@ class WebhookDelivery(SQLModel, table=True):
 
 class SplitAssignment(SQLModel, table=True):
     """The arm a contact was given at a bandit split, stored on their first pass (the engine
-    keeps it for the rest of that enrollment from the path); conversions are counted per arm
-    from these rows."""
+    keeps it for the rest of that enrollment from the path; a later enrollment of the contact
+    gets it pinned by the runner); conversions are counted per arm from these rows."""
 
     __tablename__ = "split_assignment"
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", name="uq_split_assignment"),
         sa.Index("ix_split_assignment_arm", "journey_id", "step", "arm"),
+        sa.Index("ix_split_assignment_contact", "contact_id", "journey_id"),
     )
 
     id: int | None = Field(

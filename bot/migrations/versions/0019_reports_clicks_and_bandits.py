@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("enrollment_id", "step", name="uq_split_assignment"),
     )
     op.create_index("ix_split_assignment_arm", "split_assignment", ["journey_id", "step", "arm"])
+    op.create_index("ix_split_assignment_contact", "split_assignment", ["contact_id", "journey_id"])
     op.create_table(
         "optimisation_log",
         sa.Column("id", sa.Integer(), nullable=False),
