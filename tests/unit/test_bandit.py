@@ -172,3 +172,14 @@ def test_simulation_finds_the_twice_better_arm_within_1000_contacts():
     assert since is not None and since <= FOUND_WITHIN, (since, weights, counts)
     assert weights[1] >= 0.8 and weights[0] >= 0.05  # A keeps its exploration share
     assert counts[1][0] > 0.75 * CONTACTS  # most contacts went the better way
+
+
+def test_a_pinned_arm_wins_over_any_draw():
+    from bot.automation.bandits import pinned
+
+    weights = pinned(D, {"ab": [0.9, 0.1]}, {"ab": 1})
+    assert weights == {"ab": [0.0, 1.0]}
+    assert pinned(D, {}, {"ab": 5}) == {}  # an arm the split no longer has: not pinned
+    for i in range(200):
+        state, _ = journeys.advance(D, State(), SUBSCRIBE, NOW, Contact(id=i), weights)
+        assert arm_of(state) == 1
