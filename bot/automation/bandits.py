@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ import journeys
 from bot.automation import definitions
 from bot.core import queue
 from bot.core.config import Settings
-from bot.core.db import dialect_insert, session_scope
+from bot.core.db import dialect_insert, plus_seconds, session_scope
 from bot.core.models import Event, OptimisationLog, SplitAssignment, utcnow
 from journeys import bandit
 
@@ -99,25 +99,18 @@ def record(
     )
 
 
-def _plus(dialect: str, column: Any, seconds: float) -> Any:
-    if dialect == "sqlite":
-        return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"+{seconds:.3f} seconds")
-    return column + sa.literal(timedelta(seconds=seconds), sa.Interval())
-
-
 def arm_counts(
     session: Session, settings: Settings, journey_id: int, step: journeys.model.Condition
 ) -> list[tuple[int, int]]:
     """(assigned, converted) per arm of the split, in its order."""
     a, e = SplitAssignment.__table__.c, Event.__table__.c
-    dialect = session.get_bind().dialect.name
     converted = (
         sa.select(1)
         .where(
             e.contact_id == a.contact_id,
             e.type == step.goal_event,
             e.occurred_at >= a.assigned_at,
-            e.occurred_at <= _plus(dialect, a.assigned_at, settings.conversion_window),
+            e.occurred_at <= plus_seconds(session, a.assigned_at, settings.conversion_window),
         )
         .exists()
     )

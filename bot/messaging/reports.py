@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.core.config import Settings
+from bot.core.db import plus_seconds
 from bot.core.models import Broadcast, Event, Message, MessageClick
 
 SENT = ("sent", "delivered")
@@ -48,14 +49,6 @@ def valid_goal(goal: str | None) -> bool:
     return goal is None or (len(goal) <= 64 and GOAL.match(goal) is not None)
 
 
-def _plus(dialect: str, column: Any, seconds: float) -> Any:
-    """``column + seconds`` in SQL (SQLite keeps datetimes as ``YYYY-MM-DD HH:MM:SS.ffffff``
-    text: the bound is formatted the same way, to the millisecond)."""
-    if dialect == "sqlite":
-        return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"+{seconds:.3f} seconds")
-    return column + sa.literal(timedelta(seconds=seconds), sa.Interval())
-
-
 def _delivered(m: Any) -> Any:
     """The platform said it arrived: the ``delivered`` status, or a ``delivered_at`` if the
     row has one (the stream matching mass/template job reports may mark either)."""
@@ -64,7 +57,7 @@ def _delivered(m: Any) -> Any:
     return sa.or_(marked, at.is_not(None)) if at is not None else marked
 
 
-def _columns(dialect: str, settings: Settings, goal: str | None) -> list[Any]:
+def _columns(session: Session, settings: Settings, goal: str | None) -> list[Any]:
     m, k = Message.__table__.c, MessageClick.__table__.c
     e = Event.__table__.alias("e")
 
@@ -72,7 +65,7 @@ def _columns(dialect: str, settings: Settings, goal: str | None) -> list[Any]:
         return sa.and_(
             e.c.contact_id == m.contact_id,
             e.c.occurred_at >= m.sent_at,
-            e.c.occurred_at <= _plus(dialect, m.sent_at, seconds),
+            e.c.occurred_at <= plus_seconds(session, m.sent_at, seconds),
         )
 
     stop = sa.and_(
@@ -84,7 +77,7 @@ def _columns(dialect: str, settings: Settings, goal: str | None) -> list[Any]:
         .where(
             k.message_id == m.id,
             k.clicked_at >= m.sent_at,
-            k.clicked_at <= _plus(dialect, m.sent_at, settings.reach_window),
+            k.clicked_at <= plus_seconds(session, m.sent_at, settings.reach_window),
         )
         .exists()
     )
@@ -142,14 +135,13 @@ def figures(
 ) -> dict[Any, dict[str, Any]]:
     """The figures of the message rows matching ``where``, grouped by the column ``by``
     (None: one group, keyed None)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         # Index probes per row: the planner's cost invites JIT, whose compile time (seconds)
         # is all of the query's time (bench/send_reports.py). This transaction only.
         session.execute(sa.text("SET LOCAL jit = off"))
     m, k = Message.__table__.c, MessageClick.__table__.c
     key = (by if by is not None else sa.literal(None)).label("key")
-    groups = sa.select(key, *_columns(dialect, settings, goal)).where(where)
+    groups = sa.select(key, *_columns(session, settings, goal)).where(where)
     if by is not None:
         groups = groups.group_by(by)
     out: dict[Any, dict[str, Any]] = {}
