@@ -14,6 +14,7 @@ from sqlmodel import Session
 from bot.core import input_guard, redact
 from bot.core.config import Settings
 from bot.core.db import get_engine
+from bot.messaging import reports as send_reports
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -148,6 +149,14 @@ def text_arg(name: str, most: int) -> str | None:
     if not value or len(value) > most or not value.isprintable():
         raise Invalid("invalid query string", {name: f"1 to {most} printable characters"})
     return value
+
+
+def goal_arg() -> str | None:
+    """``?goal=``: the event type a report counts as a conversion (e.g. h5.form_submitted)."""
+    goal = text_arg("goal", 64)
+    if not send_reports.valid_goal(goal):
+        raise Invalid("invalid query string", {"goal": "an event type such as h5.form_submitted"})
+    return goal
 
 
 def settings() -> Settings:

@@ -13,9 +13,9 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 import journeys
-from admin.common import api_blueprint, end_reads, error, int_arg
+from admin.common import api_blueprint, end_reads, error, goal_arg, int_arg, settings
 from admin.openapi import described
-from bot.automation import lifecycle, reports
+from bot.automation import bandits, lifecycle, reports
 from bot.core import input_guard
 from bot.core.models import Journey
 from journeys import library
@@ -185,9 +185,25 @@ def journey_stats(journey_id: int) -> ResponseReturnValue:
     version = int_arg("version", j.version, 1, input_guard.MAX_ID)
     if version not in versions:
         return error(404, f"no version {version}; there are {versions}")
-    counted = reports.step_stats(g.session, j.id, version)
+    goal = goal_arg()
+    counted = reports.step_stats(g.session, j.id, version, settings(), goal)
     end_reads()
     return jsonify(journey_id=j.id, version=version, versions=versions, **counted)
+
+
+@bp.get("/journeys/<id:journey_id>/optimisation")
+@described(
+    "journeys", "A journey's bandit splits: the weights in force and every change", errors=(404,)
+)
+def journey_optimisation(journey_id: int) -> ResponseReturnValue:
+    """Every change of the journey's bandit split weights, newest first."""
+    j = _journey_or_404(journey_id)
+    limit = int_arg("limit", 200, 1, 1000)
+    return jsonify(
+        journey_id=j.id,
+        weights=bandits.current_weights(g.session, j.id),
+        changes=bandits.optimisation_log(g.session, j.id, limit),
+    )
 
 
 @bp.get("/contacts/<id:contact_id>/journeys")

@@ -5,10 +5,20 @@ from __future__ import annotations
 from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from admin.common import Invalid, api_blueprint, end_reads, error, id_arg, int_arg, validated
+from admin.common import (
+    Invalid,
+    api_blueprint,
+    end_reads,
+    error,
+    goal_arg,
+    id_arg,
+    int_arg,
+    settings,
+    validated,
+)
 from admin.openapi import described
 from bot.contacts import timeline as store
-from bot.messaging import broadcasts
+from bot.messaging import broadcasts, reports
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 
@@ -74,3 +84,25 @@ def get_broadcast(broadcast_id: int) -> ResponseReturnValue:
     if body is None:
         return error(404, f"no broadcast {broadcast_id}")
     return jsonify(body)
+
+
+@bp.get("/messages/<id:message_id>/report")
+@described(
+    "messages",
+    "What one message did: delivered, reach, negative feedback, conversions (?goal=)",
+    errors=(404,),
+)
+def message_report(message_id: int) -> ResponseReturnValue:
+    goal = goal_arg()
+    if messaging.get(g.session, message_id) is None:
+        return error(404, f"no message {message_id}")
+    return jsonify(reports.message_report(g.session, settings(), message_id, goal))
+
+
+@bp.get("/broadcasts/<id:broadcast_id>/report")
+@described("messages", "What a broadcast did, in all and per variant (?goal=)", errors=(404,))
+def broadcast_report(broadcast_id: int) -> ResponseReturnValue:
+    goal = goal_arg()
+    if broadcasts.progress(g.session, broadcast_id) is None:
+        return error(404, f"no broadcast {broadcast_id}")
+    return jsonify(reports.broadcast_report(g.session, settings(), broadcast_id, goal))

@@ -40,6 +40,7 @@ def _register_blueprints(app: Flask) -> None:
     from admin.tags import bp as tags_bp
     from admin.webhooks import bp as webhooks_bp
     from bot.health import bp as health_bp
+    from h5.links import bp as tracked_links_bp
     from h5.pages import bp as h5_bp
     from h5.rewards import bp as h5_rewards_bp
     from handlers.oa import bp as oa_bp
@@ -68,6 +69,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(sidebar_bp)
     app.register_blueprint(sidebar_api_bp)
     app.register_blueprint(campaigns_bp)
+    app.register_blueprint(tracked_links_bp)
     app.register_blueprint(h5_bp)
     app.register_blueprint(h5_rewards_bp)
 

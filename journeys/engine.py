@@ -22,18 +22,19 @@ trigger is checked against the contact (``event`` may be None).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from journeys import bandit, timing, words
 from journeys import commands as c
-from journeys import timing, words
 from journeys.answers import reply_of, understand
 from journeys.model import Action, Ask, Condition, Definition, Goal, Trigger, Wait
 from journeys.predicates import event_matches, holds, number, type_matches
 from journeys.render import render, render_text
 
+Weights = Mapping[str, Sequence[float]]  # bandit split step id -> weight per arm
 ACTIVE, WAITING, ASKING = "active", "waiting", "asking"
 DONE, EXITED, CONVERTED = "done", "exited", "converted"
 FINAL = frozenset({DONE, EXITED, CONVERTED})
@@ -170,9 +171,16 @@ class _Run:
     """One call of advance: the working state and the commands so far."""
 
     def __init__(
-        self, d: Definition, state: State, event: Event | None, now: datetime, contact: Contact
+        self,
+        d: Definition,
+        state: State,
+        event: Event | None,
+        now: datetime,
+        contact: Contact,
+        weights: Weights | None = None,
     ):
         self.d, self.state, self.event, self.now = d, state, event, now
+        self.weights = weights or {}
         self.contact = contact  # replaced by an updated copy as actions run
         self.answers = dict(state.answers)
         self.history = list(state.history)
@@ -322,12 +330,26 @@ class _Run:
                     return b.next
             return step.default
         assert step.split is not None
+        if step.mode == "bandit":
+            return step.split[self.bandit_arm(step)].next
         bucket, edge = split_bucket(self.d.id, self.contact.id), 0.0
         for arm in step.split:
             edge += arm.percent
             if bucket < edge:
                 return arm.next
         return step.split[-1].next
+
+    def bandit_arm(self, step: Condition) -> int:
+        """The arm of an earlier pass, else where the contact's draw falls in the weights
+        given (the split's percentages when none are, or they do not fit its arms)."""
+        assert step.split is not None
+        kept = bandit.kept_arm(step, self.history)
+        if kept is not None:
+            return kept
+        weights = self.weights.get(step.id)
+        if not weights or len(weights) != len(step.split) or sum(weights) <= 0:
+            weights = [arm.percent for arm in step.split]
+        return bandit.arm_for(bandit.draw(self.d.id, step.id, self.contact.id), weights)
 
     def act(self, step: Action) -> None:
         k, do, sid = self.contact, step.do, step.id
@@ -434,13 +456,15 @@ def advance(
     event: Event | None,
     now: datetime,
     contact: Contact,
+    weights: Weights | None = None,
 ) -> tuple[State, list[c.Command]]:
     """The next state and the commands to execute. Never raises for a well-formed definition
-    (validate() first); an event that concerns no step leaves the state as it was."""
+    (validate() first); an event that concerns no step leaves the state as it was.
+    ``weights``: the current arm weights of bandit splits, by step id (journeys/bandit.py)."""
     _aware(now)
     if state.status in FINAL:
         return state, []
-    run = _Run(definition, state, event, now, contact)
+    run = _Run(definition, state, event, now, contact, weights)
     if state.step is None:
         if not triggered_by(definition, event, contact, now):
             return state, []
@@ -460,17 +484,23 @@ def advance(
 
 
 def start(
-    definition: Definition, event: Event | None, now: datetime, contact: Contact
+    definition: Definition,
+    event: Event | None,
+    now: datetime,
+    contact: Contact,
+    weights: Weights | None = None,
 ) -> tuple[State, list[c.Command]]:
     """Enroll: advance from a fresh State (nothing happens if the trigger does not match)."""
-    return advance(definition, State(), event, now, contact)
+    return advance(definition, State(), event, now, contact, weights)
 
 
-def enter(definition: Definition, now: datetime, contact: Contact) -> tuple[State, list[c.Command]]:
+def enter(
+    definition: Definition, now: datetime, contact: Contact, weights: Weights | None = None
+) -> tuple[State, list[c.Command]]:
     """Enroll without a trigger event (another journey's ``enter_journey``): run from the
     trigger's ``next``. The entry rule is still the caller's business."""
     _aware(now)
-    run = _Run(definition, State(), None, now, contact)
+    run = _Run(definition, State(), None, now, contact, weights)
     trigger = definition.trigger
     run.visit(trigger.id)
     return run.go(trigger.next, trigger.id)

@@ -231,9 +231,15 @@ class Arm(_Model):
     name: str = ""
 
 
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+
+
 class Condition(_Step):
     """Yes/no (``if`` with ``yes``/``no``), multi-way (``branches``, first that holds, else
-    ``default``) or an A/B ``split`` by percentage, deterministic per contact."""
+    ``default``) or an A/B ``split`` by percentage, deterministic per contact. A split with
+    ``mode: bandit`` learns: its percentages are the starting weights, then the weights the
+    runner passes in (Thompson sampling over conversions to ``goal_event``, at least
+    ``min_share`` per arm; journeys/bandit.py)."""
 
     type: Literal["condition"]
     if_: Pred | None = Field(default=None, alias="if")
@@ -242,6 +248,16 @@ class Condition(_Step):
     branches: list[Branch] | None = Field(default=None, min_length=1)
     default: str | None = None
     split: list[Arm] | None = Field(default=None, min_length=2)
+    mode: Literal["percent", "bandit"] = "percent"
+    goal_event: str | None = Field(default=None, max_length=64)  # bandit: what converts
+    min_share: float = Field(default=0.05, gt=0, lt=0.5)  # bandit: each arm's least share
+
+    @field_validator("goal_event")
+    @classmethod
+    def _event_type(cls, value: str | None) -> str | None:
+        if value is not None and not EVENT_TYPE.match(value):
+            raise ValueError(f"{value!r} is not an event type such as h5.form_submitted")
+        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> Condition:

@@ -383,8 +383,31 @@ def _step_problems(d: Definition, known: Known) -> Iterator[Problem]:
             total = sum(arm.percent for arm in s.split)
             if abs(total - 100) > 1e-9:
                 yield Problem(s.id, "split", f"the percentages add up to {total:g}, not 100")
+        if isinstance(s, Condition):
+            yield from _bandit_problems(s)
         if isinstance(s, Action):
             yield from _action_problems(s, d, known)
+
+
+def _bandit_problems(s: Condition) -> Iterator[Problem]:
+    """A bandit split learns from its arms' next steps (the path says which arm a contact
+    took), so each arm leads somewhere else."""
+    if s.mode != "bandit":
+        if s.goal_event is not None:
+            yield Problem(s.id, "goal_event", "only a split with mode: bandit has a goal event")
+        return
+    if s.split is None:
+        yield Problem(s.id, "mode", "mode: bandit is for a split")
+        return
+    if s.goal_event is None:
+        yield Problem(s.id, "goal_event", "a bandit split needs the event that converts")
+    nexts = [arm.next for arm in s.split if arm.next is not None]
+    if len(set(nexts)) != len(nexts):
+        yield Problem(s.id, "split", "each arm of a bandit split goes to a different step")
+    if s.min_share * len(s.split) >= 1:
+        yield Problem(
+            s.id, "min_share", f"{len(s.split)} arms × {s.min_share:g} leaves nothing to learn"
+        )
 
 
 def _action_problems(s: Action, d: Definition, known: Known) -> Iterator[Problem]:

@@ -59,10 +59,11 @@ def begin(
     if row is None:
         return None  # enrolled on this event already (a re-run)
     tx.enrolled.add((j.id, contact_id))
+    weights = tx.split_weights(j.id, d, contact_id)
     if event is None:
-        new, cmds = journeys.enter(d, tx.now, contact)
+        new, cmds = journeys.enter(d, tx.now, contact, weights)
     else:
-        new, cmds = journeys.start(d, event, tx.now, contact)
+        new, cmds = journeys.start(d, event, tx.now, contact, weights)
     return (row, journeys.State(), new, cmds, event_id)
 
 

@@ -29,6 +29,7 @@ from bot.contacts import record as events
 from bot.core import queue, redact
 from bot.core.config import Settings
 from bot.core.models import Contact, Enrollment, Message
+from bot.messaging import links
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 from bot.sales import handoff
@@ -120,6 +121,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
         _failed(tx, row, cmd, idx, "journey.send_invalid", error=redact.text(str(exc))[:500])
         return
     new = messaging.new_message_row(req)
+    new.update(enrollment_id=row.id, step=cmd.step)
     passive = tx.passive is not None and not tx.passive and cmd.reply and cmd.kind in REPLY_KINDS
     if not passive:
         tx.sends.append((new, conversational))  # inserted with the others (insert_buffered)
@@ -129,7 +131,7 @@ def _send(tx: Tx, row: Enrollment, cmd: c.Send, idx: int, event_id: int | None) 
     ids = messaging.insert_messages(session, [new])
     if not ids:
         return
-    tx.passive.append((req.kind, req.payload))
+    tx.passive.append((req.kind, links.rewrite(tx.settings, ids[0], req.kind, req.payload)))
     m = session.get(Message, ids[0])
     outbox_id = messaging.record_message_event(session, m, "msg.sent", {"passive": True})
     if outbox_id is not None:
@@ -202,7 +204,9 @@ def _notify_rep(tx: Tx, row: Enrollment, cmd: c.NotifyRep, idx: int, event_id: i
             "idempotency_key": key(row, cmd, idx),
         }
     )
-    ids = messaging.insert_messages(session, [messaging.new_message_row(req)])
+    new = messaging.new_message_row(req)
+    new.update(enrollment_id=row.id, step=cmd.step)
+    ids = messaging.insert_messages(session, [new])
     tx.deliver(ids)
     record(tx, row, cmd, idx, "journey.notify_rep")
 

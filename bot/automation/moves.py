@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import journeys
-from bot.automation import enroll, execute
+from bot.automation import bandits, enroll, execute
 from bot.automation.definitions import definition_for
 from bot.automation.enroll import Move
 from bot.automation.state import state_from_json, state_to_json, turn
@@ -42,7 +42,8 @@ def transition(
         log.exception("enrollment %s: journey %s v%s", row.id, row.journey_id, row.version)
         return None
     state = state_from_json(row.state)
-    new, cmds = journeys.advance(d, state, event, tx.now, contact)
+    weights = tx.split_weights(row.journey_id, d, row.contact_id)
+    new, cmds = journeys.advance(d, state, event, tx.now, contact, weights)
     if new == state and not cmds:
         tx.session.add(row)
         return None
@@ -92,6 +93,19 @@ def apply(tx: Tx, moves: list[Move]) -> None:
             (started if new.status == "asking" else stopped).add(row.contact_id)
         _store(tx, row, new, cmds)
     session.flush()
+    for row, before, new, _cmds, _event_id in moves:
+        d = definition_for(session, row.journey_id, row.version)
+        if tx.split_weights(row.journey_id, d) is not None:
+            bandits.record(
+                session,
+                row.journey_id,
+                row.id,
+                row.contact_id,
+                d,
+                before.history,
+                new.history,
+                tx.now,
+            )
     enroll.started_asking(session, started)
     enroll.stopped_asking(session, stopped - started)
     planned = [

@@ -3,7 +3,6 @@ contacts are in each, per-step stats of a published version, a contact's enrollm
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,7 +10,9 @@ from sqlalchemy.orm import Session
 
 from bot.automation import definitions as journey_definitions
 from bot.automation import enroll as journey_enroll
+from bot.core.config import Settings
 from bot.core.models import Contact, Enrollment, Journey, JourneyVersion, Message
+from bot.messaging import reports as send_reports
 from journeys import library, stats
 
 
@@ -90,31 +91,29 @@ def list_journeys(session: Session) -> dict[str, Any]:
     }
 
 
-_KEY = re.compile(r"^j(\d+):(.+):(\d+):(\d+)$")
-
-
 def _failed_sends(session: Session, journey_id: int, version: int) -> dict[str, int]:
+    """Messages of each step that could not be delivered (a journey's sends carry their
+    enrollment and step; migration 0019 filled them in for the older rows from their keys)."""
     en, m = Enrollment.__table__.c, Message.__table__.c
-    ids = set(
-        session.execute(
-            sa.select(en.id).where(en.journey_id == journey_id, en.version == version)
-        ).scalars()
+    ids = sa.select(en.id).where(en.journey_id == journey_id, en.version == version)
+    rows = session.execute(
+        sa.select(m.step, sa.func.count())
+        .where(m.enrollment_id.in_(ids), m.status.in_(send_reports.FAILED))
+        .group_by(m.step)
     )
-    failed: dict[str, int] = {}
-    keys = session.execute(
-        sa.select(m.idempotency_key).where(
-            m.idempotency_key.like("j%"), m.status.in_(("failed", "unknown"))
-        )
-    ).scalars()
-    for key in keys:
-        match = _KEY.match(key or "")
-        if match and int(match.group(1)) in ids:
-            failed[match.group(2)] = failed.get(match.group(2), 0) + 1
-    return failed
+    return {step: n for step, n in rows if step is not None}
 
 
-def step_stats(session: Session, journey_id: int, version: int) -> dict[str, Any]:
-    """How many contacts reached, are at and left each step of a published version."""
+def step_stats(
+    session: Session,
+    journey_id: int,
+    version: int,
+    settings: Settings | None = None,
+    goal: str | None = None,
+) -> dict[str, Any]:
+    """How many contacts reached, are at and left each step of a published version; with
+    ``settings``, each step that sends also has ``sends``: what its messages did
+    (bot.messaging.reports, conversions to ``goal``)."""
     d = journey_definitions.definition_for(session, journey_id, version)
     en = Enrollment.__table__.c
     rows = session.execute(
@@ -126,7 +125,14 @@ def step_stats(session: Session, journey_id: int, version: int) -> dict[str, Any
         stats.Path(r.status, r.step, tuple((r.state or {}).get("history") or ()), r.reason)
         for r in rows
     )
-    return stats.count(d, paths, _failed_sends(session, journey_id, version))
+    counted = stats.count(d, paths, _failed_sends(session, journey_id, version))
+    if settings is not None:
+        ids = sa.select(en.id).where(en.journey_id == journey_id, en.version == version)
+        for sid, fig in send_reports.step_figures(session, settings, ids, goal).items():
+            counted["steps"].setdefault(sid, {})["sends"] = fig
+        counted["windows"] = send_reports.windows(settings)
+        counted["goal"] = goal
+    return counted
 
 
 def contact_enrollments(session: Session, contact_id: int) -> list[dict[str, Any]] | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.automation import definitions
+from bot.automation import bandits, definitions
 from bot.automation.wake_jobs import enqueue_wakes
 from bot.contacts import record as events
 from bot.core import queue
@@ -20,6 +20,7 @@ from bot.core.config import Settings
 from bot.core.context import BATCH_MEMO
 from bot.messaging import delivery
 from bot.messaging import outbox as messaging
+from journeys import bandit
 
 DELIVERY_BATCH = 25  # journey sends per delivery job (answers to a contact go one by one)
 After = list[Callable[[], object]]
@@ -43,6 +44,7 @@ class Tx:
     inline: bool = False
     timeline: list[events.TimelineItem] = field(default_factory=list)  # done, exited
     _journeys: list[Any] | None = None
+    _weights: dict[int, dict[str, list[float]]] = field(default_factory=dict)
 
     def published(self) -> list[Any]:
         """The published journeys (id, name, version), read once per transaction."""
@@ -55,6 +57,21 @@ class Tx:
                     batch["journeys"] = definitions.published(self.session)
                 self._journeys = batch["journeys"]
         return self._journeys
+
+    def split_weights(
+        self, journey_id: int, d: Any, contact_id: int | None = None
+    ) -> dict[str, list[float]] | None:
+        """The arm weights of the journey's bandit splits, read once per transaction (None
+        when it has none); with ``contact_id``, the arms the contact got before pinned."""
+        if not bandit.bandit_steps(d):
+            return None
+        if journey_id not in self._weights:
+            self._weights[journey_id] = bandits.current_weights(self.session, journey_id)
+        weights = self._weights[journey_id]
+        if contact_id is None:
+            return weights
+        arms = bandits.contact_arms(self.session, journey_id, contact_id)
+        return bandits.pinned(d, weights, arms) if arms else weights
 
     def wake_at(self, at: datetime) -> None:
         """Schedule a wake for ``at`` after commit (one job per second, for the whole tx)."""

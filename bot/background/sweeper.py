@@ -7,6 +7,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from bot.automation import bandits as journey_bandits
 from bot.automation import segments as journey_segments
 from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import webhooks as journey_webhooks
@@ -35,6 +36,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
         "journey_wakes": journey_wake_jobs.sweep(settings, timedelta(seconds=grace)),
         "journey_segments": journey_segments.sweep(settings)["entered"],
         "journey_webhooks": journey_webhooks.sweep(settings),
+        "journey_bandits": journey_bandits.sweep(settings),
         "score_recompute": score_recompute.sweep(settings),
         **requeue.sweep(settings, redis_emptied=redis_emptied),
     }

@@ -271,6 +271,21 @@ class Settings(BaseModel):
         3600.0,
         "seconds a gated resource's signed download link stays valid",
     )
+    reach_window: Seconds = var(
+        "YUCHI_REACH_WINDOW",
+        72 * 3600.0,
+        "seconds after a send in which a click, a reply or a page view through a tracked link counts as its reach",
+    )
+    conversion_window: Seconds = var(
+        "YUCHI_CONVERSION_WINDOW",
+        7 * 86400.0,
+        "seconds after a send (or a bandit split's assignment) in which a goal event counts as its conversion",
+    )
+    bandit_interval: Seconds = var(
+        "YUCHI_BANDIT_INTERVAL",
+        600.0,
+        "seconds between two recomputes of the bandit splits' arm weights (by the sweeper)",
+    )
     host: str = var("HOST", "127.0.0.1", "the address the web server listens on")
     port: Port = var("PORT", 8000, "the port the web server listens on")
     web_concurrency: Count | None = var(

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,14 @@ def dialect_insert(session: Session, table: sa.Table) -> Any:
     """An INSERT for the session's dialect, so ``on_conflict_do_nothing`` works on both."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def plus_seconds(session: Session, column: Any, seconds: float) -> Any:
+    """``column + seconds`` for a UTC timestamp column, in SQL (SQLite keeps datetimes as
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` text: the sum is formatted the same way, to the ms)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"+{seconds:.3f} seconds")
+    return column + sa.literal(timedelta(seconds=seconds), sa.Interval())
 
 
 def keyset_before(time_col: Any, id_col: Any, time: Any, row_id: int) -> Any:

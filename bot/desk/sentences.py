@@ -86,6 +86,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "msg.sent": ("message", "我们发出一条消息"),
     "msg.held": ("message", "一条消息被暂缓发送{error_suffix}"),
     "msg.failed": ("message", "一条消息发送失败{error_suffix}"),
+    "msg.clicked": ("message", "点开了消息里的链接"),
     "wecom.contact_added": ("follow", "添加了企业微信好友 {userid_name}"),
     "wecom.contact_half_added": ("follow", "免验证添加了企业微信好友 {userid_name}"),
     "wecom.contact_edited": ("follow", "{userid_name} 修改了客户资料"),

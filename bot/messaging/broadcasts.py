@@ -11,7 +11,7 @@ import logging
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
 from bot.core import queue
@@ -21,11 +21,18 @@ from bot.core.input_guard import MAX_ID, Id
 from bot.core.models import Broadcast, Contact, Message, utcnow
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import PAYLOADS, SendRequest, Strict
+from journeys import bandit
 
 log = logging.getLogger(__name__)
 FAN_OUT = "bot.background.jobs.fan_out_broadcast"
 BATCH = 500  # rows written per transaction
 DELIVERY_BATCH = 50  # messages per delivery job
+
+
+class Variant(Strict):
+    name: str = Field(min_length=1, max_length=40)
+    payload: dict[str, Any]
+    percent: float = Field(ge=0, le=100)
 
 
 class BroadcastRequest(Strict):
@@ -36,6 +43,8 @@ class BroadcastRequest(Strict):
     outside_window: Literal["hold", "fallback", "fail"] = "fail"
     audience: Literal["subscribed"] | None = None
     contact_ids: list[Id] | None = Field(default=None, min_length=1, max_length=100_000)
+    # an A/B set: each contact gets one variant's payload instead of ``payload`` (optional)
+    variants: list[Variant] | None = Field(default=None, min_length=2, max_length=5)
 
     @model_validator(mode="after")
     def _consistent(self) -> BroadcastRequest:
@@ -46,6 +55,23 @@ class BroadcastRequest(Strict):
         )
         if (self.audience is None) == (self.contact_ids is None):
             raise ValueError("audience: give either audience='subscribed' or contact_ids")
+        for i, v in enumerate(self.variants or []):
+            try:
+                v.payload = (
+                    PAYLOADS[self.kind]
+                    .model_validate(v.payload)
+                    .model_dump(mode="json", exclude_none=True)
+                )
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"variants[{i}].payload.{where}: {first['msg']}") from None
+        if self.variants is not None:
+            total = sum(v.percent for v in self.variants)
+            if abs(total - 100) > 1e-9:
+                raise ValueError(f"variants: the percentages add up to {total:g}, not 100")
+            if len({v.name for v in self.variants}) != len(self.variants):
+                raise ValueError("variants: each variant has its own name")
         if self.outside_window == "fallback":
             raise ValueError(
                 "outside_window: a broadcast has no per-contact fallback; use hold or fail"
@@ -63,6 +89,7 @@ def create(settings: Settings, req: BroadcastRequest) -> Broadcast:
             marketing=req.marketing,
             outside_window=req.outside_window,
             audience=audience,
+            variants=[v.model_dump(mode="json") for v in req.variants] if req.variants else None,
         )
         session.add(row)
         session.flush()
@@ -145,14 +172,17 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
                 ).scalars()
             )
         kind, marketing, payload, outside = b.kind, b.marketing, b.payload, b.outside_window
+        variants = b.variants or []
     created = 0
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
-        rows = [
-            messaging.new_message_row(
+        rows = []
+        for cid in chunk:
+            variant = variant_of(broadcast_id, cid, variants) if variants else None
+            row = messaging.new_message_row(
                 SendRequest.model_construct(
                     kind=kind,
-                    payload=payload,
+                    payload=variants[variant]["payload"] if variant is not None else payload,
                     contact_id=cid,
                     to_user=None,
                     idempotency_key=f"b{broadcast_id}:c{cid}",
@@ -163,8 +193,8 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
                 ),
                 broadcast_id=broadcast_id,
             )
-            for cid in chunk
-        ]
+            row["variant"] = variant
+            rows.append(row)
         with session_scope(settings.database_url) as session:
             new_ids = messaging.insert_messages(session, rows)
         messaging.enqueue(settings, new_ids, batch=DELIVERY_BATCH)
@@ -176,6 +206,12 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
             .values(total=len(ids), status="queued")
         )
     return created
+
+
+def variant_of(broadcast_id: int, contact_id: int, variants: list[dict[str, Any]]) -> int:
+    """The contact's variant: their fixed draw for this broadcast against the percentages."""
+    u = bandit.draw(f"broadcast-{broadcast_id}", "variants", contact_id)
+    return bandit.arm_for(u, [float(v["percent"]) for v in variants])
 
 
 def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
@@ -205,6 +241,7 @@ def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
         else ("done" if done >= b.total else "sending"),
         "reason": b.reason,
         "total": b.total,
+        "variants": [v["name"] for v in b.variants] if b.variants else None,
         "counts": counts,
         "done": done,
         "first_sent_at": first.isoformat() if first else None,

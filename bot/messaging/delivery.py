@@ -21,7 +21,7 @@ from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import conflict, session_scope
 from bot.core.models import Contact, Identity, Message, utcnow
-from bot.messaging import send_rules
+from bot.messaging import links, send_rules
 from bot.messaging.outbox import CLAIMABLE, enqueue, finish, kick_after_commit, policy
 from bot.messaging.payloads import oa_request, wecom_request
 
@@ -160,6 +160,10 @@ def _plan(
         if outcome != "fallback":
             return outcome, outbox
         kind, payload = "template", m.fallback
+        offset = len(links.links_in(m.kind, m.payload))  # the fallback's links come after
+    else:
+        offset = 0
+    payload = links.rewrite(settings, m.id, kind, payload, offset)
     path, body = oa_request(
         kind, payload, openid, client_msg_id=m.idempotency_key or f"yuchi-msg-{m.id}"
     )

@@ -74,6 +74,9 @@ def message_json(m: Message) -> dict[str, Any]:
         "platform_msgid": m.platform_msgid,
         "idempotency_key": m.idempotency_key,
         "broadcast_id": m.broadcast_id,
+        "enrollment_id": m.enrollment_id,
+        "step": m.step,
+        "variant": m.variant,
         "not_before": iso(m.not_before),
         "created_at": iso(m.created_at),
         "sent_at": iso(m.sent_at),
@@ -98,6 +101,9 @@ def new_message_row(req: SendRequest, broadcast_id: int | None = None) -> dict[s
         "marketing": req.marketing,
         "reply_to_event_id": req.reply_to_event_id,
         "broadcast_id": broadcast_id,
+        "enrollment_id": None,  # a journey's send: set by bot.automation.execute
+        "step": None,
+        "variant": None,  # a broadcast's A/B variant
         "status": "queued",
         "attempts": 0,
         "idempotency_key": req.idempotency_key,

@@ -5,6 +5,7 @@ unfollow ending the journey, and the /api/journeys endpoints."""
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fixtures import journey_definition
@@ -83,7 +84,10 @@ def test_follow_enrolls_sends_once_waits_and_wakes_once(
     run_worker(sim_settings)
     got = customs(sim, "oJourney")
     assert len(got) == 2
-    assert got[1]["payload"]["news"]["articles"][0]["url"].endswith("/articles/intro")
+    # the article's link is tracked (/r/<code>) and leads to the article
+    tracked = urlsplit(got[1]["payload"]["news"]["articles"][0]["url"])
+    assert tracked.path.startswith("/r/")
+    assert sim_client.get(tracked.path).headers["Location"].endswith("/articles/intro")
     [e2] = enrollments(sim_settings, cid)
     assert e2.step == "wait_day5" and e2.wake_at > e.wake_at
     assert count(sim_settings, StepRun, StepRun.enrollment_id == e.id, StepRun.kind == "Send") == 2

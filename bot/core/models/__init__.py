@@ -17,12 +17,14 @@ from bot.core.models.journeys import (
     Enrollment,
     Journey,
     JourneyVersion,
+    OptimisationLog,
+    SplitAssignment,
     StepRun,
     WebhookDelivery,
     WebhookEndpoint,
 )
 from bot.core.models.menus import Menu, MenuVersion
-from bot.core.models.messaging import Broadcast, Message, ReplyRule
+from bot.core.models.messaging import Broadcast, Message, MessageClick, ReplyRule
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
 from bot.core.models.salesops import (
     CustomerTransfer,
@@ -49,6 +51,9 @@ __all__ = [
     "ReplyRule",
     "Broadcast",
     "Message",
+    "MessageClick",
+    "SplitAssignment",
+    "OptimisationLog",
     "Rep",
     "FollowUser",
     "Channel",

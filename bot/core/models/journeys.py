@@ -127,3 +127,45 @@ class WebhookDelivery(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     # what came back: {status, duration_ms, excerpt?} or {error}
     result: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+
+
+class SplitAssignment(SQLModel, table=True):
+    """The arm a contact was given at a bandit split, stored on their first pass (the engine
+    keeps it for the rest of that enrollment from the path; a later enrollment of the contact
+    gets it pinned by the runner); conversions are counted per arm from these rows."""
+
+    __tablename__ = "split_assignment"
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "step", name="uq_split_assignment"),
+        sa.Index("ix_split_assignment_arm", "journey_id", "step", "arm"),
+        sa.Index("ix_split_assignment_contact", "contact_id", "journey_id"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    journey_id: int = Field(foreign_key="journey.id")
+    step: str = Field(max_length=100)
+    arm: int
+    contact_id: int = Field(foreign_key="contact.id")
+    enrollment_id: int = Field(
+        sa_column=sa.Column(BIGINT, sa.ForeignKey("enrollment.id"), nullable=False)
+    )
+    assigned_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class OptimisationLog(SQLModel, table=True):
+    """Every change of a bandit split's arm weights, with the counts it was computed from;
+    the newest row of a (journey, step) is the weights in force."""
+
+    __tablename__ = "optimisation_log"
+    __table_args__ = (sa.Index("ix_optimisation_log_step", "journey_id", "step", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    step: str = Field(max_length=100)
+    goal: str = Field(max_length=64)
+    weights: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    # per arm: {"arm": name, "assigned": n, "converted": k}
+    counts: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

@@ -43,6 +43,9 @@ class Broadcast(SQLModel, table=True):
     outside_window: str = Field(default="fail", max_length=16)
     # {"subscribed": true} (everyone following when it fans out) or {"contact_ids": [...]}
     audience: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    # An A/B set: [{"name", "payload", "percent"}]; each contact gets one, fixed by a hash of
+    # the broadcast and the contact (None: everyone gets ``payload``).
+    variants: list | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
     total: int = Field(default=0)
     status: str = Field(default="fanning_out", max_length=16)  # fanning_out | queued | failed
     reason: str | None = Field(default=None, max_length=500)  # why the fan-out failed
@@ -57,6 +60,7 @@ class Message(SQLModel, table=True):
         sa.Index("ix_message_contact", "contact_id", "created_at"),
         sa.Index("ix_message_status", "status", "not_before"),
         sa.Index("ix_message_broadcast", "broadcast_id", "status"),
+        sa.Index("ix_message_enrollment", "enrollment_id", "step"),
     )
 
     id: int | None = Field(
@@ -74,6 +78,10 @@ class Message(SQLModel, table=True):
     marketing: bool = Field(default=False)
     reply_to_event_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
     broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")
+    # A journey's send: its enrollment and step (the per-step report groups by them).
+    enrollment_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
+    step: str | None = Field(default=None, max_length=100)
+    variant: int | None = Field(default=None)  # a broadcast variant's place in its set
     # queued | scheduled | sending | sent | held | failed | skipped | unknown
     status: str = Field(default="queued", max_length=16)
     sent_kind: str | None = Field(
@@ -88,3 +96,22 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=False))
+
+
+class MessageClick(SQLModel, table=True):
+    """One click on a tracked link (``/r/<code>``) of a message; every click is a row, reach
+    counts a contact once."""
+
+    __tablename__ = "message_click"
+    __table_args__ = (sa.Index("ix_message_click_message", "message_id", "contact_id"),)
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BIGINT, primary_key=True, autoincrement=True)
+    )
+    message_id: int = Field(
+        sa_column=sa.Column(BIGINT, sa.ForeignKey("message.id"), nullable=False)
+    )
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    link: int = Field(default=0)  # the link's place among the message's links
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    clicked_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
