@@ -9,7 +9,7 @@ from flask import current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from admin.common import Invalid, api_blueprint, error, json_object, validated
+from admin.common import Invalid, api_blueprint, error, int_arg, json_object, validated
 from admin.openapi import described
 from bot.core.models import utcnow
 from bot.scoring import edits as score_edits
@@ -31,9 +31,14 @@ class StageIn(BaseModel):
 
 
 @bp.get("/contacts/<id:contact_id>/score")
-@described("scoring", "A contact's score, line by line", errors=(404,))
+@described(
+    "scoring",
+    "A contact's score: per rule, and the newest lines (?lines=, default 50)",
+    errors=(404,),
+)
 def contact_score(contact_id: int) -> ResponseReturnValue:
-    explained = explain(g.session, contact_id, utcnow())
+    newest = int_arg("lines", 50, 0, 1000)
+    explained = explain(g.session, contact_id, utcnow(), newest)
     if explained is None:
         return error(404, f"no contact {contact_id}")
     g.session.commit()  # the default rules are installed on first use

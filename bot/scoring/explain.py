@@ -113,9 +113,13 @@ def _pending(session: Session, act: Active, contact_id: int, built: int | None) 
     }
 
 
-def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] | None:
+def explain(
+    session: Session, contact_id: int, now: datetime, newest: int | None = None
+) -> dict[str, Any] | None:
     """The contact's score now, line by line: each ledger line with its decayed share; the
-    shares sum to ``total`` to the cent. None for an unknown contact."""
+    shares sum to ``total`` to the cent. ``rules`` sums them per rule (heaviest first), over
+    every line; ``newest``: only that many of the newest lines are listed (``lines_total``
+    says how many there are). None for an unknown contact."""
     contact = session.get(Contact, contact_id)
     if contact is None:
         return None
@@ -127,6 +131,10 @@ def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] 
     factor = score_points.decay_factor(last_activity, now, act.rules.half_life)
     raw = sum(cents(ln["points"]) for ln in lines)
     explained = score_points.explain(lines, factor)
+    rules = _by_rule(explained)
+    total_lines = len(explained)
+    if newest is not None and total_lines > newest:
+        explained = explained[total_lines - newest :] if newest else []
     for ln in explained:
         ln["event"]["occurred_at"] = _iso(ln["event"]["occurred_at"])
     return {
@@ -144,8 +152,24 @@ def explain(session: Session, contact_id: int, now: datetime) -> dict[str, Any] 
             "factor": factor,
             "at": now.isoformat(),
         },
+        "rules": rules,
+        "lines_total": total_lines,
         "lines": explained,
     }
+
+
+def _by_rule(explained: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lines, points and decayed share per rule; the shares still sum to the total."""
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for ln in explained:
+        acc = sums[ln["rule"]]
+        acc[0] += 1
+        acc[1] += cents(ln["points"])
+        acc[2] += round(ln["decayed"] * 100)
+    return [
+        {"rule": rule, "lines": n, "points": raw / 100, "decayed": decayed / 100}
+        for rule, (n, raw, decayed) in sorted(sums.items(), key=lambda kv: (-kv[1][2], kv[0]))
+    ]
 
 
 @dataclass

@@ -120,6 +120,29 @@ def test_explain_answers_from_the_built_ledger_and_says_what_is_pending(client, 
     assert after["ledger_sum"] == 10 + 4
 
 
+def test_a_heavy_explain_lists_the_newest_lines_and_sums_every_rule(client, clean, auth):
+    """A heavy contact's explanation lists only its newest lines (?lines=, default 50) and
+    sums every line per rule; the rule shares still add up to the total to the cent."""
+    publish_v2(clean)  # a point for every click, no daily cap: 60 lines
+    [cid] = seed(clean, 1, 60)
+    full = client.get(f"/api/contacts/{cid}/score?lines=1000", headers=auth).get_json()
+    body = client.get(f"/api/contacts/{cid}/score", headers=auth).get_json()
+    assert full["lines_total"] == body["lines_total"] == len(full["lines"]) > 50
+    assert body["lines"] == full["lines"][-50:]  # the newest, in the same order
+    assert body["total"] == full["total"] and body["rules"] == full["rules"]
+    assert sum(r["lines"] for r in body["rules"]) == body["lines_total"]
+    assert round(sum(r["decayed"] for r in body["rules"]), 2) == body["total"]
+    assert [r["decayed"] for r in body["rules"]] == sorted(
+        (r["decayed"] for r in body["rules"]), reverse=True
+    )
+    few = client.get(f"/api/contacts/{cid}/score?lines=3", headers=auth).get_json()
+    assert [ln["id"] for ln in few["lines"]] == [ln["id"] for ln in full["lines"][-3:]]
+    none = client.get(f"/api/contacts/{cid}/score?lines=0", headers=auth).get_json()
+    assert none["lines"] == [] and none["rules"] == full["rules"]
+    bad = client.get(f"/api/contacts/{cid}/score?lines=1001", headers=auth)
+    assert bad.status_code == 422 and "lines" in bad.get_json()["fields"]
+
+
 def test_explain_of_a_contact_with_no_ledger_yet(clean):
     cid = store(clean, "oNew", "oa.subscribe", T0, "new")  # stored, not yet processed
     with db.session_scope(clean.database_url) as s:
