@@ -95,6 +95,10 @@ class SimState:
             self.next_tag_id = 100
             self.qrcodes: dict[str, QRCode] = {}
             self.menu: dict[str, Any] | None = None
+            self.media: dict[str, dict[str, Any]] = {}  # media_id -> {type, permanent, …}
+            self.mass_jobs: dict[str, dict[str, Any]] = {}  # clientmsgid -> {msg_id, at}
+            self.mass_received: dict[str, list[float]] = defaultdict(list)  # openid -> times
+            self.mass_calls: list[float] = []  # successful submissions (daily limit)
             self.oauth_codes: dict[str, OAuthCode] = {}
             self.browser: dict[str, str] = {}  # who "opens" OAuth links: {"openid"|"userid": …}
             self.reps: dict[str, Rep] = {}

@@ -21,7 +21,7 @@ from bot.core.models.journeys import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from bot.core.models.messaging import Broadcast, Message, ReplyRule
+from bot.core.models.messaging import Broadcast, MassSend, Media, Message, ReplyRule
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
 from bot.core.models.salesops import (
     CustomerTransfer,
@@ -48,6 +48,8 @@ __all__ = [
     "ReplyRule",
     "Broadcast",
     "Message",
+    "MassSend",
+    "Media",
     "Rep",
     "FollowUser",
     "Channel",
