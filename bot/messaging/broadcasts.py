@@ -11,7 +11,7 @@ import logging
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
 from bot.audiences.resolve import Audience
@@ -32,6 +32,20 @@ BATCH = 500  # rows written per transaction
 DELIVERY_BATCH = 50  # messages per delivery job
 
 
+def _parse_audience(raw: dict[str, Any]) -> Audience:
+    """The audience, or a ValueError naming its bad part (``audience.tags.any``)."""
+    try:
+        return Audience.model_validate(raw, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(["audience", *(str(p) for p in err["loc"])])
+        msg = err["msg"].removeprefix("Value error, ")
+        head, sep, rest = msg.partition(": ")
+        if sep and "." not in loc and head in ("audience", "tags"):  # a whole-object check
+            loc, msg = ("audience" if head == "audience" else "audience.tags"), rest
+        raise ValueError(f"{loc}: {msg}") from None
+
+
 class BroadcastRequest(Strict):
     """``audience``: "subscribed", or exactly one of {"segment": id}, {"tags": {"any"|"all":
     [...]}}, {"ids": [...]}; ``contact_ids`` is the older spelling of ids. Outside the 48-hour
@@ -44,8 +58,9 @@ class BroadcastRequest(Strict):
     marketing: bool = True
     outside_window: Literal["hold", "fallback", "fail", "mass", "template"] = "fail"
     template: Template | None = None
-    audience: Literal["subscribed"] | Audience | None = None
+    audience: Literal["subscribed"] | dict[str, Any] | None = None
     contact_ids: list[Id] | None = Field(default=None, min_length=1, max_length=100_000)
+    _audience: Audience | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> BroadcastRequest:
@@ -56,6 +71,8 @@ class BroadcastRequest(Strict):
         )
         if (self.audience is None) == (self.contact_ids is None):
             raise ValueError("audience: give either audience or contact_ids")
+        if isinstance(self.audience, dict):
+            self._audience = _parse_audience(self.audience)
         if self.outside_window == "fallback":
             raise ValueError(
                 "outside_window: a broadcast names its policy: template, with template"
@@ -71,13 +88,16 @@ class BroadcastRequest(Strict):
             raise ValueError("outside_window: a mass send carries text or image")
         return self
 
+    @property
+    def parsed_audience(self) -> Audience | None:
+        return self._audience
+
     def stored_audience(self) -> dict[str, Any]:
         if self.contact_ids is not None:
             return {"contact_ids": self.contact_ids}
-        if self.audience == "subscribed":
+        if self._audience is None:
             return {"subscribed": True}
-        assert isinstance(self.audience, Audience)
-        return self.audience.model_dump(mode="json", exclude_none=True)
+        return self._audience.model_dump(mode="json", exclude_none=True)
 
     def rows_policy(self) -> tuple[str, dict[str, Any] | None]:
         """(the message rows' outside_window, their fallback template)."""
@@ -154,14 +174,15 @@ def problems(session: Session, req: BroadcastRequest) -> dict[str, str]:
     found: dict[str, str] = {}
     ids = req.contact_ids
     field = "contact_ids"
-    if isinstance(req.audience, Audience) and req.audience.ids is not None:
-        ids, field = req.audience.ids, "audience.ids"
+    audience = req.parsed_audience
+    if audience is not None and audience.ids is not None:
+        ids, field = audience.ids, "audience.ids"
     missing = missing_contacts(session, ids or [])
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else "")
         found[field] = f"{len(missing)} unknown contact(s): {shown}"
-    if isinstance(req.audience, Audience):
-        why = segment_missing(session, req.audience)
+    if audience is not None:
+        why = segment_missing(session, audience)
         if why:
             found["audience.segment"] = why
     for ref in media_refs(req.kind, req.payload):
