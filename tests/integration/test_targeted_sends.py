@@ -502,3 +502,52 @@ def test_simulator_mass_and_media_rules(sim, sim_settings):
             data={"touser": ["oR1", "oR2"], "msgtype": "text", "text": {"content": f"第{n}条"}},
         )
     assert len(sim.inbox("oR1", kind="mass")) == 4
+
+
+def test_a_tag_with_someone_in_the_window_goes_by_openid_list(sim, sim_settings, setup):
+    """The tag mass send would reach the one in the window too (a second message): the
+    others go by openid list instead."""
+    client, settings = setup()
+    follower(sim, settings, "oMixW")
+    for o in ("oMixA", "oMixB"):
+        follower(sim, settings, o, old=True)
+    tag(sim, settings, "活动", ["oMixW", "oMixA", "oMixB"])
+    body = {**TEXT, "audience": {"tags": {"all": ["活动"]}}, "outside_window": "mass"}
+    preview = client.post("/api/broadcasts/preview", json=body, headers=AUTH).get_json()
+    assert preview["routes"]["cs"] == 1 and preview["mass"]["by"] == "openids"
+    broadcast(client, body)
+    run_worker(settings)
+    assert [c["path"].rsplit("/", 1)[-1] for c in sim.calls(path="message/mass/")] == ["send"]
+    assert sim.inbox("oMixW", kind="mass") == [] and len(sim.inbox("oMixW", kind="custom")) == 1
+    assert len(sim.inbox("oMixA", kind="mass")) == 1
+
+
+def test_tags_any_and_all(sim, sim_settings, setup):
+    client, settings = setup()
+    for o in ("oAB", "oA", "oB", "oNone"):
+        follower(sim, settings, o)
+    tag(sim, settings, "A", ["oAB", "oA"], oa_tag_id=101)
+    tag(sim, settings, "B", ["oAB", "oB"], oa_tag_id=102)
+
+    def total(tags: dict) -> int:
+        body = {**TEXT, "audience": {"tags": tags}}
+        return client.post("/api/broadcasts/preview", json=body, headers=AUTH).get_json()["total"]
+
+    assert (total({"any": ["A", "B"]}), total({"all": ["A", "B"]}), total({"any": ["C"]})) == (
+        3,
+        1,
+        0,
+    )
+
+
+def test_a_lone_mass_recipient_is_held(sim, sim_settings, setup):
+    client, settings = setup()
+    cid = follower(sim, settings, "oLone", old=True)
+    body = {**TEXT, "audience": {"ids": [cid]}, "outside_window": "mass"}
+    preview = client.post("/api/broadcasts/preview", json=body, headers=AUTH).get_json()
+    assert preview["routes"]["hold"] == 1 and preview["lone_mass_held"] is True
+    bid = broadcast(client, body)
+    run_worker(settings)
+    m = rows(settings, bid)[cid]
+    assert m.status == "held" and "at least 2" in m.error_message
+    assert sim.calls(path="message/mass/") == []
