@@ -33,7 +33,15 @@ from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Broadcast, MassSend, Message, PlatformTag, TagSync, utcnow
 from bot.messaging import delivery, media, send_rules
-from bot.messaging.outbox import enqueue, finish, kick_after_commit, kick_mass, mass_flag, policy
+from bot.messaging.outbox import (
+    enqueue,
+    finish,
+    kick_after_commit,
+    kick_mass,
+    mass_flag,
+    mass_job_key,
+    policy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,8 @@ UNDECIDED = ("queued", "claimed")
 
 
 def sweep(settings: Settings) -> int:
-    """Broadcasts with rows waiting for a mass send and no job on its way: kick them."""
+    """Broadcasts with rows waiting for a mass send and no job alive (Redis lost it, a
+    worker died): kick them."""
     cutoff = utcnow() - timedelta(seconds=settings.message_sweep_grace_seconds)
     t = Message.__table__.c
     with session_scope(settings.database_url) as session:
@@ -55,10 +64,16 @@ def sweep(settings: Settings) -> int:
                 .distinct()
             ).scalars()
         )
+    conn = queue.get_redis(settings)
+    kicked = 0
     for bid in ids:
-        queue.get_redis(settings).delete(mass_flag(bid))
+        last = conn.get(mass_job_key(bid))
+        if last and queue.job_alive(settings, last.decode()):
+            continue
+        conn.delete(mass_flag(bid))
         kick_mass(settings, bid)
-    return len(ids)
+        kicked += 1
+    return kicked
 
 
 def _undecided(session: Any, broadcast_id: int, now: datetime) -> int:

@@ -223,6 +223,11 @@ def mass_flag(broadcast_id: int) -> str:
     return f"yuchi:mass:{broadcast_id}:queued"
 
 
+def mass_job_key(broadcast_id: int) -> str:
+    """Where the id of the broadcast's newest mass job is kept (for the sweeper)."""
+    return f"yuchi:mass:{broadcast_id}:job"
+
+
 def kick_mass(settings: Settings, broadcast_id: int, delay: float = 0.0) -> bool:
     """Make sure a mass-send job (bot.messaging.mass) for this broadcast will see the rows
     queued for it until now: a flag coalesces kicks into one job, cleared when the job starts.
@@ -237,6 +242,7 @@ def kick_mass(settings: Settings, broadcast_id: int, delay: float = 0.0) -> bool
             q.enqueue_in(timedelta(seconds=delay), MASS_JOB, broadcast_id, job_id=job_id)
         else:
             q.enqueue(MASS_JOB, broadcast_id, job_id=job_id, job_timeout=3600)
+        conn.set(mass_job_key(broadcast_id), job_id, ex=7 * 86400)
     except queue.REDIS_ERRORS as exc:
         log.warning("mass send for broadcast %s not enqueued (%s)", broadcast_id, exc)
         return False

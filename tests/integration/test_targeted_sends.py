@@ -551,3 +551,62 @@ def test_a_lone_mass_recipient_is_held(sim, sim_settings, setup):
     m = rows(settings, bid)[cid]
     assert m.status == "held" and "at least 2" in m.error_message
     assert sim.calls(path="message/mass/") == []
+
+
+def test_a_refused_mass_job_fails_its_rows_with_the_platforms_status(sim, sim_settings, setup):
+    client, settings = setup()
+    sim.configure(mass_status="err(10001)")  # 涉嫌广告: the review refused it
+    ids = [follower(sim, settings, o, old=True) for o in ("oErr1", "oErr2")]
+    bid = broadcast(client, {**TEXT, "audience": {"ids": ids}, "outside_window": "mass"})
+    run_worker(settings)
+    wait_finished(sim, settings, "oa.mass_send_finished")
+    got = rows(settings, bid)
+    assert {(m.status, m.error_message) for m in got.values()} == {
+        ("failed", "platform: err(10001)")
+    }
+    [ms] = mass_sends(settings)
+    assert (ms.status, ms.platform_status, ms.sent_count) == ("failed", "err(10001)", 0)
+    assert sim.inbox("oErr1", kind="mass") == []
+
+
+def test_an_image_goes_by_mass_with_our_media(sim, sim_settings, setup):
+    client, settings = setup()
+    resp = client.post(
+        "/api/media",
+        data={"file": (io.BytesIO(png(7)), "poster.png"), "kind": "image", "permanent": "true"},
+        headers=AUTH,
+        content_type="multipart/form-data",
+    )
+    media = resp.get_json()
+    assert resp.status_code == 201 and media["url"] and media["expires_at"] is None
+    ids = [follower(sim, settings, o, old=True) for o in ("oImg1", "oImg2")]
+    body = {
+        "name": "海报",
+        "kind": "image",
+        "payload": {"media": media["id"]},
+        "audience": {"ids": ids},
+        "outside_window": "mass",
+    }
+    broadcast(client, body)
+    run_worker(settings)
+    [got] = sim.inbox("oImg1", kind="mass")
+    assert got["payload"]["image"] == {"media_id": media["media_id"]}
+
+
+def test_the_sweeper_sends_mass_rows_whose_job_was_lost(sim, sim_settings, setup):
+    from bot.core import queue
+    from bot.messaging import broadcasts, delivery, mass
+
+    client, settings = setup()
+    ids = [follower(sim, settings, o, old=True) for o in ("oLost1", "oLost2")]
+    bid = broadcast(client, {**TEXT, "audience": {"ids": ids}, "outside_window": "mass"})
+    broadcasts.fan_out(settings, bid)  # decided here, in this process …
+    delivery.deliver_batch(settings, sorted(m.id for m in rows(settings, bid).values()))
+    assert {m.status for m in rows(settings, bid).values()} == {"mass_queued"}
+    queue.get_redis(settings).flushdb()  # … and Redis lost the mass job
+    swept = settings.replace(message_sweep_grace_seconds=0.0)
+    assert mass.sweep(swept) == 1
+    assert mass.sweep(swept) == 0  # its job is alive: not twice
+    run_worker(settings)
+    assert {outcome(m) for m in rows(settings, bid).values()} == {"mass"}
+    assert len(sim.calls(path="message/mass/")) == 1
