@@ -71,7 +71,7 @@ def contact_ids(session: Session, audience: Audience | dict[str, Any]) -> sa.Sel
         from bot.audiences import segments  # the saved-segment stream's module (issue 16)
 
         inner = segments.member_ids(session, a.segment)
-        return sa.select(c.id).where(c.id.in_(inner.scalar_subquery()), c.merged_into_id.is_(None))
+        return sa.select(c.id).where(c.id.in_(inner), c.merged_into_id.is_(None))
     if a.ids is not None:
         return sa.select(c.id).where(c.id.in_(a.ids), c.merged_into_id.is_(None))
     assert a.tags is not None
@@ -98,7 +98,8 @@ def segment_missing(session: Session, audience: Audience) -> str | None:
         from bot.audiences import segments
     except ImportError:
         return "segments are not available in this build"
-    exists = getattr(segments, "exists", None)
-    if exists is not None and not exists(session, audience.segment):
-        return f"no segment {audience.segment}"
+    try:  # the segments module refuses an unknown segment in its own way
+        segments.member_ids(session, audience.segment)
+    except (LookupError, ValueError) as exc:
+        return f"no segment {audience.segment} ({exc})"
     return None
