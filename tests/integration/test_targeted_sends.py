@@ -438,15 +438,17 @@ def test_validation_names_the_field(sim, sim_settings, setup):
     importlib.util.find_spec("bot.audiences.segments") is None,
     reason="saved segments are another stream of issue 16 (wired at merge)",
 )
-def test_a_segment_audience_resolves_through_the_segments_package(sim, sim_settings, setup):
-    from bot.audiences import resolve
+def test_the_segments_package_has_what_resolve_calls() -> None:
+    """At merge: bot.audiences.resolve calls segments.member_ids(session, id) -> SELECT of
+    contact ids, and takes LookupError/ValueError for an unknown segment (a 422)."""
+    import inspect
 
-    client, settings = setup()
-    cid = follower(sim, settings, "oSeg")
-    with db.session_scope(settings.database_url) as s:
-        query = resolve.contact_ids(s, {"segment": 1})
-        assert isinstance(list(s.execute(query).scalars()), list)
-    assert cid
+    from bot.audiences import segments
+
+    assert list(inspect.signature(segments.member_ids).parameters)[:2] == [
+        "session",
+        "segment_id",
+    ]
 
 
 def test_simulator_mass_and_media_rules(sim, sim_settings):
@@ -610,3 +612,32 @@ def test_the_sweeper_sends_mass_rows_whose_job_was_lost(sim, sim_settings, setup
     run_worker(settings)
     assert {outcome(m) for m in rows(settings, bid).values()} == {"mass"}
     assert len(sim.calls(path="message/mass/")) == 1
+
+
+def test_a_segment_audience_goes_through_member_ids(sim, sim_settings, setup, monkeypatch):
+    """The resolution path for {"segment": id}, with a stand-in for the segments module
+    (the real one is another stream's): its SELECT is what the broadcast reaches."""
+    import sys
+    import types
+
+    import bot.audiences
+
+    client, settings = setup()
+    a, b = follower(sim, settings, "oSegA"), follower(sim, settings, "oSegB")
+
+    def member_ids(session, segment_id):
+        if segment_id != 7:
+            raise LookupError(f"no segment {segment_id}")
+        return sa.select(Contact.id).where(Contact.id == b)
+
+    fake = types.ModuleType("bot.audiences.segments")
+    fake.member_ids = member_ids
+    monkeypatch.setitem(sys.modules, "bot.audiences.segments", fake)
+    monkeypatch.setattr(bot.audiences, "segments", fake, raising=False)
+    body = {**TEXT, "marketing": False, "audience": {"segment": 7}}
+    assert client.post("/api/broadcasts/preview", json=body, headers=AUTH).get_json()["total"] == 1
+    bad = client.post("/api/broadcasts", json={**body, "audience": {"segment": 8}}, headers=AUTH)
+    assert bad.status_code == 422 and "audience.segment" in bad.get_json()["fields"]
+    bid = broadcast(client, body)
+    run_worker(settings)
+    assert set(rows(settings, bid)) == {b} and a not in rows(settings, bid)
