@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,13 +130,57 @@ def message_body(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"msgtype": "image", "image": {k: v for k, v in payload.items()}}
 
 
+@dataclass
+class _Routed:
+    counts: dict[str, int] = field(default_factory=dict)
+    outbox_ids: list[int | None] = field(default_factory=list)
+    back: list[int] = field(default_factory=list)  # to customer service or template
+    later: list[tuple[int, datetime]] = field(default_factory=list)  # quiet hours
+
+
+def _decide(
+    session: Any, settings: Settings, rows: list[Message], now: datetime
+) -> tuple[list[tuple[Message, str]], _Routed]:
+    """Each waiting row decided again, now (``send_rules.decide``, the contacts locked):
+    (the rows that go by mass with their openids, what happened to the others)."""
+    pol = policy(settings)
+    out = _Routed()
+    counts, outbox_ids, back_to_delivery, later = out.counts, out.outbox_ids, out.back, out.later
+    ids = [m.contact_id for m in rows]
+    found = delivery.contacts(session, settings, ids)
+    recent = delivery.recent_marketing(session, ids, [m.id for m in rows], now - pol.cap_window)
+    month = delivery.mass_this_month(session, ids, send_rules.month_start(now, pol))
+    going: list[tuple[Message, str]] = []
+    for m in rows:
+        contact = found[m.contact_id]
+        r = delivery.recipient(contact, recent.get(m.contact_id, 0), month.get(m.contact_id, 0))
+        d = send_rules.decide(r, delivery.send_of(m), now, pol)
+        counts[d.route] = counts.get(d.route, 0) + 1
+        if d.route == "mass":
+            going.append((m, contact.openid))
+        elif d.route == "quiet":
+            finish(session, m, "scheduled", None, not_before=d.resume)
+            later.append((m.id, d.resume))
+        elif d.route in ("hold", "quota"):
+            outbox_ids.append(finish(session, m, "held", "msg.held", error_message=d.reason))
+        elif d.route in ("skip", "capped"):
+            outbox_ids.append(finish(session, m, "skipped", "msg.failed", error_message=d.reason))
+        elif d.route == "fail":
+            outbox_ids.append(
+                finish(session, m, "failed", "msg.failed", error_code=45015, error_message=d.reason)
+            )
+        else:  # cs or template: the window opened meanwhile
+            finish(session, m, "queued", None)
+            back_to_delivery.append(m.id)
+    return going, out
+
+
 def run(settings: Settings, broadcast_id: int, now: datetime | None = None) -> dict[str, int]:
     """Send this broadcast's ``mass_queued`` rows (see the module's docstring)."""
     now = now or utcnow()
     with contextlib.suppress(*queue.REDIS_ERRORS):
         queue.get_redis(settings).delete(mass_flag(broadcast_id))
     counts: dict[str, int] = {}
-    pol = policy(settings)
     outbox_ids: list[int | None] = []
     back_to_delivery: list[int] = []
     later: list[tuple[int, datetime]] = []
@@ -157,36 +202,11 @@ def run(settings: Settings, broadcast_id: int, now: datetime | None = None) -> d
         )
         if not rows:
             return {}
-        ids = [m.contact_id for m in rows]
-        found = delivery.contacts(session, settings, ids)
-        recent = delivery.recent_marketing(session, ids, [m.id for m in rows], now - pol.cap_window)
-        month = delivery.mass_this_month(session, ids, send_rules.month_start(now, pol))
-        going: list[tuple[Message, str]] = []
-        for m in rows:
-            contact = found[m.contact_id]
-            r = delivery.recipient(contact, recent.get(m.contact_id, 0), month.get(m.contact_id, 0))
-            d = send_rules.decide(r, delivery.send_of(m), now, pol)
-            counts[d.route] = counts.get(d.route, 0) + 1
-            if d.route == "mass":
-                going.append((m, contact.openid))
-            elif d.route == "quiet":
-                finish(session, m, "scheduled", None, not_before=d.resume)
-                later.append((m.id, d.resume))
-            elif d.route in ("hold", "quota"):
-                outbox_ids.append(finish(session, m, "held", "msg.held", error_message=d.reason))
-            elif d.route in ("skip", "capped"):
-                outbox_ids.append(
-                    finish(session, m, "skipped", "msg.failed", error_message=d.reason)
-                )
-            elif d.route == "fail":
-                outbox_ids.append(
-                    finish(
-                        session, m, "failed", "msg.failed", error_code=45015, error_message=d.reason
-                    )
-                )
-            else:  # cs or template: the window opened meanwhile
-                finish(session, m, "queued", None)
-                back_to_delivery.append(m.id)
+        going, routed = _decide(session, settings, rows, now)
+        counts.update(routed.counts)
+        outbox_ids += routed.outbox_ids
+        back_to_delivery += routed.back
+        later += routed.later
         if len(going) == 1:
             m = going.pop()[0]
             reason = "a mass send needs at least 2 recipients: held for their next message"
@@ -268,7 +288,14 @@ def _call(
             session.execute(
                 sa.update(t)
                 .where(t.c.id.in_(row_ids), t.c.status == "sending")
-                .values(status="sent", sent_at=now, updated_at=now, platform_msgid=msg_id)
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    updated_at=now,
+                    platform_msgid=msg_id,
+                    error_code=None,
+                    error_message=None,
+                )
             )
             rows = session.execute(
                 sa.select(t.c.id, t.c.contact_id, t.c.marketing, t.c.attempts).where(
