@@ -38,8 +38,15 @@ class _Plan:
     channel: str
 
 
+Ids = list[int] | sa.Select  # contact ids, or a SELECT of them (a preview's audience)
+
+
+def _among(column: Any, ids: Ids) -> Any:
+    return column.in_(ids if isinstance(ids, sa.Select) else sorted(set(ids)))
+
+
 def recent_marketing(
-    session: Session, contact_ids: list[int], exclude: list[int], since: datetime
+    session: Session, contact_ids: Ids, exclude: list[int], since: datetime
 ) -> dict[int, int]:
     """Marketing messages per contact sent since ``since`` or on their way (claimed or being
     sent), not counting the rows in ``exclude``."""
@@ -47,9 +54,9 @@ def recent_marketing(
     rows = session.execute(
         sa.select(t.contact_id, sa.func.count())
         .where(
-            t.contact_id.in_(sorted(set(contact_ids))),
+            _among(t.contact_id, contact_ids),
             t.marketing.is_(True),
-            t.id.not_in(exclude),
+            t.id.not_in(exclude) if exclude else sa.true(),
             sa.or_(
                 sa.and_(t.status.in_(("sent", "delivered")), t.sent_at >= since),
                 sa.and_(t.status.in_(("sending", "claimed")), t.updated_at >= since),
@@ -60,14 +67,14 @@ def recent_marketing(
     return dict(rows.all())
 
 
-def mass_this_month(session: Session, contact_ids: list[int], since: datetime) -> dict[int, int]:
+def mass_this_month(session: Session, contact_ids: Ids, since: datetime) -> dict[int, int]:
     """Mass messages per contact sent (or being sent) since ``since`` (the month's start):
     what the monthly mass-send quota counts."""
     t = Message.__table__.c
     rows = session.execute(
         sa.select(t.contact_id, sa.func.count())
         .where(
-            t.contact_id.in_(sorted(set(contact_ids))),
+            _among(t.contact_id, contact_ids),
             t.sent_kind == "mass",
             sa.or_(
                 sa.and_(t.status.in_(("sent", "delivered")), t.sent_at >= since),
@@ -80,7 +87,7 @@ def mass_this_month(session: Session, contact_ids: list[int], since: datetime) -
 
 
 def contacts(
-    session: Session, settings: Settings, contact_ids: list[int], lock: bool = True
+    session: Session, settings: Settings, contact_ids: Ids, lock: bool = True
 ) -> dict[int, Any]:
     """The contacts (locked, in id order: one send decision at a time per contact, for the
     cap; ``lock=False``: only read, for a preview) with their openid, in one round trip."""
@@ -97,7 +104,7 @@ def contacts(
                 ),
             )
         )
-        .where(c.c.id.in_(sorted(set(contact_ids))))
+        .where(_among(c.c.id, contact_ids))
         .order_by(c.c.id, i.c.id)
     )
     rows = session.execute(query.with_for_update(of=c) if lock else query)
