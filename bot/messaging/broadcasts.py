@@ -279,6 +279,12 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
     return created
 
 
+def _audience_summary(audience: dict[str, Any]) -> dict[str, Any]:
+    """The audience as shown: id lists by their length (they may hold 100,000 ids)."""
+    ids = audience.get("ids", audience.get("contact_ids"))
+    return {"ids": len(ids)} if isinstance(ids, list) else audience
+
+
 def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
     b = session.get(Broadcast, broadcast_id)
     if b is None:
@@ -326,7 +332,7 @@ def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
         else ("done" if done >= b.total else "sending"),
         "reason": b.reason,
         "outside_window": b.outside_window,
-        "audience": b.audience,
+        "audience": _audience_summary(b.audience),
         "total": b.total,
         "mass_sends": mass,
         "counts": counts,

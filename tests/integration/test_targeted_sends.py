@@ -641,3 +641,26 @@ def test_a_segment_audience_goes_through_member_ids(sim, sim_settings, setup, mo
     bid = broadcast(client, body)
     run_worker(settings)
     assert set(rows(settings, bid)) == {b} and a not in rows(settings, bid)
+
+
+def test_media_whose_first_upload_failed_is_uploaded_before_its_send(sim, sim_settings, setup):
+    client, settings = setup()
+    sim.faults(busy_next=4, paths=["media/upload"])  # the platform is busy for a moment
+    resp = client.post(
+        "/api/media",
+        data={"file": (io.BytesIO(png(3)), "later.png"), "kind": "image"},
+        headers=AUTH,
+        content_type="multipart/form-data",
+    )
+    media = resp.get_json()
+    assert resp.status_code == 201 and media["media_id"] is None and media["error"]
+    sim.faults(busy_next=0)
+    cid = follower(sim, settings, "oLater")
+    body = {"name": "图", "kind": "image", "payload": {"media": media["id"]}, "marketing": False}
+    bid = broadcast(client, {**body, "audience": {"ids": [cid]}})
+    run_worker(settings)
+    assert rows(settings, bid)[cid].status == "sent"
+    now = client.get(f"/api/media/{media['id']}", headers=AUTH).get_json()
+    assert now["media_id"] and now["error"] is None and now["uploads"] == 1
+    [got] = sim.inbox("oLater", kind="custom")
+    assert got["payload"]["image"]["media_id"] == now["media_id"]
