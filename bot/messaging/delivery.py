@@ -21,7 +21,7 @@ from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import conflict, session_scope
 from bot.core.models import Contact, Identity, Message, utcnow
-from bot.messaging import media, send_rules
+from bot.messaging import media, results, send_rules
 from bot.messaging.outbox import CLAIMABLE, enqueue, finish, kick_after_commit, kick_mass, policy
 from bot.messaging.payloads import oa_request, wecom_request
 
@@ -543,6 +543,8 @@ def _mark_sent(settings: Settings, message_id: int, msgid: Any) -> None:
         ).one()
         if row.contact_id is None:
             return
+        if row.sent_kind == "template" and platform_msgid:  # its report may have come first
+            results.late_template(session, row.contact_id, platform_msgid, now)
         props = {
             "message_id": message_id,
             "kind": row.sent_kind or row.kind,

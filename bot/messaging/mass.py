@@ -33,7 +33,7 @@ from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Broadcast, MassSend, Message, PlatformTag, TagSync, utcnow
-from bot.messaging import delivery, media, send_rules
+from bot.messaging import delivery, media, results, send_rules
 from bot.messaging.outbox import (
     enqueue,
     finish,
@@ -320,6 +320,8 @@ def _call(
                 ],
             )
             session.add(ms)
+            session.flush()
+            results.late_mass(session, msg_id, now)  # its report may have come first
             return "sent"
         ms.status, ms.error_code, ms.error_message = "failed", error.errcode, error.errmsg
         ms.finished_at = now

@@ -1,4 +1,4 @@
-"""What the platform reports after a send, matched to the message rows (pipeline steps).
+"""What the platform reports after a send, matched to the message rows.
 
 - ``TEMPLATESENDJOBFINISH`` (``oa.template_send_finished``, about the contact): the row whose
   template went out with that msgid is ``delivered`` (``success``) or ``failed`` with the
@@ -7,19 +7,26 @@
   msg_id takes the counts; its messages are ``delivered`` when the platform sent to all of
   them, ``failed`` when the job failed (``send fail``, ``err(…)``: a review refusal). When only
   some were sent the platform does not say which: the rows stay ``sent``, and say so.
+
+The pipeline steps apply a report when it is processed; a report processed before its rows
+were marked sent (the platform answered, its report overtook our bookkeeping) is found and
+applied by ``late_template`` / ``late_mass`` when they are.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from bot.core.context import Context
-from bot.core.models import MassSend, Message, utcnow
+from bot.core.models import Event, MassSend, Message, utcnow
 
 TEMPLATE_FINISHED = "oa.template_send_finished"
 MASS_FINISHED = "oa.mass_send_finished"
+OVERTAKE = timedelta(minutes=10)  # how far back a report that overtook its send is looked for
 
 
 def _int(props: dict[str, Any], key: str) -> int | None:
@@ -29,45 +36,39 @@ def _int(props: dict[str, Any], key: str) -> int | None:
         return None
 
 
-def on_event(ctx: Context) -> None:
-    """Pipeline step (events about a contact): a template send's outcome."""
-    ev = ctx.event
-    if ev.type != TEMPLATE_FINISHED:
-        return
-    props = ev.properties or {}
+def apply_template(session: Session, contact_id: int | None, props: dict[str, Any]) -> int:
+    """A template report onto its row; how many rows it matched (0 or 1)."""
     msg_id, status = str(props.get("msg_id") or ""), str(props.get("status") or "")
     if not msg_id:
-        return
+        return 0
     t = Message.__table__.c
-    where = [
-        t.platform_msgid == msg_id,
-        t.sent_kind == "template",
-        t.contact_id == ev.contact_id,
-        t.status == "sent",
-    ]
     now = utcnow()
     if status == "success":
         values: dict[str, Any] = {"status": "delivered", "updated_at": now}
     else:
         values = {"status": "failed", "updated_at": now, "error_message": f"platform: {status}"}
-    ctx.session.execute(sa.update(Message.__table__).where(*where).values(**values))
+    return session.execute(
+        sa.update(Message.__table__)
+        .where(
+            t.platform_msgid == msg_id,
+            t.sent_kind == "template",
+            t.contact_id == contact_id,
+            t.status == "sent",
+        )
+        .values(**values)
+    ).rowcount
 
 
-def on_system_event(ctx: Context) -> None:
-    """Pipeline step (events about no one): a mass send's outcome."""
-    ev = ctx.event
-    if ev.type != MASS_FINISHED:
-        return
-    props = ev.properties or {}
+def apply_mass(session: Session, props: dict[str, Any]) -> bool:
+    """A mass report onto its ``mass_send`` and message rows; False if none has its msg_id."""
     msg_id = str(props.get("msg_id") or "")
     if not msg_id:
-        return
-    session = ctx.session
+        return False
     ms = session.execute(
         sa.select(MassSend).where(MassSend.msg_id == msg_id).with_for_update()
     ).scalar_one_or_none()
     if ms is None:
-        return  # a mass send made elsewhere (the platform's web console)
+        return False  # not ours yet, or a mass send made elsewhere (the web console)
     status = str(props.get("status") or "")
     ms.platform_status = status[:64]
     ms.total_count, ms.filter_count = _int(props, "total"), _int(props, "filtered")
@@ -84,7 +85,7 @@ def on_system_event(ctx: Context) -> None:
         session.execute(
             rows.values(status="failed", updated_at=now, error_message=f"platform: {status}")
         )
-        return
+        return True
     everyone = (
         ms.error_count == 0
         and ms.filter_count == ms.total_count
@@ -92,9 +93,49 @@ def on_system_event(ctx: Context) -> None:
     )
     if everyone:
         session.execute(rows.values(status="delivered", updated_at=now))
-        return
+        return True
     note = (
         f"platform: sent to {ms.sent_count} of {ms.total_count} (filtered to {ms.filter_count}, "
         f"{ms.error_count} failed); which ones it does not say"
     )
     session.execute(rows.values(error_message=note, updated_at=now))
+    return True
+
+
+def on_event(ctx: Context) -> None:
+    """Pipeline step (events about a contact): a template send's outcome."""
+    if ctx.event.type == TEMPLATE_FINISHED:
+        apply_template(ctx.session, ctx.event.contact_id, ctx.event.properties or {})
+
+
+def on_system_event(ctx: Context) -> None:
+    """Pipeline step (events about no one): a mass send's outcome."""
+    if ctx.event.type == MASS_FINISHED:
+        apply_mass(ctx.session, ctx.event.properties or {})
+
+
+def _reports(session: Session, where: list[Any], since: datetime) -> list[dict[str, Any]]:
+    e = Event.__table__.c
+    return [
+        p or {}
+        for p in session.execute(
+            sa.select(e.properties).where(*where, e.occurred_at >= since).order_by(e.id)
+        ).scalars()
+    ]
+
+
+def late_template(session: Session, contact_id: int, msg_id: str, since: datetime) -> None:
+    """A template row just marked sent: its report, if it came first (ix_event_contact_type)."""
+    e = Event.__table__.c
+    where = [e.contact_id == contact_id, e.type == TEMPLATE_FINISHED]
+    for props in _reports(session, where, since - OVERTAKE):
+        if str(props.get("msg_id")) == msg_id:
+            apply_template(session, contact_id, props)
+
+
+def late_mass(session: Session, msg_id: str, since: datetime) -> None:
+    """A mass send just submitted: its report, if it came first (ix_event_type_time_contact)."""
+    e = Event.__table__.c
+    for props in _reports(session, [e.type == MASS_FINISHED], since - OVERTAKE):
+        if str(props.get("msg_id")) == msg_id:
+            apply_mass(session, props)
