@@ -132,7 +132,8 @@ def get_row(settings: Settings, media_id: int) -> Media:
 
 
 def get(session: Session, media_id: int) -> Media | None:
-    return session.get(Media, media_id)
+    """The row without its bytes (up to 10 MB: read only to upload them)."""
+    return session.get(Media, media_id, options=[sa.orm.defer(Media.content)])
 
 
 def listing(session: Session, limit: int = 100) -> list[Media]:
