@@ -746,3 +746,33 @@ def test_a_report_that_overtook_its_send_is_applied_when_the_rows_are_marked(cle
         got = {m.sent_kind: m.status for m in s.execute(sa.select(Message)).scalars()}
         assert got == {"template": "delivered", "mass": "delivered"}
         assert s.execute(sa.select(MassSend.status)).scalar_one() == "finished"
+
+
+def test_a_news_picture_is_our_permanent_image(sim, sim_settings, setup):
+    client, settings = setup()
+    upload = client.post(
+        "/api/media",
+        data={"file": (io.BytesIO(png(9)), "cover.png"), "kind": "image", "permanent": "true"},
+        headers=AUTH,
+        content_type="multipart/form-data",
+    ).get_json()
+    cid = follower(sim, settings, "oNews")
+    article = {"title": "鱼池周刊", "url": "https://example.com/w", "media": upload["id"]}
+    body = {"name": "周刊", "kind": "news", "payload": article, "marketing": False}
+    broadcast(client, {**body, "audience": {"ids": [cid]}})
+    run_worker(settings)
+    [got] = sim.inbox("oNews", kind="custom")
+    [sent] = got["payload"]["news"]["articles"]
+    assert sent["picurl"] == upload["url"] and "media" not in sent
+    temporary = client.post(
+        "/api/media",
+        data={"file": (io.BytesIO(png(10)), "tmp.png"), "kind": "image"},
+        headers=AUTH,
+        content_type="multipart/form-data",
+    ).get_json()
+    refused = client.post(
+        "/api/broadcasts",
+        json={**body, "payload": {**article, "media": temporary["id"]}, "audience": {"ids": [cid]}},
+        headers=AUTH,
+    )
+    assert refused.status_code == 422 and "payload.media" in refused.get_json()["fields"]
