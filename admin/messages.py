@@ -1,4 +1,4 @@
-"""/api/messages and /api/broadcasts: outbound sends and their progress."""
+"""/api/messages and /api/broadcasts: outbound sends, their preview and their progress."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from admin.common import (
 )
 from admin.openapi import described
 from bot.contacts import timeline as store
-from bot.messaging import broadcasts, reports
+from bot.messaging import broadcast_preview, broadcasts, reports
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 
@@ -62,16 +62,30 @@ def contact_messages(contact_id: int) -> ResponseReturnValue:
     return jsonify(messages=[messaging.message_json(m) for m in rows], next_before=next_before)
 
 
+def _broadcast_request() -> broadcasts.BroadcastRequest:
+    req = validated(broadcasts.BroadcastRequest, "broadcast")
+    found = broadcasts.problems(g.session, req)
+    if found:
+        raise Invalid("invalid broadcast", found)
+    return req
+
+
+@bp.post("/broadcasts/preview")
+@described(
+    "messages",
+    "What a broadcast would do now, by route (sends nothing)",
+    json=broadcasts.BroadcastRequest,
+)
+def preview_broadcast() -> ResponseReturnValue:
+    """What the broadcast would do now: routes, capped, quota, quiet hours. Sends nothing."""
+    req = _broadcast_request()
+    return jsonify(broadcast_preview.preview(g.session, current_app.config["SETTINGS"], req))
+
+
 @bp.post("/broadcasts")
 @described("messages", "Start a broadcast", json=broadcasts.BroadcastRequest, status=202)
 def create_broadcast() -> ResponseReturnValue:
-    req = validated(broadcasts.BroadcastRequest, "broadcast")
-    missing = broadcasts.missing_contacts(g.session, req.contact_ids or [])
-    if missing:
-        shown = ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else "")
-        raise Invalid(
-            "invalid broadcast", {"contact_ids": f"{len(missing)} unknown contact(s): {shown}"}
-        )
+    req = _broadcast_request()
     end_reads()
     row = broadcasts.create(current_app.config["SETTINGS"], req)
     return jsonify(broadcasts.progress(g.session, row.id)), 202

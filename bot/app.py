@@ -33,6 +33,7 @@ def _register_blueprints(app: Flask) -> None:
     from admin.lead_quality import bp as lead_quality_bp
     from admin.lead_reasons import bp as lead_reasons_bp
     from admin.leads import bp as leads_bp
+    from admin.media import bp as media_bp
     from admin.menus import bp as menus_bp
     from admin.messages import bp as messages_bp
     from admin.quick_replies import bp as quick_replies_bp
@@ -58,6 +59,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(lead_quality_bp)
     app.register_blueprint(quick_replies_bp)
     app.register_blueprint(messages_bp)
+    app.register_blueprint(media_bp)
     app.register_blueprint(tags_bp)
     app.register_blueprint(scores_bp)
     app.register_blueprint(journeys_bp)

@@ -29,6 +29,9 @@ class Normalized:
     properties: dict[str, Any]
     interaction: bool = True  # counts toward the 48-hour customer-service window
     subscribed: bool | None = None
+    # a platform report about no follower (stored without a contact): its FromUserName is
+    # not a person (MASSSENDJOBFINISH comes from the account's mass-send helper)
+    about_no_one: bool = False
 
 
 def pick(fields: Fields, **names: str) -> dict[str, Any]:
@@ -207,7 +210,7 @@ def mass_send_finished(f: Fields) -> Normalized:
             pick(item, article_idx="ArticleIdx", url="ArticleUrl")
             for item in _items(article_urls, "ResultList")
         ]
-    return Normalized("oa.mass_send_finished", props, interaction=False)
+    return Normalized("oa.mass_send_finished", props, interaction=False, about_no_one=True)
 
 
 def scancode(f: Fields) -> Normalized:
@@ -317,7 +320,7 @@ def normalize(fields: Fields, app_id: str, received_at: datetime) -> IncomingEve
         type=result.type,
         source="oa",
         identity_kind="openid",
-        identity_value=openid,
+        identity_value="" if result.about_no_one else openid,
         app_id=app_id,
         occurred_at=event_time(raw_time, received_at),
         received_at=received_at,

@@ -84,6 +84,9 @@ def parse_reply(xml: str) -> dict[str, Any]:
     return fields
 
 
+MASS_HELPER = "mphelper"
+
+
 class Actors(TransferActors):
     """Python API of the simulated people (also behind ``/_sim/actions/…`` and the CLI)."""
 
@@ -378,6 +381,33 @@ class Actors(TransferActors):
             self._send_oa(openid, fields, show=False)
 
         threading.Thread(target=run, name=f"wxsim-template-{msgid}", daemon=True).start()
+
+    def mass_finished_later(self, msg_id: int, counts: dict[str, int], status: str) -> None:
+        """Send ``MASSSENDJOBFINISH`` shortly, from a background thread. Its FromUserName is
+        the account's mass-send helper, not a follower (``mphelper`` [unverified: old docs])."""
+        if not self.config.callback_base:
+            return
+        generation = self.state.generation
+
+        def run() -> None:
+            time.sleep(self.config.mass_callback_delay)
+            if self.state.generation != generation:
+                return
+            fields = self._oa().message_fields(
+                MASS_HELPER,
+                "event",
+                self._now(),
+                Event="MASSSENDJOBFINISH",
+                MsgID=msg_id,
+                Status=status,
+                TotalCount=counts["total"],
+                FilterCount=counts["filter"],
+                SentCount=counts["sent"],
+                ErrorCount=counts["error"],
+            )
+            self._send_oa(MASS_HELPER, fields, show=False)
+
+        threading.Thread(target=run, name=f"wxsim-mass-{msg_id}", daemon=True).start()
 
     # --- WeCom staff and their customers ----------------------------------------------------
 

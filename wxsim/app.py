@@ -45,6 +45,10 @@ class SimConfig:
     transfer_wait: int = 24 * 3600  # a transferred customer has this long to refuse
     customer_limit: int = 50_000  # external contacts a rep may have (transfers past it fail)
     template_callback_delay: float = 0.05  # seconds before TEMPLATESENDJOBFINISH is sent
+    mass_callback_delay: float = 0.05  # seconds before MASSSENDJOBFINISH is sent
+    mass_per_user_month: int = 4  # service account: mass messages a follower receives a month
+    mass_daily_calls: int = 100  # service account: mass-send API calls a day
+    mass_status: str = "send success"  # what MASSSENDJOBFINISH reports (or "err(10001)", …)
     seed: int = 0
 
     @classmethod
@@ -106,13 +110,14 @@ class Simulator:
 
 
 def create_sim_app(config: SimConfig | None = None) -> Flask:
-    from wxsim import control, oa_api, oauth, transfer_api, wecom_api
+    from wxsim import control, mass_api, oa_api, oauth, transfer_api, wecom_api
 
     app = Flask(__name__, static_folder=None)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.extensions["wxsim"] = Simulator(config or SimConfig())
     app.register_blueprint(oa_api.bp)
+    app.register_blueprint(mass_api.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(wecom_api.bp, url_prefix="/wecom")
     app.register_blueprint(transfer_api.bp, url_prefix="/wecom")

@@ -129,6 +129,10 @@ def custom_send() -> dict[str, Any]:
             raise ApiError(47001, "missing articles")
         if len(articles) > 1:
             raise ApiError(45008)
+    if msgtype in ("image", "voice"):
+        from wxsim.mass_api import check_media
+
+        check_media(content.get("media_id"))
     openid = _recipient(data.get("touser"), window=True)
     state().deliver(f"openid:{openid}", "custom", data)
     return ok()

@@ -99,6 +99,10 @@ class SimState:
             self.conditional_menus: list[dict[str, Any]] = []
             self.next_menu_id = 400000000
             self.menu_creates: dict[int, int] = defaultdict(int)  # addconditional per day
+            self.media: dict[str, dict[str, Any]] = {}  # media_id -> {type, permanent, …}
+            self.mass_jobs: dict[str, dict[str, Any]] = {}  # clientmsgid -> {msg_id, at}
+            self.mass_received: dict[str, list[float]] = defaultdict(list)  # openid -> times
+            self.mass_calls: list[float] = []  # successful submissions (daily limit)
             self.oauth_codes: dict[str, OAuthCode] = {}
             self.browser: dict[str, str] = {}  # who "opens" OAuth links: {"openid"|"userid": …}
             self.reps: dict[str, Rep] = {}

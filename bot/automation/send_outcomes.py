@@ -1,5 +1,5 @@
-"""What the messaging service would do with a journey's sends, decided in simulated time:
-bot.messaging.send_rules applied as bot.messaging.outbox applies them (the preview and the
+"""What the messaging service would do with a journey's sends, decided in simulated time by
+``bot.messaging.send_rules.decide``, the rules delivery applies (the preview and the
 forecast).
 
 As in the runner, a send made while handling the contact's own (stored) event is a reply to
@@ -121,32 +121,44 @@ class Deliveries:
         held, self.held = self.held, []
         return [(cmd, self._plan(cmd, at, marketing)) for cmd, marketing in held]
 
+    def _recipient(self, at: datetime) -> send_rules.Recipient:
+        since = at - self.policy.cap_window
+        recent = sum(1 for t in self.marketing_sent if since <= t <= at)
+        return send_rules.Recipient(
+            subscribed=True,
+            stage=None,
+            has_openid=True,
+            last_interaction=self.last_interaction,
+            recent_marketing=recent,
+        )
+
     def _plan(self, cmd: c.Send, at: datetime, marketing: bool) -> Outcome:
+        """``send_rules.decide`` at ``at`` — and, in quiet hours, again at their end, when
+        the row would be delivered."""
         pol, when, notes = self.policy, at, []
-        if marketing:
-            talking = send_rules.in_conversation(self.last_interaction, at, pol)
-            resume = None if talking else send_rules.quiet_until(at, pol)
-            if resume is not None:
-                when = resume
-                notes.append("免打扰时段，顺延到结束时发送")
-            since = when - pol.cap_window
-            recent = sum(1 for t in self.marketing_sent if since <= t <= when)
-            if send_rules.over_cap(recent, pol):
-                hours = int(pol.cap_window.total_seconds() // 3600)
-                note = f"超出营销频次上限（每 {hours} 小时 {pol.marketing_cap} 条），不会发送"
-                return Outcome("skipped", when, at, note)
-        if cmd.kind in send_rules.CUSTOMER_SERVICE_KINDS and not send_rules.in_window(
-            self.last_interaction, when
-        ):
-            if cmd.outside_window == "fallback" and cmd.fallback:
-                if marketing:
-                    self.marketing_sent.append(when)
-                tpl = cmd.fallback.get("template_id", "")
-                return Outcome("sent", when, at, f"48 小时互动窗口已关闭：改发模板消息 {tpl}")
-            if cmd.outside_window == "fail":
-                return Outcome("skipped", when, at, "48 小时互动窗口已关闭：不发送")
+        send = send_rules.Send(
+            kind=cmd.kind,
+            marketing=marketing,
+            outside_window=cmd.outside_window,
+            has_fallback=bool(cmd.fallback),
+        )
+        d = send_rules.decide(self._recipient(at), send, at, pol)
+        if d.route == "quiet":
+            when = d.resume
+            notes.append("免打扰时段，顺延到结束时发送")
+            d = send_rules.decide(self._recipient(when), send, when, pol)
+        if d.route == "capped":
+            hours = int(pol.cap_window.total_seconds() // 3600)
+            note = f"超出营销频次上限（每 {hours} 小时 {pol.marketing_cap} 条），不会发送"
+            return Outcome("skipped", when, at, note)
+        if d.route == "fail":
+            return Outcome("skipped", when, at, "48 小时互动窗口已关闭：不发送")
+        if d.route == "hold":
             self.held.append((cmd, marketing))
             return Outcome("held", when, at, "48 小时互动窗口已关闭：暂存，联系人再次互动时发出")
         if marketing:
             self.marketing_sent.append(when)
+        if d.route == "template" and cmd.kind in send_rules.CUSTOMER_SERVICE_KINDS:
+            tpl = (cmd.fallback or {}).get("template_id", "")
+            return Outcome("sent", when, at, f"48 小时互动窗口已关闭：改发模板消息 {tpl}")
         return Outcome("sent", when, at, "；".join(notes))

@@ -236,6 +236,13 @@ def fan_out_broadcast(broadcast_id: int) -> int:
     return broadcasts.fan_out(load_settings(), broadcast_id)
 
 
+def send_mass(broadcast_id: int) -> dict[str, int]:
+    """A broadcast's rows waiting for the OA mass send (see bot.messaging.mass)."""
+    from bot.messaging import mass
+
+    return mass.run(load_settings(), broadcast_id)
+
+
 def sync_tags(platform: str, retry: bool = False) -> dict[str, int]:
     """Send pending tag changes (TagSync rows) to one platform: "oa" or "wecom"."""
     from bot.tagging import sync as tag_sync

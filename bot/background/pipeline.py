@@ -9,6 +9,7 @@ from bot.campaigns import arrivals as campaign_arrivals
 from bot.campaigns import follow as campaign_follow
 from bot.core.context import Context, Step
 from bot.menus import clicks as menu_clicks
+from bot.messaging import results as send_results
 from bot.sales import handoff, transfers
 from bot.scoring import ledger as scoring
 from bot.tagging import tags as tagging
@@ -19,6 +20,7 @@ __all__ = ["STEPS", "SYSTEM_STEPS", "Context", "Step"]
 # For events about a contact, in order.
 STEPS: list[Step] = [
     menu_clicks.on_event,  # first: the steps after it read which menu version was clicked
+    send_results.on_event,
     wecom_sync.follow_merges,
     wecom_sync.on_event,
     campaign_follow.on_event,
@@ -30,4 +32,8 @@ STEPS: list[Step] = [
     event_webhooks.on_event,  # last: subscribers get the event as the steps left it
 ]
 # For platform events about no one (``event.contact_id is None``).
-SYSTEM_STEPS: list[Step] = [wecom_sync.on_system_event, campaign_arrivals.on_system_event]
+SYSTEM_STEPS: list[Step] = [
+    wecom_sync.on_system_event,
+    campaign_arrivals.on_system_event,
+    send_results.on_system_event,
+]

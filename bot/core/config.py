@@ -227,6 +227,11 @@ class Settings(BaseModel):
         "no marketing sends then (`HH:MM-HH:MM`; empty: none)",
         blank=True,
     )
+    mass_monthly_quota: Count = var(
+        "YUCHI_MASS_MONTHLY_QUOTA",
+        4,
+        "OA mass messages a follower may receive per calendar month (WeChat: 4 for a service account); counted in the database, a follower over it is held",
+    )
     timezone: TimeZone = var(
         "YUCHI_TIMEZONE",
         "Asia/Shanghai",

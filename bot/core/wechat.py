@@ -39,10 +39,14 @@ class PlatformError(Exception):
     Always raised ``from None``: the underlying errors quote URLs with ``secret=`` or
     ``access_token=``, and a traceback (logged, or kept by rq in Redis) must not carry them."""
 
-    def __init__(self, errcode: int | None, errmsg: str, transient: bool):
+    def __init__(
+        self, errcode: int | None, errmsg: str, transient: bool, answer: dict | None = None
+    ):
         # Transport errors quote the URL (with ``secret=`` or ``access_token=``): this message is
         # stored, answered and logged, so it is redacted once, here.
         self.errcode, self.errmsg, self.transient = errcode, redact.text(errmsg), transient
+        # the platform's whole answer, for errors that carry more (45065 carries the msg_id)
+        self.answer: dict = answer or {}
         super().__init__(f"{errcode}: {self.errmsg}")
 
 
@@ -187,15 +191,23 @@ class Platform:
         self.client._http = self.http
 
     def call(
-        self, method: str, path: str, data: dict | None = None, params: dict | None = None
+        self,
+        method: str,
+        path: str,
+        data: dict | None = None,
+        params: dict | None = None,
+        files: dict | None = None,
     ) -> dict:
-        """``path`` relative to /cgi-bin/ (e.g. "message/custom/send")."""
+        """``path`` relative to /cgi-bin/ (e.g. "message/custom/send"); ``files``: a
+        multipart upload (requests' ``files``)."""
         for attempt in (1, 2):
             token = self.tokens.get()
             try:
                 kwargs: dict[str, Any] = {"params": {**(params or {}), "access_token": token}}
                 if data is not None:
                     kwargs["data"] = data
+                if files is not None:
+                    kwargs["files"] = files
                 result = self.client._request(method, path, **kwargs)
             except WeChatClientException as exc:
                 code = int(exc.errcode) if exc.errcode is not None else None
@@ -208,7 +220,9 @@ class Platform:
                 if code is None:  # HTTP error status from requests
                     status = exc.response.status_code if exc.response is not None else "?"
                     raise PlatformError(None, f"HTTP {status}", transient=True) from None
-                raise PlatformError(code, str(exc.errmsg), code in TRANSIENT_ERRORS) from None
+                raise PlatformError(
+                    code, str(exc.errmsg), code in TRANSIENT_ERRORS, _answer(exc)
+                ) from None
             except requests.RequestException as exc:
                 raise PlatformError(None, f"{type(exc).__name__}: {exc}", transient=True) from None
             except (ValueError, TypeError) as exc:  # an errcode that is not a number
@@ -217,6 +231,14 @@ class Platform:
                 raise PlatformError(None, "the answer is not JSON", transient=True)
             return result
         raise PlatformError(42001, "access token rejected twice", transient=True)
+
+
+def _answer(exc: WeChatClientException) -> dict:
+    try:
+        found = exc.response.json() if exc.response is not None else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def oa(settings: Settings) -> Platform:

@@ -11,17 +11,21 @@ import logging
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
+from bot.audiences.resolve import Audience
+from bot.audiences.resolve import contact_ids as audience_ids
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.input_guard import MAX_ID, Id
-from bot.core.models import Broadcast, Contact, Message, utcnow
+from bot.core.models import Broadcast, Contact, MassSend, Media, Message, utcnow
 from bot.messaging import outbox as messaging
-from bot.messaging.payloads import PAYLOADS, SendRequest, Strict
+from bot.messaging.payloads import PAYLOADS, SendRequest, Strict, Template, media_refs
 from journeys import bandit
+
+MASS_KINDS = {"text", "image"}  # what a broadcast's mass send carries
 
 log = logging.getLogger(__name__)
 FAN_OUT = "bot.background.jobs.fan_out_broadcast"
@@ -35,16 +39,37 @@ class Variant(Strict):
     percent: float = Field(ge=0, le=100)
 
 
+def _parse_audience(raw: dict[str, Any]) -> Audience:
+    """The audience, or a ValueError naming its bad part (``audience.tags.any``)."""
+    try:
+        return Audience.model_validate(raw, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(["audience", *(str(p) for p in err["loc"])])
+        msg = err["msg"].removeprefix("Value error, ")
+        head, sep, rest = msg.partition(": ")
+        if sep and "." not in loc and head in ("audience", "tags"):  # a whole-object check
+            loc, msg = ("audience" if head == "audience" else "audience.tags"), rest
+        raise ValueError(f"{loc}: {msg}") from None
+
+
 class BroadcastRequest(Strict):
+    """``audience``: "subscribed", or exactly one of {"segment": id}, {"tags": {"any"|"all":
+    [...]}}, {"ids": [...]}; ``contact_ids`` is the older spelling of ids. Outside the 48-hour
+    window: ``fail``, ``hold`` (until they write), ``template`` (``template`` instead) or
+    ``mass`` (the OA's mass send, text and image only)."""
+
     name: str = Field(min_length=1, max_length=100)
     kind: Literal["text", "news", "link", "image", "miniprogram", "template"]
     payload: dict[str, Any]
     marketing: bool = True
-    outside_window: Literal["hold", "fallback", "fail"] = "fail"
-    audience: Literal["subscribed"] | None = None
+    outside_window: Literal["hold", "fallback", "fail", "mass", "template"] = "fail"
+    template: Template | None = None
+    audience: Literal["subscribed"] | dict[str, Any] | None = None
     contact_ids: list[Id] | None = Field(default=None, min_length=1, max_length=100_000)
     # an A/B set: each contact gets one variant's payload instead of ``payload`` (optional)
     variants: list[Variant] | None = Field(default=None, min_length=2, max_length=5)
+    _audience: Audience | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> BroadcastRequest:
@@ -54,7 +79,9 @@ class BroadcastRequest(Strict):
             .model_dump(mode="json", exclude_none=True)
         )
         if (self.audience is None) == (self.contact_ids is None):
-            raise ValueError("audience: give either audience='subscribed' or contact_ids")
+            raise ValueError("audience: give either audience or contact_ids")
+        if isinstance(self.audience, dict):
+            self._audience = _parse_audience(self.audience)
         for i, v in enumerate(self.variants or []):
             try:
                 v.payload = (
@@ -72,29 +99,82 @@ class BroadcastRequest(Strict):
                 raise ValueError(f"variants: the percentages add up to {total:g}, not 100")
             if len({v.name for v in self.variants}) != len(self.variants):
                 raise ValueError("variants: each variant has its own name")
+            if self.outside_window == "mass":
+                raise ValueError("variants: an OA mass send carries one message to everyone")
         if self.outside_window == "fallback":
             raise ValueError(
-                "outside_window: a broadcast has no per-contact fallback; use hold or fail"
+                "outside_window: a broadcast names its policy: template, with template"
             )
+        if self.outside_window == "template":
+            if self.template is None:
+                raise ValueError("template: outside_window=template needs the template to send")
+            if self.kind == "template":
+                raise ValueError("outside_window: a template broadcast has no 48-hour window")
+        elif self.template is not None:
+            raise ValueError("template: only used with outside_window=template")
+        if self.outside_window == "mass" and self.kind not in MASS_KINDS:
+            raise ValueError("outside_window: a mass send carries text or image")
         return self
+
+    @property
+    def parsed_audience(self) -> Audience | None:
+        return self._audience
+
+    def stored_audience(self) -> dict[str, Any]:
+        if self.contact_ids is not None:
+            return {"contact_ids": self.contact_ids}
+        if self._audience is None:
+            return {"subscribed": True}
+        return self._audience.model_dump(mode="json", exclude_none=True)
+
+    def rows_policy(self) -> tuple[str, dict[str, Any] | None]:
+        """(the message rows' outside_window, their fallback template)."""
+        if self.outside_window == "template":
+            assert self.template is not None
+            return "fallback", self.template.model_dump(mode="json", exclude_none=True)
+        return self.outside_window, None
 
 
 def create(settings: Settings, req: BroadcastRequest) -> Broadcast:
     with session_scope(settings.database_url) as session:
-        audience = {"subscribed": True} if req.audience else {"contact_ids": req.contact_ids}
         row = Broadcast(
             name=req.name,
             kind=req.kind,
             payload=req.payload,
             marketing=req.marketing,
             outside_window=req.outside_window,
-            audience=audience,
             variants=[v.model_dump(mode="json") for v in req.variants] if req.variants else None,
+            fallback=req.template.model_dump(mode="json", exclude_none=True)
+            if req.template
+            else None,
+            audience=req.stored_audience(),
         )
         session.add(row)
         session.flush()
     _enqueue_fan_out(settings, row.id)
     return row
+
+
+def audience_select(session: Session, audience: dict[str, Any]) -> sa.Select:
+    """The stored audience as a SELECT of contact ids (``contact_ids``: those that exist)."""
+    if "contact_ids" in audience:
+        ids = sorted(set(audience["contact_ids"]))
+        bad = [i for i in ids if type(i) is not int or not 1 <= i <= MAX_ID]
+        if bad:
+            raise ValueError(f"contact_ids out of range: {bad[:10]}")
+        return sa.select(Contact.id).where(Contact.id.in_(ids))
+    if audience.get("subscribed"):
+        return sa.select(Contact.id).where(Contact.subscribed.is_(True))
+    return audience_ids(session, audience)
+
+
+def audience_contact_ids(session: Session, audience: dict[str, Any]) -> list[int]:
+    """The stored audience's contact ids, sorted (``contact_ids`` as given: a row is made for
+    each, and delivery says what became of one that does not exist)."""
+    if "contact_ids" in audience:
+        audience_select(session, audience)  # the range check
+        return sorted(set(audience["contact_ids"]))
+    return sorted(session.execute(audience_select(session, audience)).scalars())
 
 
 def _enqueue_fan_out(settings: Settings, broadcast_id: int) -> bool:
@@ -120,6 +200,34 @@ def sweep(settings: Settings) -> int:
         queue.drop_job(settings, f"broadcast-{i}")
         _enqueue_fan_out(settings, i)
     return len(todo)
+
+
+def problems(session: Session, req: BroadcastRequest) -> dict[str, str]:
+    """What the database says is wrong with a valid-looking request: unknown contacts, an
+    unknown segment, media that is not ours. {field: reason}; empty when fine."""
+    from bot.audiences.resolve import segment_missing
+
+    found: dict[str, str] = {}
+    ids = req.contact_ids
+    field = "contact_ids"
+    audience = req.parsed_audience
+    if audience is not None and audience.ids is not None:
+        ids, field = audience.ids, "audience.ids"
+    missing = missing_contacts(session, ids or [])
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else "")
+        found[field] = f"{len(missing)} unknown contact(s): {shown}"
+    if audience is not None:
+        why = segment_missing(session, audience)
+        if why:
+            found["audience.segment"] = why
+    for ref in media_refs(req.kind, req.payload):
+        m = session.get(Media, ref)
+        if m is None:
+            found["payload.media"] = f"no media {ref}"
+        elif req.kind in ("news", "link") and not m.permanent:
+            found["payload.media"] = "a news picture needs a permanent image (it has a URL)"
+    return found
 
 
 def missing_contacts(session: Session, ids: list[int]) -> list[int]:
@@ -160,18 +268,13 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
         b = session.get(Broadcast, broadcast_id)
         if b is None or b.status != "fanning_out":
             return 0
-        if "contact_ids" in b.audience:
-            ids = sorted(set(b.audience["contact_ids"]))
-            bad = [i for i in ids if type(i) is not int or not 1 <= i <= MAX_ID]
-            if bad:
-                raise ValueError(f"contact_ids out of range: {bad[:10]}")
-        else:
-            ids = list(
-                session.execute(
-                    sa.select(Contact.id).where(Contact.subscribed.is_(True)).order_by(Contact.id)
-                ).scalars()
-            )
-        kind, marketing, payload, outside = b.kind, b.marketing, b.payload, b.outside_window
+        ids = audience_contact_ids(session, b.audience)
+        kind, marketing, payload = b.kind, b.marketing, b.payload
+        outside, fallback = b.outside_window, b.fallback
+        if outside == "template":
+            outside = "fallback"
+        elif outside == "fallback":  # older rows: "fallback" was refused, never stored
+            outside = "fail"
         variants = b.variants or []
     created = 0
     for start in range(0, len(ids), BATCH):
@@ -188,7 +291,7 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
                     idempotency_key=f"b{broadcast_id}:c{cid}",
                     marketing=marketing,
                     outside_window=outside,
-                    fallback=None,
+                    fallback=Template.model_validate(fallback) if fallback else None,
                     reply_to_event_id=None,
                 ),
                 broadcast_id=broadcast_id,
@@ -214,6 +317,12 @@ def variant_of(broadcast_id: int, contact_id: int, variants: list[dict[str, Any]
     return bandit.arm_for(u, [float(v["percent"]) for v in variants])
 
 
+def _audience_summary(audience: dict[str, Any]) -> dict[str, Any]:
+    """The audience as shown: id lists by their length (they may hold 100,000 ids)."""
+    ids = audience.get("ids", audience.get("contact_ids"))
+    return {"ids": len(ids)} if isinstance(ids, list) else audience
+
+
 def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
     b = session.get(Broadcast, broadcast_id)
     if b is None:
@@ -232,6 +341,26 @@ def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
         )
     ).one()
     done = sum(counts.get(s, 0) for s in messaging.FINAL | {"held"})
+    mass = [
+        {
+            "id": m.id,
+            "target": m.target,
+            "tag_id": m.tag_id,
+            "recipients": m.recipients,
+            "status": m.status,
+            "msg_id": m.msg_id,
+            "platform_status": m.platform_status,
+            "total_count": m.total_count,
+            "filter_count": m.filter_count,
+            "sent_count": m.sent_count,
+            "error_count": m.error_count,
+            "error_code": m.error_code,
+            "error_message": m.error_message,
+        }
+        for m in session.execute(
+            sa.select(MassSend).where(MassSend.broadcast_id == broadcast_id).order_by(MassSend.id)
+        ).scalars()
+    ]
     return {
         "id": b.id,
         "name": b.name,
@@ -240,8 +369,11 @@ def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
         if b.status in ("fanning_out", "failed")
         else ("done" if done >= b.total else "sending"),
         "reason": b.reason,
+        "outside_window": b.outside_window,
+        "audience": _audience_summary(b.audience),
         "total": b.total,
         "variants": [v["name"] for v in b.variants] if b.variants else None,
+        "mass_sends": mass,
         "counts": counts,
         "done": done,
         "first_sent_at": first.isoformat() if first else None,

@@ -21,8 +21,8 @@ from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import conflict, session_scope
 from bot.core.models import Contact, Identity, Message, utcnow
-from bot.messaging import links, send_rules
-from bot.messaging.outbox import CLAIMABLE, enqueue, finish, kick_after_commit, policy
+from bot.messaging import links, media, results, send_rules
+from bot.messaging.outbox import CLAIMABLE, enqueue, finish, kick_after_commit, kick_mass, policy
 from bot.messaging.payloads import oa_request, wecom_request
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,15 @@ class _Plan:
     channel: str
 
 
-def _recent_marketing(
-    session: Session, contact_ids: list[int], exclude: list[int], since: datetime
+Ids = list[int] | sa.Select  # contact ids, or a SELECT of them (a preview's audience)
+
+
+def _among(column: Any, ids: Ids) -> Any:
+    return column.in_(ids if isinstance(ids, sa.Select) else sorted(set(ids)))
+
+
+def recent_marketing(
+    session: Session, contact_ids: Ids, exclude: list[int], since: datetime
 ) -> dict[int, int]:
     """Marketing messages per contact sent since ``since`` or on their way (claimed or being
     sent), not counting the rows in ``exclude``."""
@@ -47,11 +54,11 @@ def _recent_marketing(
     rows = session.execute(
         sa.select(t.contact_id, sa.func.count())
         .where(
-            t.contact_id.in_(sorted(set(contact_ids))),
+            _among(t.contact_id, contact_ids),
             t.marketing.is_(True),
-            t.id.not_in(exclude),
+            t.id.not_in(exclude) if exclude else sa.true(),
             sa.or_(
-                sa.and_(t.status == "sent", t.sent_at >= since),
+                sa.and_(t.status.in_(("sent", "delivered")), t.sent_at >= since),
                 sa.and_(t.status.in_(("sending", "claimed")), t.updated_at >= since),
             ),
         )
@@ -60,11 +67,32 @@ def _recent_marketing(
     return dict(rows.all())
 
 
-def _contacts(session: Session, settings: Settings, contact_ids: list[int]) -> dict[int, Any]:
-    """The contacts (locked, in id order: one send decision at a time per contact, for the
-    cap) with their openid, in one round trip."""
-    c, i = Contact.__table__, Identity.__table__
+def mass_this_month(session: Session, contact_ids: Ids, since: datetime) -> dict[int, int]:
+    """Mass messages per contact sent (or being sent) since ``since`` (the month's start):
+    what the monthly mass-send quota counts."""
+    t = Message.__table__.c
     rows = session.execute(
+        sa.select(t.contact_id, sa.func.count())
+        .where(
+            _among(t.contact_id, contact_ids),
+            t.sent_kind == "mass",
+            sa.or_(
+                sa.and_(t.status.in_(("sent", "delivered")), t.sent_at >= since),
+                sa.and_(t.status == "sending", t.updated_at >= since),
+            ),
+        )
+        .group_by(t.contact_id)
+    )
+    return dict(rows.all())
+
+
+def contacts(
+    session: Session, settings: Settings, contact_ids: Ids, lock: bool = True
+) -> dict[int, Any]:
+    """The contacts (locked, in id order: one send decision at a time per contact, for the
+    cap; ``lock=False``: only read, for a preview) with their openid, in one round trip."""
+    c, i = Contact.__table__, Identity.__table__
+    query = (
         sa.select(
             c.c.id, c.c.subscribed, c.c.stage, c.c.last_interaction_at, i.c.value.label("openid")
         )
@@ -76,14 +104,26 @@ def _contacts(session: Session, settings: Settings, contact_ids: list[int]) -> d
                 ),
             )
         )
-        .where(c.c.id.in_(sorted(set(contact_ids))))
+        .where(_among(c.c.id, contact_ids))
         .order_by(c.c.id, i.c.id)
-        .with_for_update(of=c)
     )
+    rows = session.execute(query.with_for_update(of=c) if lock else query)
     found: dict[int, Any] = {}
     for row in rows:
         found.setdefault(row.id, row)
     return found
+
+
+def recipient(contact: Any, recent: int = 0, mass: int = 0) -> send_rules.Recipient:
+    """The rules' view of a row from ``contacts``."""
+    return send_rules.Recipient(
+        subscribed=bool(contact.subscribed),
+        stage=contact.stage,
+        has_openid=contact.openid is not None,
+        last_interaction=contact.last_interaction_at,
+        recent_marketing=recent,
+        mass_this_month=mass,
+    )
 
 
 def _not_yet(m: Message, now: datetime) -> bool:
@@ -96,10 +136,24 @@ def _capped(m: Message) -> bool:
     return m.channel != "wecom" and m.marketing and m.reply_to_event_id is None
 
 
+def send_of(m: Message) -> send_rules.Send:
+    return send_rules.Send(
+        kind=m.kind,
+        marketing=m.marketing,
+        outside_window=m.outside_window,
+        has_fallback=bool(m.fallback),
+        exempt=m.reply_to_event_id is not None,
+        channel=m.channel,
+    )
+
+
 def _outside_window(session: Session, m: Message, reason: str) -> tuple[str, int | None]:
-    """Apply the row's policy when the 48-hour window is closed."""
+    """Apply the row's policy when the platform says the 48-hour window is closed."""
     if m.outside_window == "fallback" and m.fallback:
         return "fallback", None
+    if m.outside_window == "mass":
+        finish(session, m, "mass_queued", None, error_message=reason)
+        return "mass_queued", None
     if m.outside_window == "hold":
         return "held", finish(session, m, "held", "msg.held", error_message=reason)
     return "failed", finish(
@@ -114,60 +168,57 @@ def _plan(
     now: datetime,
     contact: Any = None,
     recent: int | None = None,
+    mass: int | None = None,
 ) -> tuple[str, Any]:
-    """Phase 1, inside the claim transaction: decide what to do with the row. ``contact`` (see
-    ``_contacts``) and ``recent`` (its marketing count) when the caller read them already.
-    Returns ("send", _Plan) or (status, outbox id of the event recorded)."""
+    """Phase 1, inside the claim transaction: decide what to do with the row (by
+    ``send_rules.decide``). ``contact`` (see ``contacts``), ``recent`` (its marketing count)
+    and ``mass`` (its mass messages this month) when the caller read them already.
+    Returns ("send", _Plan), ("scheduled", when), ("mass_queued", broadcast id) or
+    (status, outbox id of the event recorded)."""
     pol = policy(settings)
     if m.channel == "wecom":
         path, body = wecom_request(m.kind, m.payload, m.to_user or "", settings.wecom_agent_id)
         return "send", _Plan(path, body, m.kind, "wecom")
 
     if contact is None:
-        contact = _contacts(session, settings, [m.contact_id])[m.contact_id]
-    if not contact.subscribed:
-        return "skipped", finish(
-            session, m, "skipped", "msg.failed", error_message="contact is not following"
+        contact = contacts(session, settings, [m.contact_id])[m.contact_id]
+    if recent is None and _capped(m):
+        since = now - pol.cap_window
+        recent = recent_marketing(session, [m.contact_id], [m.id], since).get(m.contact_id, 0)
+    if mass is None and m.outside_window == "mass":
+        since = send_rules.month_start(now, pol)
+        mass = mass_this_month(session, [m.contact_id], since).get(m.contact_id, 0)
+    d = send_rules.decide(recipient(contact, recent or 0, mass or 0), send_of(m), now, pol)
+    if d.route in ("skip", "capped"):
+        return "skipped", finish(session, m, "skipped", "msg.failed", error_message=d.reason)
+    if d.route == "quiet":
+        finish(session, m, "scheduled", None, not_before=d.resume)
+        return "scheduled", d.resume
+    if d.route in ("hold", "quota"):
+        return "held", finish(session, m, "held", "msg.held", error_message=d.reason)
+    if d.route == "fail":
+        return "failed", finish(
+            session, m, "failed", "msg.failed", error_code=45015, error_message=d.reason
         )
-    if m.marketing and contact.stage in send_rules.NO_MARKETING_STAGES:
-        return "skipped", finish(
-            session, m, "skipped", "msg.failed", error_message=f"contact is {contact.stage}"
-        )
-    openid = contact.openid
-    if openid is None:
-        return "skipped", finish(
-            session, m, "skipped", "msg.failed", error_message="contact has no openid"
-        )
-
-    if _capped(m):
-        talking = send_rules.in_conversation(contact.last_interaction_at, now, pol)
-        resume = None if talking else send_rules.quiet_until(now, pol)
-        if resume is not None:
-            finish(session, m, "scheduled", None, not_before=resume)
-            return "scheduled", resume
-        if recent is None:
-            since = now - pol.cap_window
-            recent = _recent_marketing(session, [m.contact_id], [m.id], since).get(m.contact_id, 0)
-        if send_rules.over_cap(recent, pol):
-            reason = f"frequency cap: {pol.marketing_cap} marketing messages per 24 h"
-            return "skipped", finish(session, m, "skipped", "msg.failed", error_message=reason)
-
+    if d.route == "mass":
+        finish(session, m, "mass_queued", None, not_before=None)
+        return "mass_queued", m.broadcast_id
     kind, payload = m.kind, m.payload
-    if kind in send_rules.CUSTOMER_SERVICE_KINDS and not send_rules.in_window(
-        contact.last_interaction_at, now
-    ):
-        outcome, outbox = _outside_window(session, m, "outside the 48-hour customer-service window")
-        if outcome != "fallback":
-            return outcome, outbox
+    if d.route == "template" and kind not in send_rules.TEMPLATE_KINDS:
         kind, payload = "template", m.fallback
         offset = len(links.links_in(m.kind, m.payload))  # the fallback's links come after
     else:
         offset = 0
     payload = links.rewrite(settings, m.id, kind, payload, offset)
     path, body = oa_request(
-        kind, payload, openid, client_msg_id=m.idempotency_key or f"yuchi-msg-{m.id}"
+        kind, payload, contact.openid, client_msg_id=m.idempotency_key or f"yuchi-msg-{m.id}"
     )
     return "send", _Plan(path, body, kind, "oa")
+
+
+def _kick_mass(settings: Settings, broadcast_ids: set[int | None]) -> None:
+    for bid in sorted(b for b in broadcast_ids if b is not None):
+        kick_mass(settings, bid)
 
 
 def deliver(settings: Settings, message_id: int, now: datetime | None = None) -> str:
@@ -200,9 +251,13 @@ def deliver(settings: Settings, message_id: int, now: datetime | None = None) ->
                 )
             elif outcome == "scheduled":
                 at = plan
+            elif outcome == "mass_queued":
+                massed = {plan}
             elif plan is not None:
                 outbox_ids.append(plan)
     kick_after_commit(settings, outbox_ids)
+    if outcome == "mass_queued":
+        _kick_mass(settings, massed)
     if outcome == "scheduled":
         enqueue(settings, [message_id], at=at)
         return "scheduled"
@@ -227,9 +282,16 @@ CLAIM_ATTEMPTS = 3
 
 def _claim(
     settings: Settings, ids: list[int], now: datetime
-) -> tuple[dict[str, int], list[tuple[int, _Plan]], list[tuple[int, datetime]], list[int | None]]:
+) -> tuple[
+    dict[str, int],
+    list[tuple[int, _Plan]],
+    list[tuple[int, datetime]],
+    list[int | None],
+    set[int | None],
+]:
     """Phase 1 of a batch, in one transaction (see deliver_batch): (outcome counts so far, the
-    rows to send with their plans, the rows to deliver later, outbox rows recorded)."""
+    rows to send with their plans, the rows to deliver later, outbox rows recorded, the
+    broadcasts whose mass send now has rows waiting)."""
     t = Message.__table__
     counts: dict[str, int] = {}
 
@@ -239,6 +301,7 @@ def _claim(
     plans: list[tuple[int, _Plan]] = []
     later: list[tuple[int, datetime]] = []
     outbox_ids: list[int | None] = []
+    massed: set[int | None] = set()
     with session_scope(settings.database_url) as session:
         query = (
             sa.select(Message)
@@ -252,18 +315,30 @@ def _claim(
             count("elsewhere")
         due = [m for m in rows if not _not_yet(m, now)]
         oa = [m.contact_id for m in due if m.channel != "wecom" and m.contact_id is not None]
-        contacts = _contacts(session, settings, oa) if oa else {}
+        found = contacts(session, settings, oa) if oa else {}
         capped = [m.contact_id for m in due if _capped(m)]
-        since = now - policy(settings).cap_window
-        recent = _recent_marketing(session, capped, [m.id for m in rows], since) if capped else {}
+        pol = policy(settings)
+        since = now - pol.cap_window
+        recent = recent_marketing(session, capped, [m.id for m in rows], since) if capped else {}
+        by_mass = [m.contact_id for m in due if m.outside_window == "mass"]
+        month = send_rules.month_start(now, pol)
+        mass = mass_this_month(session, by_mass, month) if by_mass else {}
         claimed: list[int] = []
         for m in rows:
             if _not_yet(m, now):
                 later.append((m.id, m.not_before))
                 count("scheduled")
                 continue
-            contact = contacts.get(m.contact_id)
-            outcome, plan = _plan(session, settings, m, now, contact, recent.get(m.contact_id, 0))
+            contact = found.get(m.contact_id)
+            outcome, plan = _plan(
+                session,
+                settings,
+                m,
+                now,
+                contact,
+                recent.get(m.contact_id, 0),
+                mass.get(m.contact_id, 0),
+            )
             if outcome == "send":
                 claimed.append(m.id)
                 plans.append((m.id, plan))
@@ -272,6 +347,9 @@ def _claim(
             elif outcome == "scheduled":
                 later.append((m.id, plan))
                 count("scheduled")
+            elif outcome == "mass_queued":
+                massed.add(plan)
+                count(outcome)
             else:
                 outbox_ids.append(plan)
                 count(outcome)
@@ -279,7 +357,7 @@ def _claim(
             session.execute(
                 sa.update(t).where(t.c.id.in_(claimed)).values(status="claimed", updated_at=now)
             )
-    return counts, plans, later, outbox_ids
+    return counts, plans, later, outbox_ids, massed
 
 
 def deliver_batch(
@@ -301,7 +379,7 @@ def deliver_batch(
     t = Message.__table__
     for attempt in range(1, CLAIM_ATTEMPTS + 1):
         try:
-            counts, plans, later, outbox_ids = _claim(settings, ids, now)
+            counts, plans, later, outbox_ids, massed = _claim(settings, ids, now)
             break
         except sa.exc.OperationalError as exc:
             # a drain holds some of these contacts while it waits for others (it locks them
@@ -310,6 +388,7 @@ def deliver_batch(
                 raise
             log.info("delivery batch: %s; claiming again", exc.orig)
     kick_after_commit(settings, outbox_ids)
+    _kick_mass(settings, massed)
     for message_id, at in later:
         enqueue(settings, [message_id], at=at)
 
@@ -354,6 +433,24 @@ def _send(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError |
         return {}, exc
 
 
+def _send_bound(settings: Settings, plan: _Plan) -> tuple[dict, wechat.PlatformError | None]:
+    """``_send`` with our media references swapped for the platform's (uploaded again when
+    expired); when the platform answers 40007 anyway, once more after a new upload."""
+    if plan.channel != "oa":
+        return _send(settings, plan)
+    for attempt in (1, 2):
+        try:
+            body, refs = media.bind(settings, plan.body)
+        except media.MediaError as exc:
+            return {}, wechat.PlatformError(None, str(exc), transient=False)
+        result, error = _send(settings, _Plan(plan.path, body, plan.sent_kind, plan.channel))
+        if error is None or error.errcode != 40007 or not refs or attempt == 2:
+            return result, error
+        for ref in refs:
+            media.forget(settings, ref)
+    return result, error
+
+
 # One piece: the at-most-once sequence (sending committed → call → outcome recorded) is read
 # and reviewed as one; each branch is an outcome of the same call.
 def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
@@ -361,7 +458,7 @@ def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
     Redis fails before the call, the row goes back to ``claimed`` (decided, nothing sent) and
     the error is raised: its job fails, and a recovered job or the sweeper sends it later."""
     try:
-        result, error = _send(settings, plan)
+        result, error = _send_bound(settings, plan)
     except NotSent:
         t = Message.__table__
         with session_scope(settings.database_url) as session:
@@ -386,10 +483,14 @@ def _call(settings: Settings, message_id: int, plan: _Plan) -> str:
                 outcome, outbox = "fallback", None
             else:
                 outcome, outbox = _outside_window(session, m, f"platform: {error.errmsg}")
+                broadcast_id = m.broadcast_id
+        if outcome == "mass_queued":
+            _kick_mass(settings, {broadcast_id})
+            return outcome
         if outcome != "fallback":
             kick_after_commit(settings, [outbox] if outbox else [])
             return outcome
-        result, error = _send(settings, plan)
+        result, error = _send_bound(settings, plan)
     if error is None:
         _mark_sent(settings, message_id, result.get("msgid"))
         return "sent"
@@ -446,6 +547,8 @@ def _mark_sent(settings: Settings, message_id: int, msgid: Any) -> None:
         ).one()
         if row.contact_id is None:
             return
+        if row.sent_kind == "template" and platform_msgid:  # its report may have come first
+            results.late_template(session, row.contact_id, platform_msgid, now)
         props = {
             "message_id": message_id,
             "kind": row.sent_kind or row.kind,

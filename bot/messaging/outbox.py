@@ -14,7 +14,7 @@ again by the sweeper.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DELIVER = "bot.background.jobs.deliver_message"
 DELIVER_BATCH = "bot.background.jobs.deliver_messages"
-FINAL = {"sent", "failed", "skipped", "unknown"}
+FINAL = {"sent", "delivered", "failed", "skipped", "unknown"}
 # Rows a job may still decide about: "claimed" is a batch's, not yet being sent by anyone.
 CLAIMABLE = ("queued", "scheduled", "claimed")
 
@@ -52,6 +52,7 @@ def policy(settings: Settings) -> send_rules.Policy:
         quiet_start=start,
         quiet_end=end,
         timezone=settings.timezone,
+        mass_quota=settings.mass_monthly_quota,
     )
 
 
@@ -217,6 +218,39 @@ def enqueue(
         log.warning(
             "%d message job(s) not enqueued (%s); the sweeper will pick them up", len(ids), exc
         )
+        return False
+    return True
+
+
+MASS_JOB = "bot.background.jobs.send_mass"
+
+
+def mass_flag(broadcast_id: int) -> str:
+    return f"yuchi:mass:{broadcast_id}:queued"
+
+
+def mass_job_key(broadcast_id: int) -> str:
+    """Where the id of the broadcast's newest mass job is kept (for the sweeper)."""
+    return f"yuchi:mass:{broadcast_id}:job"
+
+
+def kick_mass(settings: Settings, broadcast_id: int, delay: float = 0.0) -> bool:
+    """Make sure a mass-send job (bot.messaging.mass) for this broadcast will see the rows
+    queued for it until now: a flag coalesces kicks into one job, cleared when the job starts.
+    ``delay``: a job that looks again later. False if Redis is down: the sweeper finds them."""
+    try:
+        conn = queue.get_redis(settings)
+        if not delay and not conn.set(mass_flag(broadcast_id), "1", nx=True, ex=600):
+            return True
+        q = queue.get_queue(settings, queue.BULK)
+        job_id = f"mass-{broadcast_id}-{int(utcnow().timestamp() * 1000)}"
+        if delay:
+            q.enqueue_in(timedelta(seconds=delay), MASS_JOB, broadcast_id, job_id=job_id)
+        else:
+            q.enqueue(MASS_JOB, broadcast_id, job_id=job_id, job_timeout=3600)
+        conn.set(mass_job_key(broadcast_id), job_id, ex=7 * 86400)
+    except queue.REDIS_ERRORS as exc:
+        log.warning("mass send for broadcast %s not enqueued (%s)", broadcast_id, exc)
         return False
     return True
 

@@ -23,10 +23,30 @@ class News(Strict):
     description: str = Field(default="", max_length=512)
     url: HttpUrl
     picurl: HttpUrl | None = None
+    media: Id | None = None  # our permanent image (/api/media): its URL is the picture
+
+    @model_validator(mode="after")
+    def _one_picture(self) -> News:
+        if self.picurl is not None and self.media is not None:
+            raise ValueError("media: give picurl or media, not both")
+        return self
 
 
 class Image(Strict):
-    media_id: str = Field(min_length=1, max_length=128)
+    media_id: str | None = Field(default=None, min_length=1, max_length=128)
+    media: Id | None = None  # our id (/api/media): uploaded again when the platform's expires
+
+    @model_validator(mode="after")
+    def _one(self) -> Image:
+        if (self.media_id is None) == (self.media is None):
+            raise ValueError("media: give media (our id) or media_id (the platform's)")
+        return self
+
+
+def media_refs(kind: str, payload: dict[str, Any]) -> list[int]:
+    """Our media ids a payload references."""
+    ref = payload.get("media") if kind in ("image", "news", "link") else None
+    return [int(ref)] if ref is not None else []
 
 
 class MiniProgram(Strict):

@@ -2,7 +2,10 @@
 
 - the 48-hour customer-service window (WeChat answers 45015 outside it: we never try),
 - frequency caps and quiet hours for marketing sends,
-- exponential backoff with jitter for transient platform errors.
+- the OA's mass send: each follower receives at most ``mass_quota`` a calendar month,
+- exponential backoff with jitter for transient platform errors,
+- ``decide``: the route of one message to one contact from all of the above — the one copy of
+  these rules that delivery, the broadcast fan-out, the mass send and the preview all call.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Policy:
     max_attempts: int = 5
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
+    mass_quota: int = 4  # mass messages a follower receives per calendar month
 
 
 def in_window(last_interaction: datetime | None, now: datetime) -> bool:
@@ -79,3 +83,82 @@ def backoff(attempt: int, policy: Policy, rng: random.Random | None = None) -> f
 def parse_clock(value: str) -> time:
     hours, _, minutes = value.strip().partition(":")
     return time(int(hours), int(minutes or 0))
+
+
+def month_start(now: datetime, policy: Policy) -> datetime:
+    """The start of ``now``'s calendar month in the account's time zone (the mass quota's
+    period), in ``now``'s time zone."""
+    local = now.astimezone(ZoneInfo(policy.timezone))
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return first.astimezone(now.tzinfo)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the rules need to know about one contact, read by the caller."""
+
+    subscribed: bool
+    stage: str | None
+    has_openid: bool
+    last_interaction: datetime | None
+    recent_marketing: int = 0  # marketing messages within the cap window (or on their way)
+    mass_this_month: int = 0  # mass messages sent to them this calendar month
+
+
+@dataclass(frozen=True)
+class Send:
+    """What is being sent: its kind and the policy for outside the 48-hour window
+    (hold | fail | fallback (a template) | mass)."""
+
+    kind: str
+    marketing: bool
+    outside_window: str
+    has_fallback: bool = False
+    exempt: bool = False  # an answer to the contact's own message: no cap, no quiet hours
+    channel: str = "oa"
+
+
+# Routes: how a message goes (cs, template, mass) or why it does not go now.
+SENDING_ROUTES = ("cs", "template", "mass")
+
+
+@dataclass(frozen=True)
+class Decision:
+    route: str  # cs | template | mass | hold | fail | skip | capped | quota | quiet
+    reason: str | None = None
+    resume: datetime | None = None  # quiet: when the quiet hours end
+
+
+def decide(r: Recipient, s: Send, now: datetime, policy: Policy) -> Decision:
+    """The route of one message to one contact now."""
+    if not r.subscribed:
+        return Decision("skip", "contact is not following")
+    if s.marketing and r.stage in NO_MARKETING_STAGES:
+        return Decision("skip", f"contact is {r.stage}")
+    if not r.has_openid:
+        return Decision("skip", "contact has no openid")
+    if s.marketing and not s.exempt:
+        talking = in_conversation(r.last_interaction, now, policy)
+        resume = None if talking else quiet_until(now, policy)
+        if resume is not None:
+            return Decision("quiet", "quiet hours", resume)
+        if over_cap(r.recent_marketing, policy):
+            return Decision(
+                "capped", f"frequency cap: {policy.marketing_cap} marketing messages per 24 h"
+            )
+    if s.kind in TEMPLATE_KINDS:
+        return Decision("template")
+    if in_window(r.last_interaction, now):
+        return Decision("cs")
+    reason = "outside the 48-hour customer-service window"
+    if s.outside_window == "fallback" and s.has_fallback:
+        return Decision("template", reason)
+    if s.outside_window == "mass":
+        if r.mass_this_month >= policy.mass_quota:
+            return Decision(
+                "quota", f"monthly mass-send quota: {policy.mass_quota} a month per follower"
+            )
+        return Decision("mass", reason)
+    if s.outside_window == "hold":
+        return Decision("hold", reason)
+    return Decision("fail", reason)

@@ -24,7 +24,14 @@ from bot.core.models.journeys import (
     WebhookEndpoint,
 )
 from bot.core.models.menus import Menu, MenuVersion
-from bot.core.models.messaging import Broadcast, Message, MessageClick, ReplyRule
+from bot.core.models.messaging import (
+    Broadcast,
+    MassSend,
+    Media,
+    Message,
+    MessageClick,
+    ReplyRule,
+)
 from bot.core.models.sales import Channel, FollowUser, LeadAssignment, Rep
 from bot.core.models.salesops import (
     CustomerTransfer,
@@ -54,6 +61,8 @@ __all__ = [
     "MessageClick",
     "SplitAssignment",
     "OptimisationLog",
+    "MassSend",
+    "Media",
     "Rep",
     "FollowUser",
     "Channel",

@@ -40,8 +40,11 @@ class Broadcast(SQLModel, table=True):
     kind: str = Field(max_length=32)
     payload: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
     marketing: bool = Field(default=True)
+    # outside the 48-hour window: fail | hold | template (``fallback``) | mass (OA mass send)
     outside_window: str = Field(default="fail", max_length=16)
-    # {"subscribed": true} (everyone following when it fans out) or {"contact_ids": [...]}
+    fallback: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    # {"subscribed": true} (everyone following when it fans out), {"contact_ids": [...]},
+    # {"ids": [...]}, {"tags": {"any"|"all": [...]}} or {"segment": id}
     audience: dict = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
     # An A/B set: [{"name", "payload", "percent"}]; each contact gets one, fixed by a hash of
     # the broadcast and the contact (None: everyone gets ``payload``).
@@ -61,6 +64,7 @@ class Message(SQLModel, table=True):
         sa.Index("ix_message_status", "status", "not_before"),
         sa.Index("ix_message_broadcast", "broadcast_id", "status"),
         sa.Index("ix_message_enrollment", "enrollment_id", "step"),
+        sa.Index("ix_message_platform_msgid", "platform_msgid"),
     )
 
     id: int | None = Field(
@@ -82,7 +86,8 @@ class Message(SQLModel, table=True):
     enrollment_id: int | None = Field(default=None, sa_column=sa.Column(BIGINT, nullable=True))
     step: str | None = Field(default=None, max_length=100)
     variant: int | None = Field(default=None)  # a broadcast variant's place in its set
-    # queued | scheduled | sending | sent | held | failed | skipped | unknown
+    # queued | scheduled | claimed | sending | sent | delivered | held | failed | skipped |
+    # unknown, and mass_queued (waiting for its broadcast's OA mass send)
     status: str = Field(default="queued", max_length=16)
     sent_kind: str | None = Field(
         default=None, max_length=32
@@ -115,3 +120,52 @@ class MessageClick(SQLModel, table=True):
     link: int = Field(default=0)  # the link's place among the message's links
     url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     clicked_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class MassSend(SQLModel, table=True):
+    """One OA mass-send call (``message/mass/sendall`` by tag or ``message/mass/send`` by
+    openid list) for part of a broadcast; its messages carry its ``msg_id``."""
+
+    __tablename__ = "mass_send"
+
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id", index=True)
+    client_msg_id: str = Field(max_length=64, unique=True)
+    target: str = Field(max_length=16)  # tag | openids
+    tag_id: int | None = Field(default=None)
+    recipients: int = Field(default=0)  # our message rows in it
+    # sending | submitted | finished | failed | unknown
+    status: str = Field(default="sending", max_length=16)
+    msg_id: str | None = Field(default=None, max_length=64, index=True)
+    platform_status: str | None = Field(default=None, max_length=64)  # "send success", err(…)
+    total_count: int | None = Field(default=None)
+    filter_count: int | None = Field(default=None)
+    sent_count: int | None = Field(default=None)
+    error_count: int | None = Field(default=None)
+    error_code: int | None = Field(default=None)
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    finished_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class Media(SQLModel, table=True):
+    """A file uploaded to the Official Account once: its bytes (to upload again when a
+    temporary media_id expires) and the platform's media_id with its expiry."""
+
+    __tablename__ = "media"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)  # image | voice | video | thumb
+    permanent: bool = Field(default=False)  # material/add_material, else media/upload (3 days)
+    filename: str = Field(max_length=200)
+    content_type: str = Field(max_length=64)
+    size: int = Field(default=0)
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    media_id: str | None = Field(default=None, max_length=128)
+    url: str | None = Field(default=None, max_length=500)  # permanent images have one
+    uploaded_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    expires_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    uploads: int = Field(default=0)
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
