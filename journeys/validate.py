@@ -362,7 +362,35 @@ class Known:
     webhooks: set[str] | None = None  # the registered webhook endpoint urls
 
 
+def _preds(step: Any) -> Iterator[tuple[str, Pred]]:
+    if isinstance(step, Trigger) and step.segment is not None:
+        yield "segment", step.segment
+    elif isinstance(step, Condition):
+        if step.if_ is not None:
+            yield "if", step.if_
+        for i, b in enumerate(step.branches or []):
+            yield f"branches[{i}].when", b.when
+    elif isinstance(step, Goal):
+        yield "when", step.when
+
+
+def _segment_only(pred: Pred, where: str) -> Iterator[tuple[str, str]]:
+    for path, p in pred.walk(where):
+        for clause in p.segment_only():
+            yield (
+                f"{path}.{clause}",
+                "only a saved segment reads this; save it as a segment and use {segment: <id>}",
+            )
+
+
 def _step_problems(d: Definition, known: Known) -> Iterator[Problem]:
+    if d.goal is not None:
+        for where, message in _segment_only(d.goal, "goal"):
+            yield Problem(None, where, message)
+    for s in d.steps:
+        for top, pred in _preds(s):
+            for where, message in _segment_only(pred, top):
+                yield Problem(s.id, where, message)
     known_tags = known.tags
     tags = None if known_tags is None else set(known_tags) | _added_tags(d.steps)
     if d.goal is not None and tags is not None:
