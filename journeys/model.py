@@ -144,9 +144,8 @@ class Pred(_Model):
             raise ValueError(f"a condition has exactly one of {names} (got {got})")
         if (self.field is not None or self.answer is not None) and self.is_ is None:
             raise ValueError("is: a field or answer condition needs `is`, e.g. {eq: 上海}")
-        if self.is_ is not None and self.field is None and self.answer is None:
-            if self.identity is None:
-                raise ValueError("is: only with field, answer or identity")
+        if self.is_ is not None and self.field is self.answer is self.identity is None:
+            raise ValueError("is: only with field, answer or identity")
         for name in ("count", "within", "conditions"):
             if getattr(self, name) is not None and self.event is None:
                 raise ValueError(f"{name}: only with event")

@@ -5,9 +5,11 @@ keyset pages) and membership in journeys (a condition, a trigger on entering and
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 import journeys
 from bot.audiences import segments
@@ -254,3 +256,170 @@ def test_segment_in_segment_and_cycles(clean, people):
         with pytest.raises(segments.SegmentInvalid):
             segments.delete(s, price.id)
         s.rollback()
+
+
+# --- the API -------------------------------------------------------------------------------
+
+
+def test_api_names_the_bad_clause(client, auth):
+    bad = {
+        "all": [
+            {"tag": "意向:价格"},
+            {"score": {"prefix": "1"}},
+            {"event": "oa.click", "within": "-1d"},
+            {"answer": "budget", "is": {"eq": 1}},
+        ]
+    }
+    resp = client.post("/api/segments", json={"name": "坏的", "definition": bad}, headers=auth)
+    assert resp.status_code == 422
+    fields = resp.get_json()["fields"]
+    assert "definition.all[2]" in fields  # within must be longer than zero
+    resp = client.post(
+        "/api/segments",
+        json={
+            "name": "坏的",
+            "definition": {"all": [{"score": {"prefix": "1"}}, {"answer": "b", "is": {"eq": 1}}]},
+        },
+        headers=auth,
+    )
+    assert resp.status_code == 422
+    assert set(resp.get_json()["fields"]) == {
+        "definition.all[0].score.prefix",
+        "definition.all[1].answer",
+    }
+    for definition, where in [
+        ({"tag": "a", "no_tag": "b"}, "definition"),
+        ({"stage": {"between": 1}}, "definition.stage.between"),
+        ({"not": {"field": "city"}}, "definition.not"),
+        ({"identity": "email"}, "definition.identity"),
+        (
+            {"event": "oa.text", "conditions": {"content": {"keywords": ["价格"]}}},
+            "definition.conditions.content.keywords",
+        ),
+        ({"segment": 999}, "definition.segment"),
+    ]:
+        resp = client.post(
+            "/api/segments", json={"name": "x", "definition": definition}, headers=auth
+        )
+        assert resp.status_code == 422, definition
+        assert where in resp.get_json()["fields"], (definition, resp.get_json())
+    assert client.get("/api/segments", headers=auth).get_json() == {"segments": []}
+
+
+def test_api_crud_count_and_pages(client, auth, people):
+    body = {
+        "name": "价格意向",
+        "definition": {"any": [{"tag": "意向:价格"}, {"tag": "渠道:海报1"}]},
+    }
+    resp = client.post("/api/segments", json=body, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+    sid = resp.get_json()["id"]
+    assert client.post("/api/segments", json=body, headers=auth).status_code == 422  # name
+    assert client.get(f"/api/segments/{sid}", headers=auth).get_json()["name"] == "价格意向"
+    got = client.get(f"/api/segments/{sid}/count", headers=auth).get_json()
+    assert got["count"] == 3  # ann, bob, eve; dan is merged
+    seen, cursor = [], None
+    while True:
+        url = f"/api/segments/{sid}/contacts?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(url, headers=auth).get_json()
+        seen += [c["name"] for c in page["contacts"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["ann", "bob", "eve"]
+    body["definition"] = {"tag": "渠道:海报1"}
+    assert client.put(f"/api/segments/{sid}", json=body, headers=auth).status_code == 200
+    assert client.get(f"/api/segments/{sid}/count", headers=auth).get_json()["count"] == 2
+    assert client.get(f"/api/segments/{sid}/contacts?cursor=x", headers=auth).status_code == 422
+    assert client.delete(f"/api/segments/{sid}", headers=auth).status_code == 204
+    assert client.get(f"/api/segments/{sid}/count", headers=auth).status_code == 404
+
+
+# --- journeys ------------------------------------------------------------------------------
+
+
+def journey(trigger: dict, segment_check: int) -> dict:
+    return {
+        "id": f"j-{trigger['on']}",
+        "name": trigger["on"],
+        "steps": [
+            {"id": "t", "type": "trigger", **trigger, "entry": {"mode": "every_time"}, "next": "c"},
+            {
+                "id": "c",
+                "type": "condition",
+                "if": {"segment": segment_check},
+                "yes": "y",
+                "no": "n",
+            },
+            {"id": "y", "type": "action", "do": "add_tag", "tag": f"{trigger['on']}:上海"},
+            {"id": "n", "type": "action", "do": "add_tag", "tag": f"{trigger['on']}:其他"},
+        ],
+    }
+
+
+def tags_of(settings, cid: int) -> set[str]:
+    with db.session_scope(settings.database_url) as s:
+        return set(
+            s.execute(sa.select(ContactTag.tag).where(ContactTag.contact_id == cid)).scalars()
+        )
+
+
+def test_journeys_enter_and_leave_saved_segments(client, auth, people, clean):
+    from bot.automation import segments as journey_segments
+
+    def save(name: str, definition: dict) -> int:
+        resp = client.post(
+            "/api/segments", json={"name": name, "definition": definition}, headers=auth
+        )
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()["id"]
+
+    vip = save("VIP", {"tag": "VIP"})
+    shanghai = save("上海", {"field": "city", "is": {"prefix": "上海"}})
+    for on in ("segment_entered", "segment_left"):
+        body = {"name": on, "definition": journey({"on": on, "segment_id": vip}, shanghai)}
+        resp = client.post("/api/journeys", json=body, headers=auth)
+        assert resp.status_code == 201, resp.get_json()
+        resp = client.post(f"/api/journeys/{resp.get_json()['id']}/publish", headers=auth)
+        assert resp.status_code == 200, resp.get_json()
+
+    def tag(name: str, on: bool) -> None:
+        with db.session_scope(clean.database_url) as s:
+            if on:
+                s.add(ContactTag(contact_id=people[name], tag="VIP", source="manual"))
+            else:
+                s.execute(
+                    sa.delete(ContactTag).where(
+                        ContactTag.contact_id == people[name], ContactTag.tag == "VIP"
+                    )
+                )
+
+    tag("ann", True)
+    first = journey_segments.sweep_saved(clean)
+    assert first == {"segments": 1, "entered": 0, "left": 0, "enrolled": 0}  # remembered only
+    tag("bob", True)
+    tag("eve", True)
+    tag("dan", True)  # merged: never a member
+    got = journey_segments.sweep_saved(clean)
+    assert (got["entered"], got["left"], got["enrolled"]) == (2, 0, 2)
+    assert "segment_entered:其他" in tags_of(clean, people["bob"])  # condition: not in 上海
+    assert "segment_entered:上海" in tags_of(clean, people["eve"])  # 上海市
+    assert not any(t.startswith("segment_") for t in tags_of(clean, people["ann"]))
+    assert journey_segments.sweep_saved(clean)["enrolled"] == 0  # nothing changed
+    tag("ann", False)
+    got = journey_segments.sweep_saved(clean)
+    assert (got["entered"], got["left"], got["enrolled"]) == (0, 1, 1)
+    assert "segment_left:上海" in tags_of(clean, people["ann"])
+
+
+def test_journeys_refuse_segment_only_clauses(client, auth):
+    definition = journey({"on": "event", "event": "oa.text"}, 1)
+    definition["steps"][1]["if"] = {"all": [{"tag": "a"}, {"owner": {"exists": True}}]}
+    resp = client.post("/api/journeys", json={"name": "x", "definition": definition}, headers=auth)
+    body = resp.get_json()
+    problems = json.dumps(body, ensure_ascii=False)
+    if resp.status_code == 201:  # drafts are kept; publishing checks
+        resp = client.post(f"/api/journeys/{body['id']}/publish", headers=auth)
+        problems = json.dumps(resp.get_json(), ensure_ascii=False)
+        assert resp.status_code == 422
+    assert "if.all[1].owner" in problems
