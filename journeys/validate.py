@@ -360,6 +360,7 @@ class Known:
     templates: set[str] | None = None
     webhook_allow: Allow | None = None  # refuse webhook urls to addresses not allowed
     webhooks: set[str] | None = None  # the registered webhook endpoint urls
+    segments: set[int] | None = None  # the saved segment ids
 
 
 def _preds(step: Any) -> Iterator[tuple[str, Pred]]:
@@ -372,6 +373,17 @@ def _preds(step: Any) -> Iterator[tuple[str, Pred]]:
             yield f"branches[{i}].when", b.when
     elif isinstance(step, Goal):
         yield "when", step.when
+
+
+def _segment_refs(step: Any, known: set[int] | None) -> Iterator[Problem]:
+    if known is None:
+        return
+    if isinstance(step, Trigger) and step.segment_id is not None and step.segment_id not in known:
+        yield Problem(step.id, "segment_id", f"no saved segment {step.segment_id}")
+    for top, pred in _preds(step):
+        for where, p in pred.walk(top):
+            if p.segment is not None and p.segment not in known:
+                yield Problem(step.id, f"{where}.segment", f"no saved segment {p.segment}")
 
 
 def _segment_only(pred: Pred, where: str) -> Iterator[tuple[str, str]]:
@@ -391,6 +403,11 @@ def _step_problems(d: Definition, known: Known) -> Iterator[Problem]:
         for top, pred in _preds(s):
             for where, message in _segment_only(pred, top):
                 yield Problem(s.id, where, message)
+        yield from _segment_refs(s, known.segments)
+    if d.goal is not None and known.segments is not None:
+        for where, p in d.goal.walk("goal"):
+            if p.segment is not None and p.segment not in known.segments:
+                yield Problem(None, f"{where}.segment", f"no saved segment {p.segment}")
     known_tags = known.tags
     tags = None if known_tags is None else set(known_tags) | _added_tags(d.steps)
     if d.goal is not None and tags is not None:
@@ -462,6 +479,7 @@ def validate(
     *,
     webhook_allow: Allow | None = None,
     known_webhooks: set[str] | None = None,
+    known_segments: set[int] | None = None,
 ) -> list[Problem]:
     """Every problem with the definition (a Definition or its JSON/YAML data); [] when it
     may be published. ``known_tags``/``known_templates``/``known_webhooks`` (endpoint
@@ -470,7 +488,7 @@ def validate(
     graph_problems, _ = _graph(dicts)
     problems += graph_problems
     if parsed is not None:
-        known = Known(known_tags, known_templates, webhook_allow, known_webhooks)
+        known = Known(known_tags, known_templates, webhook_allow, known_webhooks, known_segments)
         problems += _step_problems(parsed, known)
     elif isinstance(definition, Mapping):
         # shape problems elsewhere: still check the steps that parsed on their own

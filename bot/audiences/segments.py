@@ -217,6 +217,11 @@ def get(session: Session, segment_id: int) -> Segment:
     return row
 
 
+def ids(session: Session) -> set[int]:
+    """Every saved segment's id (what a journey may name)."""
+    return set(session.execute(sa.select(S.id)).scalars())
+
+
 def list_segments(session: Session) -> list[Segment]:
     return list(session.execute(sa.select(Segment).order_by(S.id)).scalars())
 

@@ -423,3 +423,17 @@ def test_journeys_refuse_segment_only_clauses(client, auth):
         problems = json.dumps(resp.get_json(), ensure_ascii=False)
         assert resp.status_code == 422
     assert "if.all[1].owner" in problems
+
+
+def test_a_journey_names_saved_segments_that_exist(client, auth):
+    definition = journey({"on": "segment_entered", "segment_id": 4242}, 4343)
+    resp = client.post("/api/journeys", json={"name": "x", "definition": definition}, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+    jid = resp.get_json()["id"]
+    resp = client.post(f"/api/journeys/{jid}/preview", json={}, headers=auth)
+    assert resp.status_code == 200, resp.get_json()
+    assert "4242" in json.dumps(resp.get_json(), ensure_ascii=False)
+    resp = client.post(f"/api/journeys/{jid}/publish", headers=auth)
+    assert resp.status_code == 422
+    problems = json.dumps(resp.get_json(), ensure_ascii=False)
+    assert "no saved segment 4242" in problems and "no saved segment 4343" in problems
