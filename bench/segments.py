@@ -46,7 +46,7 @@ WHERE c.merged_into_id IS NULL
   AND c.id IN (SELECT contact_id FROM contact_tag WHERE tag = %(tag)s)
   AND c.score >= %(lo)s
   AND c.score * power(0.5, greatest(extract(epoch FROM %(now)s - greatest(c.last_interaction_at,
-        c.score_activity_at)) / 86400, 0) / 30) BETWEEN %(lo)s AND %(hi)s
+        c.score_activity_at))::float8 / 86400, 0) / 30) BETWEEN %(lo)s AND %(hi)s
   AND c.id IN (SELECT contact_id FROM event WHERE type = %(type)s AND occurred_at >= %(since)s
                GROUP BY contact_id HAVING count(*) >= %(n)s)
 """
@@ -59,12 +59,18 @@ def prepare(url: str, contacts: int, events: int) -> datetime:
     create_database(url)
     db.upgrade(url)
     seed(url, contacts, events, now)
+    finish(url, now, contacts, events)
+    return now
+
+
+def finish(url: str, now: datetime, contacts: int, events: int) -> None:
+    """Scores and scoring activity for everyone, the seeding moment noted, ANALYZE."""
     t0 = time.perf_counter()
     with raw_connection(url) as conn:
         # A score 0-100 and a last scoring activity up to 60 days before the last interaction.
         conn.execute(
-            "UPDATE contact SET score = (id * 7919 % 1000) / 10.0, score_activity_at ="
-            " last_interaction_at - make_interval(days => (id * 31 % 60))"
+            "UPDATE contact SET score = (id::bigint * 7919 % 1000) / 10.0, score_activity_at ="
+            " last_interaction_at - make_interval(days => (id::bigint * 31 % 60)::int)"
         )
         conn.execute(
             "CREATE TABLE bench_segments (seeded_at timestamptz, contacts int, events int)"
@@ -73,10 +79,19 @@ def prepare(url: str, contacts: int, events: int) -> datetime:
         conn.commit()
     vacuum(url)
     say(f"  scores set and analyzed in {time.perf_counter() - t0:.0f} s")
-    return now
 
 
 def seeded(url: str) -> tuple[datetime, int, int]:
+    """The seeding moment and size of a kept database (a run that stopped after seeding the
+    events is finished here: its moment is the newest event's)."""
+    with raw_connection(url) as conn:
+        kept = conn.execute("SELECT to_regclass('bench_segments') IS NOT NULL").fetchone()[0]
+        if not kept:
+            now, events = conn.execute("SELECT max(occurred_at), count(*) FROM event").fetchone()
+            contacts = conn.execute("SELECT count(*) FROM contact").fetchone()[0]
+    if not kept:
+        say("  finishing a database whose seeding stopped after the events")
+        finish(url, now, contacts, events)
     with raw_connection(url) as conn:
         return conn.execute("SELECT seeded_at, contacts, events FROM bench_segments").fetchone()
 

@@ -134,6 +134,34 @@ TABLE: list[tuple[dict, set[str], bool]] = [
     ({"event": "oa.click", "within": "14d"}, {"ann"}, False),
     ({"not": {"event": "oa.*", "within": "14d"}}, {"bob", "cat"}, False),
     ({"event": "h5.form_submit", "conditions": {"form": {"contains": "试"}}}, {"eve"}, False),
+    # beside a tag or identity: a probe per contact (EXISTS … OFFSET n-1, or a scalar count)
+    (
+        {"all": [{"tag": "意向:价格"}, {"event": "oa.click", "count": {"gte": 3}}]},
+        {"ann", "bob"},
+        True,
+    ),
+    (
+        {"all": [{"tag": "意向:价格"}, {"event": "oa.click", "within": "14d", "count": {"gt": 2}}]},
+        {"ann"},
+        False,
+    ),
+    (
+        {
+            "all": [
+                {"tag": "意向:价格"},
+                {"event": "oa.click", "conditions": {"key": "V2"}, "count": {"eq": 2}},
+            ]
+        },
+        {"bob"},
+        False,
+    ),
+    ({"all": [{"tag": "意向:价格"}, {"event": "oa.click", "count": {"lt": 3}}]}, set(), True),
+    (
+        {"all": [{"identity": "openid"}, {"not": {"event": "oa.*", "within": "14d"}}]},
+        {"bob", "cat"},
+        False,
+    ),
+    ({"all": [{"identity": "openid"}, {"event": "*", "count": {"lte": 2}}]}, {"cat", "eve"}, False),
     ({"subscribed": False}, {"cat"}, False),
     ({"owner": {"exists": True}}, {"ann", "eve"}, False),
     ({"owner": {"exists": False}}, {"bob", "cat"}, False),
