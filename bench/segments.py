@@ -167,6 +167,7 @@ def run(url: str, now: datetime, args: argparse.Namespace) -> None:
     from bot.core import db
     from bot.core.models import Segment
 
+    say(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs before counting")
     specs = definitions(args.segments)
     with db.session_scope(url) as s:
         s.execute(sa.delete(Segment.__table__).where(Segment.__table__.c.name.like("bench %")))
@@ -200,6 +201,7 @@ def run(url: str, now: datetime, args: argparse.Namespace) -> None:
             say(
                 f"{text:<58} {a:>8,} {b:>8,} {min(ours[i]) * 1000:8.1f} {min(hand[i]) * 1000:8.1f}{mark}"
             )
+        say(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end)")
         mine = [min(v) * 1000 for v in ours.values()]
         theirs = [min(v) * 1000 for v in hand.values()]
         say(

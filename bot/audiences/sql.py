@@ -3,14 +3,15 @@ condition on the ``contact`` table, so a count, a page or a membership test is o
 
 Every clause compiles to something true or false, never NULL, so ``not`` is plain ``NOT``:
 
-- ``tag``/``no_tag``, ``identity``: ``contact.id [NOT] IN`` the ids of a small index scan
-  (``ix_contact_tag_tag_contact``, ``ix_identity_kind_value``);
+- ``tag``/``no_tag``, ``identity``: ``[NOT] EXISTS`` a row of this contact, read from an index
+  (``ix_contact_tag_tag_contact``, ``ix_identity_kind_value``): semi- and anti-joins, never
+  ``NOT IN`` (at 1M contacts a negated clause is then a parallel hash anti join, 0.5 s);
 - ``event``: the events of a type (``oa.*``, ``*``) in a window (``within``) whose properties
   meet ``conditions``. Beside a tag or identity clause in an ``all`` (the index has narrowed
   the contacts to a few percent), a probe per contact through ``ix_event_contact_type``:
   ``EXISTS (… OFFSET n-1)`` stops at the n-th event. Otherwise the window grouped by contact
   with ``count`` in HAVING, read through ``ix_event_type_time_contact``; a count that holds
-  for zero events (``{lt: 2}``) becomes ``NOT IN`` (the contacts whose count does not hold),
+  for zero events (``{lt: 2}``) becomes ``NOT EXISTS`` (the contacts whose count does not hold),
   so people with no events count. bench/segments.py measured both (the reasons there);
 - ``score``: the score *decayed* to ``now`` (the active rule set's half-life, from the later of
   ``last_interaction_at`` and ``score_activity_at``), with the undecayed bound that implies it
@@ -101,9 +102,9 @@ class _Compiler:
         if p.not_ is not None:
             return sa.not_(self.pred(p.not_))
         if p.tag is not None:
-            return K.id.in_(sa.select(CT.contact_id).where(CT.tag == p.tag))
+            return _has(sa.select(CT.contact_id).where(CT.tag == p.tag), CT.contact_id)
         if p.no_tag is not None:
-            return K.id.not_in(sa.select(CT.contact_id).where(CT.tag == p.no_tag))
+            return sa.not_(_has(sa.select(CT.contact_id).where(CT.tag == p.no_tag), CT.contact_id))
         if p.event is not None:
             return self.event(p)
         if p.score is not None:
@@ -122,7 +123,7 @@ class _Compiler:
             rows = sa.select(ID.contact_id).where(ID.kind == p.identity)
             if p.is_ is not None:
                 rows = rows.where(self.text(p.is_, ID.value))
-            return K.id.in_(rows)
+            return _has(rows, ID.contact_id)
         if p.field is not None:
             assert p.is_ is not None
             return self.json(p.is_, K.fields, p.field)
@@ -149,11 +150,11 @@ class _Compiler:
         if self.narrowed:
             return self.probe(p.count, rows.where(E.contact_id == K.id))
         if p.count is None:  # at least once
-            return K.id.in_(rows)
+            return _has(rows, E.contact_id)
         holds = self.number(p.count, sa.func.count())
         if compare(p.count, 0):  # people without any such event count too
-            return K.id.not_in(rows.group_by(E.contact_id).having(sa.not_(holds)))
-        return K.id.in_(rows.group_by(E.contact_id).having(holds))
+            return sa.not_(_grouped(rows.group_by(E.contact_id).having(sa.not_(holds))))
+        return _grouped(rows.group_by(E.contact_id).having(holds))
 
     def probe(self, cmp: Cmp | None, rows: sa.Select) -> Bool:
         """The count for this contact alone (ix_event_contact_type), stopping at the n-th
@@ -352,6 +353,20 @@ _OPS: dict[str, Callable[[Any, float], Bool]] = {
     "lt": lambda x, b: x < b,
     "lte": lambda x, b: x <= b,
 }
+
+
+def _has(rows: sa.Select, contact_id: Any) -> Bool:
+    """``EXISTS (rows of this contact)``: a semi-join, and negated an anti-join, which the
+    planner runs as a hash join that spills to disk when big (``NOT IN`` becomes a
+    per-contact rescan once its hash outgrows work_mem)."""
+    return sa.exists(rows.with_only_columns(sa.literal(1)).where(contact_id == K.id))
+
+
+def _grouped(rows: sa.Select) -> Bool:
+    """``EXISTS`` a row of the grouped contact ids for this contact (a semi-join on the
+    grouped window, see ``_has``)."""
+    g = rows.subquery()
+    return sa.exists(sa.select(sa.literal(1)).select_from(g).where(g.c.contact_id == K.id))
 
 
 def _narrow(p: Pred) -> bool:
