@@ -70,6 +70,12 @@ def _problems(pred: Pred) -> Iterator[tuple[str, str]]:
         if p.is_ is not None:
             cmps.append((f"{where}.is", p.is_))
         cmps += [(f"{where}.conditions.{k}", c) for k, c in (p.conditions or {}).items()]
+        for name in [*(p.conditions or {}), *([p.field] if p.field is not None else [])]:
+            if '"' in name or "" in name.split("."):
+                yield (
+                    f"{where}.{'field' if name == p.field else 'conditions.' + name}",
+                    ("a property name in a segment has no double quotes or empty parts (a..b)"),
+                )
         for at, cmp in cmps:
             if isinstance(cmp, Cmp) and cmp.keywords is not None:
                 yield f"{at}.keywords", "a segment cannot match jieba words; use contains"

@@ -325,6 +325,8 @@ def test_api_names_the_bad_clause(client, auth):
             "definition.conditions.content.keywords",
         ),
         ({"segment": 999}, "definition.segment"),
+        ({"field": 'a"b', "is": {"eq": 1}}, "definition.field"),
+        ({"event": "oa.click", "conditions": {"a..b": 1}}, "definition.conditions.a..b"),
     ]:
         resp = client.post(
             "/api/segments", json={"name": "x", "definition": definition}, headers=auth
