@@ -467,3 +467,62 @@ def test_a_journey_names_saved_segments_that_exist(client, auth):
     assert resp.status_code == 422
     problems = json.dumps(resp.get_json(), ensure_ascii=False)
     assert "no saved segment 4242" in problems and "no saved segment 4343" in problems
+
+
+# --- the decayed score is the one the score explain shows ----------------------------------
+
+
+def test_segment_score_is_the_explained_decayed_score(clean):
+    from support import run_worker
+
+    from bot.contacts.record import IncomingEvent, record
+    from bot.core import queue
+    from bot.scoring.explain import explain
+
+    t0 = NOW - timedelta(days=80)
+
+    def store(type_: str, at: datetime, **kw) -> None:
+        with db.session_scope(clean.database_url) as s:
+            record(
+                s,
+                IncomingEvent(
+                    type=type_,
+                    source="oa",
+                    identity_kind="openid",
+                    identity_value="oScore",
+                    app_id=clean.oa_appid,
+                    occurred_at=at,
+                    dedupe_key=f"seg-{type_}-{at.timestamp()}",
+                    **kw,
+                ),
+            )
+        queue.kick_outbox(clean)
+        run_worker(clean)
+
+    store("oa.subscribe", t0, properties={}, subscribed=True)  # +5: activity
+    store(
+        "oa.unsubscribe",
+        t0 + timedelta(days=20),
+        properties={},
+        interaction=False,
+        subscribed=False,
+    )  # -30: not activity
+    store(
+        "oa.subscribe", t0 + timedelta(days=10), properties={}, subscribed=True, interaction=False
+    )
+    with db.session_scope(clean.database_url) as s:
+        cid = s.execute(
+            sa.select(Identity.contact_id).where(Identity.value == "oScore")
+        ).scalar_one()
+        c = s.get(Contact, cid)
+        shown = explain(s, cid, NOW)
+        assert c.score_activity_at == datetime.fromisoformat(shown["decay"]["last_activity_at"])
+        total = shown["total"]
+        assert shown["decay"]["factor"] < 1
+        near = segments.create(
+            s, segments.SegmentIn("near", {"score": {"gte": total - 0.01, "lte": total + 0.01}})
+        )
+        raw = segments.create(s, segments.SegmentIn("raw", {"score": {"eq": c.score}}))
+        assert segments.matches(s, near.id, cid, NOW)
+        assert not segments.matches(s, raw.id, cid, NOW)  # the undecayed sum is not the score
+        s.rollback()
