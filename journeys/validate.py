@@ -375,6 +375,15 @@ def _preds(step: Any) -> Iterator[tuple[str, Pred]]:
         yield "when", step.when
 
 
+def named_segments(d: Definition) -> set[int]:
+    """The saved segment ids a definition names (a trigger's ``segment_id``, ``{segment: id}``)."""
+    found = {s.segment_id for s in d.steps if isinstance(s, Trigger) and s.segment_id}
+    preds = [p for s in d.steps for _where, p in _preds(s)] + ([d.goal] if d.goal else [])
+    for pred in preds:
+        found |= {p.segment for _where, p in pred.walk("") if p.segment is not None}
+    return found
+
+
 def _segment_refs(step: Any, known: set[int] | None) -> Iterator[Problem]:
     if known is None:
         return

@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+import journeys
 from bot.audiences import sql
-from bot.core.models import Contact, Segment, utcnow
+from bot.core.models import Contact, Journey, JourneyVersion, Segment, utcnow
 from bot.scoring.versions import active
 from journeys.conditions import Cmp
 from journeys.model import Pred
+from journeys.validate import named_segments
 
 S = Segment.__table__.c
 K = Contact.__table__.c
@@ -212,8 +214,32 @@ def delete(session: Session, segment_id: int) -> None:
     ]
     if users:
         raise SegmentInvalid({"id": f"segments {users} include this segment"})
+    journeys_ = _journeys_naming(session, segment_id)
+    if journeys_:
+        names = ", ".join(journeys_)
+        raise SegmentInvalid({"id": f"published or paused journeys name this segment: {names}"})
     session.delete(row)
     session.flush()
+
+
+def _journeys_naming(session: Session, segment_id: int) -> list[str]:
+    """The published or paused journeys whose running version names the segment."""
+    j, v = Journey.__table__.c, JourneyVersion.__table__.c
+    rows = session.execute(
+        sa.select(j.name, v.definition)
+        .join(JourneyVersion.__table__, sa.and_(v.journey_id == j.id, v.version == j.version))
+        .where(j.status.in_(["published", "paused"]))
+        .order_by(j.id)
+    )
+    found = []
+    for name, definition in rows:
+        try:
+            d = journeys.parse(definition)
+        except ValidationError:
+            continue
+        if segment_id in named_segments(d):
+            found.append(name)
+    return found
 
 
 def get(session: Session, segment_id: int) -> Segment:

@@ -440,6 +440,8 @@ def test_journeys_enter_and_leave_saved_segments(client, auth, people, clean):
     got = journey_segments.sweep_saved(clean)
     assert (got["entered"], got["left"], got["enrolled"]) == (0, 1, 1)
     assert "segment_left:上海" in tags_of(clean, people["ann"])
+    resp = client.delete(f"/api/segments/{vip}", headers=auth)
+    assert resp.status_code == 409 and "segment_entered" in resp.get_json()["fields"]["id"]
 
 
 def test_journeys_refuse_segment_only_clauses(client, auth):
@@ -463,6 +465,8 @@ def test_a_journey_names_saved_segments_that_exist(client, auth):
     resp = client.post(f"/api/journeys/{jid}/preview", json={}, headers=auth)
     assert resp.status_code == 200, resp.get_json()
     assert "4242" in json.dumps(resp.get_json(), ensure_ascii=False)
+    resp = client.post(f"/api/journeys/{jid}/forecast", json={}, headers=auth)
+    assert resp.status_code == 200, resp.get_json()  # no event enters it: the sweep does
     resp = client.post(f"/api/journeys/{jid}/publish", headers=auth)
     assert resp.status_code == 422
     problems = json.dumps(resp.get_json(), ensure_ascii=False)
