@@ -47,6 +47,7 @@ TAGS = {  # the document's sections, in this order; a new name works without an 
     "reps": "The staff directory, hand-overs and customer transfers",
     "quick-replies": "The reps' quick replies (话术库)",
     "reports": "Reports",
+    "segments": "Saved segments: the condition language over contacts, counts and samples",
     "media": "Images uploaded to the Official Account once, re-uploaded when they expire",
     "menus": "The Official Account menu as data: default and by tag, published in one call",
     "events": "Events posted by other systems (a CRM, a shop, a form tool)",

@@ -38,6 +38,7 @@ def _register_blueprints(app: Flask) -> None:
     from admin.messages import bp as messages_bp
     from admin.quick_replies import bp as quick_replies_bp
     from admin.scores import bp as scores_bp
+    from admin.segments import bp as segments_bp
     from admin.tags import bp as tags_bp
     from admin.webhooks import bp as webhooks_bp
     from bot.health import bp as health_bp
@@ -62,6 +63,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(media_bp)
     app.register_blueprint(tags_bp)
     app.register_blueprint(scores_bp)
+    app.register_blueprint(segments_bp)
     app.register_blueprint(journeys_bp)
     app.register_blueprint(journey_tools_bp)
     app.register_blueprint(webhooks_bp)

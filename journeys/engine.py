@@ -97,6 +97,8 @@ class Contact:
     timezone: str | None = None
     event_counts: Mapping[str, int] = field(default_factory=dict, hash=False)
     last_seen_at: datetime | None = None
+    # saved segment id -> member? (the runner's mapping asks the database on first use)
+    segments: Mapping[int, bool] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.tags, frozenset):
@@ -129,8 +131,8 @@ def triggered_by(
     if t.on == "segment":
         assert t.segment is not None
         return holds(t.segment, contact, {}, now)
-    if event is None:
-        return False
+    if event is None or t.on in ("segment_entered", "segment_left"):
+        return False  # saved segments: bot.automation.segments' sweep enrolls them
     props = event.properties
     if t.on == "event":
         assert t.event is not None
@@ -158,6 +160,8 @@ def could_start(definition: Definition, event_type: str, quiet: bool = False) ->
         return type_matches(t.event or "", event_type)
     if t.on == "segment":
         return not quiet
+    if t.on in ("segment_entered", "segment_left"):
+        return False
     return event_type == {"tag_added": TAG_ADDED, "score": SCORE_CHANGED}.get(t.on, STAGE_CHANGED)
 
 

@@ -12,6 +12,15 @@ Conditions on a contact (``Pred``), one subject each::
     {event: h5.form_submit, count: {gte: 1}}   past events of a type (default: at least once)
     {silent_days: {gte: 30}}              days since the contact was last seen
     {all: [...]} {any: [...]} {not: {...}}
+    {segment: 12}                         a member of saved segment 12 (bot/audiences)
+
+An event condition narrows with ``conditions`` (the event's properties) and ``within`` (only
+the last 14d): ``{event: oa.click, conditions: {key: V1001}, count: {gte: 2}, within: 14d}``.
+Saved segments also read what a journey's contact snapshot does not carry (SEGMENT_ONLY)::
+
+    {subscribed: true}                    follows the Official Account now
+    {owner: {exists: true}}               the sales rep's userid      {source: 3}  channel id
+    {identity: unionid}                   has one of that kind        (``is`` on its value)
 
 Conditions on one value (``is``, ``score``, ``count``, ...) and on an event's properties
 (``conditions``) are the one condition language of journeys/conditions.py: a value (equal), a
@@ -23,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -77,6 +87,30 @@ class _Model(BaseModel):
 EventConditions = Conditions
 
 
+SUBJECTS = (
+    "tag",
+    "no_tag",
+    "field",
+    "answer",
+    "score",
+    "stage",
+    "event",
+    "silent_days",
+    "subscribed",
+    "owner",
+    "source",
+    "identity",
+    "segment",
+    "all",
+    "any",
+    "not_",
+)
+# Clauses only a saved segment reads (compiled to SQL by bot/audiences): a journey reaches
+# them through {segment: id}. ``event`` with ``within`` or ``conditions`` is one of them.
+SEGMENT_ONLY = ("subscribed", "owner", "source", "identity", "within", "conditions")
+IDENTITY_KINDS = ("openid", "unionid", "external_userid", "phone")
+
+
 class Pred(_Model):
     """One condition on the contact (see the module docstring)."""
 
@@ -89,42 +123,48 @@ class Pred(_Model):
     stage: ValueCondition | None = None
     event: Word | None = None
     count: Cmp | None = None
+    within: Duration | None = None
+    conditions: Conditions | None = None
     silent_days: Cmp | None = None
+    subscribed: bool | None = None
+    owner: ValueCondition | None = None
+    source: ValueCondition | None = None
+    identity: Literal[IDENTITY_KINDS] | None = None  # type: ignore[valid-type]
+    segment: int | None = Field(default=None, ge=1)
     all: list[Pred] | None = Field(default=None, min_length=1)
     any: list[Pred] | None = Field(default=None, min_length=1)
     not_: Pred | None = Field(default=None, alias="not")
 
     @model_validator(mode="after")
     def _one_subject(self) -> Pred:
-        subjects = [
-            k
-            for k in (
-                "tag",
-                "no_tag",
-                "field",
-                "answer",
-                "score",
-                "stage",
-                "event",
-                "silent_days",
-                "all",
-                "any",
-                "not_",
-            )
-            if getattr(self, k) is not None
-        ]
+        subjects = [k for k in SUBJECTS if getattr(self, k) is not None]
         if len(subjects) != 1:
-            raise ValueError(
-                "a condition has exactly one of tag, no_tag, field, answer, score, stage, "
-                f"event, silent_days, all, any, not (got {', '.join(subjects) or 'none'})"
-            )
+            names = ", ".join(k.rstrip("_") for k in SUBJECTS)
+            got = ", ".join(k.rstrip("_") for k in subjects) or "none"
+            raise ValueError(f"a condition has exactly one of {names} (got {got})")
         if (self.field is not None or self.answer is not None) and self.is_ is None:
             raise ValueError("is: a field or answer condition needs `is`, e.g. {eq: 上海}")
-        if self.is_ is not None and self.field is None and self.answer is None:
-            raise ValueError("is: only with field or answer")
-        if self.count is not None and self.event is None:
-            raise ValueError("count: only with event")
+        if self.is_ is not None and self.field is self.answer is self.identity is None:
+            raise ValueError("is: only with field, answer or identity")
+        for name in ("count", "within", "conditions"):
+            if getattr(self, name) is not None and self.event is None:
+                raise ValueError(f"{name}: only with event")
+        if self.within is not None and self.within <= timedelta(0):
+            raise ValueError("within: must be longer than zero")
         return self
+
+    def walk(self, where: str) -> Iterator[tuple[str, Pred]]:
+        """This condition and every one inside it, each with its path (``if.all[0]``)."""
+        yield where, self
+        for key in ("all", "any"):
+            for i, sub in enumerate(getattr(self, key) or []):
+                yield from sub.walk(f"{where}.{key}[{i}]")
+        if self.not_ is not None:
+            yield from self.not_.walk(f"{where}.not")
+
+    def segment_only(self) -> list[str]:
+        """The clauses of this condition (not inside it) that only a saved segment reads."""
+        return [k for k in SEGMENT_ONLY if getattr(self, k) is not None]
 
 
 class EntryRule(_Model):
@@ -139,16 +179,22 @@ class _Step(_Model):
 
 class Trigger(_Step):
     """How a contact enters. ``on``: an event (type and property conditions), a tag added, a
-    score crossing a threshold upwards, a stage reached, or matching a segment."""
+    score crossing a threshold upwards, a stage reached, matching a segment (``segment``, a
+    condition checked by a periodic sweep), or entering or leaving saved segment
+    ``segment_id`` (``segment_entered``, ``segment_left``: the sweep compares its members
+    with the ones it remembered)."""
 
     type: Literal["trigger"]
-    on: Literal["event", "tag_added", "score", "stage", "segment"] = "event"
+    on: Literal[
+        "event", "tag_added", "score", "stage", "segment", "segment_entered", "segment_left"
+    ] = "event"
     event: Word | None = None
     conditions: EventConditions = Field(default_factory=dict)
     tag: Word | None = None
     score_gte: float | None = None
     stage: Literal[STAGES] | None = None  # type: ignore[valid-type]
     segment: Pred | None = None
+    segment_id: int | None = Field(default=None, ge=1)  # segment_entered, segment_left
     entry: EntryRule = Field(default_factory=EntryRule)
     next: str | None = None
 
@@ -160,6 +206,8 @@ class Trigger(_Step):
             "score": "score_gte",
             "stage": "stage",
             "segment": "segment",
+            "segment_entered": "segment_id",
+            "segment_left": "segment_id",
         }[self.on]
         if getattr(self, need) is None:
             raise ValueError(f"{need}: a trigger on {self.on} needs {need}")

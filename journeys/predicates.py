@@ -36,9 +36,16 @@ class ContactLike(Protocol):
     stage: str
     event_counts: Mapping[str, int]
     last_seen_at: datetime | None
+    segments: Mapping[int, bool]
 
 
 def holds(pred: Pred, contact: ContactLike, answers: Mapping[str, Any], now: datetime) -> bool:
+    """Does the condition hold for the contact? A clause only saved segments read
+    (model.SEGMENT_ONLY; journeys.validate refuses them in a journey) never holds here."""
+    if pred.segment_only():
+        return False
+    if pred.segment is not None:
+        return bool(contact.segments.get(pred.segment, False))
     if pred.tag is not None:
         return pred.tag in contact.tags
     if pred.no_tag is not None:

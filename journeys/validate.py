@@ -360,9 +360,63 @@ class Known:
     templates: set[str] | None = None
     webhook_allow: Allow | None = None  # refuse webhook urls to addresses not allowed
     webhooks: set[str] | None = None  # the registered webhook endpoint urls
+    segments: set[int] | None = None  # the saved segment ids
+
+
+def _preds(step: Any) -> Iterator[tuple[str, Pred]]:
+    if isinstance(step, Trigger) and step.segment is not None:
+        yield "segment", step.segment
+    elif isinstance(step, Condition):
+        if step.if_ is not None:
+            yield "if", step.if_
+        for i, b in enumerate(step.branches or []):
+            yield f"branches[{i}].when", b.when
+    elif isinstance(step, Goal):
+        yield "when", step.when
+
+
+def named_segments(d: Definition) -> set[int]:
+    """The saved segment ids a definition names (a trigger's ``segment_id``, ``{segment: id}``)."""
+    found = {s.segment_id for s in d.steps if isinstance(s, Trigger) and s.segment_id}
+    preds = [p for s in d.steps for _where, p in _preds(s)] + ([d.goal] if d.goal else [])
+    for pred in preds:
+        found |= {p.segment for _where, p in pred.walk("") if p.segment is not None}
+    return found
+
+
+def _segment_refs(step: Any, known: set[int] | None) -> Iterator[Problem]:
+    if known is None:
+        return
+    if isinstance(step, Trigger) and step.segment_id is not None and step.segment_id not in known:
+        yield Problem(step.id, "segment_id", f"no saved segment {step.segment_id}")
+    for top, pred in _preds(step):
+        for where, p in pred.walk(top):
+            if p.segment is not None and p.segment not in known:
+                yield Problem(step.id, f"{where}.segment", f"no saved segment {p.segment}")
+
+
+def _segment_only(pred: Pred, where: str) -> Iterator[tuple[str, str]]:
+    for path, p in pred.walk(where):
+        for clause in p.segment_only():
+            yield (
+                f"{path}.{clause}",
+                "only a saved segment reads this; save it as a segment and use {segment: <id>}",
+            )
 
 
 def _step_problems(d: Definition, known: Known) -> Iterator[Problem]:
+    if d.goal is not None:
+        for where, message in _segment_only(d.goal, "goal"):
+            yield Problem(None, where, message)
+    for s in d.steps:
+        for top, pred in _preds(s):
+            for where, message in _segment_only(pred, top):
+                yield Problem(s.id, where, message)
+        yield from _segment_refs(s, known.segments)
+    if d.goal is not None and known.segments is not None:
+        for where, p in d.goal.walk("goal"):
+            if p.segment is not None and p.segment not in known.segments:
+                yield Problem(None, f"{where}.segment", f"no saved segment {p.segment}")
     known_tags = known.tags
     tags = None if known_tags is None else set(known_tags) | _added_tags(d.steps)
     if d.goal is not None and tags is not None:
@@ -457,6 +511,7 @@ def validate(
     *,
     webhook_allow: Allow | None = None,
     known_webhooks: set[str] | None = None,
+    known_segments: set[int] | None = None,
 ) -> list[Problem]:
     """Every problem with the definition (a Definition or its JSON/YAML data); [] when it
     may be published. ``known_tags``/``known_templates``/``known_webhooks`` (endpoint
@@ -465,7 +520,7 @@ def validate(
     graph_problems, _ = _graph(dicts)
     problems += graph_problems
     if parsed is not None:
-        known = Known(known_tags, known_templates, webhook_allow, known_webhooks)
+        known = Known(known_tags, known_templates, webhook_allow, known_webhooks, known_segments)
         problems += _step_problems(parsed, known)
     elif isinstance(definition, Mapping):
         # shape problems elsewhere: still check the steps that parsed on their own

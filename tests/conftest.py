@@ -23,6 +23,8 @@ from bot.tagging import tags as tagging
 from wxsim.callbacks import OAPlatform
 
 TABLES = [  # children before parents
+    "segment_member",
+    "segment",
     "h5_redemption",
     "h5_reward",
     "h5_points_balance",

@@ -1,0 +1,1 @@
+"""Audiences: saved segments (the one condition language compiled to SQL), their members."""

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import journeys
+from bot.audiences import segments as saved_segments
 from bot.automation import definitions as journey_definitions
 from bot.automation import enroll as journey_enroll
 from bot.automation import reports, webhook_endpoints
@@ -101,6 +102,7 @@ def change_status(
             known_tags=known_tags(session),
             webhook_allow=settings.webhook_allow,
             known_webhooks=webhook_endpoints.urls(session),
+            known_segments=saved_segments.ids(session),
         )
         extra["new_version"] = journey_definitions.publish(session, j) is not None
     elif action == "stop":

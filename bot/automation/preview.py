@@ -122,7 +122,8 @@ def preview(
         status="not_entered",
         last_interaction=first_touch,
     )
-    if not engine.triggered_by(d, entering, rec.contact, now):
+    swept = d.trigger.on in ("segment_entered", "segment_left")  # the sweep enrolls: assumed
+    if not swept and not engine.triggered_by(d, entering, rec.contact, now):
         rec.add(now, "stop", f"没有进入旅程：{describe_event(entering)}不满足触发条件")
         transcript.lines = rec.sorted_lines()
         transcript.unused_replies = [r.describe() for r in script]

@@ -116,6 +116,10 @@ def trigger_event(
         props = {"from": contact.stage, "to": t.stage}
         k = dataclasses.replace(contact, stage=str(t.stage))
         return journeys.Event(engine.STAGE_CHANGED, props, now), k, notes
+    if t.on in ("segment_entered", "segment_left"):
+        verb = "进入" if t.on == "segment_entered" else "离开"
+        notes.append(f"{verb}分群 {t.segment_id}")
+        return None, contact, notes
     assert t.segment is not None
     k = contact
     if assume and not holds(t.segment, contact, {}, now):

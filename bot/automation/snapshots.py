@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import journeys
+from bot.audiences import segments as saved_segments
 from bot.core.db import any_of
 from bot.core.models import Contact, ContactTag, Event
 
@@ -43,6 +44,29 @@ class EventCounts(Mapping[str, int]):
         return len(self._load())
 
 
+class Membership(Mapping[int, bool]):
+    """Saved segment id -> is the contact a member now: each asked of the database once, when
+    a ``{segment: id}`` condition reads it (an unknown segment: not a member)."""
+
+    def __init__(self, session: Session, contact_id: int) -> None:
+        self._session, self._contact_id = session, contact_id
+        self._known: dict[int, bool] = {}
+
+    def __getitem__(self, key: int) -> bool:
+        if key not in self._known:
+            try:
+                self._known[key] = saved_segments.matches(self._session, key, self._contact_id)
+            except saved_segments.UnknownSegment:
+                self._known[key] = False
+        return self._known[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._known)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
 def snapshot(session: Session, contact_id: int) -> journeys.Contact:
     return snapshots(session, [contact_id]).get(contact_id) or journeys.Contact(id=contact_id)
 
@@ -76,6 +100,7 @@ def snapshots(
             stage=r.stage or "subscriber",
             event_counts=counts.get(r.id, {}) if counts is not None else EventCounts(session, r.id),
             last_seen_at=r.last_seen_at,
+            segments=Membership(session, r.id),
         )
     return out
 

@@ -91,6 +91,15 @@ _SET_SCORE = (
         stage=sa.bindparam("_stage"),
     )
 )
+# Decay's "last activity" as a column (segments read it in SQL): a later positive line moves it.
+_ACTIVITY = (
+    sa.update(C)
+    .where(
+        C.c.id == sa.bindparam("_id"),
+        sa.or_(C.c.score_activity_at.is_(None), C.c.score_activity_at < sa.bindparam("_at")),
+    )
+    .values(score_activity_at=sa.bindparam("_at"))
+)
 _INSERT_LINES = {
     name: insert(S).on_conflict_do_nothing(index_elements=LEDGER_KEY).returning(S.c.rule_id)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
@@ -184,6 +193,7 @@ def build(session: Session, act: Active, contacts: Sequence[Any], now: datetime)
     session.execute(sa.delete(S).where(S.c.contact_id.in_(ids), S.c.ruleset_version == act.version))
     rows: list[tuple] = []
     updates: list[dict[str, Any]] = []
+    activity: list[dict[str, Any]] = []
     for c in contacts:
         evs = history.get(c.id, [])
         out.events += len(evs)
@@ -195,6 +205,9 @@ def build(session: Session, act: Active, contacts: Sequence[Any], now: datetime)
             for ev, ln in result.lines
         ]
         out.lines += len(result.lines)
+        positive = [ev.occurred_at for ev, ln in result.lines if cents(ln.points) > 0]
+        if positive:
+            activity.append({"_id": c.id, "_at": max(positive)})
         if result.raw_cents != cents(c.score) or result.stage != c.stage:
             updates.append(
                 {"_id": c.id, "_score": result.raw_cents / 100, "_now": now, "_stage": result.stage}
@@ -220,6 +233,8 @@ def build(session: Session, act: Active, contacts: Sequence[Any], now: datetime)
     _write_lines(session, rows)
     if updates:
         session.connection().execute(_SET_SCORE, updates)
+    if activity:
+        session.connection().execute(_ACTIVITY, activity)
     return out
 
 
@@ -287,6 +302,8 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
     session.connection().execute(
         _SET_SCORE, {"_id": contact.id, "_score": raw / 100, "_now": now, "_stage": stage}
     )
+    if any(cents(ln.points) > 0 for ln in written):
+        session.connection().execute(_ACTIVITY, {"_id": contact.id, "_at": ev.occurred_at})
     changes.note(
         session, contact.id, changes.SCORE_CHANGED, {"from": contact.score, "to": raw / 100}
     )

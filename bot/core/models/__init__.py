@@ -2,6 +2,7 @@
 unionid, WeCom external_userid) are Identity rows, so later channels add identities, not
 contacts. Importing this package registers every table on ``SQLModel.metadata``."""
 
+from bot.core.models.audiences import Segment, SegmentMember
 from bot.core.models.campaigns import (
     Campaign,
     PointsBalance,
@@ -44,6 +45,8 @@ from bot.core.models.scoring import ScoreEntry, ScoreRecompute, ScoringRuleSet
 from bot.core.models.tagging import CorpTag, InterestWord, PlatformTag, TagRule, TagSync
 
 __all__ = [
+    "Segment",
+    "SegmentMember",
     "BIGINT",
     "JSONType",
     "UTCDateTime",

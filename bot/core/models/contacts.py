@@ -30,6 +30,9 @@ class Contact(SQLModel, table=True):
     stage_manual: bool = Field(default=False)  # set by a person: thresholds leave it alone
     score: float = Field(default=0.0)  # the ledger's undecayed sum; decay applies when read
     score_updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # The contact's last ledger line with positive points (bot.scoring.ledger keeps it): with
+    # last_interaction_at, the "last activity" decay counts from, readable in SQL (segments).
+    score_activity_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     owner_userid: str | None = Field(default=None, max_length=64, index=True)  # the sales rep
     source_channel_id: int | None = Field(default=None, foreign_key="channel.id")
     # One of the contact's enrollments is asking a question (bot.automation.enroll keeps it;
@@ -91,7 +94,11 @@ class Event(SQLModel, table=True):
 
 class ContactTag(SQLModel, table=True):
     __tablename__ = "contact_tag"
-    __table_args__ = (sa.UniqueConstraint("contact_id", "tag", name="uq_contact_tag"),)
+    __table_args__ = (
+        sa.UniqueConstraint("contact_id", "tag", name="uq_contact_tag"),
+        # A segment's tag clause: the tag's contact ids from the index alone.
+        sa.Index("ix_contact_tag_tag_contact", "tag", "contact_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contact.id", index=True)
