@@ -18,7 +18,7 @@ from admin.common import (
 )
 from admin.openapi import described
 from bot.contacts import timeline as store
-from bot.messaging import broadcast_preview, broadcasts, reports
+from bot.messaging import broadcast_bandit, broadcast_preview, broadcasts, reports
 from bot.messaging import outbox as messaging
 from bot.messaging.payloads import SendRequest
 
@@ -98,6 +98,25 @@ def get_broadcast(broadcast_id: int) -> ResponseReturnValue:
     if body is None:
         return error(404, f"no broadcast {broadcast_id}")
     return jsonify(body)
+
+
+@bp.get("/broadcasts/<id:broadcast_id>/optimisation")
+@described(
+    "messages",
+    "A bandit broadcast's variant weights: explore, then the decision and its counts",
+    errors=(404,),
+)
+def broadcast_optimisation(broadcast_id: int) -> ResponseReturnValue:
+    body = broadcasts.progress(g.session, broadcast_id)
+    if body is None:
+        return error(404, f"no broadcast {broadcast_id}")
+    return jsonify(
+        broadcast_id=broadcast_id,
+        mode=body["mode"],
+        stage=body.get("stage"),
+        weights=body.get("weights"),
+        log=broadcast_bandit.optimisation_log(g.session, broadcast_id),
+    )
 
 
 @bp.get("/messages/<id:message_id>/report")

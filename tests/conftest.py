@@ -55,6 +55,7 @@ TABLES = [  # children before parents
     "message_click",
     "message",
     "mass_send",
+    "broadcast_optimisation",
     "broadcast",
     "media",
     "outbox",

@@ -236,6 +236,13 @@ def fan_out_broadcast(broadcast_id: int) -> int:
     return broadcasts.fan_out(load_settings(), broadcast_id)
 
 
+def decide_broadcast(broadcast_id: int) -> int:
+    """A bandit broadcast's decision: weights from the explore share, then the rest."""
+    from bot.messaging import broadcast_bandit
+
+    return broadcast_bandit.decide(load_settings(), broadcast_id)
+
+
 def send_mass(broadcast_id: int) -> dict[str, int]:
     """A broadcast's rows waiting for the OA mass send (see bot.messaging.mass)."""
     from bot.messaging import mass

@@ -13,7 +13,7 @@ from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import webhooks as journey_webhooks
 from bot.core import queue
 from bot.core.config import Settings
-from bot.messaging import broadcasts, mass, requeue
+from bot.messaging import broadcast_bandit, broadcasts, mass, requeue
 from bot.sales import handoff, reminders, transfers
 from bot.scoring import recompute as score_recompute
 from bot.tagging import sync as tag_sync
@@ -29,6 +29,7 @@ def sweep_all(settings: Settings, redis_emptied: bool = False) -> dict[str, int]
     return {
         "outbox": queue.sweep(settings, grace),
         "broadcasts": broadcasts.sweep(settings),
+        "broadcast_decisions": broadcast_bandit.sweep(settings),
         "mass_sends": mass.sweep(settings),
         "tag_sync": tag_sync.sweep(settings),
         "leads_escalated": handoff.escalate_due(settings),

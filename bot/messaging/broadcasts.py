@@ -8,6 +8,8 @@ ends the broadcast ``failed`` with its reason; the sweeper only re-runs ``fannin
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -69,6 +71,15 @@ class BroadcastRequest(Strict):
     contact_ids: list[Id] | None = Field(default=None, min_length=1, max_length=100_000)
     # an A/B set: each contact gets one variant's payload instead of ``payload`` (optional)
     variants: list[Variant] | None = Field(default=None, min_length=2, max_length=5)
+    # ``bandit``: the variants learn (bot.messaging.broadcast_bandit): the ``explore`` share of
+    # the audience gets them by their percentages; after ``decide_after_minutes`` the rest
+    # gets them by weights from the conversions to ``goal`` (Thompson sampling, each variant
+    # keeping at least ``min_share``)
+    mode: Literal["split", "bandit"] = "split"
+    goal: str | None = Field(default=None, max_length=64)
+    explore: float | None = Field(default=None, ge=0.05, le=0.5)
+    decide_after_minutes: int | None = Field(default=None, ge=10, le=10080)
+    min_share: float | None = Field(default=None, gt=0, lt=0.2)
     _audience: Audience | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -93,6 +104,7 @@ class BroadcastRequest(Strict):
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
                 raise ValueError(f"variants[{i}].payload.{where}: {first['msg']}") from None
+        self._check_bandit()
         if self.variants is not None:
             total = sum(v.percent for v in self.variants)
             if abs(total - 100) > 1e-9:
@@ -116,6 +128,35 @@ class BroadcastRequest(Strict):
             raise ValueError("outside_window: a mass send carries text or image")
         return self
 
+    def _check_bandit(self) -> None:
+        from bot.messaging.reports import valid_goal
+
+        if self.mode != "bandit":
+            for name in ("goal", "explore", "decide_after_minutes", "min_share"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only used with mode=bandit")
+            return
+        if self.variants is None:
+            raise ValueError("variants: mode=bandit learns between variants; give two or more")
+        if self.goal is None:
+            raise ValueError("goal: mode=bandit needs the goal event it counts (e.g. h5.x)")
+        if not valid_goal(self.goal):
+            raise ValueError("goal: an event type like h5.form_submitted")
+        if self.outside_window == "mass":
+            raise ValueError("outside_window: an OA mass send goes out in one pass, not staged")
+        if self.min_share is not None and self.min_share * len(self.variants) >= 1:
+            raise ValueError("min_share: the variants' least shares add up to 1 or more")
+
+    def bandit_spec(self) -> dict[str, Any] | None:
+        if self.mode != "bandit":
+            return None
+        return {
+            "goal": self.goal,
+            "explore": self.explore if self.explore is not None else 0.2,
+            "decide_after_minutes": self.decide_after_minutes or 60,
+            "min_share": self.min_share if self.min_share is not None else 0.05,
+        }
+
     @property
     def parsed_audience(self) -> Audience | None:
         return self._audience
@@ -136,8 +177,13 @@ class BroadcastRequest(Strict):
 
 
 def create(settings: Settings, req: BroadcastRequest) -> Broadcast:
+    spec = req.bandit_spec()
+    now = utcnow()
     with session_scope(settings.database_url) as session:
         row = Broadcast(
+            bandit=spec,
+            decide_at=now + timedelta(minutes=spec["decide_after_minutes"]) if spec else None,
+            created_at=now,
             name=req.name,
             kind=req.kind,
             payload=req.payload,
@@ -269,6 +315,40 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
         if b is None or b.status != "fanning_out":
             return 0
         ids = audience_contact_ids(session, b.audience)
+        variants = b.variants or []
+        spec = b.bandit
+    if spec:  # only the explore share now; the rest when the decision is made
+        ids = [c for c in ids if in_explore(broadcast_id, c, spec)]
+    created = write_rows(
+        settings,
+        broadcast_id,
+        ids,
+        lambda cid: variant_of(broadcast_id, cid, variants) if variants else None,
+    )
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            sa.update(Broadcast.__table__)
+            .where(Broadcast.__table__.c.id == broadcast_id)
+            .values(total=len(ids), status="exploring" if spec else "queued")
+        )
+    if spec:
+        from bot.messaging import broadcast_bandit
+
+        broadcast_bandit.started(settings, broadcast_id)
+    return created
+
+
+def write_rows(
+    settings: Settings,
+    broadcast_id: int,
+    ids: list[int],
+    pick: Callable[[int], int | None],
+) -> int:
+    """One message row per contact (``pick``: the contact's variant), enqueued in batches;
+    the rows that exist already (key ``b<id>:c<contact>``) are left as they are."""
+    with session_scope(settings.database_url) as session:
+        b = session.get(Broadcast, broadcast_id)
+        assert b is not None
         kind, marketing, payload = b.kind, b.marketing, b.payload
         outside, fallback = b.outside_window, b.fallback
         if outside == "template":
@@ -281,7 +361,7 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
         chunk = ids[start : start + BATCH]
         rows = []
         for cid in chunk:
-            variant = variant_of(broadcast_id, cid, variants) if variants else None
+            variant = pick(cid)
             row = messaging.new_message_row(
                 SendRequest.model_construct(
                     kind=kind,
@@ -302,12 +382,6 @@ def _fan_out(settings: Settings, broadcast_id: int) -> int:
             new_ids = messaging.insert_messages(session, rows)
         messaging.enqueue(settings, new_ids, batch=DELIVERY_BATCH)
         created += len(new_ids)
-    with session_scope(settings.database_url) as session:
-        session.execute(
-            sa.update(Broadcast.__table__)
-            .where(Broadcast.__table__.c.id == broadcast_id)
-            .values(total=len(ids), status="queued")
-        )
     return created
 
 
@@ -317,10 +391,23 @@ def variant_of(broadcast_id: int, contact_id: int, variants: list[dict[str, Any]
     return bandit.arm_for(u, [float(v["percent"]) for v in variants])
 
 
+def in_explore(broadcast_id: int, contact_id: int, spec: dict[str, Any]) -> bool:
+    """Is the contact in a bandit broadcast's explore share (their fixed draw, own salt)?"""
+    return bandit.draw(f"broadcast-{broadcast_id}", "explore", contact_id) < spec["explore"]
+
+
 def _audience_summary(audience: dict[str, Any]) -> dict[str, Any]:
     """The audience as shown: id lists by their length (they may hold 100,000 ids)."""
     ids = audience.get("ids", audience.get("contact_ids"))
     return {"ids": len(ids)} if isinstance(ids, list) else audience
+
+
+def _bandit_progress(session: Session, b: Broadcast) -> dict[str, Any]:
+    if not b.bandit:
+        return {"mode": "split"}
+    from bot.messaging import broadcast_bandit
+
+    return {"mode": "bandit", **broadcast_bandit.stage(session, b)}
 
 
 def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
@@ -366,13 +453,14 @@ def progress(session: Session, broadcast_id: int) -> dict[str, Any] | None:
         "name": b.name,
         "kind": b.kind,
         "status": b.status
-        if b.status in ("fanning_out", "failed")
+        if b.status in ("fanning_out", "failed", "exploring")
         else ("done" if done >= b.total else "sending"),
         "reason": b.reason,
         "outside_window": b.outside_window,
         "audience": _audience_summary(b.audience),
         "total": b.total,
         "variants": [v["name"] for v in b.variants] if b.variants else None,
+        **_bandit_progress(session, b),
         "mass_sends": mass,
         "counts": counts,
         "done": done,

@@ -27,6 +27,7 @@ from bot.core.models.journeys import (
 from bot.core.models.menus import Menu, MenuVersion
 from bot.core.models.messaging import (
     Broadcast,
+    BroadcastOptimisation,
     MassSend,
     Media,
     Message,
@@ -60,6 +61,7 @@ __all__ = [
     "Outbox",
     "ReplyRule",
     "Broadcast",
+    "BroadcastOptimisation",
     "Message",
     "MessageClick",
     "SplitAssignment",

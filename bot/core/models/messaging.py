@@ -49,9 +49,32 @@ class Broadcast(SQLModel, table=True):
     # An A/B set: [{"name", "payload", "percent"}]; each contact gets one, fixed by a hash of
     # the broadcast and the contact (None: everyone gets ``payload``).
     variants: list | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    # A variant set that learns (bot.messaging.broadcast_bandit): {"goal", "explore",
+    # "decide_after_minutes", "min_share"}; None: the percentages, in one pass.
+    bandit: dict | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    decide_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     total: int = Field(default=0)
-    status: str = Field(default="fanning_out", max_length=16)  # fanning_out | queued | failed
+    # fanning_out | exploring (bandit: the explore share is out) | queued | failed
+    status: str = Field(default="fanning_out", max_length=16)
     reason: str | None = Field(default=None, max_length=500)  # why the fan-out failed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class BroadcastOptimisation(SQLModel, table=True):
+    """A bandit broadcast's arm weights: the percentages its explore share went out with
+    (stage ``explore``) and the weights decided from its conversions (``decided``, stored
+    once: the rest of the audience is sent with them)."""
+
+    __tablename__ = "broadcast_optimisation"
+    __table_args__ = (sa.UniqueConstraint("broadcast_id", "stage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id")
+    stage: str = Field(max_length=16)  # explore | decided
+    goal: str = Field(max_length=64)
+    weights: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
+    # per variant: {"variant": name, "sent": n, "converted": k}
+    counts: list = Field(default_factory=list, sa_column=sa.Column(JSONType, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
 
 
