@@ -121,7 +121,26 @@ def counts(session: Session, settings: Settings, b: Broadcast) -> list[dict[str,
 
 
 def decide(settings: Settings, broadcast_id: int) -> int:
-    """Decide the weights (once) and send the rest of the audience; the rows created."""
+    """Decide the weights (once) and send the rest of the audience; the rows created. A
+    failure no re-run can fix ends the broadcast ``failed`` with its reason (as its fan-out
+    would); Redis or the database unreachable leaves it ``exploring`` for the sweeper."""
+    try:
+        return _decide(settings, broadcast_id)
+    except broadcasts.TRANSIENT:
+        raise
+    except Exception as exc:
+        reason = f"decision failed: {type(exc).__name__}: {str(exc).splitlines()[0][:400]}"
+        log.exception("broadcast %s: %s", broadcast_id, reason)
+        with session_scope(settings.database_url) as session:
+            session.execute(
+                sa.update(Broadcast.__table__)
+                .where(Broadcast.__table__.c.id == broadcast_id)
+                .values(status="failed", reason=reason)
+            )
+        return 0
+
+
+def _decide(settings: Settings, broadcast_id: int) -> int:
     with session_scope(settings.database_url) as session:
         b = session.get(Broadcast, broadcast_id)
         if b is None or b.status != "exploring" or not b.bandit or not b.variants:

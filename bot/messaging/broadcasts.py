@@ -287,7 +287,7 @@ def missing_contacts(session: Session, ids: list[int]) -> list[int]:
 
 
 # A re-run may succeed once these pass; anything else fails the same way every time.
-_TRANSIENT = (*queue.REDIS_ERRORS, sa.exc.OperationalError, sa.exc.InterfaceError)
+TRANSIENT = (*queue.REDIS_ERRORS, sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 def fan_out(settings: Settings, broadcast_id: int) -> int:
@@ -295,7 +295,7 @@ def fan_out(settings: Settings, broadcast_id: int) -> int:
     fix ends the broadcast ``failed`` with its reason."""
     try:
         return _fan_out(settings, broadcast_id)
-    except _TRANSIENT:
+    except TRANSIENT:
         raise  # still fanning_out: the sweeper enqueues it again
     except Exception as exc:
         reason = f"fan-out failed: {type(exc).__name__}: {str(exc).splitlines()[0][:400]}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from support import run_worker
 from test_messaging import follower
 
 from bot.background import sweeper
@@ -132,8 +133,9 @@ def test_bandit_broadcast_explores_decides_and_sends_the_rest(sim, sim_settings,
     assert log_rows(settings, bid)[1].weights == [short, long_]
 
 
-def test_a_lost_decision_job_is_swept(sim, sim_settings, sim_client, auth):
-    settings = sim_settings
+def test_a_lost_decision_job_is_swept(sim, sim_settings, sim_client, auth, env_to_sim, monkeypatch):
+    monkeypatch.setenv("YUCHI_QUIET_HOURS", "")
+    settings = sim_settings.replace(quiet_hours="")
     cids = [follower(sim, settings, f"oSwept{i}") for i in range(6)]
     bid = sim_client.post("/api/broadcasts", json=body(cids), headers=auth).get_json()["id"]
     broadcasts.fan_out(settings, bid)
@@ -152,6 +154,29 @@ def test_a_lost_decision_job_is_swept(sim, sim_settings, sim_client, auth):
     assert sweeper.sweep_all(settings)["broadcast_decisions"] == 1
     assert queue.job_alive(settings, jid)
     assert broadcast_bandit.sweep(settings) == 0
+
+    run_worker(settings)  # the swept job decides and sends the rest
+    with db.session_scope(settings.database_url) as s:
+        b = s.get(Broadcast, bid)
+        assert (b.status, b.total) == ("queued", 6)
+    assert {m.contact_id for m in rows(settings, bid)} == set(cids)
+    assert [r.stage for r in log_rows(settings, bid)] == ["explore", "decided"]
+    assert broadcast_bandit.sweep(settings) == 0  # decided: nothing to sweep
+
+
+def test_a_decision_that_cannot_succeed_fails_the_broadcast(sim, sim_settings, sim_client, auth):
+    settings = sim_settings
+    cids = [follower(sim, settings, f"oFail{i}") for i in range(3)]
+    bid = sim_client.post("/api/broadcasts", json=body(cids), headers=auth).get_json()["id"]
+    broadcasts.fan_out(settings, bid)
+    with db.session_scope(settings.database_url) as s:
+        s.execute(
+            sa.update(Broadcast).where(Broadcast.id == bid).values(audience={"contact_ids": [0]})
+        )
+    assert broadcast_bandit.decide(settings, bid) == 0
+    progress = sim_client.get(f"/api/broadcasts/{bid}", headers=auth).get_json()
+    assert progress["status"] == "failed" and "decision failed" in progress["reason"]
+    assert broadcast_bandit.sweep(settings) == 0  # not retried for ever
 
 
 def test_bandit_broadcasts_are_validated(client, auth, clean):
