@@ -6,7 +6,8 @@
 2. The decision (``decide``) counts, per variant, the contacts sent to and those who did the
    goal event within the conversion window after their send (the figures of
    bot.messaging.reports), turns them into weights by Thompson sampling (journeys.bandit,
-   seeded per broadcast, each variant at least ``min_share``), stores them once (log stage
+   seeded per broadcast, each variant at least ``min_share``; the percentages when nothing
+   was sent yet), stores them once (log stage
    ``decided``) and sends the rest of the audience: each contact's variant is their same
    fixed draw against the new weights. A re-run reads the stored weights back, and the
    message keys ``b<id>:c<contact>`` keep every row single.
@@ -152,7 +153,10 @@ def _decide(settings: Settings, broadcast_id: int) -> int:
         if weights is None:
             found = counts(session, settings, b)
             pairs = [(c["sent"], c["converted"]) for c in found]
-            weights = bandit.thompson_weights(pairs, spec["min_share"], seed(broadcast_id))
+            if any(n for n, _ in pairs):
+                weights = bandit.thompson_weights(pairs, spec["min_share"], seed(broadcast_id))
+            else:  # nothing went out yet (held, quiet hours): nothing learnt, keep the plan
+                weights = percents(variants)
         ids = broadcasts.audience_contact_ids(session, b.audience)
     if decided is None:
         weights = _store(
@@ -174,10 +178,14 @@ def _decide(settings: Settings, broadcast_id: int) -> int:
 
     created = broadcasts.write_rows(settings, broadcast_id, ids, pick)
     with session_scope(settings.database_url) as session:
+        m = Message.__table__.c
+        total = session.execute(  # the explore rows of contacts since gone count too
+            sa.select(sa.func.count()).where(m.broadcast_id == broadcast_id)
+        ).scalar_one()
         session.execute(
             sa.update(Broadcast.__table__)
             .where(Broadcast.__table__.c.id == broadcast_id)
-            .values(total=len(ids), status="queued")
+            .values(total=total, status="queued")
         )
     log.info("broadcast %s: decided %s, %d more message(s)", broadcast_id, weights, created)
     return created

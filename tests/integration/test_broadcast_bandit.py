@@ -164,6 +164,23 @@ def test_a_lost_decision_job_is_swept(sim, sim_settings, sim_client, auth, env_t
     assert broadcast_bandit.sweep(settings) == 0  # decided: nothing to sweep
 
 
+def test_nothing_sent_yet_keeps_the_percentages(sim, sim_settings, sim_client, auth):
+    """Explore rows still held (quiet hours, say) teach nothing: the rest goes by the plan."""
+    settings = sim_settings
+    cids = [follower(sim, settings, f"oHeld{i}") for i in range(8)]
+    variants = [{**VARIANTS[0], "percent": 30}, {**VARIANTS[1], "percent": 70}]
+    resp = sim_client.post("/api/broadcasts", json=body(cids, variants=variants), headers=auth)
+    bid = resp.get_json()["id"]
+    explored = broadcasts.fan_out(settings, bid)
+    assert broadcast_bandit.decide(settings, bid) == 8 - explored
+    [_, decided] = log_rows(settings, bid)
+    assert decided.weights == [0.3, 0.7]
+    assert decided.counts == [
+        {"variant": "短", "sent": 0, "converted": 0},
+        {"variant": "长", "sent": 0, "converted": 0},
+    ]
+
+
 def test_a_decision_that_cannot_succeed_fails_the_broadcast(sim, sim_settings, sim_client, auth):
     settings = sim_settings
     cids = [follower(sim, settings, f"oFail{i}") for i in range(3)]
