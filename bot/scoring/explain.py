@@ -26,6 +26,9 @@ E = Event.__table__
 S = ScoreEntry.__table__
 
 
+PENDING_CAP = 1000  # events still to score: counted up to this many, then "at least"
+
+
 class UnknownContact(Exception):
     pass
 
@@ -102,12 +105,13 @@ def _pending(session: Session, act: Active, contact_id: int, built: int | None) 
     the active version (all of them, until its ledger is built)."""
     if built == act.version:
         return None
-    events = session.execute(
-        sa.select(sa.func.count()).select_from(E).where(E.c.contact_id == contact_id)
-    ).scalar_one()
+    # counted up to PENDING_CAP: a heavy contact's 23,600 events took 4 ms of the request
+    some = sa.select(E.c.id).where(E.c.contact_id == contact_id).limit(PENDING_CAP + 1)
+    events = session.execute(sa.select(sa.func.count()).select_from(some.subquery())).scalar_one()
     return {
         "ruleset_version": act.version,
-        "events": events,
+        "events": min(events, PENDING_CAP),
+        "events_at_least": events > PENDING_CAP,
         "answered_from_version": built,
         "note": f"ledger under version {act.version} is being built by the recompute job",
     }

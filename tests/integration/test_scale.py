@@ -143,12 +143,25 @@ def test_a_heavy_explain_lists_the_newest_lines_and_sums_every_rule(client, clea
     assert bad.status_code == 422 and "lines" in bad.get_json()["fields"]
 
 
+def test_explain_counts_pending_events_only_up_to_its_cap(clean, monkeypatch):
+    from bot.scoring import explain as explain_module
+
+    cid = store(clean, "oCap", "oa.subscribe", T0, "cap0")
+    for i in range(4):
+        store(clean, "oCap", "oa.click", T0 + timedelta(minutes=i + 1), f"cap{i + 1}")
+    monkeypatch.setattr(explain_module, "PENDING_CAP", 3)
+    with db.session_scope(clean.database_url) as s:
+        body = explain(s, cid, T0)
+    assert body["pending"]["events"] == 3 and body["pending"]["events_at_least"] is True
+
+
 def test_explain_of_a_contact_with_no_ledger_yet(clean):
     cid = store(clean, "oNew", "oa.subscribe", T0, "new")  # stored, not yet processed
     with db.session_scope(clean.database_url) as s:
         body = explain(s, cid, T0)
     assert body["lines"] == [] and body["total"] == 0 and body["ledger_built"] is False
     assert body["pending"]["events"] == 1 and body["pending"]["answered_from_version"] is None
+    assert body["pending"]["events_at_least"] is False
 
 
 def test_publish_recomputes_in_parts_with_progress(client, clean, auth):
