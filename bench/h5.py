@@ -102,6 +102,38 @@ def load(
     return len(paths) / (time.perf_counter() - start), errors, latencies
 
 
+def cpu_by_part(server_pgid: int, redis_url: str) -> dict[str, float]:
+    """CPU seconds used so far by the parts of the stack on this machine: the gunicorn tree, the
+    embedded Redis (found by its socket) and every PostgreSQL process (all of them: the server
+    is shared, so read it on a quiet machine; an external Redis is not counted)."""
+    socket = redis_url.partition("unix://")[2]
+    parts = {"gunicorn": 0.0, "redis": 0.0, "postgres": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        pgid = int(fields[2])
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        if pgid == server_pgid:
+            parts["gunicorn"] += used
+        elif comm.startswith("redis-server") and socket and socket in _cmdline(stat.parent):
+            parts["redis"] += used
+        elif comm.startswith("postgres"):
+            parts["postgres"] += used
+    return parts
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def p(latencies: list[float], q: float) -> float:
     return statistics.quantiles(latencies, n=100)[int(q) - 1] if len(latencies) > 1 else 0.0
 
@@ -160,15 +192,23 @@ def page_views(env: dict[str, str], settings, args) -> bool:  # noqa: ANN001
             f"\npage views: {n} requests per run, {args.concurrency} connections, {args.workers} workers"
         )
         print(f"  page {len(html):,} bytes of HTML; {len(pool)} returning visitors")
-        print(f"{'run':>4} {'what':<22} {'req/s':>8} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7}")
+        print(
+            f"{'run':>4} {'what':<22} {'req/s':>8} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7}"
+            "  CPU ms/request: gunicorn redis postgres load"
+        )
         failed = False
         for r in range(args.rounds):
             for what, paths in runs.items():
+                cpu0, own0 = cpu_by_part(proc.pid, env["REDIS_URL"]), time.process_time()
                 rate, errors, lat = load(port, paths, args.concurrency)
+                cpu1, own1 = cpu_by_part(proc.pid, env["REDIS_URL"]), time.process_time()
                 results[what].append(rate)
                 failed |= errors > 0
+                ms = {k: (cpu1[k] - cpu0[k]) * 1000 / len(paths) for k in cpu0}
                 print(
                     f"{r + 1:>4} {what:<22} {rate:>8.1f} {errors:>6} {p(lat, 50):>7.1f} {p(lat, 99):>7.1f}"
+                    f"  {ms['gunicorn']:>20.2f} {ms['redis']:>5.2f} {ms['postgres']:>8.2f}"
+                    f" {(own1 - own0) * 1000 / len(paths):>4.2f}"
                 )
         base = statistics.median(results["static file"])
         for what in ("tracked, returning", "tracked, first visits"):

@@ -19,9 +19,9 @@ limiter = Limiter(
 
 @limiter.request_filter
 def _not_a_page() -> bool:
-    """Only the campaign pages' forms are limited: every other request (a callback above all)
-    skips the limiter's bookkeeping."""
-    return not request.path.startswith("/h5/")
+    """Only the campaign pages' forms (a POST) are limited: every other request (a callback, a
+    page view) skips the limiter's bookkeeping."""
+    return request.method != "POST" or not request.path.startswith("/h5/")
 
 
 def storage_uri(redis_url: str) -> str:

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bot.campaigns import actions, chain, codes, visitors
-from bot.contacts import identity, record
-from bot.core import queue
+from bot.contacts import fast_record, identity, record
+from bot.core import queue, rawdb
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Campaign, Event
@@ -49,8 +49,11 @@ def record_arrival(settings: Settings, camp: Campaign, token: str, code: str | N
         "ref": code if sharer is not None else None,
     }
     key = arrival_key(camp.id, codes.visitor_ref(settings.secret_key, token))
-    with session_scope(settings.database_url) as session:
-        added = record.append(session, None, ARRIVAL, props, key, source="h5")
+    try:
+        added = fast_record.append_unowned(settings.database_url, ARRIVAL, props, key, "h5")
+    except rawdb.Error:  # the raw connection failed: the ordinary path (pool, reconnect)
+        with session_scope(settings.database_url) as session:
+            added = record.append(session, None, ARRIVAL, props, key, source="h5")
     if added is not None:
         queue.kick_outbox(settings, contact_id=ARRIVALS_DRAIN)
 

@@ -68,6 +68,11 @@ def resolve(session: Session, contact_id: int) -> int:
     raise RuntimeError(f"merge pointers loop at contact {contact_id}")
 
 
+def seen_alive(session: Session, contact_id: int) -> None:
+    """``contact_id`` was just read in this transaction, not merged: ``resolve`` need not ask."""
+    session.info.setdefault(_ALIVE, set()).add(contact_id)
+
+
 def identity_owner(session: Session, kind: str, value: str, app_id: str = "") -> int | None:
     owner = session.execute(
         sa.select(Identity.contact_id).where(

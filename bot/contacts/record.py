@@ -14,21 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.contacts import tag_history
+from bot.contacts import statements, tag_history
 from bot.core.db import dialect_insert
-from bot.core.models import (
-    Contact,
-    Event,
-    Identity,
-    JSONType,
-    Outbox,
-    UTCDateTime,
-    utcnow,
-)
+from bot.core.models import Event, utcnow
 
 TAG_SOURCES = tag_history.TAG_SOURCES
 
@@ -87,173 +78,6 @@ class _MergedMeanwhile(Exception):
     to the survivor (its timeline, its drain's partition); the transaction is retried."""
 
 
-# The hot path's statements, built once per dialect and executed on the session's Core
-# connection: a callback pays for parameter binding, not for building SQL (≈0.5 ms saved).
-_statements: dict[tuple[str, Any], Any] = {}
-
-
-def _stmt(dialect: str, key: Any) -> Any:
-    found = _statements.get((dialect, key))
-    if found is None:
-        found = _statements[(dialect, key)] = _build(dialect, key)
-    return found
-
-
-def _insert_for(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
-def _now_param() -> Any:
-    return sa.bindparam("now", type_=UTCDateTime())
-
-
-def _find(dialect: str) -> Any:
-    """The contact of an identity with what the callback needs of it, in one read."""
-    ident, contact = Identity.__table__, Contact.__table__
-    return (
-        sa.select(ident.c.contact_id, contact.c.merged_into_id, contact.c.asking)
-        .join(contact, contact.c.id == ident.c.contact_id)
-        .where(
-            ident.c.kind == sa.bindparam("kind"),
-            ident.c.app_id == sa.bindparam("app_id"),
-            ident.c.value == sa.bindparam("value"),
-        )
-    )
-
-
-def _new_contact(dialect: str) -> Any:
-    contact = Contact.__table__
-    t = sa.bindparam("t", type_=UTCDateTime())
-    return (
-        sa.insert(contact)
-        .values(first_seen_at=t, last_seen_at=t, created_at=_now_param())
-        .returning(contact.c.id)
-    )
-
-
-def _new_identity(dialect: str) -> Any:
-    ident = Identity.__table__
-    return (
-        _insert_for(dialect)(ident)
-        .values(
-            contact_id=sa.bindparam("contact_id"),
-            kind=sa.bindparam("kind"),
-            app_id=sa.bindparam("app_id"),
-            value=sa.bindparam("value"),
-            created_at=_now_param(),
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "app_id", "value"])
-        .returning(ident.c.id)
-    )
-
-
-def _event_values() -> dict[str, Any]:
-    return {
-        "contact_id": sa.bindparam("contact_id"),
-        "type": sa.bindparam("type"),
-        "source": sa.bindparam("source"),
-        "properties": sa.bindparam("properties", type_=JSONType),
-        "occurred_at": sa.bindparam("t", type_=UTCDateTime()),
-        "received_at": _now_param(),
-        "dedupe_key": sa.bindparam("dedupe_key"),
-        "reply": sa.bindparam("reply"),
-        "callback_nonce": sa.bindparam("callback_nonce"),
-        "callback_digest": sa.bindparam("callback_digest"),
-    }
-
-
-def _new_event(dialect: str) -> Any:
-    event = Event.__table__
-    return (
-        _insert_for(dialect)(event)
-        .values(**_event_values())
-        # Either unique key (dedupe_key, callback_nonce) already stored: nothing inserted,
-        # and _existing says which.
-        .on_conflict_do_nothing()
-        .returning(event.c.id)
-    )
-
-
-def _new_event_guarded(dialect: str) -> Any:
-    """The event, inserted only while its contact is not merged away. On PostgreSQL the
-    contact row is share-locked by the same statement: a merge waits for this commit (and then
-    moves the event), or went first (and nothing is inserted: the caller retries)."""
-    event, contact = Event.__table__, Contact.__table__
-    values = _event_values()
-    alive = sa.select(contact.c.id).where(
-        contact.c.id == sa.bindparam("contact_id"), contact.c.merged_into_id.is_(None)
-    )
-    if dialect == "postgresql":
-        alive = alive.with_for_update(read=True)
-    rows = sa.select(*values.values()).where(sa.exists(alive))
-    return (
-        _insert_for(dialect)(event)
-        .from_select(list(values), rows)
-        .on_conflict_do_nothing()
-        .returning(event.c.id)
-    )
-
-
-def _new_outbox_row(dialect: str) -> Any:
-    return (
-        sa.insert(Outbox.__table__)
-        .values(
-            event_id=sa.bindparam("event_id"),
-            status="pending",
-            priority=sa.bindparam("priority"),
-            attempts=0,
-            created_at=_now_param(),
-            interacted_at=sa.bindparam("interacted_at", type_=UTCDateTime()),
-        )
-        .returning(Outbox.__table__.c.id)
-    )
-
-
-def _touch(interaction: bool, subscribed: bool | None) -> Any:
-    contact = Contact.__table__
-    c = contact.c
-    t = sa.bindparam("t", type_=UTCDateTime())
-    values: dict[str, Any] = {
-        "last_seen_at": sa.case((c.last_seen_at < t, t), else_=c.last_seen_at),
-        "first_seen_at": sa.case((c.first_seen_at > t, t), else_=c.first_seen_at),
-    }
-    if interaction:
-        arrived = sa.bindparam("arrived", type_=UTCDateTime())
-        values["last_interaction_at"] = sa.case(
-            (c.last_interaction_at.is_(None), arrived),
-            (c.last_interaction_at < arrived, arrived),
-            else_=c.last_interaction_at,
-        )
-    if subscribed is True:
-        values.update(subscribed=True, subscribed_at=t)
-    elif subscribed is False:
-        values.update(subscribed=False, unsubscribed_at=t)
-    return (
-        sa.update(contact)
-        .where(c.id == sa.bindparam("contact_id"))
-        .values(**values)
-        .returning(c.merged_into_id, c.asking)
-    )
-
-
-_BUILDERS = {
-    "find": _find,
-    "contact": _new_contact,
-    "identity": _new_identity,
-    "event": _new_event,
-    "event_guarded": _new_event_guarded,
-    "outbox": _new_outbox_row,
-}
-
-
-def _build(dialect: str, key: Any) -> Any:
-    if isinstance(key, str):
-        return _BUILDERS[key](dialect)
-    kind, interaction, subscribed = key
-    assert kind == "touch"
-    return _touch(interaction, subscribed)
-
-
 @dataclass(frozen=True)
 class _Found:
     contact_id: int
@@ -265,16 +89,16 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
     conn = session.connection()
     dialect = conn.dialect.name
     who = {"kind": ev.identity_kind, "app_id": ev.app_id, "value": ev.identity_value}
-    row = conn.execute(_stmt(dialect, "find"), who).first()
+    row = conn.execute(statements.stmt(dialect, "find"), who).first()
     if row is not None:
         if row.merged_into_id is not None:
             raise _MergedMeanwhile
         return _Found(row.contact_id, bool(row.asking), new=False)
     contact_id = conn.execute(
-        _stmt(dialect, "contact"), {"t": ev.occurred_at, "now": now}
+        statements.stmt(dialect, "contact"), {"t": ev.occurred_at, "now": now}
     ).scalar_one()
     inserted = conn.execute(
-        _stmt(dialect, "identity"), {**who, "contact_id": contact_id, "now": now}
+        statements.stmt(dialect, "identity"), {**who, "contact_id": contact_id, "now": now}
     ).scalar()
     if inserted is None:
         raise _IdentityRace
@@ -284,7 +108,7 @@ def _find_or_create_contact(session: Session, ev: IncomingEvent, now: datetime) 
 def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> None:
     """Touch the contact (last seen, last interaction, subscription)."""
     conn = session.connection()
-    stmt = _stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
+    stmt = statements.stmt(conn.dialect.name, ("touch", ev.interaction, ev.subscribed))
     params = {"t": ev.occurred_at, "contact_id": contact_id}
     if ev.interaction:
         params["arrived"] = ev.received_at or ev.occurred_at
@@ -305,7 +129,7 @@ def apply_touch(
     """The deferred touch of an interaction (see ``touch_later``), before the background steps
     see the event; the contact is the event's (its survivor, if merged since)."""
     conn = session.connection()
-    stmt = _stmt(conn.dialect.name, ("touch", True, None))
+    stmt = statements.stmt(conn.dialect.name, ("touch", True, None))
     conn.execute(stmt, {"t": occurred_at, "contact_id": contact_id, "arrived": arrived})
 
 
@@ -359,7 +183,7 @@ def _insert_event(
     conn = session.connection()
     dialect = conn.dialect.name
     event_id = conn.execute(
-        _stmt(dialect, "event_guarded" if guarded else "event"),
+        statements.stmt(dialect, "event_guarded" if guarded else "event"),
         {
             "contact_id": contact_id,
             "type": ev.type,
@@ -383,7 +207,7 @@ def _insert_event(
         )
         return event_id, None
     outbox_id = conn.execute(
-        _stmt(dialect, "outbox"),
+        statements.stmt(dialect, "outbox"),
         {
             "event_id": event_id,
             "now": now,

@@ -68,18 +68,8 @@ class _WriterLock:
         """Take the lock, polling at most every 2 ms; after ``timeout`` let SQLite's own busy
         handling decide (a nested write in one thread must fail, never hang)."""
         fd = conn.connection._connection_record.info.get("writer_lock")
-        if fd is None:
-            return
-        pause, deadline = 0.0002, time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+        if fd is not None:
+            lock_writer(fd, timeout)
 
     @staticmethod
     def release(_dbapi_conn, record, *_args) -> None:  # noqa: ANN001
@@ -87,6 +77,20 @@ class _WriterLock:
         fd = record.info.get("writer_lock")
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_writer(fd: int, timeout: float = 10.0) -> None:
+    """Take a SQLite writer lock (see _WriterLock) on its descriptor."""
+    pause, deadline = 0.0002, time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
 
 
 def make_engine(url: str) -> Engine:

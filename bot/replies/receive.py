@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
+from bot.contacts import fast_record
 from bot.contacts.record import IncomingEvent, record
 from bot.core import queue
 from bot.core.config import Settings
@@ -45,7 +46,16 @@ def receive(settings: Settings, event: IncomingEvent, trigger: Trigger | None) -
         return reply.to_json() if isinstance(reply, Reply) else reply
 
     with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
-        result = record(session, event, on_insert=on_insert, early=early)
+
+        def early_known(asking: bool) -> object:
+            try:
+                return early(session, 0, asking)
+            finally:
+                session.close()  # a reload of the rules read through it: let go of it now
+
+        result = fast_record.record_known(settings.database_url, event, early_known)
+        if result is None:
+            result = record(session, event, on_insert=on_insert, early=early)
     if result.outbox_id is not None:
         queue.kick_outbox(settings, contact_id=result.contact_id)
     for action in after:

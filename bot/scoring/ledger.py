@@ -100,6 +100,14 @@ _ACTIVITY = (
     )
     .values(score_activity_at=sa.bindparam("_at"))
 )
+_AT = sa.bindparam("_at", type_=C.c.score_activity_at.type)
+# Both in one statement, for an event whose new lines include a positive one.
+_SET_SCORE_ACTIVE = _SET_SCORE.values(
+    score_activity_at=sa.case(
+        (sa.or_(C.c.score_activity_at.is_(None), C.c.score_activity_at < _AT), _AT),
+        else_=C.c.score_activity_at,
+    )
+)
 _INSERT_LINES = {
     name: insert(S).on_conflict_do_nothing(index_elements=LEDGER_KEY).returning(S.c.rule_id)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
@@ -299,11 +307,11 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
     out.lines = len(written)
     raw = cents(contact.score) + sum(cents(ln.points) for ln in written)
     stage = score_points.next_stage(rules, contact.stage, contact.stage_manual, raw, written)
-    session.connection().execute(
-        _SET_SCORE, {"_id": contact.id, "_score": raw / 100, "_now": now, "_stage": stage}
-    )
+    values = {"_id": contact.id, "_score": raw / 100, "_now": now, "_stage": stage}
     if any(cents(ln.points) > 0 for ln in written):
-        session.connection().execute(_ACTIVITY, {"_id": contact.id, "_at": ev.occurred_at})
+        session.connection().execute(_SET_SCORE_ACTIVE, {**values, "_at": ev.occurred_at})
+    else:
+        session.connection().execute(_SET_SCORE, values)
     changes.note(
         session, contact.id, changes.SCORE_CHANGED, {"from": contact.score, "to": raw / 100}
     )

@@ -41,7 +41,10 @@ def follow_merges(ctx: Context) -> None:
     survivor (a callback can race a merge). ``session.get`` also loads the contact that the
     later steps use, so the common case costs nothing extra."""
     contact = ctx.session.get(Contact, ctx.event.contact_id)
-    if contact is None or contact.merged_into_id is None:
+    if contact is None:
+        return
+    if contact.merged_into_id is None:
+        contacts.seen_alive(ctx.session, contact.id)  # the later steps' resolve() asks again
         return
     ctx.event.contact_id = contacts.resolve(ctx.session, contact.merged_into_id)
     ctx.session.add(ctx.event)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from support import event, post, run_worker, text
 
-from bot.core import db, queue
+from bot.core import db, queue, rawdb
 from bot.core.models import Contact, ContactTag, Event, Outbox
 
 
@@ -318,14 +318,19 @@ def test_a_known_contacts_text_writes_only_its_event_and_outbox_row(client, oa, 
 
     engine = db.get_engine(clean.database_url)
     sa.event.listen(engine, "before_cursor_execute", seen)
+    rawdb.observers.append(lambda sql: seen(None, None, sql))
     try:
         reply = post(client, oa, text(oa, "oLean", "请问价格", 2))
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
+        rawdb.observers.clear()
     assert reply.fields["Content"] == "价格表"
-    writes = [s for s in statements if s in ("INSERT", "UPDATE", "DELETE")]
-    assert writes == ["INSERT", "INSERT"], statements  # the event, its outbox row
-    assert statements.count("SELECT") + statements.count("WITH") == 1, statements
+    writes = [s for s in statements if s in ("INSERT", "UPDATE", "DELETE", "WITH")]
+    if engine.dialect.name == "postgresql":  # the event and its outbox row in one statement
+        assert writes == ["WITH"], statements
+    else:
+        assert writes == ["INSERT", "INSERT"], statements  # the event, its outbox row
+    assert statements.count("SELECT") == 1, statements
     [ob] = rows(clean, Outbox, Outbox.status == "pending")
     assert ob.interacted_at is not None
     assert rows(clean, Contact)[0].last_interaction_at == before.last_interaction_at

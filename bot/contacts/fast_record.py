@@ -1,0 +1,117 @@
+"""The callback's common case without a Session: a known contact (not merged away) says or
+clicks something whose reply the reply rules decide before the insert. One read (identity and
+contact), then the event and its outbox row in one short write transaction, straight on the
+DB-API cursor (bot.core.rawdb). On SQLite the read runs before the writer lock is taken, so
+the lock is held for the two inserts and the commit only.
+
+Anything else (a new follower, a merged contact, a journey asking, a rule that tags, a retry
+already stored, a database error) returns None and the caller takes ``record.record``, which
+handles every case; the two paths write identical rows (see tests/integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.contacts import statements
+from bot.contacts.record import LATER, IncomingEvent, Recorded, touch_later
+from bot.core import rawdb
+from bot.core.models import utcnow
+
+
+def _statement(raw: rawdb.Raw, key: str) -> rawdb.Prepared:
+    return raw.prepared(key, lambda: statements.stmt(raw.dialect.name, key))
+
+
+def _event_params(ev: IncomingEvent, contact_id: int | None, reply: Any, now: Any) -> dict:
+    return {
+        "contact_id": contact_id,
+        "type": ev.type,
+        "source": ev.source,
+        "properties": ev.properties,
+        "t": ev.occurred_at,
+        "now": now,
+        "dedupe_key": ev.dedupe_key,
+        "reply": reply,
+        "callback_nonce": ev.callback_nonce,
+        "callback_digest": ev.body_digest,
+    }
+
+
+def _event_and_outbox(
+    raw: rawdb.Raw, key: str, params: dict[str, Any], outbox: dict[str, Any]
+) -> tuple[int, int] | None:
+    """(outbox id, event id) of the event inserted with its outbox row; None when nothing was
+    inserted. One statement on PostgreSQL, two on SQLite."""
+    if not raw.sqlite:
+        return raw.row(_statement(raw, key + "_outbox"), {**params, **outbox})
+    inserted = raw.row(_statement(raw, key), params)
+    if inserted is None:
+        return None
+    row = raw.row(
+        _statement(raw, "outbox"), {**outbox, "event_id": inserted[0], "now": params["now"]}
+    )
+    return row[0], inserted[0]
+
+
+def record_known(url: str, ev: IncomingEvent, early: Callable[[bool], Any]) -> Recorded | None:
+    """Store ``ev`` of a known contact with the reply ``early(asking)`` decides, or None
+    (nothing written) when this is not the common case. ``early`` returns LATER to decline."""
+    if not ev.identity_value or not touch_later(ev):
+        return None
+    try:
+        raw = rawdb.connection(url)
+    except rawdb.Error:
+        return None
+    try:
+        who = {"kind": ev.identity_kind, "app_id": ev.app_id, "value": ev.identity_value}
+        found = raw.row(_statement(raw, "find"), who)
+        if found is None or found[1] is not None:  # a new follower, or merged away
+            raise _Declined
+        contact_id, asking = found[0], bool(found[2])
+        reply = early(asking)
+        if reply is LATER:
+            raise _Declined
+        now = utcnow()
+        params = _event_params(ev, contact_id, reply, now)
+        outbox = {
+            "priority": int(ev.source == "bot"),
+            "interacted_at": ev.received_at or ev.occurred_at,
+        }
+        with raw.writing():
+            added = _event_and_outbox(raw, "event_guarded", params, outbox)
+            if added is None:  # stored already, or merged meanwhile: rolled back
+                raise _Declined
+    except _Declined:
+        raw.end()
+        return None
+    except rawdb.Error:
+        rawdb.discard(url)
+        return None
+    except BaseException:
+        raw.end()  # never leave the thread's connection inside a transaction
+        raise
+    return Recorded(added[1], contact_id, added[0], reply, duplicate=False)
+
+
+def append_unowned(
+    url: str, type: str, properties: dict[str, Any], dedupe_key: str, source: str
+) -> int | None:
+    """An event about no one yet (an H5 arrival) and its outbox row, in one write; the outbox
+    id, or None when ``dedupe_key`` is stored already. Raises rawdb.Error when the database
+    failed (the caller takes the ordinary path)."""
+    now = utcnow()
+    ev = IncomingEvent(type, source, "", "", "", now, dedupe_key, properties, interaction=False)
+    try:
+        raw = rawdb.connection(url)
+        with raw.writing():
+            params = _event_params(ev, None, None, now)
+            added = _event_and_outbox(raw, "event", params, {"priority": 0, "interacted_at": None})
+            return None if added is None else added[0]
+    except rawdb.Error:
+        rawdb.discard(url)
+        raise
+
+
+class _Declined(Exception):
+    pass

@@ -1,0 +1,96 @@
+"""The raw DB-API path (bot.contacts.fast_record) writes what record.record writes, declines
+every case it does not handle, and a broken raw connection costs the callback nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from bot.contacts import fast_record
+from bot.contacts.record import LATER, IncomingEvent, record
+from bot.core import db, rawdb
+from bot.core.models import Event, Outbox, utcnow
+
+
+def _event(key: str, value: str = "oFast", **kw) -> IncomingEvent:
+    now = utcnow()
+    return IncomingEvent(
+        type="oa.text",
+        source="oa",
+        identity_kind="openid",
+        identity_value=value,
+        app_id="wxapp",
+        occurred_at=now - timedelta(seconds=3),
+        dedupe_key=key,
+        properties={"content": "价格 ¥9.9", "msg_id": key},
+        callback_nonce=f"n:{key}",
+        body_digest=f"d:{key}",
+        received_at=now,
+        **kw,
+    )
+
+
+def _stored(url: str, key: str) -> tuple[dict, dict]:
+    with db.session_scope(url) as s:
+        ev = s.execute(sa.select(Event).where(Event.dedupe_key == key)).scalar_one()
+        ob = s.execute(sa.select(Outbox).where(Outbox.event_id == ev.id)).scalar_one()
+        return ev.model_dump(), ob.model_dump()
+
+
+def _known(url: str, value: str = "oFast") -> None:
+    with db.session_scope(url) as s:
+        record(s, _event("first-" + value, value))
+
+
+def test_the_raw_path_writes_the_rows_the_ordinary_path_writes(clean):
+    url = clean.database_url
+    _known(url)
+    with db.session_scope(url) as s:
+        record(s, _event("slow"), early=lambda *_: '{"r": 1}')
+    fast = fast_record.record_known(url, _event("fast"), lambda asking: '{"r": 1}')
+    assert fast is not None and not fast.duplicate and fast.reply == '{"r": 1}'
+    (slow_ev, slow_ob), (fast_ev, fast_ob) = _stored(url, "slow"), _stored(url, "fast")
+    differ = {"id", "event_id", "dedupe_key", "callback_nonce", "callback_digest", "properties"}
+    differ |= {"received_at", "created_at", "occurred_at", "interacted_at"}  # clocks
+    assert {k: v for k, v in slow_ev.items() if k not in differ} == {
+        k: v for k, v in fast_ev.items() if k not in differ
+    }
+    assert {k: v for k, v in slow_ob.items() if k not in differ} == {
+        k: v for k, v in fast_ob.items() if k not in differ
+    }
+    assert fast_ev["properties"] == {"content": "价格 ¥9.9", "msg_id": "fast"}
+    assert fast_ev["occurred_at"].tzinfo == slow_ev["occurred_at"].tzinfo
+    assert fast_ob["interacted_at"] is not None and fast_ob["status"] == "pending"
+    assert fast.event_id == fast_ev["id"] and fast.outbox_id == fast_ob["id"]
+
+
+def test_the_raw_path_declines_what_it_does_not_handle(clean):
+    url = clean.database_url
+    never = lambda asking: (_ for _ in ()).throw(AssertionError("not asked"))  # noqa: E731
+    assert fast_record.record_known(url, _event("new", "oNobody"), never) is None  # new follower
+    _known(url)
+    follow = dataclasses.replace(_event("sub"), type="oa.subscribe", subscribed=True)
+    assert fast_record.record_known(url, follow, never) is None  # touches the contact now
+    assert fast_record.record_known(url, _event("later"), lambda asking: LATER) is None
+    assert fast_record.record_known(url, _event("once"), lambda asking: None) is not None
+    assert fast_record.record_known(url, _event("once"), lambda asking: None) is None  # stored
+    with db.session_scope(url) as s:
+        events = s.execute(sa.select(sa.func.count()).select_from(Event)).scalar()
+        outbox = s.execute(sa.select(sa.func.count()).select_from(Outbox)).scalar()
+    assert events == outbox == 2  # the first sight and "once": nothing else was written
+
+
+def test_a_broken_raw_connection_falls_back_to_the_ordinary_path(clean, client, oa):
+    from support import post, text
+
+    post(client, oa, text(oa, "oBroken", "你好", 1))
+    rawdb.connection(clean.database_url)._conn.dbapi_connection.close()  # the server went away
+    reply = post(client, oa, text(oa, "oBroken", "还在吗", 2))
+    assert reply is not None
+    with db.session_scope(clean.database_url) as s:
+        texts = s.execute(sa.select(Event.properties).where(Event.type == "oa.text")).scalars()
+        assert sorted(p["content"] for p in texts) == ["你好", "还在吗"]
+    again = dataclasses.replace(_event("again", "oBroken"), app_id=clean.oa_appid)
+    assert fast_record.record_known(clean.database_url, again, lambda asking: None) is not None
