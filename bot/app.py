@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify, make_response, request
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
 from bot.core import input_guard, redact
@@ -78,6 +79,17 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(h5_rewards_bp)
 
 
+class _NoCookieSession(SessionInterface):
+    """Yuchi keeps nothing in Flask's signed-cookie session (the sidebar and the campaign
+    pages sign their own cookies): no request opens or saves one."""
+
+    def open_session(self, app: Flask, request: object) -> NullSession:
+        return NullSession()
+
+    def save_session(self, app: Flask, session: object, response: Response) -> None:
+        return None
+
+
 SIDEBAR_ERRORS = {
     404: "找不到这个页面。",
     405: "不支持这种请求方式。",
@@ -98,6 +110,7 @@ def create_app(config: Mapping[str, str] | Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.json = GuardedJSON(app)
+    app.session_interface = _NoCookieSession()
     app.url_map.converters["id"] = input_guard.IdConverter
     app.config.update(
         SETTINGS=settings,

@@ -1,27 +1,24 @@
-"""Form rate limits (Flask-Limiter on Yuchi's Redis): per visitor cookie and per IP address."""
+"""Form rate limits per visitor cookie and per IP address, counted in Yuchi's Redis by the
+``limits`` library (what Flask-Limiter is built on; fixed one-hour windows). Only a form
+submission is checked: no other request (a page view, a callback) pays for the bookkeeping
+that an app-wide limiter hooks into every request."""
 
 from __future__ import annotations
 
-from flask import Flask, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+import logging
+import os
+
+from flask import abort, request
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from bot.core import queue
 from h5.common import COOKIE, settings
 
-limiter = Limiter(
-    key_func=get_remote_address,
-    key_prefix="yuchi:h5:limit",
-    strategy="fixed-window",
-    headers_enabled=True,
-)
-
-
-@limiter.request_filter
-def _not_a_page() -> bool:
-    """Only the campaign pages' forms (a POST) are limited: every other request (a callback, a
-    page view) skips the limiter's bookkeeping."""
-    return request.method != "POST" or not request.path.startswith("/h5/")
+log = logging.getLogger(__name__)
+NAMESPACE = "yuchi:h5:limit"
+_limiters: dict[tuple[int, str], FixedWindowRateLimiter] = {}
 
 
 def storage_uri(redis_url: str) -> str:
@@ -31,31 +28,33 @@ def storage_uri(redis_url: str) -> str:
     return redis_url
 
 
-def install(app: Flask) -> None:
-    app.config.setdefault(
-        "RATELIMIT_STORAGE_URI", storage_uri(queue.redis_url(app.config["SETTINGS"]))
+def _limiter() -> FixedWindowRateLimiter:
+    uri = storage_uri(queue.redis_url(settings()))
+    key = (os.getpid(), uri)
+    found = _limiters.get(key)
+    if found is None:
+        found = _limiters[key] = FixedWindowRateLimiter(storage_from_string(uri, socket_timeout=2))
+    return found
+
+
+def _remote_address() -> str:
+    return request.remote_addr or "127.0.0.1"
+
+
+def check_form() -> None:
+    """Count this submission against the visitor's and the IP address's hourly limits; a
+    429 when either is used up. With Redis away the form is let through (and logged)."""
+    s = settings()
+    visitor = request.cookies.get(COOKIE) or _remote_address()
+    counted = (
+        (parse(f"{s.h5_forms_per_visitor}/hour"), "v:" + visitor),
+        (parse(f"{s.h5_forms_per_ip}/hour"), "ip:" + _remote_address()),
     )
-    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 2})
-    limiter.init_app(app)
-
-
-def per_visitor() -> str:
-    return f"{settings().h5_forms_per_visitor}/hour"
-
-
-def per_ip() -> str:
-    return f"{settings().h5_forms_per_ip}/hour"
-
-
-def visitor_key() -> str:
-    return "v:" + (request.cookies.get(COOKIE) or get_remote_address())
-
-
-def ip_key() -> str:
-    return "ip:" + get_remote_address()
-
-
-form_limits = [
-    limiter.limit(per_visitor, key_func=visitor_key, methods=["POST"]),
-    limiter.limit(per_ip, key_func=ip_key, methods=["POST"]),
-]
+    try:
+        limiter = _limiter()
+        allowed = [limiter.hit(limit, NAMESPACE, key) for limit, key in counted]
+    except queue.REDIS_ERRORS as exc:
+        log.warning("form rate limits not checked (%s)", exc)
+        return
+    if not all(allowed):
+        abort(429)

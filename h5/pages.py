@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint(
     "h5", __name__, url_prefix="/h5", template_folder="templates", static_folder="static"
 )
-bp.record_once(lambda state: limits.install(state.app))
 SKIP_OAUTH = "yuchi_oa_skip"
 SHARE_CHANNELS = {"appMessage", "timeline", "link"}
 
@@ -74,9 +73,8 @@ def page(slug: str) -> ResponseReturnValue:
 
 
 @bp.post("/c/<slug>/form")
-@limits.form_limits[0]
-@limits.form_limits[1]
 def submit(slug: str) -> ResponseReturnValue:
+    limits.check_form()
     camp = _campaign(slug)
     if actions.status(camp) != "open":
         return problem(410, "活动未开放", "活动尚未开始或已经结束。")
