@@ -47,10 +47,11 @@ def redis_url(settings: Settings) -> str:
 
 
 def get_redis(settings: Settings) -> redis.Redis:
-    url = redis_url(settings)
-    key = (os.getpid(), url)
+    # Keyed by what decides the URL, so that a callback does not work the URL out again.
+    key = (os.getpid(), settings.redis_url or str(settings.var_dir))
     conn = _connections.get(key)
     if conn is None:
+        url = redis_url(settings)
         # Short timeouts: a callback must still answer within WeChat's 5 s when Redis is gone.
         conn = _connections[key] = redis.Redis.from_url(
             url, socket_connect_timeout=0.5, socket_timeout=2.0, health_check_interval=30
