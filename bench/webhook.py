@@ -855,13 +855,13 @@ def _bench(
     t0 = time.monotonic()
     yuchi_sets = [  # the intake bursts, then the sustained runs
         make_set(f"yuchi intake {r + 1}", args.requests, base_msg_id + (r + 1) * MSG_ID_STRIDE, r)
-        for r in range(args.rounds)
+        for r in range(args.rounds if args.mode != "sustained" else 0)
     ]
-    sustained_sets = [
+    sustained_sets = [  # none sent with --mode intake
         make_set(
             f"yuchi sustained {r + 1}", args.requests, base_msg_id + (r + 4) * MSG_ID_STRIDE, 50 + r
         )
-        for r in range(args.rounds)
+        for r in range(args.rounds if args.mode != "intake" else 0)
     ]
     yuchi_warm = make_set("yuchi warm-up", args.warmup, base_msg_id, 100)
     base_set = make_set("baseline", args.requests, base_msg_id + 8 * MSG_ID_STRIDE, 200)
