@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from bot.contacts import fast_record
 from bot.contacts import identity as contacts
 from bot.contacts.record import IncomingEvent, record
 from bot.core import db
@@ -29,12 +30,20 @@ def _event(openid: str, key: str) -> IncomingEvent:
     )
 
 
-def _store(settings, ev: IncomingEvent) -> int:
+def _store(settings, ev: IncomingEvent, raw: bool = False) -> int:
+    """Store ``ev`` as a callback does: the raw path first when ``raw`` (it declines a
+    contact merged meanwhile), else (and then) record.record."""
+    found = (
+        fast_record.record_known(settings.database_url, ev, lambda asking: None) if raw else None
+    )
+    if found is not None:
+        return found.contact_id
     with Session(db.get_engine(settings.database_url), expire_on_commit=False) as s:
         return record(s, ev).contact_id
 
 
-def test_a_callback_waiting_on_a_merge_lands_on_the_survivor(clean):
+@pytest.mark.parametrize("raw", [False, True], ids=["session", "raw"])
+def test_a_callback_waiting_on_a_merge_lands_on_the_survivor(clean, raw):
     if not clean.database_url.startswith("postgresql"):
         pytest.skip("SQLite runs one writer at a time: the callback cannot interleave")
     keep = _store(clean, _event("oKeep", "race-1"))
@@ -47,7 +56,7 @@ def test_a_callback_waiting_on_a_merge_lands_on_the_survivor(clean):
     # reads the identity as it was (still "gone") and has to wait for the contact row.
     stored: list[int] = []
     ev = _event("oGone", "race-3")
-    callback = threading.Thread(target=lambda: stored.append(_store(clean, ev)))
+    callback = threading.Thread(target=lambda: stored.append(_store(clean, ev, raw)))
     callback.start()
     with engine.connect() as watch:  # until the callback waits on the merge's lock
         for _ in range(200):
