@@ -14,28 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.contacts import statements
-from bot.contacts.record import LATER, IncomingEvent, Recorded, touch_later
+from bot.contacts.record import LATER, IncomingEvent, Recorded, event_params, touch_later
 from bot.core import rawdb
 from bot.core.models import utcnow
 
 
 def _statement(raw: rawdb.Raw, key: str) -> rawdb.Prepared:
     return raw.prepared(key, lambda: statements.stmt(raw.dialect.name, key))
-
-
-def _event_params(ev: IncomingEvent, contact_id: int | None, reply: Any, now: Any) -> dict:
-    return {
-        "contact_id": contact_id,
-        "type": ev.type,
-        "source": ev.source,
-        "properties": ev.properties,
-        "t": ev.occurred_at,
-        "now": now,
-        "dedupe_key": ev.dedupe_key,
-        "reply": reply,
-        "callback_nonce": ev.callback_nonce,
-        "callback_digest": ev.body_digest,
-    }
 
 
 def _event_and_outbox(
@@ -73,7 +58,7 @@ def record_known(url: str, ev: IncomingEvent, early: Callable[[bool], Any]) -> R
         if reply is LATER:
             raise _Declined
         now = utcnow()
-        params = _event_params(ev, contact_id, reply, now)
+        params = event_params(ev, contact_id, reply, now)
         outbox = {
             "priority": int(ev.source == "bot"),
             "interacted_at": ev.received_at or ev.occurred_at,
@@ -105,7 +90,7 @@ def append_unowned(
     try:
         raw = rawdb.connection(url)
         with raw.writing():
-            params = _event_params(ev, None, None, now)
+            params = event_params(ev, None, None, now)
             added = _event_and_outbox(raw, "event", params, {"priority": 0, "interacted_at": None})
             return None if added is None else added[0]
     except rawdb.Error:

@@ -167,6 +167,22 @@ def _existing(session: Session, ev: IncomingEvent) -> Recorded | None:
     return Recorded(row.id, row.contact_id, None, row.reply, duplicate=True)
 
 
+def event_params(ev: IncomingEvent, contact_id: int | None, reply: Any, now: datetime) -> dict:
+    """The parameters of the event statements (bot.contacts.statements) for ``ev``."""
+    return {
+        "contact_id": contact_id,
+        "type": ev.type,
+        "source": ev.source,
+        "properties": ev.properties,
+        "t": ev.occurred_at,
+        "now": now,
+        "dedupe_key": ev.dedupe_key,
+        "reply": reply,
+        "callback_nonce": ev.callback_nonce,
+        "callback_digest": ev.body_digest,
+    }
+
+
 def _insert_event(
     session: Session,
     contact_id: int | None,
@@ -184,18 +200,7 @@ def _insert_event(
     dialect = conn.dialect.name
     event_id = conn.execute(
         statements.stmt(dialect, "event_guarded" if guarded else "event"),
-        {
-            "contact_id": contact_id,
-            "type": ev.type,
-            "source": ev.source,
-            "properties": ev.properties,
-            "t": ev.occurred_at,
-            "now": now,
-            "dedupe_key": ev.dedupe_key,
-            "reply": reply,
-            "callback_nonce": ev.callback_nonce,
-            "callback_digest": ev.body_digest,
-        },
+        event_params(ev, contact_id, reply, now),
     ).scalar()
     if event_id is None:
         return None
