@@ -125,20 +125,7 @@ def decide(settings: Settings, broadcast_id: int) -> int:
     """Decide the weights (once) and send the rest of the audience; the rows created. A
     failure no re-run can fix ends the broadcast ``failed`` with its reason (as its fan-out
     would); Redis or the database unreachable leaves it ``exploring`` for the sweeper."""
-    try:
-        return _decide(settings, broadcast_id)
-    except broadcasts.TRANSIENT:
-        raise
-    except Exception as exc:
-        reason = f"decision failed: {type(exc).__name__}: {str(exc).splitlines()[0][:400]}"
-        log.exception("broadcast %s: %s", broadcast_id, reason)
-        with session_scope(settings.database_url) as session:
-            session.execute(
-                sa.update(Broadcast.__table__)
-                .where(Broadcast.__table__.c.id == broadcast_id)
-                .values(status="failed", reason=reason)
-            )
-        return 0
+    return broadcasts.run_or_fail(settings, broadcast_id, "decision", _decide)
 
 
 def _decide(settings: Settings, broadcast_id: int) -> int:

@@ -293,12 +293,21 @@ TRANSIENT = (*queue.REDIS_ERRORS, sa.exc.OperationalError, sa.exc.InterfaceError
 def fan_out(settings: Settings, broadcast_id: int) -> int:
     """Create the message rows and enqueue them; safe to run again. A failure no re-run can
     fix ends the broadcast ``failed`` with its reason."""
+    return run_or_fail(settings, broadcast_id, "fan-out", _fan_out)
+
+
+def run_or_fail(
+    settings: Settings, broadcast_id: int, stage: str, run: Callable[[Settings, int], int]
+) -> int:
+    """``run(settings, broadcast_id)``; a failure no re-run can fix ends the broadcast
+    ``failed`` with the stage and the reason, and returns 0. A transient one (Redis or the
+    database unreachable) is raised: the broadcast keeps its status for the sweeper."""
     try:
-        return _fan_out(settings, broadcast_id)
+        return run(settings, broadcast_id)
     except TRANSIENT:
-        raise  # still fanning_out: the sweeper enqueues it again
+        raise
     except Exception as exc:
-        reason = f"fan-out failed: {type(exc).__name__}: {str(exc).splitlines()[0][:400]}"
+        reason = f"{stage} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:400]}"
         log.exception("broadcast %s: %s", broadcast_id, reason)
         with session_scope(settings.database_url) as session:
             session.execute(
