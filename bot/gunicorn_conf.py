@@ -4,6 +4,8 @@ HOST / PORT / WEB_CONCURRENCY / WEB_THREADS (platform conventions), YUCHI_ACCESS
 YUCHI_LOG_LEVEL are rows of the settings table (bot/core/config.py), read like every other.
 """
 
+import gc
+
 from bot.core import redact
 from bot.core.config import load_settings
 
@@ -29,3 +31,10 @@ control_socket_disable = True
 # Every log line of the master and its workers, the access log's request line and referrer
 # included, masks signatures, echostr, OAuth codes, tokens and secrets (bot/core/redact.py).
 redact.install()
+
+
+def pre_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """The app is loaded once in the master (``preload_app``): move every object it made to
+    the permanent generation before a worker is forked, so the worker's garbage collections
+    do not walk them (and do not copy their memory pages by touching them)."""
+    gc.freeze()
