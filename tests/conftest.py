@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testenv import TEST_ENV
+from testenv import TEST_ENV, WORKER
 
 from bot.automation import definitions as journey_definitions
 from bot.automation import webhook_endpoints
@@ -75,7 +75,27 @@ TABLES = [  # children before parents
 ]
 
 
+def _create_database(url: str) -> None:
+    """Create the URL's PostgreSQL database if it is missing (an xdist worker's own, see
+    testenv), connected to the server's maintenance database ``postgres``."""
+    name = sa.make_url(url).database
+    server = sa.create_engine(
+        sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with server.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        server.dispose()
+
+
 def _reset_database(url: str) -> None:
+    if url.startswith("postgresql") and WORKER:
+        _create_database(url)
     engine = db.get_engine(url)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
