@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testenv import TEST_ENV
+from testenv import TEST_ENV, WORKER
 
 from bot.automation import definitions as journey_definitions
 from bot.automation import webhook_endpoints
@@ -75,7 +75,27 @@ TABLES = [  # children before parents
 ]
 
 
+def _create_database(url: str) -> None:
+    """Create the URL's PostgreSQL database if it is missing (an xdist worker's own, see
+    testenv), connected to the server's maintenance database ``postgres``."""
+    name = sa.make_url(url).database
+    server = sa.create_engine(
+        sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with server.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        server.dispose()
+
+
 def _reset_database(url: str) -> None:
+    if url.startswith("postgresql") and WORKER:
+        _create_database(url)
     engine = db.get_engine(url)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
@@ -112,12 +132,14 @@ def settings() -> Iterator[Settings]:
 def _empty_tables(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            # One statement under one lock: a late simulator callback (TEMPLATESENDJOBFINISH
-            # from a background thread) can't insert an event between two DELETEs.
-            conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)}"))
-        else:  # SQLite: the first DELETE takes the write lock for the whole transaction
-            for table in TABLES:
-                conn.execute(sa.text(f"DELETE FROM {table}"))
+            # Every table locked first, in one statement: a late simulator callback
+            # (TEMPLATESENDJOBFINISH from a background thread) can't insert an event between
+            # two DELETEs. DELETE rather than TRUNCATE: TRUNCATE makes new files for all 50
+            # tables and syncs them, 0.4-0.9 s a test where DELETE takes a few ms.
+            conn.execute(sa.text(f"LOCK TABLE {', '.join(TABLES)} IN ACCESS EXCLUSIVE MODE"))
+        # SQLite: the first DELETE takes the write lock for the whole transaction
+        for table in TABLES:
+            conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture
@@ -130,7 +152,7 @@ def clean(settings: Settings) -> Settings:
             break
         except sa.exc.OperationalError as exc:
             # A late simulator callback (a background thread of the previous test) writing
-            # while TRUNCATE takes its locks one table at a time: PostgreSQL picks one of the
+            # while LOCK TABLE takes its locks one table at a time: PostgreSQL picks one of the
             # two as a deadlock victim. Ours is retried; theirs is that test's leftover.
             if "deadlock" not in str(exc) or attempt == 4:
                 raise

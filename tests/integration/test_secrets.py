@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 from support import event, post, run_worker, text
+from testenv import free_port
 
 from bot.app import create_app
 from bot.core import db, queue, wechat
@@ -103,10 +104,7 @@ def hostile(request: pytest.FixtureRequest) -> Iterator[tuple[Platform, str]]:
     """(the misbehaving platform, its base URL); ``refused`` is a port nobody listens on."""
     platform = Platform(request.param, f"FRESH-TOKEN-{uuid.uuid4().hex}")
     if platform.mode == "refused":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        yield platform, f"http://127.0.0.1:{port}"
+        yield platform, f"http://127.0.0.1:{free_port()}"
         return
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(platform))
     server.daemon_threads = True
