@@ -50,21 +50,19 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _ledger(session: Session, act: Active, contact_id: int, typed: int | None) -> list[Any]:
-    """The lines of the contact's newest ledger built under a version up to the active one,
-    oldest first, its marker included (none: no ledger built yet). A ledger not yet built under
-    the active version is never built here: the recompute job (or the contact's next scored
-    event) builds it. Each line's event ``type`` is read for the ``typed`` newest lines only
-    (None: all): each is a lookup in the event table, and a heavy contact has hundreds of
-    lines whose events are as many pages apart."""
+def _ledger_statement() -> sa.Select:
+    """The lines of a contact's newest ledger built under a version up to ``:version``, oldest
+    first, its marker included, each with its event's type for the ``:typed`` newest lines
+    only: each is a lookup in the event table, and a heavy contact has hundreds of lines
+    whose events are as many pages apart."""
     built = (
         sa.select(sa.func.max(S.c.ruleset_version))
         .where(
             # the marker's key (contact, -contact, MARKER, version) is in the unique index
-            S.c.contact_id == contact_id,
-            S.c.event_id == -contact_id,
+            S.c.contact_id == sa.bindparam("contact_id"),
+            S.c.event_id == -sa.bindparam("contact_id"),
             S.c.rule_id == MARKER,
-            S.c.ruleset_version <= act.version,
+            S.c.ruleset_version <= sa.bindparam("version"),
         )
         .scalar_subquery()
     )
@@ -80,24 +78,35 @@ def _ledger(session: Session, act: Active, contact_id: int, typed: int | None) -
             S.c.ruleset_version,
             newest_first.label("rank"),
         )
-        .where(S.c.contact_id == contact_id, S.c.ruleset_version == built)
+        .where(S.c.contact_id == sa.bindparam("contact_id"), S.c.ruleset_version == built)
         .subquery()
     )
     event_type = sa.select(E.c.type).where(E.c.id == ledger.c.event_id).scalar_subquery()
-    if typed is not None:  # + 1: the marker may be among the newest
-        event_type = sa.case((ledger.c.rank <= typed + 1, event_type))
-    return session.execute(
-        sa.select(
-            ledger.c.id,
-            ledger.c.event_id,
-            ledger.c.rule_id,
-            ledger.c.points,
-            ledger.c.reason,
-            ledger.c.occurred_at,
-            ledger.c.ruleset_version,
-            event_type.label("type"),
-        ).order_by(ledger.c.occurred_at, ledger.c.id)
-    ).all()
+    return sa.select(
+        *(c for c in ledger.c if c.name != "rank"),
+        sa.case((ledger.c.rank <= sa.bindparam("typed"), event_type)).label("type"),
+    ).order_by(ledger.c.occurred_at, ledger.c.id)
+
+
+# Built once: building them took as long as running them.
+_LEDGER = _ledger_statement()
+_PENDING = sa.select(sa.func.count()).select_from(
+    sa.select(E.c.id)
+    .where(E.c.contact_id == sa.bindparam("contact_id"))
+    .limit(sa.bindparam("cap"))
+    .subquery()
+)
+
+
+def _ledger(session: Session, act: Active, contact_id: int, typed: int | None) -> list[Any]:
+    """The lines of the contact's newest ledger built under a version up to the active one
+    (none: no ledger built yet), the event type on the ``typed`` newest (None: all). A ledger
+    not yet built under the active version is never built here: the recompute job (or the
+    contact's next scored event) builds it."""
+    params = {"contact_id": contact_id, "version": act.version}
+    # + 1: the marker may be among the newest
+    params["typed"] = typed + 1 if typed is not None else 2**62
+    return session.execute(_LEDGER, params).all()
 
 
 def _pending(session: Session, act: Active, contact_id: int, built: int | None) -> dict | None:
@@ -106,8 +115,8 @@ def _pending(session: Session, act: Active, contact_id: int, built: int | None) 
     if built == act.version:
         return None
     # counted up to PENDING_CAP: a heavy contact's 23,600 events took 4 ms of the request
-    some = sa.select(E.c.id).where(E.c.contact_id == contact_id).limit(PENDING_CAP + 1)
-    events = session.execute(sa.select(sa.func.count()).select_from(some.subquery())).scalar_one()
+    params = {"contact_id": contact_id, "cap": PENDING_CAP + 1}
+    events = session.execute(_PENDING, params).scalar_one()
     return {
         "ruleset_version": act.version,
         "events": min(events, PENDING_CAP),
