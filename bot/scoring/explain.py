@@ -51,7 +51,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _ledger_statement() -> sa.Select:
-    """The lines of a contact's newest ledger built under a version up to ``:version``, oldest
+    """The lines of a contact's newest ledger built under a version up to ``:version``, newest
     first, its marker included, each with its event's type for the ``:typed`` newest lines
     only: each is a lookup in the event table, and a heavy contact has hundreds of lines
     whose events are as many pages apart."""
@@ -85,7 +85,7 @@ def _ledger_statement() -> sa.Select:
     return sa.select(
         *(c for c in ledger.c if c.name != "rank"),
         sa.case((ledger.c.rank <= sa.bindparam("typed"), event_type)).label("type"),
-    ).order_by(ledger.c.occurred_at, ledger.c.id)
+    ).order_by(ledger.c.occurred_at.desc(), ledger.c.id.desc())  # the window's: no sort again
 
 
 # Built once: building them took as long as running them.
@@ -106,7 +106,9 @@ def _ledger(session: Session, act: Active, contact_id: int, typed: int | None) -
     params = {"contact_id": contact_id, "version": act.version}
     # + 1: the marker may be among the newest
     params["typed"] = typed + 1 if typed is not None else 2**62
-    return session.execute(_LEDGER, params).all()
+    rows = session.execute(_LEDGER, params).all()
+    rows.reverse()  # oldest first
+    return rows
 
 
 def _pending(session: Session, act: Active, contact_id: int, built: int | None) -> dict | None:
