@@ -44,8 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/: bench/journeys.py would shadow the journeys package
 
 from bench.scoring import (  # noqa: E402 - after the path fix
     KEYS,
@@ -351,7 +350,7 @@ def get(port: int, path: str) -> tuple[int, bytes]:
     return resp.status, body
 
 
-def timed(port: int, paths: list[str]) -> list[float]:
+def timed(port: int, paths: list[str], bodies: list[bytes] | None = None) -> list[float]:
     out = []
     for path in paths:
         t = time.perf_counter()
@@ -359,7 +358,24 @@ def timed(port: int, paths: list[str]) -> list[float]:
         out.append(time.perf_counter() - t)
         if status != 200:
             raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
+        if bodies is not None:
+            bodies.append(body)
     return out
+
+
+def explain_path(bodies: list[bytes]) -> str:
+    """Which path the score explains took: from the active version's ledger, or pending."""
+    got = [json.loads(b) for b in bodies]
+    built = sum(1 for e in got if e["ledger_built"])
+    size = statistics.median(len(b) for b in bodies) / 1024
+    lines = statistics.median(e["lines_total"] for e in got)
+    return f"built {built}/{len(got)}, median {lines:.0f} lines, {size:.1f} KiB"
+
+
+def timed_explain(name: str, port: int, paths: list[str]) -> None:
+    bodies: list[bytes] = []
+    samples = timed(port, paths, bodies)
+    row(name, samples, explain_path(bodies))
 
 
 def targets(url: str, contacts: int, n: int) -> dict:
@@ -425,7 +441,10 @@ def api_reads(port: int, t: dict, n: int) -> None:
     for name, paths in cases:
         if paths:
             timed(port, paths[-20:])  # warm the server (these contacts are measured last)
-            row(name, timed(port, paths))
+            if name.startswith("score explain"):
+                timed_explain(name, port, paths)
+            else:
+                row(name, timed(port, paths))
 
 
 # --- 4 and 5. in the database ------------------------------------------------------------------
@@ -523,12 +542,48 @@ def publish_v2(settings) -> int:  # noqa: ANN001
     return version
 
 
+def unpublish(settings, version: int) -> None:  # noqa: ANN001
+    """Take back a version published only to time the pending explain (--reuse): the one
+    before it is active again, so the next run times the ledgers this database has built."""
+    with raw_connection(settings.database_url) as conn:
+        conn.execute("DELETE FROM score_entry WHERE ruleset_version = %s", (version,))
+        conn.execute("DELETE FROM scoring_ruleset WHERE version = %s", (version,))
+        conn.execute(
+            "UPDATE scoring_ruleset SET active = (version = (SELECT max(version) FROM"
+            " scoring_ruleset))"
+        )
+        conn.commit()
+
+
+def build_ledgers(settings, ids: list[int]) -> None:  # noqa: ANN001
+    """The ledgers of ``ids`` under the active version, where not built yet: the explain is
+    timed as served from a built ledger (the pending path is timed apart)."""
+    from bot.core.db import session_scope
+    from bot.scoring import recompute, versions
+    from bot.scoring.rules import MARKER
+
+    with session_scope(settings.database_url) as s:
+        version = versions.active(s).version
+        s.commit()
+    with raw_connection(settings.database_url) as conn:
+        built = {r[0] for r in conn.execute(
+            "SELECT contact_id FROM score_entry WHERE contact_id = ANY(%s) AND event_id ="
+            " -contact_id AND rule_id = %s AND ruleset_version = %s", (ids, MARKER, version)
+        )}  # fmt: skip
+    todo = sorted(set(ids) - built)
+    if todo:
+        got = recompute.recompute(settings, todo)
+        say(f"  (built the ledgers of {got.contacts} of them under version {version}:"
+            f" {got.events:,} events in {got.seconds:.1f} s)")  # fmt: skip
+
+
 def reads(args: argparse.Namespace, env: dict, settings, url: str, started: list) -> dict:  # noqa: ANN001
     """Step 3, the API (the explain pending after publishing a new version); the targets."""
     t = targets(url, args.contacts, args.requests)
     say(f"\n3. the API: gunicorn -w {args.web_workers}, one request at a time;"
         f" heaviest contacts {sorted(t['sizes'].values(), reverse=True)[:3]} events,"
         f" {t['deep_count']:,} contacts have a 20th page")  # fmt: skip
+    build_ledgers(settings, t["heavy"])
     web = start_web(env, args.web_workers, args.port, Path(env["YUCHI_VAR_DIR"]) / "web.log")
     started.append(web)
     api_reads(args.port, t, args.requests)
@@ -537,12 +592,13 @@ def reads(args: argparse.Namespace, env: dict, settings, url: str, started: list
     say(f"  (published version {t['version']}; its ledgers not built yet)")
     pending = [f"/api/contacts/{c}/score" for c in fresh(t, args.requests, random.Random(SEED))]
     timed(args.port, pending[-20:])
-    row("score explain pending, random", timed(args.port, pending))
+    timed_explain("score explain pending, random", args.port, pending)
     heavy = [t["heavy"][i % len(t["heavy"])] for i in range(args.requests)]
-    row(
-        "score explain pending, heaviest",
-        timed(args.port, [f"/api/contacts/{c}/score" for c in heavy]),
-    )
+    paths = [f"/api/contacts/{c}/score" for c in heavy]
+    timed_explain("score explain pending, heaviest", args.port, paths)
+    if args.reuse:
+        unpublish(settings, t["version"])
+        say(f"  (version {t['version']} taken back: this database stays as it was)")
     return t
 
 

@@ -50,8 +50,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _lines(session: Session, contact_id: int, version: int) -> list[Any]:
-    return session.execute(
+def _ledger_statement() -> sa.Select:
+    """The lines of a contact's newest ledger built under a version up to ``:version``, newest
+    first, its marker included, each with its event's type for the ``:typed`` newest lines
+    only: each is a lookup in the event table, and a heavy contact has hundreds of lines
+    whose events are as many pages apart."""
+    built = (
+        sa.select(sa.func.max(S.c.ruleset_version))
+        .where(
+            # the marker's key (contact, -contact, MARKER, version) is in the unique index
+            S.c.contact_id == sa.bindparam("contact_id"),
+            S.c.event_id == -sa.bindparam("contact_id"),
+            S.c.rule_id == MARKER,
+            S.c.ruleset_version <= sa.bindparam("version"),
+        )
+        .scalar_subquery()
+    )
+    newest_first = sa.func.row_number().over(order_by=(S.c.occurred_at.desc(), S.c.id.desc()))
+    ledger = (
         sa.select(
             S.c.id,
             S.c.event_id,
@@ -59,45 +75,40 @@ def _lines(session: Session, contact_id: int, version: int) -> list[Any]:
             S.c.points,
             S.c.reason,
             S.c.occurred_at,
-            E.c.type,
+            S.c.ruleset_version,
+            newest_first.label("rank"),
         )
-        .select_from(S.outerjoin(E, E.c.id == S.c.event_id))
-        .where(S.c.contact_id == contact_id, S.c.ruleset_version == version)
-        .order_by(S.c.occurred_at, S.c.id)
-    ).all()
+        .where(S.c.contact_id == sa.bindparam("contact_id"), S.c.ruleset_version == built)
+        .subquery()
+    )
+    event_type = sa.select(E.c.type).where(E.c.id == ledger.c.event_id).scalar_subquery()
+    return sa.select(
+        *(c for c in ledger.c if c.name != "rank"),
+        sa.case((ledger.c.rank <= sa.bindparam("typed"), event_type)).label("type"),
+    ).order_by(ledger.c.occurred_at.desc(), ledger.c.id.desc())  # the window's: no sort again
 
 
-def _built_version(session: Session, contact_id: int, newest: int) -> int | None:
-    """The newest version up to ``newest`` whose ledger of the contact is built."""
-    return session.execute(
-        sa.select(sa.func.max(S.c.ruleset_version)).where(
-            # the marker's key (contact, -contact, MARKER, version) is in the unique index
-            S.c.contact_id == contact_id,
-            S.c.event_id == -contact_id,
-            S.c.rule_id == MARKER,
-            S.c.ruleset_version <= newest,
-        )
-    ).scalar()
+# Built once: building them took as long as running them.
+_LEDGER = _ledger_statement()
+_PENDING = sa.select(sa.func.count()).select_from(
+    sa.select(E.c.id)
+    .where(E.c.contact_id == sa.bindparam("contact_id"))
+    .limit(sa.bindparam("cap"))
+    .subquery()
+)
 
 
-def _ledger(session: Session, act: Active, contact_id: int) -> tuple[list[dict], int | None]:
-    """The contact's lines (oldest first) from its newest built ledger, and that ledger's
-    version (None: none built). A ledger not yet built under the active version is never
-    built here: the recompute job (or the contact's next scored event) builds it."""
-    version = _built_version(session, contact_id, act.version)
-    if version is None:
-        return [], None
-    return [
-        {
-            "id": r.id,
-            "event": {"id": r.event_id, "type": r.type, "occurred_at": r.occurred_at},
-            "rule": r.rule_id,
-            "points": r.points,
-            "reason": r.reason,
-        }
-        for r in _lines(session, contact_id, version)
-        if r.rule_id != MARKER
-    ], version
+def _ledger(session: Session, act: Active, contact_id: int, typed: int | None) -> list[Any]:
+    """The lines of the contact's newest ledger built under a version up to the active one
+    (none: no ledger built yet), the event type on the ``typed`` newest (None: all). A ledger
+    not yet built under the active version is never built here: the recompute job (or the
+    contact's next scored event) builds it."""
+    params = {"contact_id": contact_id, "version": act.version}
+    # + 1: the marker may be among the newest
+    params["typed"] = typed + 1 if typed is not None else 2**62
+    rows = session.execute(_LEDGER, params).all()
+    rows.reverse()  # oldest first
+    return rows
 
 
 def _pending(session: Session, act: Active, contact_id: int, built: int | None) -> dict | None:
@@ -106,8 +117,8 @@ def _pending(session: Session, act: Active, contact_id: int, built: int | None) 
     if built == act.version:
         return None
     # counted up to PENDING_CAP: a heavy contact's 23,600 events took 4 ms of the request
-    some = sa.select(E.c.id).where(E.c.contact_id == contact_id).limit(PENDING_CAP + 1)
-    events = session.execute(sa.select(sa.func.count()).select_from(some.subquery())).scalar_one()
+    params = {"contact_id": contact_id, "cap": PENDING_CAP + 1}
+    events = session.execute(_PENDING, params).scalar_one()
     return {
         "ruleset_version": act.version,
         "events": min(events, PENDING_CAP),
@@ -128,25 +139,22 @@ def explain(
     if contact is None:
         return None
     act = active(session)
-    lines, built = _ledger(session, act, contact_id)
-    positive = [ln["event"]["occurred_at"] for ln in lines if cents(ln["points"]) > 0]
-    moments = [t for t in (contact.last_interaction_at, max(positive, default=None)) if t]
+    rows = _ledger(session, act, contact_id, newest)
+    built = rows[0].ruleset_version if rows else None
+    lines = [r for r in rows if r.rule_id != MARKER]
+    raw = [cents(r.points) for r in lines]
+    positive = max((r.occurred_at for r, c in zip(lines, raw, strict=True) if c > 0), default=None)
+    moments = [t for t in (contact.last_interaction_at, positive) if t]
     last_activity = max(moments, default=None)
     factor = score_points.decay_factor(last_activity, now, act.rules.half_life)
-    raw = sum(cents(ln["points"]) for ln in lines)
-    explained = score_points.explain(lines, factor)
-    rules = _by_rule(explained)
-    total_lines = len(explained)
-    if newest is not None and total_lines > newest:
-        explained = explained[total_lines - newest :] if newest else []
-    for ln in explained:
-        ln["event"]["occurred_at"] = _iso(ln["event"]["occurred_at"])
+    shares = score_points.shares(raw, factor)
+    listed = len(lines) if newest is None else min(newest, len(lines))
     return {
         "contact_id": contact_id,
-        "total": round(raw * factor) / 100,
+        "total": round(sum(raw) * factor) / 100,
         "stage": contact.stage,
         "stage_manual": contact.stage_manual,
-        "ledger_sum": raw / 100,
+        "ledger_sum": sum(raw) / 100,
         "ruleset_version": act.version,
         "ledger_built": built == act.version,
         "pending": _pending(session, act, contact_id, built),
@@ -156,23 +164,35 @@ def explain(
             "factor": factor,
             "at": now.isoformat(),
         },
-        "rules": rules,
-        "lines_total": total_lines,
-        "lines": explained,
+        "rules": _by_rule(lines, raw, shares),
+        "lines_total": len(lines),
+        "lines": [
+            {
+                "id": r.id,
+                "event": {"id": r.event_id, "type": r.type, "occurred_at": _iso(r.occurred_at)},
+                "rule": r.rule_id,
+                "points": r.points,
+                "reason": r.reason,
+                "decayed": share / 100,
+            }
+            for r, share in zip(
+                lines[len(lines) - listed :], shares[len(lines) - listed :], strict=True
+            )
+        ],
     }
 
 
-def _by_rule(explained: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _by_rule(lines: Sequence[Any], raw: Sequence[int], shares: Sequence[int]) -> list[dict]:
     """Lines, points and decayed share per rule; the shares still sum to the total."""
     sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for ln in explained:
-        acc = sums[ln["rule"]]
+    for ln, c, share in zip(lines, raw, shares, strict=True):
+        acc = sums[ln.rule_id]
         acc[0] += 1
-        acc[1] += cents(ln["points"])
-        acc[2] += round(ln["decayed"] * 100)
+        acc[1] += c
+        acc[2] += share
     return [
-        {"rule": rule, "lines": n, "points": raw / 100, "decayed": decayed / 100}
-        for rule, (n, raw, decayed) in sorted(sums.items(), key=lambda kv: (-kv[1][2], kv[0]))
+        {"rule": rule, "lines": n, "points": c / 100, "decayed": decayed / 100}
+        for rule, (n, c, decayed) in sorted(sums.items(), key=lambda kv: (-kv[1][2], kv[0]))
     ]
 
 
@@ -201,8 +221,9 @@ def verify(session: Session, contact_id: int) -> Verification:
     if contact is None:
         raise UnknownContact(contact_id)
     act = active(session)
-    lines, version = _ledger(session, act, contact_id)
-    built = version == act.version
+    rows = _ledger(session, act, contact_id, 0)
+    built = bool(rows) and rows[0].ruleset_version == act.version
+    lines = [{"rule": r.rule_id, "points": r.points} for r in rows if r.rule_id != MARKER]
     evs = contact_history(session, [contact_id]).get(contact_id, [])
     result = score_points.replay(act.rules, evs, contact.stage, contact.stage_manual)
     ledger_by_rule: dict[str, int] = defaultdict(int)

@@ -164,18 +164,24 @@ def next_stage(
     return stage_for(raw_cents / 100, current, manual, ruleset.stages, explicit)
 
 
-def explain(lines: Sequence[Mapping[str, Any]], factor: float) -> list[dict[str, Any]]:
-    """Each line (a mapping with ``points``) with ``decayed``: its share of the decayed total.
-    Shares are whole cents (largest remainder), so they sum exactly to
-    ``round(sum(points) × factor, 2)``."""
-    raw = [cents(ln["points"]) for ln in lines]
+def shares(raw: Sequence[int], factor: float) -> list[int]:
+    """Each line's share (cents) of the decayed total of lines worth ``raw`` cents: whole
+    cents by largest remainder, so they sum exactly to ``round(sum(raw) × factor)``."""
     exact = [c * factor for c in raw]
     floors = [math.floor(x) for x in exact]
     short = min(len(raw), round(sum(raw) * factor) - sum(floors))
-    order = sorted(range(len(lines)), key=lambda i: (floors[i] - exact[i], i))
-    for i in order[: max(0, short)]:
-        floors[i] += 1
-    return [{**ln, "decayed": f / 100} for ln, f in zip(lines, floors, strict=True)]
+    if short > 0:
+        order = sorted(range(len(raw)), key=lambda i: (floors[i] - exact[i], i))
+        for i in order[:short]:
+            floors[i] += 1
+    return floors
+
+
+def explain(lines: Sequence[Mapping[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """Each line (a mapping with ``points``) with ``decayed``: its share of the decayed total
+    (``shares``), so they sum exactly to ``round(sum(points) × factor, 2)``."""
+    got = shares([cents(ln["points"]) for ln in lines], factor)
+    return [{**ln, "decayed": f / 100} for ln, f in zip(lines, got, strict=True)]
 
 
 # --- replaying a contact's history ---------------------------------------------------------

@@ -143,6 +143,28 @@ def test_a_heavy_explain_lists_the_newest_lines_and_sums_every_rule(client, clea
     assert bad.status_code == 422 and "lines" in bad.get_json()["fields"]
 
 
+def test_every_listed_line_names_its_event_type(client, clean, auth):
+    """Event types are read for the listed lines only; every listed line has its own, also
+    when lines newer than the ledger's marker were scored after the build."""
+    [cid] = seed(clean, 1, 6)
+    version = publish_v2(clean)
+    recompute.enqueue_recompute(clean, version)
+    run_worker(clean)  # the ledger under v2 built now: its marker is dated now
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    for i in range(3):
+        store(clean, "o0", "oa.click", later + timedelta(seconds=i), f"late{i}", event_key="M")
+    queue.kick_outbox(clean)
+    run_worker(clean)
+    full = client.get(f"/api/contacts/{cid}/score?lines=1000", headers=auth).get_json()
+    assert full["ledger_built"] is True and full["lines_total"] == 1 + 6 + 3
+    types = [ln["event"]["type"] for ln in full["lines"]]
+    assert types == ["oa.subscribe"] + ["oa.click"] * 9
+    for n in (0, 1, 3, 9):
+        few = client.get(f"/api/contacts/{cid}/score?lines={n}", headers=auth).get_json()
+        assert few["lines"] == (full["lines"][-n:] if n else [])
+        assert few["rules"] == full["rules"] and few["total"] == full["total"]
+
+
 def test_explain_counts_pending_events_only_up_to_its_cap(clean, monkeypatch):
     from bot.scoring import explain as explain_module
 

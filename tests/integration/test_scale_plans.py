@@ -188,3 +188,48 @@ def test_find_contacts_without_identity_pages_by_id(big):
         second, _ = store.find_contacts(s, None, 50, before)
     assert [c["id"] for c in first + second] == list(range(PEOPLE, PEOPLE - 100, -1))
     assert_indexed(reads(big, seen, "contact"))
+
+
+def test_a_heavy_explain_reads_the_events_of_its_listed_lines_only(big, client, auth):
+    """The heavy contact's 300 ledger lines are read by the index; its events (each a page of
+    the event table) only for the ``?lines=`` listed, plus the marker's place."""
+    with db.get_engine(big.database_url).begin() as conn:
+        conn.execute(  # everyone else's lines: a table the planner reads by its index
+            sa.text(
+                "INSERT INTO score_entry (contact_id, event_id, rule_id, ruleset_version, points,"
+                " reason, occurred_at, created_at) SELECT contact_id, id, 'click', 1, 1, '',"
+                " occurred_at, now() FROM event WHERE contact_id <> :c"
+            ),
+            {"c": HEAVY},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO score_entry (contact_id, event_id, rule_id, ruleset_version, points,"
+                " reason, occurred_at, created_at) SELECT :c, id, 'click', 1, 1, '',"
+                " occurred_at, now() FROM event WHERE contact_id = :c ORDER BY occurred_at DESC"
+                " LIMIT 300"
+            ),
+            {"c": HEAVY},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO score_entry (contact_id, event_id, rule_id, ruleset_version, points,"
+                " reason, occurred_at, created_at) VALUES (:c, -:c, '@ledger', 1, 0, 'built',"
+                " now(), now())"
+            ),
+            {"c": HEAVY},
+        )
+        conn.execute(sa.text("ANALYZE score_entry"))
+    with captured(big) as seen:
+        body = client.get(f"/api/contacts/{HEAVY}/score?lines=5", headers=auth).get_json()
+    assert body["ledger_built"] is True and body["lines_total"] == 300
+    assert [ln["event"]["type"] is not None for ln in body["lines"]] == [True] * 5
+    [(statement, parameters)] = [(s, p) for s, p in seen if "FROM score_entry" in s]
+    with db.get_engine(big.database_url).connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
+        ).scalar()[0]["Plan"]
+    ledger = [n for n in nodes(plan) if n.get("Relation Name") == "score_entry"]
+    assert_indexed(ledger)
+    events = [n for n in nodes(plan) if n.get("Relation Name") == "event"]
+    assert events and sum(n["Actual Loops"] for n in events) <= 5 + 1, events
