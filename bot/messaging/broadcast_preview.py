@@ -1,7 +1,7 @@
 """What a broadcast would do if it were sent now, before anything is sent: how many go by
 which route, how many are capped, over the monthly mass quota, in quiet hours or skipped.
 Every figure comes from ``send_rules.decide`` — the rules delivery and the mass send apply —
-over the same contact facts they read (``delivery.contacts``, the cap and quota counts)."""
+over the same contact facts they read (``recipients.contacts``, the cap and quota counts)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.config import Settings
 from bot.core.models import Contact, utcnow
-from bot.messaging import delivery, mass, send_rules
+from bot.messaging import mass, recipients, send_rules
 from bot.messaging.broadcasts import BroadcastRequest, audience_contact_ids, audience_select
 from bot.messaging.outbox import policy
 
@@ -42,14 +42,14 @@ def preview(
         chunk = ids[n : n + CHUNK]
         # the audience's own SELECT over this id range: one join, not thousands of parameters
         part = whole.where(Contact.id.between(chunk[0], chunk[-1]))
-        found = delivery.contacts(session, settings, part, lock=False)
+        found = recipients.contacts(session, settings, part, lock=False)
         recent = (
-            delivery.recent_marketing(session, part, [], now - pol.cap_window)
+            recipients.recent_marketing(session, part, [], now - pol.cap_window)
             if req.marketing
             else {}
         )
         month = (
-            delivery.mass_this_month(session, part, send_rules.month_start(now, pol))
+            recipients.mass_this_month(session, part, send_rules.month_start(now, pol))
             if outside == "mass"
             else {}
         )
@@ -58,7 +58,7 @@ def preview(
                 counts["skip"] += 1
                 reasons["no such contact"] = reasons.get("no such contact", 0) + 1
                 continue
-            r = delivery.recipient(found[cid], recent.get(cid, 0), month.get(cid, 0))
+            r = recipients.recipient(found[cid], recent.get(cid, 0), month.get(cid, 0))
             d = send_rules.decide(r, send, now, pol)
             counts[d.route] += 1
             if d.route == "skip" and d.reason:

@@ -33,7 +33,7 @@ from bot.core import queue, wechat
 from bot.core.config import Settings
 from bot.core.db import session_scope
 from bot.core.models import Broadcast, MassSend, Message, PlatformTag, TagSync, utcnow
-from bot.messaging import delivery, media, results, send_rules
+from bot.messaging import media, recipients, results, send_rules
 from bot.messaging.outbox import (
     enqueue,
     finish,
@@ -147,14 +147,14 @@ def _decide(
     out = _Routed()
     counts, outbox_ids, back_to_delivery, later = out.counts, out.outbox_ids, out.back, out.later
     ids = [m.contact_id for m in rows]
-    found = delivery.contacts(session, settings, ids)
-    recent = delivery.recent_marketing(session, ids, [m.id for m in rows], now - pol.cap_window)
-    month = delivery.mass_this_month(session, ids, send_rules.month_start(now, pol))
+    found = recipients.contacts(session, settings, ids)
+    recent = recipients.recent_marketing(session, ids, [m.id for m in rows], now - pol.cap_window)
+    month = recipients.mass_this_month(session, ids, send_rules.month_start(now, pol))
     going: list[tuple[Message, str]] = []
     for m in rows:
         contact = found[m.contact_id]
-        r = delivery.recipient(contact, recent.get(m.contact_id, 0), month.get(m.contact_id, 0))
-        d = send_rules.decide(r, delivery.send_of(m), now, pol)
+        r = recipients.recipient(contact, recent.get(m.contact_id, 0), month.get(m.contact_id, 0))
+        d = send_rules.decide(r, recipients.send_of(m), now, pol)
         counts[d.route] = counts.get(d.route, 0) + 1
         if d.route == "mass":
             going.append((m, contact.openid))
