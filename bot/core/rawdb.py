@@ -66,10 +66,11 @@ class Raw:
         return found
 
     def row(self, statement: Prepared, params: dict[str, Any]) -> tuple | None:
+        bound = statement.bind(params)
         for observe in observers:
-            observe(statement.sql)
+            observe(statement.sql, bound)
         try:
-            self._cursor.execute(statement.sql, statement.bind(params))
+            self._cursor.execute(statement.sql, bound)
             return self._cursor.fetchone()
         except self._dbapi_error as exc:
             raise Error(str(exc)) from exc
@@ -119,9 +120,9 @@ class Raw:
 
 
 _local = threading.local()
-# Called with each statement's SQL before it runs (tests and the bench's probe count them; the
-# engine's before_cursor_execute event does not see this path).
-observers: list[Callable[[str], object]] = []
+# Called with each statement's SQL and bound parameters before it runs (tests and the bench's
+# probe look at them; the engine's before_cursor_execute event does not see this path).
+observers: list[Callable[[str, Any], object]] = []
 
 
 def connection(url: str) -> Raw:

@@ -318,7 +318,7 @@ def test_a_known_contacts_text_writes_only_its_event_and_outbox_row(client, oa, 
 
     engine = db.get_engine(clean.database_url)
     sa.event.listen(engine, "before_cursor_execute", seen)
-    rawdb.observers.append(lambda sql: seen(None, None, sql))
+    rawdb.observers.append(lambda sql, params: seen(None, None, sql))
     try:
         reply = post(client, oa, text(oa, "oLean", "请问价格", 2))
     finally:

@@ -20,7 +20,7 @@ from support import post, text
 from bot.contacts import history, identity
 from bot.contacts import timeline as store
 from bot.contacts.record import IncomingEvent, record
-from bot.core import db
+from bot.core import db, rawdb
 
 PEOPLE = 5000
 HEAVY = 1  # the contact with a long history
@@ -71,11 +71,16 @@ def captured(settings) -> Iterator[list[tuple[str, Any]]]:
         if not executemany:
             seen.append((statement, parameters))
 
+    def raw(statement: str, parameters: Any) -> None:  # the callback's DB-API path
+        seen.append((statement, parameters))
+
     sa.event.listen(engine, "before_cursor_execute", hook)
+    rawdb.observers.append(raw)
     try:
         yield seen
     finally:
         sa.event.remove(engine, "before_cursor_execute", hook)
+        rawdb.observers.remove(raw)
 
 
 def plan_of(settings, statement: str, parameters: Any) -> dict:
