@@ -1471,7 +1471,7 @@ def run(
             + ("; OTHER WORK DISTURBED THIS RUN" if other > 0.1 * cores * elapsed else "")
         )
 
-    from bot.automation.runner import DELIVERY_BATCH
+    from bot.automation.tx import DELIVERY_BATCH
     from bot.background.jobs import BATCH as OUTBOX_BATCH
 
     say("\n---- the cron model: a SIMULATION, not a run " + "-" * 40)
