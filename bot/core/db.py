@@ -76,7 +76,11 @@ class _WriterLock:
         """On check-in to the pool: after the commit or rollback has completed."""
         fd = record.info.get("writer_lock")
         if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            unlock_writer(fd)
+
+
+def unlock_writer(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def lock_writer(fd: int, timeout: float = 10.0) -> None:

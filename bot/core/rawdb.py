@@ -10,7 +10,6 @@ Session. Any database error discards that connection; the caller then takes the 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.core.db import get_engine, lock_writer
+from bot.core.db import get_engine, lock_writer, unlock_writer
 
 
 class Prepared:
@@ -69,11 +68,8 @@ class Raw:
         bound = statement.bind(params)
         for observe in observers:
             observe(statement.sql, bound)
-        try:
-            self._cursor.execute(statement.sql, bound)
-            return self._cursor.fetchone()
-        except self._dbapi_error as exc:
-            raise Error(str(exc)) from exc
+        self._run(self._cursor.execute, statement.sql, bound)
+        return self._cursor.fetchone()
 
     def end(self) -> None:
         """Close a read's transaction (PostgreSQL opens one at the first statement)."""
@@ -99,7 +95,7 @@ class Raw:
                 raise
         finally:
             if self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                unlock_writer(self._lock_fd)
 
     def _rollback(self) -> None:
         with contextlib.suppress(self._dbapi_error):
