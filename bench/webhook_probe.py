@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--callbacks", type=int, default=1000)
+    parser.add_argument(
+        "--profile", metavar="DIR", help="write cProfile stats of the web and background parts"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from bench import webhook as wb
@@ -35,13 +38,15 @@ def main() -> int:
         wb.run_cli(["db", "upgrade"], env)
         (var / "replies.yaml").write_text(wb.REPLIES_YAML, encoding="utf-8")
         wb.run_cli(["replies", "import", str(var / "replies.yaml")], env)
-        print(json.dumps(_probe(args.callbacks)))
+        print(json.dumps(_probe(args.callbacks, args.profile)))
     finally:
         shutil.rmtree(var, ignore_errors=True)
     return 0
 
 
-def _probe(n: int) -> dict[str, float]:
+def _probe(n: int, profile_dir: str | None = None) -> dict[str, float]:
+    import cProfile
+
     import sqlalchemy as sa
 
     from bench import webhook as wb
@@ -78,15 +83,23 @@ def _probe(n: int) -> dict[str, float]:
     engine = get_engine(settings.database_url)
     sa.event.listen(engine, "before_cursor_execute", seen)
     rawdb.observers.append(seen)  # the callback's own statements on the DB-API cursor
+    web_prof, bg_prof = cProfile.Profile(), cProfile.Profile()
     c0, w0 = time.process_time(), time.perf_counter()
-    for raw in reqs[warm:]:
-        post(raw)
+    with web_prof if profile_dir else _nothing():
+        for raw in reqs[warm:]:
+            post(raw)
     web_cpu, web_statements = time.process_time() - c0, count[0]
     web_wall = time.perf_counter() - w0
     count[0] = 0
     c0 = time.process_time()
-    done = _drain(settings, process_batch, mark)
+    with bg_prof if profile_dir else _nothing():
+        done = _drain(settings, process_batch, mark)
     bg_cpu, bg_statements = time.process_time() - c0, count[0]
+    if profile_dir:  # the CPU figures above then include the profiler's own cost
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        web_prof.dump_stats(Path(profile_dir) / "web.prof")
+        bg_prof.dump_stats(Path(profile_dir) / "background.prof")
+        print(f"profiles written to {profile_dir}/web.prof and background.prof", file=sys.stderr)
     sa.event.remove(engine, "before_cursor_execute", seen)
     rawdb.observers.remove(seen)
     return {
@@ -99,6 +112,12 @@ def _probe(n: int) -> dict[str, float]:
         "bg_statements": bg_statements / max(done, 1),
         "bg_cpu_ms": bg_cpu * 1000 / max(done, 1),
     }
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _drain(settings: object, process_batch: object, after: int) -> int:

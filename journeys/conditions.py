@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -49,7 +50,7 @@ MISSING = object()
 Scalar = str | int | float | bool
 # YAML reads a bare 618 as a number; a word, prefix or property name is always text.
 Word = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
-Tokenizer = Callable[[str], set[str]]
+Tokenizer = Callable[[str], AbstractSet[str]]
 
 
 # --- reading values --------------------------------------------------------------------------
@@ -112,10 +113,10 @@ def type_matches(pattern: str, event_type: str) -> bool:
 class Tokens:
     """jieba tokens of normalized texts, each text cut once (one evaluation's cache)."""
 
-    def __init__(self, known: Mapping[str, set[str]] | None = None):
-        self.cut: dict[str, set[str]] = dict(known or {})
+    def __init__(self, known: Mapping[str, AbstractSet[str]] | None = None):
+        self.cut: dict[str, AbstractSet[str]] = dict(known or {})
 
-    def __call__(self, normalized: str) -> set[str]:
+    def __call__(self, normalized: str) -> AbstractSet[str]:
         found = self.cut.get(normalized)
         if found is None:
             found = self.cut[normalized] = words.tokens(normalized)

@@ -7,6 +7,8 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Set as AbstractSet
+from functools import lru_cache
 
 import jieba
 
@@ -38,9 +40,18 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip().lower()
 
 
-def tokens(text: str) -> set[str]:
-    """Every token jieba finds in search mode (long words and the words inside them)."""
-    return {t.strip().lower() for t in jieba.cut_for_search(text) if t.strip()}
+def tokens(text: str) -> frozenset[str]:
+    """Every token jieba finds in search mode (long words and the words inside them). Short
+    texts are remembered: a campaign's "回复1领取" brings the same few answers thousands of
+    times, and reply rules, tag rules and journeys all cut the same text."""
+    return _cut_short(text) if len(text) <= 64 else _cut(text)
+
+
+def _cut(text: str) -> frozenset[str]:
+    return frozenset(t.strip().lower() for t in jieba.cut_for_search(text) if t.strip())
+
+
+_cut_short = lru_cache(maxsize=8192)(_cut)
 
 
 def initialize() -> None:
@@ -56,6 +67,7 @@ def add_words(words: list[str]) -> None:
             if len(word) > 1 and word not in _known_words:
                 jieba.add_word(word)
                 _known_words.add(word)
+                _cut_short.cache_clear()  # the same text may cut differently now
 
 
 def _cn_number(text: str) -> int | None:
@@ -78,7 +90,7 @@ def numbered(text: str) -> int | None:
     return _cn_number(m.group(1)) if m else None
 
 
-def word_in(word: str, toks: set[str], raw: str) -> bool:
+def word_in(word: str, toks: AbstractSet[str], raw: str) -> bool:
     """Is ``word`` a whole word of the text: one of its tokens, or (a word jieba does not
     know) all of the word's own tokens are tokens of the text and it appears in it."""
     w = normalize(word)

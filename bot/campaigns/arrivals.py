@@ -49,12 +49,18 @@ def record_arrival(settings: Settings, camp: Campaign, token: str, code: str | N
         "ref": code if sharer is not None else None,
     }
     key = arrival_key(camp.id, codes.visitor_ref(settings.secret_key, token))
+    grouped = None
+    if settings.group_commit:  # the writer thread kicks the drain once per batch
+        grouped = ARRIVALS_DRAIN, lambda: queue.kick_outbox(settings, contact_id=ARRIVALS_DRAIN)
     try:
-        added = fast_record.append_unowned(settings.database_url, ARRIVAL, props, key, "h5")
+        added = fast_record.append_unowned(
+            settings.database_url, ARRIVAL, props, key, "h5", grouped
+        )
     except rawdb.Error:  # the raw connection failed: the ordinary path (pool, reconnect)
+        grouped = None
         with session_scope(settings.database_url) as session:
             added = record.append(session, None, ARRIVAL, props, key, source="h5")
-    if added is not None:
+    if added is not None and grouped is None:
         queue.kick_outbox(settings, contact_id=ARRIVALS_DRAIN)
 
 

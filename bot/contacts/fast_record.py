@@ -10,12 +10,12 @@ handles every case; the two paths write identical rows (see tests/integration)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from bot.contacts import statements
 from bot.contacts.record import LATER, IncomingEvent, Recorded, event_params, touch_later
-from bot.core import rawdb
+from bot.core import group_commit, rawdb
 from bot.core.models import utcnow
 
 
@@ -39,9 +39,18 @@ def _event_and_outbox(
     return row[0], inserted[0]
 
 
-def record_known(url: str, ev: IncomingEvent, early: Callable[[bool], Any]) -> Recorded | None:
+Kick = Callable[[int], tuple[Hashable, Callable[[], object]]]
+
+
+def record_known(
+    url: str, ev: IncomingEvent, early: Callable[[bool], Any], grouped: Kick | None = None
+) -> Recorded | None:
     """Store ``ev`` of a known contact with the reply ``early(asking)`` decides, or None
-    (nothing written) when this is not the common case. ``early`` returns LATER to decline."""
+    (nothing written) when this is not the common case. ``early`` returns LATER to decline.
+
+    ``grouped``: commit through the process's writer thread (bot.core.group_commit), which
+    runs ``grouped(contact_id)``'s (key, action) once per batch and key after the commit (the
+    outbox kick); the result then says ``kicked``."""
     if not ev.identity_value or not touch_later(ev):
         return None
     try:
@@ -63,10 +72,20 @@ def record_known(url: str, ev: IncomingEvent, early: Callable[[bool], Any]) -> R
             "priority": int(ev.source == "bot"),
             "interacted_at": ev.received_at or ev.occurred_at,
         }
-        with raw.writing():
-            added = _event_and_outbox(raw, "event_guarded", params, outbox)
-            if added is None:  # stored already, or merged meanwhile: rolled back
-                raise _Declined
+
+        def write(conn: rawdb.Raw) -> tuple[int, int] | None:
+            return _event_and_outbox(conn, "event_guarded", params, outbox)
+
+        if grouped is None:
+            with raw.writing():
+                added = write(raw)
+        else:
+            raw.end()  # close the read's transaction (PostgreSQL): the writer has its own
+            added = group_commit.writer(url).run(
+                write, after=lambda done: grouped(contact_id) if done else None
+            )
+        if added is None:  # stored already, or merged meanwhile: nothing written
+            raise _Declined
     except _Declined:
         raw.end()
         return None
@@ -76,23 +95,38 @@ def record_known(url: str, ev: IncomingEvent, early: Callable[[bool], Any]) -> R
     except BaseException:
         raw.end()  # never leave the thread's connection inside a transaction
         raise
-    return Recorded(added[1], contact_id, added[0], reply, duplicate=False)
+    return Recorded(
+        added[1], contact_id, added[0], reply, duplicate=False, kicked=grouped is not None
+    )
 
 
 def append_unowned(
-    url: str, type: str, properties: dict[str, Any], dedupe_key: str, source: str
+    url: str,
+    type: str,
+    properties: dict[str, Any],
+    dedupe_key: str,
+    source: str,
+    grouped: tuple[Hashable, Callable[[], object]] | None = None,
 ) -> int | None:
     """An event about no one yet (an H5 arrival) and its outbox row, in one write; the outbox
     id, or None when ``dedupe_key`` is stored already. Raises rawdb.Error when the database
-    failed (the caller takes the ordinary path)."""
+    failed (the caller takes the ordinary path). ``grouped``: commit through the process's
+    writer thread, which runs this (key, action) once per batch after the commit."""
     now = utcnow()
     ev = IncomingEvent(type, source, "", "", "", now, dedupe_key, properties, interaction=False)
+    params = event_params(ev, None, None, now)
+    outbox = {"priority": 0, "interacted_at": None}
+
+    def write(raw: rawdb.Raw) -> int | None:
+        added = _event_and_outbox(raw, "event", params, outbox)
+        return None if added is None else added[0]
+
+    if grouped is not None:
+        return group_commit.writer(url).run(write, after=lambda done: grouped if done else None)
     try:
         raw = rawdb.connection(url)
         with raw.writing():
-            params = event_params(ev, None, None, now)
-            added = _event_and_outbox(raw, "event", params, {"priority": 0, "interacted_at": None})
-            return None if added is None else added[0]
+            return write(raw)
     except rawdb.Error:
         rawdb.discard(url)
         raise

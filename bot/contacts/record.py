@@ -63,6 +63,7 @@ class Recorded:
     outbox_id: int | None
     reply: str | None
     duplicate: bool
+    kicked: bool = False  # the outbox drain was kicked after the commit already
 
 
 class NonceReused(Exception):

@@ -33,6 +33,7 @@ from bot.core.setting_types import (
     Count,
     DatabaseUrl,
     Directory,
+    GroupCommit,
     HttpUrl,
     JobWorkers,
     LogLevel,
@@ -299,6 +300,11 @@ class Settings(BaseModel):
     web_threads: Count = var(
         "WEB_THREADS", 1, "threads per gunicorn worker (more than 1: the gthread worker)"
     )
+    group_commit_mode: GroupCommit = var(
+        "YUCHI_GROUP_COMMIT",
+        "auto",
+        "callbacks and page views of one web process committed together by a writer thread (`auto`: when `WEB_THREADS` > 1)",
+    )
     log_level: LogLevel = var(
         "YUCHI_LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`"
     )
@@ -340,6 +346,13 @@ class Settings(BaseModel):
         if self.outbox_drains > 0:
             return self.outbox_drains
         return 2 if self.database_url.startswith("postgresql") else 1
+
+    @property
+    def group_commit(self) -> bool:
+        """Hand the hot paths' writes to the process's writer thread (bot.core.group_commit)?"""
+        if self.group_commit_mode == "auto":
+            return self.web_threads > 1
+        return self.group_commit_mode == "on"
 
     @property
     def web_workers(self) -> int:

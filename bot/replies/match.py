@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from journeys import words
 
@@ -32,7 +32,7 @@ def _sort_key(rule: Rule) -> tuple[int, int, int]:
     return (-rule.priority, MATCH_ORDER.get(rule.match, 9), rule.id)
 
 
-def keyword_matches(rule: Rule, message: str, message_tokens: set[str]) -> bool:
+def keyword_matches(rule: Rule, message: str, message_tokens: AbstractSet[str]) -> bool:
     folded = message.strip().lower()
     for keyword in rule.keywords:
         kw = keyword.strip().lower()
@@ -51,9 +51,8 @@ def keyword_matches(rule: Rule, message: str, message_tokens: set[str]) -> bool:
     return False
 
 
-@lru_cache(maxsize=4096)
 def _keyword_tokens(keyword: str) -> frozenset[str]:
-    return frozenset(words.tokens(keyword))
+    return words.tokens(keyword)
 
 
 def _may_match_words(rules: list[Rule], message: str) -> bool:

@@ -53,12 +53,23 @@ def receive(settings: Settings, event: IncomingEvent, trigger: Trigger | None) -
             finally:
                 session.close()  # a reload of the rules read through it: let go of it now
 
-        result = fast_record.record_known(settings.database_url, event, early_known)
+        grouped = _kick_after_commit(settings) if settings.group_commit else None
+        result = fast_record.record_known(settings.database_url, event, early_known, grouped)
         if result is None:
             result = record(session, event, on_insert=on_insert, early=early)
-    if result.outbox_id is not None:
+    if result.outbox_id is not None and not result.kicked:
         queue.kick_outbox(settings, contact_id=result.contact_id)
     for action in after:
         action()
     reply = Reply.from_json(result.reply) if result.reply else None
     return Received(result.event_id, result.contact_id, result.duplicate, reply)
+
+
+def _kick_after_commit(settings: Settings) -> fast_record.Kick:
+    """One outbox kick per drain for a group-committed batch (run by the writer thread)."""
+
+    def kick(contact_id: int) -> tuple[int, Callable[[], object]]:
+        part = queue.drain_part(settings, contact_id)
+        return part, lambda: queue.kick_outbox(settings, contact_id=contact_id)
+
+    return kick

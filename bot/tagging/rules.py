@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -78,7 +79,7 @@ def keywords_of(rule: Rule) -> list[str]:
     return conditions.keywords_in(rule.parsed or {})
 
 
-def content_tokens(content: str) -> set[str]:
+def content_tokens(content: str) -> frozenset[str]:
     """jieba tokens of an event's text, as ``evaluate`` and ``interest_matches`` take them."""
     return words.tokens(words.normalize(content))
 
@@ -87,7 +88,7 @@ def evaluate(
     rules: Iterable[Rule],
     event_type: str,
     properties: Mapping[str, Any],
-    text_tokens: set[str] | None = None,
+    text_tokens: AbstractSet[str] | None = None,
 ) -> tuple[list[TagRef], list[TagRef]]:
     """The tags to add and to remove, each once, with the first rule (in the order given)
     that asked.
@@ -118,7 +119,7 @@ def evaluate(
 
 
 def interest_matches(
-    dictionary: Mapping[str, str], tokens: set[str], raw: str = ""
+    dictionary: Mapping[str, str], tokens: AbstractSet[str], raw: str = ""
 ) -> list[tuple[str, str]]:
     """(tag, word) for each interest tag whose word is in the text, each tag once, in the
     dictionary's order. ``tokens``: ``content_tokens(raw)``; ``raw`` (the text itself) lets
@@ -131,7 +132,9 @@ def interest_matches(
     return list(found.items())
 
 
-def interest_tags(dictionary: Mapping[str, str], tokens: set[str], raw: str = "") -> list[str]:
+def interest_tags(
+    dictionary: Mapping[str, str], tokens: AbstractSet[str], raw: str = ""
+) -> list[str]:
     return [tag for tag, _ in interest_matches(dictionary, tokens, raw)]
 
 

@@ -94,3 +94,107 @@ def test_a_broken_raw_connection_falls_back_to_the_ordinary_path(clean, client, 
         assert sorted(p["content"] for p in texts) == ["你好", "还在吗"]
     again = dataclasses.replace(_event("again", "oBroken"), app_id=clean.oa_appid)
     assert fast_record.record_known(clean.database_url, again, lambda asking: None) is not None
+
+
+def _count(url: str, model: type) -> int:
+    with db.session_scope(url) as s:
+        return s.execute(sa.select(sa.func.count()).select_from(model)).scalar()
+
+
+def test_group_commit_batches_concurrent_callbacks_and_kicks_once_per_key(clean):
+    """Threads of one process hand their writes to the writer: fewer commits than writes,
+    every row durable before its caller returns, the after-commit action run once per key."""
+    import threading
+
+    from bot.core import group_commit
+
+    url = clean.database_url
+    for n in range(8):
+        _known(url, f"oG{n}")
+    before = _count(url, Event)
+    kicks: list[int] = []
+    writer = group_commit.writer(url)
+    batches, writes = writer.batches, writer.writes
+    gate = threading.Barrier(8)
+    results: dict[int, object] = {}
+
+    def kick(contact_id: int):
+        return "part-0", lambda: kicks.append(contact_id)
+
+    def one(n: int) -> None:
+        gate.wait()
+        for k in range(10):
+            ev = _event(f"g{n}-{k}", f"oG{n}")
+            results[n * 10 + k] = fast_record.record_known(url, ev, lambda a: None, kick)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r is not None and r.kicked for r in results.values())
+    assert _count(url, Event) == before + 80 and _count(url, Outbox) == before + 80
+    assert writer.writes - writes == 80
+    assert writer.batches - batches < 80  # some commits carried several callbacks
+    assert len(kicks) == writer.batches - batches  # one kick per batch (one key here)
+    ids = {r.event_id for r in results.values()}
+    assert len(ids) == 80
+
+
+def test_group_commit_stores_a_retry_in_the_same_batch_once(clean):
+    """Two copies of one callback racing through the writer: one row; the other declines (its
+    caller takes the ordinary path, which answers with the stored reply)."""
+    import threading
+
+    from bot.core import group_commit
+
+    url = clean.database_url
+    _known(url)
+    gate = threading.Barrier(2)
+    got: list[object] = []
+
+    def kick(contact_id: int):
+        return 0, lambda: None
+
+    def one() -> None:
+        gate.wait()
+        got.append(fast_record.record_known(url, _event("twice"), lambda a: None, kick))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r is None for r in got) == [False, True]
+    with db.session_scope(url) as s:
+        assert (
+            s.execute(
+                sa.select(sa.func.count()).select_from(Event).where(Event.dedupe_key == "twice")
+            ).scalar()
+            == 1
+        )
+    assert group_commit.writer(url).writes > 0
+
+
+def test_a_failed_batch_fails_every_waiter_and_writes_nothing(clean, monkeypatch):
+    """A database error inside a batch rolls the whole batch back; each caller gets
+    rawdb.Error from the writer, and record_known declines (None) so the callback takes the
+    ordinary path instead of losing the event."""
+    from bot.core import group_commit
+
+    url = clean.database_url
+    _known(url)
+    before = _count(url, Event)
+    writer = group_commit.writer(url)
+
+    def broken(raw: rawdb.Raw):
+        raw.row(raw.prepared("broken", lambda: sa.text("SELECT * FROM no_such_table")), {})
+
+    try:
+        writer.run(broken)
+    except rawdb.Error as exc:
+        assert "no_such_table" in str(exc)
+    else:
+        raise AssertionError("the batch did not fail")
+    assert fast_record.record_known(url, _event("after"), lambda a: None, lambda c: (0, int))
+    assert _count(url, Event) == before + 1  # the writer recovered with a new connection

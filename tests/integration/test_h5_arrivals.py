@@ -139,3 +139,31 @@ def test_own_and_unknown_visitor_codes_are_not_credited(app, client, auth, setti
         node = _node(settings, camp["id"], _contact(settings, x))
         assert (node.parent_id, node.depth, node.sharer_userid) == (None, 0, None)
     assert "self-referral ignored" in caplog.text and "never visited" in caplog.text
+
+
+def test_group_committed_first_views_are_settled_like_the_others(client, auth, settings):
+    """YUCHI_GROUP_COMMIT=on: first views from several threads go through the writer thread,
+    one arrival each, and the background settles every one into the chain."""
+    import threading
+
+    from bot.app import create_app
+    from bot.core import group_commit
+
+    grouped = create_app(settings.replace(group_commit_mode="on"))
+    camp = create_campaign(client, auth)
+    emp = employee_code(client, auth, camp["id"], "lisi")
+    browsers = [visitor(grouped, f"10.8.0.{n}") for n in range(6)]
+    written = group_commit.writer(settings.database_url).writes
+    before = row_counts(settings)
+    threads = [threading.Thread(target=open_page, args=(b, camp["slug"], emp)) for b in browsers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert group_commit.writer(settings.database_url).writes - written == 6
+    assert _grown(before, row_counts(settings)) == {"event": 6, "outbox": 6}
+    run_worker(settings)
+    for b in browsers:
+        node = _node(settings, camp["id"], _contact(settings, b))
+        assert (node.sharer_userid, node.depth) == ("lisi", 1)
+    assert stats(client, auth, camp["id"])["unique_visitors"] == 6

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from support import event, post, run_worker, text
 
-from bot.core import db, queue, rawdb
+from bot.core import db, group_commit, queue, rawdb
 from bot.core.models import Contact, ContactTag, Event, Outbox
 
 
@@ -338,3 +338,38 @@ def test_a_known_contacts_text_writes_only_its_event_and_outbox_row(client, oa, 
     [after] = rows(clean, Contact)
     assert after.last_interaction_at == ob.interacted_at > before.last_interaction_at
     assert after.last_seen_at > before.last_seen_at
+
+
+def test_group_committed_callbacks_answer_store_and_drain(clean, oa, auth):
+    """YUCHI_GROUP_COMMIT=on (threaded web workers): concurrent callbacks of known contacts
+    are answered with their rule's reply, stored once (a retry answers byte for byte), and the
+    writer's one kick per batch brings the drain that processes every one of them."""
+    from bot.app import create_app
+
+    settings = clean.replace(group_commit_mode="on")
+    app = create_app(settings)
+    client = app.test_client()
+    add_rule(client, auth, name="领取", keywords=["1"], match="exact", reply="资料已发送")
+    for n in range(4):
+        post(client, oa, text(oa, f"oGroup{n}", "你好", 7000 + n))  # known from here on
+    replies: dict[tuple[int, int], object] = {}
+
+    def send(n: int) -> None:
+        c = app.test_client()
+        for k in range(5):
+            replies[n, k] = post(c, oa, text(oa, f"oGroup{n}", "1", 7100 + 10 * n + k))
+
+    written = group_commit.writer(settings.database_url).writes
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert group_commit.writer(settings.database_url).writes - written == 20
+    assert {r.fields["Content"] for r in replies.values()} == {"资料已发送"}
+    retry = post(client, oa, text(oa, "oGroup0", "1", 7100))
+    assert retry.fields == replies[0, 0].fields  # CreateTime included: the stored reply
+    assert len(rows(clean, Event, Event.type == "oa.text")) == 24
+    assert queue.get_redis(settings).exists(queue.DRAIN_FLAG.format(part=0))
+    run_worker(clean)
+    assert {ob.status for ob in rows(clean, Outbox)} == {"done"}
