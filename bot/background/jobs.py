@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from rq import get_current_job
+from sqlalchemy.orm import Session
 
 from bot.background import pipeline
 from bot.contacts import record
@@ -94,11 +96,24 @@ def process_event(outbox_id: int) -> str:
     return process_batch(load_settings(), [outbox_id]).get(outbox_id, "missing")
 
 
-# One piece: one transaction, a savepoint per event and the after-commit work of all of them;
-# split up, the commit and the savepoints would be spread over several functions.
+class _EventFailed(Exception):
+    """An event failed in a batch run without savepoints: run the batch again with them."""
+
+
 def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
-    """Run the pipeline steps for these outbox rows' events, each once, in one transaction;
-    each event in a savepoint, so one failing event is retried later without the others."""
+    """Run the pipeline steps for these outbox rows' events, each once, in one transaction.
+    First without a savepoint per event (two statements each); should one event fail, the
+    whole batch is rolled back and run again with them, so that the failing event is retried
+    later without the others."""
+    try:
+        return _process_batch(settings, outbox_ids, isolated=False)
+    except _EventFailed:
+        return _process_batch(settings, outbox_ids, isolated=True)
+
+
+# One piece: one transaction, the events (each in a savepoint when ``isolated``) and the
+# after-commit work of all of them; split up, the commit would be spread over several functions.
+def _process_batch(settings: Settings, outbox_ids: list[int], isolated: bool) -> dict[int, str]:
     t, e = Outbox.__table__, Event.__table__
     outcome: dict[int, str] = {}
     actions: list = []
@@ -125,17 +140,11 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
             event = events[row.event_id]
             ctx = pipeline.Context(settings, session, event)
             try:
-                with session.begin_nested():
-                    if row.interacted_at is not None and event.contact_id is not None:
-                        record.apply_touch(
-                            session, event.contact_id, event.occurred_at, row.interacted_at
-                        )
-                    steps = (
-                        pipeline.STEPS if event.contact_id is not None else pipeline.SYSTEM_STEPS
-                    )
-                    for step in steps:
-                        step(ctx)
+                with session.begin_nested() if isolated else contextlib.nullcontext():
+                    _run_steps(session, ctx, row.interacted_at)
             except Exception as exc:  # this event is retried by a later drain; the rest go on
+                if not isolated:
+                    raise _EventFailed from exc  # session_scope rolls the whole batch back
                 changes.take(session)  # what its steps noted was rolled back with them
                 failed = row.attempts + 1 >= MAX_ATTEMPTS
                 log.exception("outbox %s (event %s) failed", row.id, event.id)
@@ -172,6 +181,15 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
     if interacted:
         requeue.release_held_for(settings, interacted)  # they interacted: held messages may go
     return outcome
+
+
+def _run_steps(session: Session, ctx: pipeline.Context, interacted_at: object) -> None:
+    event = ctx.event
+    if interacted_at is not None and event.contact_id is not None:
+        record.apply_touch(session, event.contact_id, event.occurred_at, interacted_at)
+    steps = pipeline.STEPS if event.contact_id is not None else pipeline.SYSTEM_STEPS
+    for step in steps:
+        step(ctx)
 
 
 def deliver_message(message_id: int) -> str:

@@ -344,14 +344,18 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
 def on_event(ctx: Context) -> None:
     """Pipeline step: score the event, move the stage, record the change."""
     session, ev = ctx.session, ctx.event
-    if ev.contact_id is None or not active(session).rules.can_score(ev.type, ev.properties):
+    if ev.contact_id is None:
+        return
+    act = active(session)
+    if not act.rules.can_score(ev.type, ev.properties):
         return  # the common case costs one small query and no lock
     locked = lock_contacts(session, [ev.contact_id])
     if not locked:
         return
-    act = active(session)  # read again under the lock: a version published meanwhile wins
-    if not act.rules.can_score(ev.type, ev.properties):
-        return
+    if session.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE locked it all
+        act = active(session)  # read again under the lock: a version published meanwhile wins
+        if not act.rules.can_score(ev.type, ev.properties):
+            return
     built = score_event(session, act, locked[0], ev, utcnow())
     if built.outbox_ids:
         ctx.after_commit.append(functools.partial(kick, ctx.settings, built.outbox_ids))

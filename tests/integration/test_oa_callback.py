@@ -373,3 +373,36 @@ def test_group_committed_callbacks_answer_store_and_drain(clean, oa, auth):
     assert queue.get_redis(settings).exists(queue.DRAIN_FLAG.format(part=0))
     run_worker(clean)
     assert {ob.status for ob in rows(clean, Outbox)} == {"done"}
+
+
+def test_a_failing_event_is_retried_alone_and_the_batch_goes_on(client, oa, clean, monkeypatch):
+    """A drain's batch runs without a savepoint per event; when one event's step raises, the
+    whole batch is run again with savepoints: the others are processed exactly once, the
+    failing one stays pending with its error, and a later drain finishes it."""
+    from bot.background import jobs, pipeline
+
+    for n in range(3):
+        post(client, oa, text(oa, f"oBatch{n}", "hi", 900 + n))
+    with db.session_scope(clean.database_url) as s:
+        bad = s.execute(
+            sa.select(Event.contact_id).where(Event.properties["msg_id"].as_string() == "901")
+        ).scalar()
+    ids = [ob.id for ob in rows(clean, Outbox)]
+    scored: list[int] = []
+
+    def flaky(ctx) -> None:
+        if ctx.event.contact_id == bad:
+            raise RuntimeError("step failed")
+        scored.append(ctx.event.id)
+
+    monkeypatch.setattr(pipeline, "STEPS", [*pipeline.STEPS, flaky])
+    outcome = jobs.process_batch(clean, ids)
+    assert sorted(outcome.values()) == ["done", "done", "retry"]
+    by_status = {ob.status: ob for ob in rows(clean, Outbox) if ob.status == "pending"}
+    assert by_status["pending"].attempts == 1 and "step failed" in by_status["pending"].last_error
+    assert len(rows(clean, Event, Event.processed_at.is_not(None))) == 2
+    assert len(set(scored)) == 2  # in the first, rolled-back pass and again in the second
+    monkeypatch.setattr(pipeline, "STEPS", [s for s in pipeline.STEPS if s is not flaky])
+    assert jobs.process_batch(clean, ids)[by_status["pending"].id] == "done"
+    assert {ob.status for ob in rows(clean, Outbox)} == {"done"}
+    assert {ob.attempts for ob in rows(clean, Outbox)} == {1, 2}
