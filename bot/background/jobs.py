@@ -107,7 +107,8 @@ def process_batch(settings: Settings, outbox_ids: list[int]) -> dict[int, str]:
     later without the others."""
     try:
         return _process_batch(settings, outbox_ids, isolated=False)
-    except _EventFailed:
+    except _EventFailed as failed:
+        log.warning("a batch runs again event by event after %r", failed.__cause__)
         return _process_batch(settings, outbox_ids, isolated=True)
 
 
