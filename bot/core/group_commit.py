@@ -29,10 +29,11 @@ After = tuple[Hashable, Callable[[], object]]
 
 
 class _Entry:
-    __slots__ = ("work", "after", "done", "result", "error")
+    __slots__ = ("work", "then", "after", "done", "result", "error")
 
-    def __init__(self, work: Callable[[rawdb.Raw], Any]) -> None:
+    def __init__(self, work: Callable[[rawdb.Raw], Any], then: Callable[[Any], Any]) -> None:
         self.work = work
+        self.then = then  # the result -> the after-commit action it asks for, or None
         self.after: After | None = None
         self.done = threading.Event()
         self.result: Any = None
@@ -58,7 +59,7 @@ class Writer:
         """``work(raw)`` inside a batch's transaction; its result once the batch committed.
         ``after(result)`` (in the writer, before the commit) may name an action to run once
         per batch and key after the commit. Raises rawdb.Error when the batch failed."""
-        entry = _Entry(lambda raw: _with_after(raw, work, after, entry))
+        entry = _Entry(work, after or _nothing)
         self._queue.put(entry)
         entry.done.wait()
         if entry.error is not None:
@@ -81,6 +82,7 @@ class Writer:
             with raw.writing():
                 for entry in batch:
                     entry.result = entry.work(raw)
+                    entry.after = entry.then(entry.result)
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter, never lost
             if isinstance(exc, rawdb.Error):
                 rawdb.discard(self.url)
@@ -105,15 +107,8 @@ class Writer:
             entry.done.set()
 
 
-def _with_after(
-    raw: rawdb.Raw,
-    work: Callable[[rawdb.Raw], T],
-    after: Callable[[T], After | None] | None,
-    entry: _Entry,
-) -> T:
-    result = work(raw)
-    entry.after = after(result) if after is not None else None
-    return result
+def _nothing(_result: object) -> None:
+    return None
 
 
 _writers: dict[tuple[int, str], Writer] = {}
