@@ -81,9 +81,12 @@ def record_known(
                 added = write(raw)
         else:
             raw.end()  # close the read's transaction (PostgreSQL): the writer has its own
-            added = group_commit.writer(url).run(
-                write, after=lambda done: grouped(contact_id) if done else None
-            )
+            try:
+                added = group_commit.writer(url).run(
+                    write, after=lambda done: grouped(contact_id) if done else None
+                )
+            except rawdb.Error:  # the writer's batch failed; this thread's connection is fine
+                raise _Declined from None
         if added is None:  # stored already, or merged meanwhile: nothing written
             raise _Declined
     except _Declined:

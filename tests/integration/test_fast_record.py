@@ -198,3 +198,21 @@ def test_a_failed_batch_fails_every_waiter_and_writes_nothing(clean, monkeypatch
         raise AssertionError("the batch did not fail")
     assert fast_record.record_known(url, _event("after"), lambda a: None, lambda c: (0, int))
     assert _count(url, Event) == before + 1  # the writer recovered with a new connection
+
+
+def test_a_failed_batch_declines_and_keeps_the_callers_connection(clean, monkeypatch):
+    """record_known through a writer whose batch failed: None (the ordinary path takes the
+    callback), and the request thread's own connection, which did nothing wrong, is kept."""
+    from bot.core import group_commit
+
+    url = clean.database_url
+    _known(url)
+    mine = rawdb.connection(url)
+
+    def failed(self, work, after=None):
+        raise rawdb.Error("the batch failed")
+
+    monkeypatch.setattr(group_commit.Writer, "run", failed)
+    got = fast_record.record_known(url, _event("declined"), lambda a: None, lambda c: (0, int))
+    assert got is None and rawdb.connection(url) is mine
+    assert _count(url, Event) == 1  # only the first sight
