@@ -4,9 +4,20 @@ form (download, check-in pass, live link) and "你邀请的朋友"."""
 from __future__ import annotations
 
 import logging
+import secrets
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 
 from bot.campaigns import actions, downloads, forms, oauth, pages, sharing, signups
 from bot.core import wechat
@@ -40,14 +51,25 @@ def _wants_oauth() -> bool:
 
 
 def _render(camp: Campaign, view: actions.View, status: int = 200, **extra: object) -> Response:
+    code = request.args.get("r", "")
+    if extra:  # the form again with its errors, or the page after the form
+        html = _page_html(camp, view.share_code, code, **extra)
+    else:
+        html = _plain_page(camp).replace(_SHARE_MARK, escape(view.share_code))
+        html = html.replace(_CODE_MARK, escape(code))
+    resp = Response(html, status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _page_html(camp: Campaign, share_code: str, code: str, **extra: object) -> str:
     s = settings()
-    share_url = f"{s.public_url}/h5/c/{camp.slug}?r={view.share_code}"
-    html = render_template(
+    return render_template(
         "h5/campaign.html",
         camp=camp,
         spec=camp.spec,
-        share_url=share_url,
-        code=request.args.get("r", ""),
+        share_url=f"{s.public_url}/h5/c/{camp.slug}?r={share_code}",
+        code=code,
         wechat=in_wechat(),
         jssdk_url=s.h5_jssdk_url,
         status=actions.status(camp),
@@ -55,16 +77,29 @@ def _render(camp: Campaign, view: actions.View, status: int = 200, **extra: obje
         values=extra.pop("values", {}),
         **extra,
     )
-    resp = Response(html, status, mimetype="text/html")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+
+
+# The plain page is the same for every visitor but for their share code and the code they
+# came with: rendered once per campaign object (the campaign cache makes a new one every few
+# seconds and on every change), status and browser, with marks the request replaces.
+_SHARE_MARK = f"yuchishare{secrets.token_hex(8)}"
+_CODE_MARK = f"yuchicode{secrets.token_hex(8)}"
+
+
+def _plain_page(camp: Campaign) -> str:
+    cache = current_app.extensions.setdefault("yuchi_h5_pages", {})
+    key = (camp.id, actions.status(camp), in_wechat())
+    hit = cache.get(key)
+    if hit is None or hit[0] is not camp:
+        hit = cache[key] = (camp, _page_html(camp, _SHARE_MARK, _CODE_MARK))
+    return hit[1]
 
 
 @bp.get("/c/<slug>")
 def page(slug: str) -> ResponseReturnValue:
     camp = _campaign(slug)
     token, new = visitor_token()
-    view = actions.view(settings(), camp, token, request.args.get("r"), _wants_oauth())
+    view = actions.view(settings(), camp, token, request.args.get("r"), _wants_oauth(), new)
     if view is None:
         userinfo = camp.spec.get("needs_userinfo", False)
         url = oauth.authorize_url(settings(), token, request.full_path, userinfo)

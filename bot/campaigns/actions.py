@@ -184,11 +184,19 @@ def _view_script(conn: Any) -> Any:
 
 
 def view(
-    settings: Settings, camp: Campaign, token: str, code: str | None, want_openid: bool = False
+    settings: Settings,
+    camp: Campaign,
+    token: str,
+    code: str | None,
+    want_openid: bool = False,
+    new: bool = False,
 ) -> View | None:
     """A page view: counted in Redis; a person's first view of the campaign is also an
     arrival (one write: see bot.campaigns.arrivals). None when ``want_openid`` and the visitor
-    has none yet (the page sends them through OAuth first; nothing is counted)."""
+    has none yet (the page sends them through OAuth first; nothing is counted). ``new``: the
+    cookie was made for this response."""
+    if new and not want_openid:
+        return _new_browser(settings, camp, token, code)
     conn = queue.get_redis(settings)
     keys = [visitors.cache_key(token), f"yuchi:h5:views:{camp.id}"]
     args = [
@@ -215,6 +223,27 @@ def view(
             raise
     share_code = visitor_code(settings, camp.id, token)
     return View(camp, contact_id, cached.endswith(":1"), share_code, answer[1] == 1)
+
+
+def _new_browser(settings: Settings, camp: Campaign, token: str, code: str | None) -> View:
+    """The view of a cookie made just now: nothing in Redis can know it, so its first view
+    needs no claim before the write (the arrival's dedupe key guards the database). The
+    arrival is written first; then one round trip counts the view, claims the first view for
+    the cookie's next request and kicks the drain. (The cookie is not marked PENDING here: the
+    drain may have cached its contact already; its next view marks it if not.)"""
+    needs_kick = arrivals.record_arrival(settings, camp, token, code, kick=False)
+    try:
+        with queue.get_redis(settings).pipeline(transaction=False) as pipe:
+            pipe.incr(f"yuchi:h5:views:{camp.id}")
+            pipe.set(seen_key(camp.id, f"t{token}"), 1, ex=SEEN_SECONDS)
+            if needs_kick:
+                queue.flag_drain(pipe, queue.drain_part(settings, arrivals.ARRIVALS_DRAIN))
+            flagged = pipe.execute()[-1]
+        if needs_kick and flagged:
+            queue.enqueue_drain(settings, queue.drain_part(settings, arrivals.ARRIVALS_DRAIN))
+    except queue.REDIS_ERRORS as exc:  # the arrival is stored: the sweeper settles it
+        log.warning("first view stored but not counted (%s)", exc)
+    return View(camp, None, False, visitor_code(settings, camp.id, token), True)
 
 
 def share(settings: Settings, camp: Campaign, token: str, channel: str) -> None:

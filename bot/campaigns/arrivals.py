@@ -38,9 +38,12 @@ def arrival_key(campaign_id: int, ref: str) -> str:
     return f"h5:arrive:{campaign_id}:{ref}"
 
 
-def record_arrival(settings: Settings, camp: Campaign, token: str, code: str | None) -> None:
+def record_arrival(
+    settings: Settings, camp: Campaign, token: str, code: str | None, kick: bool = True
+) -> bool:
     """The request's part of a first view: one event and its outbox row, one commit (a second
-    arrival of the same browser at the same campaign adds nothing), then the drain kicked."""
+    arrival of the same browser at the same campaign adds nothing), then the drain kicked.
+    With ``kick`` False the caller kicks it (in its own round trip) when this returns True."""
     sharer = actions.sharer_from(settings, code)  # a refused code is logged now, and dropped
     props = {
         "campaign_id": camp.id,
@@ -60,8 +63,11 @@ def record_arrival(settings: Settings, camp: Campaign, token: str, code: str | N
         grouped = None
         with session_scope(settings.database_url) as session:
             added = record.append(session, None, ARRIVAL, props, key, source="h5")
-    if added is not None and grouped is None:
+    needs_kick = added is not None and grouped is None
+    if needs_kick and kick:
         queue.kick_outbox(settings, contact_id=ARRIVALS_DRAIN)
+        return False
+    return needs_kick
 
 
 def _arrival(session: Session, campaign_id: int, ref: str) -> dict[str, Any] | None:

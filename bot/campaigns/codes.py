@@ -8,6 +8,7 @@ seconds)."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 SIG_BYTES = 12  # 96 bits: short enough for a QR scene, far beyond guessing
 
 
+@functools.lru_cache(maxsize=64)
 def _key(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), f"yuchi-h5:{purpose}".encode(), hashlib.sha256).digest()
 

@@ -116,21 +116,32 @@ def _kick(settings: Settings, which: list[int], force: bool) -> None:
     else:
         with conn.pipeline(transaction=False) as pipe:
             for part in which:
-                pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
+                flag_drain(pipe, part)
             claimed = pipe.execute()
     for part, ok in zip(which, claimed, strict=True):
         if ok or force:
-            job_id = f"outbox-drain-{part}-{uuid.uuid4().hex[:16]}"
-            conn.set(DRAIN_JOB.format(part=part), job_id, ex=3600)
-            get_queue(settings, URGENT).enqueue(
-                DRAIN,
-                part,
-                settings.drains,
-                job_id=job_id,
-                result_ttl=60,
-                failure_ttl=7 * 24 * 3600,
-                job_timeout=3600,
-            )
+            enqueue_drain(settings, part)
+
+
+def flag_drain(pipe: redis.client.Pipeline, part: int) -> None:
+    """A kick's first half inside the caller's pipeline (after its commit): its result says
+    whether ``enqueue_drain`` must follow (the flag was not set)."""
+    pipe.set(DRAIN_FLAG.format(part=part), "1", nx=True, ex=60)
+
+
+def enqueue_drain(settings: Settings, part: int) -> None:
+    conn = get_redis(settings)
+    job_id = f"outbox-drain-{part}-{uuid.uuid4().hex[:16]}"
+    conn.set(DRAIN_JOB.format(part=part), job_id, ex=3600)
+    get_queue(settings, URGENT).enqueue(
+        DRAIN,
+        part,
+        settings.drains,
+        job_id=job_id,
+        result_ttl=60,
+        failure_ttl=7 * 24 * 3600,
+        job_timeout=3600,
+    )
 
 
 def hand_on_drain(settings: Settings, part: int) -> None:

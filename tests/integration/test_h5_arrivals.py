@@ -13,6 +13,7 @@ from support import row_counts, run_worker
 
 from bot.background import jobs
 from bot.campaigns import arrivals, visitors
+from bot.core import queue
 from bot.core.db import session_scope
 from bot.core.models import Event, Outbox, Referral
 
@@ -167,3 +168,34 @@ def test_group_committed_first_views_are_settled_like_the_others(client, auth, s
         node = _node(settings, camp["id"], _contact(settings, b))
         assert (node.sharer_userid, node.depth) == ("lisi", 1)
     assert stats(client, auth, camp["id"])["unique_visitors"] == 6
+
+
+def test_a_new_browser_whose_view_redis_cannot_count_is_stored_all_the_same(
+    app, client, auth, settings, monkeypatch, caplog
+):
+    """A new browser's arrival is written before its one Redis round trip (count, claim,
+    kick); when Redis fails there, the page is still served and the sweeper's drain settles
+    the stored arrival."""
+    import redis
+
+    camp = create_campaign(client, auth)
+    emp = employee_code(client, auth, camp["id"], "zhangsan")
+    v = visitor(app, "10.7.9.1")
+    before = row_counts(settings)
+
+    def down(self, *args, **kwargs):
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+    with monkeypatch.context() as m:
+        m.setattr(redis.client.Pipeline, "execute", down)
+        with caplog.at_level(logging.WARNING, logger="bot.campaigns.actions"):
+            status, html = open_page(v, camp["slug"], emp)
+    assert status == 200 and share_code(html)
+    assert "first view stored but not counted" in caplog.text
+    assert _grown(before, row_counts(settings)) == {"event": 1, "outbox": 1}
+    open_page(v, camp["slug"], emp)  # its next view claims the first view: nothing written
+    assert _grown(before, row_counts(settings)) == {"event": 1, "outbox": 1}
+    assert queue.sweep(settings, grace=0) == 1  # nothing kicked its drain: the sweeper does
+    run_worker(settings)
+    node = _node(settings, camp["id"], _contact(settings, v))
+    assert (node.sharer_userid, node.depth) == ("zhangsan", 1)

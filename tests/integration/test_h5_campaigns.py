@@ -21,7 +21,7 @@ from h5_support import (
 from sqlalchemy import select
 from support import run_worker
 
-from bot.campaigns import codes, downloads
+from bot.campaigns import actions, codes, downloads
 from bot.core.db import session_scope
 from bot.core.models import Contact, Event, Referral
 
@@ -509,3 +509,34 @@ def test_a_merge_moves_chains_signups_and_points(app, client, auth, settings):
         ]
         assert points.balance(s, f"c:{a}") == 17 and points.balance(s, f"c:{b}") == 0
         assert sorted(line["key"] for line in points.ledger(s, f"c:{a}")) == ["b-only", "same-form"]
+
+
+def test_the_page_is_rendered_once_yet_each_visitor_sees_their_own(app, client, auth):
+    """The plain page is kept per campaign and browser kind; what differs per request (the
+    visitor's own link, the code they came with, escaped) is put in each time, and a changed
+    campaign is rendered again."""
+    camp = create_campaign(client, auth)
+    emp = employee_code(client, auth, camp["id"], "zhangsan")
+    a, b = visitor(app, "10.8.0.1"), visitor(app, "10.8.0.2", wechat=True)
+    a.set_cookie("yuchi_oa_skip", "1")  # not asked to sign in: the anonymous page
+    b.set_cookie("yuchi_oa_skip", "1")
+    _, page_a = open_page(a, camp["slug"], emp)
+    _, page_b = open_page(b, camp["slug"], emp)
+    assert share_code(page_a) != share_code(page_b)
+    assert f'name="r" value="{emp}"' in page_a
+    assert "复制你的专属链接" in page_a and "点击右上角" in page_b  # outside / inside WeChat
+    _, again = open_page(a, camp["slug"], emp)
+    assert share_code(again) == share_code(page_a)
+    hostile = a.get(f"/h5/c/{camp['slug']}", query_string={"r": '"><script>x</script>'})
+    html = hostile.get_data(as_text=True)
+    assert hostile.status_code == 200 and "<script>x" not in html
+    assert 'value="&#34;&gt;&lt;script&gt;x&lt;/script&gt;"' in html
+    changed = client.put(
+        f"/api/campaigns/{camp['id']}",
+        json={**{k: camp[k] for k in ("slug", "name", "kind")}, "title": "新标题"},
+        headers=auth,
+    )
+    assert changed.status_code == 200
+    actions.forget_campaigns()  # what the campaign cache does by itself within seconds
+    _, renamed = open_page(a, camp["slug"])
+    assert "新标题" in renamed and share_code(renamed) == share_code(page_a)
