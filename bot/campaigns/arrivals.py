@@ -1,6 +1,11 @@
-"""A person's first view of a campaign costs the request one durable write: an ``h5.arrival``
-event about no one yet (with its outbox row, in one commit) naming the campaign, the browser's
-cookie and the verified referral code it came with. The background path (a system step of the
+"""A person's first view of a campaign costs the request one write: an ``h5.arrival`` event
+about no one yet (with its outbox row, in one commit) naming the campaign, the browser's
+cookie and the verified referral code it came with. By default (YUCHI_VIEW_COMMIT=fast) that
+commit does not wait for the disk: it survives any crash of a process, and a power cut can
+lose only the first views since the last durable commit (the next callback's, form's or
+drain batch's commit syncs the log they share). A page view is nobody's acknowledged
+message, and its fsync was what kept first views under half the rate of a static page
+(bench/README.md). The background path (a system step of the
 pipeline, drain 0) then makes what the view used to make itself: the cookie's contact and
 identity, the chain node and the ``h5.visit``, idempotently (first touch wins, one visit per
 person and campaign), and caches the cookie's contact for the next request.
@@ -53,11 +58,18 @@ def record_arrival(
     }
     key = arrival_key(camp.id, codes.visitor_ref(settings.secret_key, token))
     grouped = None
-    if settings.group_commit:  # the writer thread kicks the drain once per batch
+    durable = settings.view_commit == "durable"
+    if settings.group_commit and durable:  # the writer thread kicks the drain once per batch
         grouped = ARRIVALS_DRAIN, lambda: queue.kick_outbox(settings, contact_id=ARRIVALS_DRAIN)
     try:
         added = fast_record.append_unowned(
-            settings.database_url, ARRIVAL, props, key, "h5", grouped
+            settings.database_url,
+            ARRIVAL,
+            props,
+            key,
+            "h5",
+            grouped,
+            durable,
         )
     except rawdb.Error:  # the raw connection failed: the ordinary path (pool, reconnect)
         grouped = None

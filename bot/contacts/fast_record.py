@@ -110,11 +110,13 @@ def append_unowned(
     dedupe_key: str,
     source: str,
     grouped: tuple[Hashable, Callable[[], object]] | None = None,
+    durable: bool = True,
 ) -> int | None:
     """An event about no one yet (an H5 arrival) and its outbox row, in one write; the outbox
     id, or None when ``dedupe_key`` is stored already. Raises rawdb.Error when the database
     failed (the caller takes the ordinary path). ``grouped``: commit through the process's
-    writer thread, which runs this (key, action) once per batch after the commit."""
+    writer thread, which runs this (key, action) once per batch after the commit.
+    ``durable`` False: see rawdb.Raw.writing."""
     now = utcnow()
     ev = IncomingEvent(type, source, "", "", "", now, dedupe_key, properties, interaction=False)
     params = event_params(ev, None, None, now)
@@ -128,7 +130,7 @@ def append_unowned(
         return group_commit.writer(url).run(write, after=lambda done: grouped if done else None)
     try:
         raw = rawdb.connection(url)
-        with raw.writing():
+        with raw.writing(durable):
             return write(raw)
     except rawdb.Error:
         rawdb.discard(url)

@@ -45,6 +45,7 @@ from bot.core.setting_types import (
     RedisUrl,
     Seconds,
     TimeZone,
+    ViewCommit,
     YuchiEnv,
     production_refusals,
 )
@@ -304,6 +305,11 @@ class Settings(BaseModel):
         "YUCHI_GROUP_COMMIT",
         "auto",
         "callbacks and page views of one web process committed together by a writer thread (`auto`: when `WEB_THREADS` > 1)",
+    )
+    view_commit: ViewCommit = var(
+        "YUCHI_VIEW_COMMIT",
+        "fast",
+        "a campaign page's first view (`h5.arrival`) committed without waiting for the disk: it survives any process crash, and a power cut loses at most the views since the last other commit (`durable`: each one fsynced before the page is sent)",
     )
     log_level: LogLevel = var(
         "YUCHI_LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`"

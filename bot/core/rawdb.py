@@ -76,15 +76,22 @@ class Raw:
         self._rollback()
 
     @contextmanager
-    def writing(self) -> Iterator[Raw]:
+    def writing(self, durable: bool = True) -> Iterator[Raw]:
         """A write transaction, committed on success (durably: SQLite synchronous=FULL,
-        PostgreSQL's own commit) and rolled back on any error."""
+        PostgreSQL's own commit) and rolled back on any error. ``durable`` False: committed
+        without waiting for the disk (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit
+        off): safe from any process crash; a power cut can lose it until the next durable
+        commit (which syncs the log it shares)."""
         if self._lock_fd is not None:
             lock_writer(self._lock_fd)
         try:
-            if self.sqlite:
-                self._run(self._cursor.execute, "BEGIN IMMEDIATE")
             try:
+                if self.sqlite:
+                    if not durable:  # for this transaction only: set back below
+                        self._run(self._cursor.execute, "PRAGMA synchronous=NORMAL")
+                    self._run(self._cursor.execute, "BEGIN IMMEDIATE")
+                elif not durable:
+                    self._run(self._cursor.execute, "SET LOCAL synchronous_commit TO OFF")
                 yield self
                 if self.sqlite:
                     self._run(self._cursor.execute, "COMMIT")
@@ -93,6 +100,9 @@ class Raw:
             except BaseException:
                 self._rollback()
                 raise
+            finally:
+                if self.sqlite and not durable:  # never leave the connection relaxed
+                    self._run(self._cursor.execute, "PRAGMA synchronous=FULL")
         finally:
             if self._lock_fd is not None:
                 unlock_writer(self._lock_fd)

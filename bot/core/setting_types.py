@@ -157,6 +157,7 @@ MessageMode = Annotated[
     ),
 ]
 GroupCommit = Annotated[str, checked(_choice(("auto", "on", "off"), "auto, on or off", str.lower))]
+ViewCommit = Annotated[str, checked(_choice(("fast", "durable"), "fast or durable", str.lower))]
 LogLevel = Annotated[str, checked(_choice(LOG_LEVELS, ", ".join(LOG_LEVELS), lambda s: s.upper()))]
 Directory = Annotated[Path, checked(lambda name, raw: Path(raw).resolve())]
 DatabaseUrl = Annotated[str, checked(_url("sqlite", "postgresql", "postgres"))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from bot.contacts import fast_record
@@ -216,3 +217,42 @@ def test_a_failed_batch_declines_and_keeps_the_callers_connection(clean, monkeyp
     got = fast_record.record_known(url, _event("declined"), lambda a: None, lambda c: (0, int))
     assert got is None and rawdb.connection(url) is mine
     assert _count(url, Event) == 1  # only the first sight
+
+
+def _commit_level(raw: rawdb.Raw) -> str:
+    """What this transaction's commit waits for: SQLite's synchronous, PostgreSQL's
+    synchronous_commit (both read inside the transaction)."""
+    if raw.sqlite:
+        raw._cursor.execute("PRAGMA synchronous")
+        return {1: "NORMAL", 2: "FULL"}[raw._cursor.fetchone()[0]]
+    raw._cursor.execute("SHOW synchronous_commit")
+    return raw._cursor.fetchone()[0]
+
+
+def test_a_write_that_need_not_wait_for_the_disk_leaves_the_next_durable(clean):
+    """writing(durable=False) commits without an fsync (SQLite NORMAL, PostgreSQL
+    synchronous_commit off) for that transaction only; the thread's next write is durable."""
+    raw = rawdb.connection(clean.database_url)
+    durable = "FULL" if raw.sqlite else "on"
+    relaxed = "NORMAL" if raw.sqlite else "off"
+    levels = []
+    for flag in (True, False, False, True):
+        with raw.writing(durable=flag):
+            levels.append(_commit_level(raw))
+    assert levels == [durable, relaxed, relaxed, durable]
+    added = fast_record.append_unowned(
+        clean.database_url,
+        "h5.arrival",
+        {"visitor": "t"},
+        "h5:arrive:1:relaxed",
+        "h5",
+        durable=False,
+    )
+    assert added is not None
+    with pytest.raises(RuntimeError), raw.writing(durable=False):
+        raise RuntimeError("rolled back")
+    with raw.writing():  # neither a commit nor a rollback leaves the connection relaxed
+        assert _commit_level(raw) == durable
+    with db.session_scope(clean.database_url) as s:  # another connection sees it committed
+        ev = s.execute(sa.select(Event).where(Event.dedupe_key == "h5:arrive:1:relaxed"))
+        assert ev.scalar_one().properties == {"visitor": "t"}

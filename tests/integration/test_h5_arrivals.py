@@ -143,14 +143,15 @@ def test_own_and_unknown_visitor_codes_are_not_credited(app, client, auth, setti
 
 
 def test_group_committed_first_views_are_settled_like_the_others(client, auth, settings):
-    """YUCHI_GROUP_COMMIT=on: first views from several threads go through the writer thread,
-    one arrival each, and the background settles every one into the chain."""
+    """YUCHI_GROUP_COMMIT=on (with YUCHI_VIEW_COMMIT=durable: a fast commit has no fsync to
+    share): first views from several threads go through the writer thread, one arrival each,
+    and the background settles every one into the chain."""
     import threading
 
     from bot.app import create_app
     from bot.core import group_commit
 
-    grouped = create_app(settings.replace(group_commit_mode="on"))
+    grouped = create_app(settings.replace(group_commit_mode="on", view_commit="durable"))
     camp = create_campaign(client, auth)
     emp = employee_code(client, auth, camp["id"], "lisi")
     browsers = [visitor(grouped, f"10.8.0.{n}") for n in range(6)]
@@ -199,3 +200,29 @@ def test_a_new_browser_whose_view_redis_cannot_count_is_stored_all_the_same(
     run_worker(settings)
     node = _node(settings, camp["id"], _contact(settings, v))
     assert (node.sharer_userid, node.depth) == ("zhangsan", 1)
+
+
+def test_a_first_view_commits_without_waiting_for_the_disk_unless_told(
+    app, client, auth, settings, monkeypatch
+):
+    """YUCHI_VIEW_COMMIT: ``fast`` (the default) commits an arrival without waiting for the
+    disk (see test_fast_record for what that sets); ``durable`` waits like a callback."""
+    from bot.app import create_app
+    from bot.core import rawdb
+
+    camp = create_campaign(client, auth)
+    asked, real = [], rawdb.Raw.writing
+
+    def spy(self, durable=True):
+        asked.append(durable)
+        return real(self, durable)
+
+    monkeypatch.setattr(rawdb.Raw, "writing", spy)
+    assert settings.view_commit == "fast"
+    before = row_counts(settings)
+    open_page(visitor(app, "10.7.8.1"), camp["slug"])
+    open_page(
+        visitor(create_app(settings.replace(view_commit="durable")), "10.7.8.2"), camp["slug"]
+    )
+    assert asked == [False, True]
+    assert _grown(before, row_counts(settings)) == {"event": 2, "outbox": 2}
