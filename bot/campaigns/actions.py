@@ -232,15 +232,16 @@ def _new_browser(settings: Settings, camp: Campaign, token: str, code: str | Non
     the cookie's next request and kicks the drain. (The cookie is not marked PENDING here: the
     drain may have cached its contact already; its next view marks it if not.)"""
     needs_kick = arrivals.record_arrival(settings, camp, token, code, kick=False)
+    part = queue.drain_part(settings, arrivals.ARRIVALS_DRAIN)
     try:
         with queue.get_redis(settings).pipeline(transaction=False) as pipe:
             pipe.incr(f"yuchi:h5:views:{camp.id}")
             pipe.set(seen_key(camp.id, f"t{token}"), 1, ex=SEEN_SECONDS)
             if needs_kick:
-                queue.flag_drain(pipe, queue.drain_part(settings, arrivals.ARRIVALS_DRAIN))
+                queue.flag_drain(pipe, part)
             flagged = pipe.execute()[-1]
         if needs_kick and flagged:
-            queue.enqueue_drain(settings, queue.drain_part(settings, arrivals.ARRIVALS_DRAIN))
+            queue.enqueue_drain(settings, part)
     except queue.REDIS_ERRORS as exc:  # the arrival is stored: the sweeper settles it
         log.warning("first view stored but not counted (%s)", exc)
     return View(camp, None, False, visitor_code(settings, camp.id, token), True)
