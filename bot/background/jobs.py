@@ -12,6 +12,7 @@ from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from bot.background import pipeline
+from bot.contacts import identity as contacts
 from bot.contacts import record
 from bot.core import changes, queue, redact
 from bot.core.config import Settings, load_settings
@@ -133,6 +134,7 @@ def _process_batch(settings: Settings, outbox_ids: list[int], isolated: bool) ->
                 sa.select(Event).where(e.c.id.in_([r.event_id for r in rows]))
             ).scalars()
         }
+        contacts.read_alive(session, [ev.contact_id for ev in events.values() if ev.contact_id])
         done: list[int] = []
         for row in rows:
             if row.status != "pending":

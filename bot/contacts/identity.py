@@ -13,6 +13,7 @@ are locked (in id order) before anything moves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,6 +72,26 @@ def resolve(session: Session, contact_id: int) -> int:
 def seen_alive(session: Session, contact_id: int) -> None:
     """``contact_id`` was just read in this transaction, not merged: ``resolve`` need not ask."""
     session.info.setdefault(_ALIVE, set()).add(contact_id)
+
+
+def known_alive(session: Session, contact_id: int) -> bool:
+    """Was ``contact_id`` read unmerged in this transaction, with no merge since?"""
+    return contact_id in session.info.get(_ALIVE, ())
+
+
+def read_alive(session: Session, ids: Iterable[int]) -> None:
+    """Read which of ``ids`` are not merged, in one statement, and remember them (a drain
+    batch does this for its events' contacts before any step runs)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    alive = session.info.setdefault(_ALIVE, set())
+    c = Contact.__table__.c
+    alive.update(
+        session.connection()
+        .execute(sa.select(c.id).where(c.id.in_(wanted), c.merged_into_id.is_(None)))
+        .scalars()
+    )
 
 
 def identity_owner(session: Session, kind: str, value: str, app_id: str = "") -> int | None:

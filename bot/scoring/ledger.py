@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from bot.contacts import record as events
 from bot.core import changes, queue
 from bot.core.config import Settings
+from bot.core.context import BATCH_MEMO
 from bot.core.models import Contact, Event, ScoreEntry, utcnow
 from bot.scoring import points as score_points
 from bot.scoring import rules as score_rules
@@ -341,19 +342,31 @@ def score_event(session: Session, act: Active, contact: Any, ev: Event, now: dat
     return out
 
 
+def _batch_active(session: Session) -> Active:
+    """The active rule set, read once per drain batch (and re-read under the contact's lock
+    on PostgreSQL; on SQLite the batch's BEGIN IMMEDIATE keeps a publish out until it ends)."""
+    batch = session.info.get(BATCH_MEMO)
+    if batch is None:
+        return active(session)
+    if "scoring.active" not in batch:
+        batch["scoring.active"] = active(session)
+    return batch["scoring.active"]
+
+
 def on_event(ctx: Context) -> None:
     """Pipeline step: score the event, move the stage, record the change."""
     session, ev = ctx.session, ctx.event
     if ev.contact_id is None:
         return
-    act = active(session)
+    act = _batch_active(session)
     if not act.rules.can_score(ev.type, ev.properties):
-        return  # the common case costs one small query and no lock
+        return  # the common case costs no query and no lock
     locked = lock_contacts(session, [ev.contact_id])
     if not locked:
         return
     if session.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE locked it all
         act = active(session)  # read again under the lock: a version published meanwhile wins
+        session.info.get(BATCH_MEMO, {})["scoring.active"] = act
         if not act.rules.can_score(ev.type, ev.properties):
             return
     built = score_event(session, act, locked[0], ev, utcnow())

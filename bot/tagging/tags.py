@@ -251,18 +251,27 @@ def _owe(
         owed[platform] = min(owed.get(platform, row_id), row_id)
 
 
+# Built once: every event a person sends asks this (see _owe_unsynced).
+_CT = ContactTag.__table__.c
+_TAGS = (
+    sa.select(_CT.tag)
+    .where(_CT.contact_id == sa.bindparam("cid"), _CT.source != WECOM_SOURCE)
+    .order_by(_CT.id)
+)
+_TAGS_SINCE = _TAGS.where(_CT.created_at >= sa.bindparam("since"))
+
+
 def _owe_unsynced(
     session: Session, contact_id: int, since: Any = None, force: tuple[str, ...] = ()
 ) -> None:
     """Owe TagSync rows for tags a platform the contact is on has not been given: tags
     added in the callback's own transaction (reply rules, via record.add_tags; ``since``),
     tags a merge brought together, and (``force``) all tags for a newly added rep."""
-    query = sa.select(ContactTag.tag).where(
-        ContactTag.contact_id == contact_id, ContactTag.source != WECOM_SOURCE
-    )
-    if since is not None:
-        query = query.where(ContactTag.created_at >= since)
-    tags = list(session.execute(query.order_by(ContactTag.id)).scalars())
+    if since is None:
+        tags = list(session.connection().execute(_TAGS, {"cid": contact_id}).scalars())
+    else:
+        params = {"cid": contact_id, "since": since}
+        tags = list(session.connection().execute(_TAGS_SINCE, params).scalars())
     if not tags:
         return
     t = TagSync.__table__.c

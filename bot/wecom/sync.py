@@ -38,8 +38,11 @@ FOLLOW_ENDED = {
 
 def follow_merges(ctx: Context) -> None:
     """First step: an event recorded for a contact that has since been merged belongs to the
-    survivor (a callback can race a merge). ``session.get`` also loads the contact that the
-    later steps use, so the common case costs nothing extra."""
+    survivor (a callback can race a merge). The common case costs nothing: the batch read
+    its contacts' merge pointers before the first step (``contacts.read_alive``), and a merge
+    since then forgets what it read."""
+    if contacts.known_alive(ctx.session, ctx.event.contact_id):
+        return
     contact = ctx.session.get(Contact, ctx.event.contact_id)
     if contact is None:
         return

@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from bot.background import jobs
 from bot.contacts import fast_record
 from bot.contacts import identity as contacts
 from bot.contacts.record import IncomingEvent, record
 from bot.core import db
-from bot.core.models import Contact, Event, utcnow
+from bot.core.models import Contact, Event, Outbox, utcnow
 
 
 def _event(openid: str, key: str) -> IncomingEvent:
@@ -76,3 +77,36 @@ def test_a_callback_waiting_on_a_merge_lands_on_the_survivor(clean, raw):
         assert s.get(Contact, gone).merged_into_id == keep
         left = s.execute(sa.select(sa.func.count()).where(Event.contact_id == gone)).scalar()
         assert left == 0
+
+
+def test_a_drain_batch_moves_an_event_left_on_a_merged_contact(clean):
+    """The batch reads its contacts' merge pointers once, before any step: an event still on
+    a contact merged since it was stored is moved to the survivor, the rest are untouched."""
+    keep = _store(clean, _event("oKeep", "race-1"))
+    gone = _store(clean, _event("oGone", "race-2"))
+    other = _store(clean, _event("oOther", "race-3"))
+    with db.session_scope(clean.database_url) as s:
+        contacts.merge(s, keep, gone, "test")
+    with db.session_scope(clean.database_url) as s:  # as a callback that raced the merge
+        s.execute(sa.update(Event).where(Event.dedupe_key == "race-2").values(contact_id=gone))
+        pending = s.execute(
+            sa.select(Outbox.id).where(Outbox.status == "pending").order_by(Outbox.id)
+        ).scalars()
+        ids = list(pending)
+    outcome = jobs.process_batch(clean, ids)
+    assert set(outcome.values()) == {"done"}
+    with db.session_scope(clean.database_url) as s:
+        owners = dict(s.execute(sa.select(Event.dedupe_key, Event.contact_id)).all())
+    assert owners["race-2"] == keep
+    assert owners["race-1"] == keep and owners["race-3"] == other
+
+
+def test_a_merge_in_the_batch_forgets_the_contacts_read_alive(clean):
+    keep = _store(clean, _event("oKeep", "race-1"))
+    gone = _store(clean, _event("oGone", "race-2"))
+    with db.session_scope(clean.database_url) as s:
+        contacts.read_alive(s, [keep, gone])
+        assert contacts.known_alive(s, keep) and contacts.known_alive(s, gone)
+        contacts.merge(s, keep, gone, "test")
+        assert not contacts.known_alive(s, gone)
+        assert contacts.resolve(s, gone) == keep
