@@ -16,7 +16,7 @@ from bot.contacts import identity as contacts
 from bot.contacts import record
 from bot.core import changes, queue, redact
 from bot.core.config import Settings, load_settings
-from bot.core.context import BATCH_MEMO
+from bot.core.context import BATCH_CONTACTS, BATCH_MEMO
 from bot.core.db import session_scope
 from bot.core.models import Event, Outbox, utcnow
 from bot.messaging import delivery, requeue
@@ -134,7 +134,10 @@ def _process_batch(settings: Settings, outbox_ids: list[int], isolated: bool) ->
                 sa.select(Event).where(e.c.id.in_([r.event_id for r in rows]))
             ).scalars()
         }
-        contacts.read_alive(session, [ev.contact_id for ev in events.values() if ev.contact_id])
+        batch_contacts = {ev.contact_id for ev in events.values() if ev.contact_id is not None}
+        session.info[BATCH_MEMO][BATCH_CONTACTS] = batch_contacts
+        contacts.read_alive(session, batch_contacts)
+        record.apply_touches(session, _touches(session, rows, events))
         done: list[int] = []
         for row in rows:
             if row.status != "pending":
@@ -144,7 +147,7 @@ def _process_batch(settings: Settings, outbox_ids: list[int], isolated: bool) ->
             ctx = pipeline.Context(settings, session, event)
             try:
                 with session.begin_nested() if isolated else contextlib.nullcontext():
-                    _run_steps(session, ctx, row.interacted_at)
+                    _run_steps(ctx)
             except Exception as exc:  # this event is retried by a later drain; the rest go on
                 if not isolated:
                     raise _EventFailed from exc  # session_scope rolls the whole batch back
@@ -186,10 +189,19 @@ def _process_batch(settings: Settings, outbox_ids: list[int], isolated: bool) ->
     return outcome
 
 
-def _run_steps(session: Session, ctx: pipeline.Context, interacted_at: object) -> None:
+def _touches(session: Session, rows: list, events: dict[int, Event]) -> list[tuple]:
+    """The deferred touches of the batch's pending events (their survivors', if merged)."""
+    return [
+        (contacts.resolve(session, ev.contact_id), ev.occurred_at, row.interacted_at)
+        for row in rows
+        if row.status == "pending"
+        and row.interacted_at is not None
+        and (ev := events[row.event_id]).contact_id is not None
+    ]
+
+
+def _run_steps(ctx: pipeline.Context) -> None:
     event = ctx.event
-    if interacted_at is not None and event.contact_id is not None:
-        record.apply_touch(session, event.contact_id, event.occurred_at, interacted_at)
     steps = pipeline.STEPS if event.contact_id is not None else pipeline.SYSTEM_STEPS
     for step in steps:
         step(ctx)

@@ -119,19 +119,20 @@ def _update_contact(session: Session, contact_id: int, ev: IncomingEvent) -> Non
 
 
 def touch_later(ev: IncomingEvent) -> bool:
-    """Is this event's contact touch left to the background (``apply_touch``)? Yes for what a
+    """Is this event's contact touch left to the background (``apply_touches``)? Yes for what a
     person says or clicks; a follow, an unfollow and platform notices touch at once."""
     return ev.interaction and ev.subscribed is None
 
 
-def apply_touch(
-    session: Session, contact_id: int, occurred_at: datetime, arrived: datetime
-) -> None:
-    """The deferred touch of an interaction (see ``touch_later``), before the background steps
-    see the event; the contact is the event's (its survivor, if merged since)."""
+def apply_touches(session: Session, touches: list[tuple[int, datetime, datetime]]) -> None:
+    """The deferred touches of interactions (see ``touch_later``): (contact id, occurred at,
+    arrived at) each, in one executemany, before the background steps see the events. A touch
+    only moves times forward, so their order does not matter."""
+    if not touches:
+        return
     conn = session.connection()
-    stmt = statements.stmt(conn.dialect.name, ("touch", True, None))
-    conn.execute(stmt, {"t": occurred_at, "contact_id": contact_id, "arrived": arrived})
+    stmt = statements.stmt(conn.dialect.name, ("touch_many", True, None))
+    conn.execute(stmt, [{"contact_id": c, "t": t, "arrived": a} for c, t, a in touches])
 
 
 def add_tags(

@@ -131,7 +131,7 @@ def _new_outbox_row(dialect: str) -> Any:
     )
 
 
-def _touch(interaction: bool, subscribed: bool | None) -> Any:
+def _touch(interaction: bool, subscribed: bool | None, returning: bool = True) -> Any:
     contact = Contact.__table__
     c = contact.c
     t = sa.bindparam("t", type_=UTCDateTime())
@@ -150,12 +150,8 @@ def _touch(interaction: bool, subscribed: bool | None) -> Any:
         values.update(subscribed=True, subscribed_at=t)
     elif subscribed is False:
         values.update(subscribed=False, unsubscribed_at=t)
-    return (
-        sa.update(contact)
-        .where(c.id == sa.bindparam("contact_id"))
-        .values(**values)
-        .returning(c.merged_into_id, c.asking)
-    )
+    update = sa.update(contact).where(c.id == sa.bindparam("contact_id")).values(**values)
+    return update.returning(c.merged_into_id, c.asking) if returning else update
 
 
 def _with_outbox(event_insert: Any) -> Any:
@@ -196,5 +192,5 @@ def _build(dialect: str, key: Any) -> Any:
     if isinstance(key, str):
         return _BUILDERS[key](dialect)
     kind, interaction, subscribed = key
-    assert kind == "touch"
-    return _touch(interaction, subscribed)
+    assert kind in ("touch", "touch_many")
+    return _touch(interaction, subscribed, returning=kind == "touch")

@@ -19,6 +19,7 @@ from bot.core.models import Event
 # session.info key of a drain batch's memo: what every event of one batch transaction reads
 # alike (the published journeys), read once per batch.
 BATCH_MEMO = "yuchi.batch"
+BATCH_CONTACTS = "contacts"  # in the memo: the set of the batch's events' contact ids
 
 
 @dataclass

@@ -43,7 +43,7 @@ from bot.scoring import rules as score_rules
 from bot.scoring.explain import UnknownContact, contact_history, explain
 from bot.scoring.points import Line
 from bot.scoring.rules import MARKER, RuleSet, cents
-from bot.scoring.versions import Active, active
+from bot.scoring.versions import Active, R, active
 
 if TYPE_CHECKING:
     from bot.core.context import Context
@@ -82,6 +82,18 @@ _TOTALS = (
     )
     .where(S.c.contact_id == sa.bindparam("cid"), S.c.ruleset_version == sa.bindparam("v"))
     .group_by(S.c.rule_id)
+)
+# PostgreSQL, under the contact's lock: the active version (read again, so that a version
+# published meanwhile wins) and the contact's totals under it, in one round trip.
+_ACTIVE_TOTALS = (
+    sa.select(R.c.version, R.c.created_at, *_TOTALS.selected_columns)
+    .select_from(
+        R.outerjoin(
+            S, sa.and_(S.c.ruleset_version == R.c.version, S.c.contact_id == sa.bindparam("cid"))
+        )
+    )
+    .where(R.c.active.is_(True))
+    .group_by(R.c.version, R.c.created_at, S.c.rule_id)
 )
 _SET_SCORE = (
     sa.update(C)
@@ -256,6 +268,23 @@ def _totals(session: Session, act: Active, contact_id: int, ev: Event) -> dict:
     return {r[0]: score_points.Totals(r[1] or 0.0, r[2] or 0.0) for r in rows}
 
 
+def _active_totals(session: Session, act: Active, contact_id: int, ev: Event) -> tuple:
+    """(active rule set, the contact's totals under it), read under the contact's lock in one
+    statement; ``act``, the batch's, gives the day's bounds and the parsed rules while it is
+    still the active version (else both are read again)."""
+    start, end = act.rules.day_bounds(act.rules.day_of(ev.occurred_at))
+    rows = list(
+        session.connection().execute(
+            _ACTIVE_TOTALS, {"cid": contact_id, "start": start, "end": end}
+        )
+    )
+    if not rows or (rows[0].version, rows[0].created_at) != (act.version, act.created_at):
+        now_active = active(session)
+        return now_active, _totals(session, now_active, contact_id, ev)
+    totals = {r[2]: score_points.Totals(r[3] or 0.0, r[4] or 0.0) for r in rows if r[2] is not None}
+    return act, totals
+
+
 def _insert_new_lines(
     session: Session, act: Active, contact_id: int, ev: Event, lines: list[Line], now: datetime
 ) -> list[Line]:
@@ -286,10 +315,18 @@ def _insert_new_lines(
     return [ln for ln in lines if ln.rule_id in new_ids]
 
 
-def score_event(session: Session, act: Active, contact: Any, ev: Event, now: datetime) -> Built:
-    """Score one stored event for its locked contact (incrementally, once its ledger is built)."""
+def score_event(
+    session: Session,
+    act: Active,
+    contact: Any,
+    ev: Event,
+    now: datetime,
+    totals: dict | None = None,
+) -> Built:
+    """Score one stored event for its locked contact (incrementally, once its ledger is built);
+    ``totals``: the contact's under ``act``, if the caller has read them."""
     rules = act.rules
-    history = _totals(session, act, contact.id, ev)
+    history = _totals(session, act, contact.id, ev) if totals is None else totals
     if MARKER not in history:  # first event under this version: build from the whole history
         built = build(session, act, [contact], now)
         after = session.execute(sa.select(C.c.score).where(C.c.id == contact.id)).scalar()
@@ -364,12 +401,13 @@ def on_event(ctx: Context) -> None:
     locked = lock_contacts(session, [ev.contact_id])
     if not locked:
         return
+    totals = None
     if session.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE locked it all
-        act = active(session)  # read again under the lock: a version published meanwhile wins
+        act, totals = _active_totals(session, act, ev.contact_id, ev)
         session.info.get(BATCH_MEMO, {})["scoring.active"] = act
         if not act.rules.can_score(ev.type, ev.properties):
             return
-    built = score_event(session, act, locked[0], ev, utcnow())
+    built = score_event(session, act, locked[0], ev, utcnow(), totals)
     if built.outbox_ids:
         ctx.after_commit.append(functools.partial(kick, ctx.settings, built.outbox_ids))
 

@@ -20,6 +20,7 @@ from bot.contacts import identity as contacts
 from bot.contacts import tag_history
 from bot.core import changes, wechat
 from bot.core.config import Settings
+from bot.core.context import BATCH_CONTACTS, BATCH_MEMO
 from bot.core.db import session_scope
 from bot.core.models import (
     ContactTag,
@@ -137,7 +138,7 @@ def on_event(ctx: Context) -> None:
         _owe_unsynced(session, contact_id, force=("wecom",))
     elif event.type == "contact.merged":
         _owe_unsynced(session, contact_id)
-    elif event.source != "bot":
+    elif event.source != "bot" and _tagged_since(session, contact_id, event.received_at):
         _owe_unsynced(session, contact_id, since=event.received_at)
     owed = session.info.pop(_OWED, None)
     if owed:
@@ -259,6 +260,27 @@ _TAGS = (
     .order_by(_CT.id)
 )
 _TAGS_SINCE = _TAGS.where(_CT.created_at >= sa.bindparam("since"))
+
+
+_NEWEST = (
+    sa.select(_CT.contact_id, sa.func.max(_CT.created_at))
+    .where(_CT.contact_id.in_(sa.bindparam("ids", expanding=True)), _CT.source != WECOM_SOURCE)
+    .group_by(_CT.contact_id)
+)
+
+
+def _tagged_since(session: Session, contact_id: int, since: Any) -> bool:
+    """Can the contact have a tag from ``since`` on (one its callback added)? In a drain
+    batch, one statement answers this for all the batch's contacts. Tags its earlier steps
+    add are not in that answer, and need not be: ``add_tag`` owes their sync itself."""
+    batch = session.info.get(BATCH_MEMO)
+    if since is None or batch is None or contact_id not in batch.get(BATCH_CONTACTS, ()):
+        return True
+    if "tags.newest" not in batch:
+        ids = sorted(batch[BATCH_CONTACTS])
+        batch["tags.newest"] = dict(session.connection().execute(_NEWEST, {"ids": ids}).all())
+    newest = batch["tags.newest"].get(contact_id)
+    return newest is not None and newest >= since
 
 
 def _owe_unsynced(

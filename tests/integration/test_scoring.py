@@ -495,3 +495,24 @@ def test_a_one_id_merge_moves_both_ledgers_and_recomputes(client, oa, clean):
     # follow 0 (once ever), texts 10, price 10 (20 ever), clicks 9, reads 15.
     assert contact(clean, survivor).score == PLAY_TOTAL + 2
     assert verify(clean, survivor).ok
+
+
+def test_the_active_version_is_read_again_with_the_totals(client, oa, clean, auth):
+    """PostgreSQL's step reads the active version and the totals in one statement under the
+    contact's lock: the same totals as the version's own query, and a version published
+    since the batch read its rules wins."""
+    from bot.scoring.ledger import _active_totals, _totals
+
+    t0 = noon()
+    play(client, oa, "oTot", t0, 100)
+    run_worker(clean)
+    cid = contact_id(clean, "oTot")
+    with db.session_scope(clean.database_url) as s:
+        ev = s.execute(sa.select(Event).where(Event.contact_id == cid).limit(1)).scalar_one()
+        batch = versions.active(s)
+        act, totals = _active_totals(s, batch, cid, ev)
+        assert act is batch and totals == _totals(s, batch, cid, ev) and totals
+    assert client.post("/api/scoring/rulesets", json=NEW_RULES, headers=auth).status_code == 201
+    with db.session_scope(clean.database_url) as s:
+        act, totals = _active_totals(s, batch, cid, ev)
+        assert act.version == 2 and totals == _totals(s, act, cid, ev)
