@@ -28,6 +28,10 @@ MAX_ATTEMPTS = 5
 
 BATCH = 100
 DRAIN_SLICE = 2.0  # s: a drain hands on to a new job of its own after this long
+# s: a drain that finds nothing looks again every LINGER_POLL for up to LINGER, while its
+# worker has nothing else to do (queue.may_linger): a steady stream of callbacks is then one
+# drain job, not a job each (an rq job costs more CPU than the event it processes).
+LINGER, LINGER_POLL = 0.2, 0.02
 
 
 def drain_outbox(part: int = 0, parts: int = 1) -> int:
@@ -39,7 +43,7 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
     flag — and then looks once more, since a row committed just before the clear found the flag
     set and relied on this drain. After DRAIN_SLICE seconds of steady work it hands on to a new
     job at the back of the urgent queue (the flag stays set), so one busy drain cannot keep an
-    urgent worker from the other drains."""
+    urgent worker from the other drains. Before it clears the flag, it lingers (LINGER)."""
     settings = load_settings()
     started = time.monotonic()
     total = 0
@@ -50,6 +54,7 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
         query = query.join(Event.__table__, e.c.id == t.c.event_id).where(mine)
     query = query.order_by(t.c.priority, t.c.id).limit(BATCH)  # people's events first
     cleared = False
+    idle = 0.0
     while True:
         with session_scope(settings.database_url) as session:
             rows = session.execute(query).all()
@@ -60,6 +65,10 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
         if not ids:
             if cleared:
                 return total
+            if idle < LINGER and queue.may_linger(settings):
+                time.sleep(LINGER_POLL)  # the next callbacks find the flag set: no new job
+                idle += LINGER_POLL
+                continue
             try:
                 queue.drain_started(settings, part)  # from now on, new rows kick a new drain
             except queue.REDIS_ERRORS as exc:
@@ -67,7 +76,7 @@ def drain_outbox(part: int = 0, parts: int = 1) -> int:
                 continue  # callbacks cannot kick anyone now: keep watching the table
             cleared = True
             continue
-        cleared = False
+        cleared, idle = False, 0.0
         outcome = process_batch(settings, ids)
         if not outcome:  # another drain holds every one of these rows: it carries on from here
             return total

@@ -176,6 +176,8 @@ def run(settings: Settings, burst: bool = False, fork: bool = False, lane: str =
     Whenever rq's loop ends for another reason (Redis went away during a job, and rq's own
     bookkeeping raised), wait for Redis with backoff and start a fresh rq worker."""
     stopping = threading.Event()
+    if not burst:  # a drain may wait a moment for the next row while these queues are empty
+        queue.LINGER_QUEUES = tuple(q.name for q in queue.lane_queues(settings, lane))
     sweeper = Sweeper(settings)
     heartbeat = Heartbeat(settings, sweeper)
     sweeper.start()

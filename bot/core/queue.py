@@ -204,6 +204,26 @@ def waiting(settings: Settings) -> Waiting:
     return Waiting(bool(behind), bool(waking), bool(queued))
 
 
+# The queues of the long-running worker in this process (set by bot.background.worker.run;
+# empty elsewhere, and in burst mode): a drain lingers only while none of them has a job.
+LINGER_QUEUES: tuple[str, ...] = ()
+
+
+def may_linger(settings: Settings) -> bool:
+    """May a drain that found nothing wait a moment for the next row, rather than end (its
+    flag set, so the next callbacks enqueue no job)? Only in a long-running worker whose
+    queues are empty: then nothing waits for this worker."""
+    if not LINGER_QUEUES:
+        return False
+    try:
+        with get_redis(settings).pipeline(transaction=False) as pipe:
+            for name in LINGER_QUEUES:
+                pipe.llen(get_queue(settings, name).key)
+            return not any(pipe.execute())
+    except REDIS_ERRORS:
+        return False
+
+
 def drain_started(settings: Settings, part: int = 0) -> None:
     """Called by a drain that found nothing left, before it looks a last time: rows committed
     from now on kick a new drain."""

@@ -209,3 +209,41 @@ def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
     assert jobs.wake_due() == {"batches": 2, "woken": 0}
     assert seen == [True, True]
     assert not queue.waiting(clean).waking  # cleared when it returns
+
+
+def test_a_lingering_drain_takes_a_row_stored_meanwhile_without_a_new_job(
+    clean, client, oa, monkeypatch
+):
+    """In a long-running worker with nothing else queued, a drain that finds nothing looks
+    again for a moment (its flag still set), so the next callback enqueues no job."""
+    import threading
+
+    monkeypatch.setattr(queue, "LINGER_QUEUES", (queue.URGENT,))
+    monkeypatch.setattr(jobs, "LINGER", 1.0)
+    post(client, oa, text(oa, "oLinger", "你好", 7200))
+    queue.get_redis(clean).flushdb()
+    assert queue.kick_outbox(clean)
+    queue.get_queue(clean, queue.URGENT).empty()  # this test runs the drain itself
+
+    def later() -> None:
+        import time
+
+        time.sleep(0.3)
+        assert post(client, oa, text(oa, "oLinger", "还在吗", 7201)).status == 200
+
+    second = threading.Thread(target=later)
+    second.start()
+    assert jobs.drain_outbox() == 2  # both texts, in one job
+    second.join()
+    assert drain_jobs(clean) == []  # the second callback found the flag set
+    assert all(v == ["done", "done"] for v in pending_by_contact(clean).values())
+
+
+def test_a_drain_does_not_linger_when_its_worker_has_jobs_waiting(clean, client, oa, monkeypatch):
+    monkeypatch.setattr(queue, "LINGER_QUEUES", (queue.URGENT,))
+    assert queue.may_linger(clean)
+    queue.get_queue(clean, queue.URGENT).enqueue("bot.background.jobs.send_reminders")
+    assert not queue.may_linger(clean)
+    monkeypatch.setattr(queue, "LINGER_QUEUES", ())  # burst mode, or not a worker
+    queue.get_queue(clean, queue.URGENT).empty()
+    assert not queue.may_linger(clean)
