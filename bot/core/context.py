@@ -17,7 +17,8 @@ from bot.core.config import Settings
 from bot.core.models import Event
 
 # session.info key of a drain batch's memo: what every event of one batch transaction reads
-# alike (the published journeys), read once per batch.
+# alike (the published journeys, the active score rules, which contacts have new tags), read
+# once per batch.
 BATCH_MEMO = "yuchi.batch"
 BATCH_CONTACTS = "contacts"  # in the memo: the set of the batch's events' contact ids
 
