@@ -696,6 +696,12 @@ def main() -> int:
         "--drain-timeout", type=float, default=120, help="seconds to let the worker drain"
     )
     parser.add_argument("--probe", type=int, default=1000, help="in-process probe callbacks")
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run bench/floor_app.py (the baseline + one insert, commit, Redis command)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     try:
@@ -721,13 +727,14 @@ def main() -> int:
         print()
     print("=" * 78)
     print(f"Summary ({', '.join(str(w) for w in worker_counts)} gunicorn workers)")
-    for workers, base_rps, verdicts, web, bg in summary:
+    for workers, base_rps, verdicts, web, bg, floor in summary:
         parts = ", ".join(
             f"{mode} {ratio:.2f}× ({'met' if met else 'NOT met'})" for mode, ratio, met in verdicts
         )
+        floor_part = f"; the floor {floor:.2f}×" if floor is not None else ""
         print(
-            f"  {workers} workers: baseline {base_rps:.0f} req/s; {parts}; CPU per callback: "
-            f"web {web:.2f} ms, background {bg:.2f} ms"
+            f"  {workers} workers: baseline {base_rps:.0f} req/s{floor_part}; {parts}; "
+            f"CPU per callback: web {web:.2f} ms, background {bg:.2f} ms"
         )
     if probe:
         print(
@@ -824,7 +831,7 @@ def _bench_once(args: argparse.Namespace, cpus: int, summary: list) -> bool:
         print(f"\nFAILED: {exc}")
         failed = True
     finally:
-        for name in ("yuchi", "baseline"):
+        for name in ("yuchi", "baseline", "floor"):
             if name in procs.started and procs.started[name].poll() is None:
                 procs.stop(name)
         left = procs.kill_leftovers()
@@ -866,8 +873,17 @@ def _bench(
     yuchi_warm = make_set("yuchi warm-up", args.warmup, base_msg_id, 100)
     base_set = make_set("baseline", args.requests, base_msg_id + 8 * MSG_ID_STRIDE, 200)
     base_warm = make_set("baseline warm-up", args.warmup, base_msg_id + 9 * MSG_ID_STRIDE, 300)
+    floor_sets = (
+        [
+            make_set("floor", args.requests, base_msg_id + 10 * MSG_ID_STRIDE, 400),
+            make_set("floor warm-up", args.warmup, base_msg_id + 11 * MSG_ID_STRIDE, 500),
+        ]
+        if args.floor
+        else []
+    )
     total = sum(
-        len(s.requests) for s in (*yuchi_sets, *sustained_sets, yuchi_warm, base_set, base_warm)
+        len(s.requests)
+        for s in (*yuchi_sets, *sustained_sets, yuchi_warm, base_set, base_warm, *floor_sets)
     )
     size = sum(len(r) for r in base_set.requests) / len(base_set.requests)
     print(
@@ -922,7 +938,30 @@ def _bench(
         "baseline": (base_port, ["baseline"]),
         "yuchi": (yuchi_port, ["yuchi"]),
     }
-    for name, reqs in (("baseline", base_warm), ("yuchi", yuchi_warm)):
+    warm_ups = [("baseline", base_warm), ("yuchi", yuchi_warm)]
+    if args.floor:
+        floor_port = free_port()
+        floor = procs.start(
+            "floor",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:bot.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{floor_port}",
+                "--workers",
+                str(args.workers),
+                "bench.floor_app:app",
+            ],
+            {**base_env, **_floor_env(settings, var_dir)},
+        )
+        took = wait_healthy(f"http://127.0.0.1:{floor_port}/healthz", floor, 60, json_ok=False)
+        print(f"floor healthy on :{floor_port} after {took:.1f} s")
+        servers["floor"] = (floor_port, ["floor"])
+        warm_ups.append(("floor", floor_sets[1]))
+    for name, reqs in warm_ups:
         res = drive(servers[name][0], reqs, args.concurrency)
         bad = sum(c for k, c in res["counts"].items() if k.startswith("error"))
         print(f"warm-up {name}: {len(reqs.requests)} requests, {bad} errors")
@@ -937,6 +976,8 @@ def _bench(
     n = 0
     for r in range(args.rounds):
         plan = [("baseline", base_set, "")]
+        if args.floor and r == 0:
+            plan.append(("floor", floor_sets[0], ""))
         if args.mode in ("intake", "both"):
             plan.append(("yuchi", yuchi_sets[r], "intake"))
         if args.mode in ("sustained", "both"):
@@ -947,7 +988,7 @@ def _bench(
             # The baseline and the intake burst run with Yuchi's rq worker paused (SIGSTOP):
             # its backlog takes no CPU from the baseline, and the burst is pure intake.
             # Nothing is lost: it resumes after, and what it then does is measured apart.
-            paused = mode == "intake" or (name == "baseline" and store.pending() > 0)
+            paused = mode == "intake" or (name != "yuchi" and store.pending() > 0)
             if paused:
                 procs.signal_worker(signal.SIGSTOP)
             first_event = store.max_event_id()
@@ -1033,6 +1074,21 @@ def _bench(
     base_rps = statistics.median(r.rps for r in runs if r.server == "baseline")
     print("-" * len(HEADER))
     print(f"baseline median {base_rps:.0f} req/s")
+    floor_ratio = None
+    floor_runs = [r for r in runs if r.server == "floor"]
+    if floor_runs:
+        floor_rps = floor_runs[0].rps
+        floor_ratio = floor_rps / base_rps
+        intake = [p.rps for p in phases if p.mode == "intake"]
+        print(
+            f"floor    {floor_rps:7.0f} callbacks/s (the baseline + one insert, durable commit and "
+            f"Redis command): ratio {floor_ratio:.2f}, p99 {floor_runs[0].p99:.1f} ms"
+            + (
+                f"; Yuchi's intake is {statistics.median(intake) / floor_rps:.2f} of it"
+                if intake
+                else ""
+            )
+        )
     verdicts = []
     for mode, target in (("intake", 0.6), ("sustained", 0.3)):
         mine = [p for p in phases if p.mode == mode]
@@ -1058,7 +1114,9 @@ def _bench(
         f"CPU per callback: web {web:.2f} ms (gunicorn workers), background "
         f"{statistics.median(bg) if bg else float('nan'):.2f} ms (rq worker + Redis, per event)"
     )
-    summary.append((args.workers, base_rps, verdicts, web, statistics.median(bg) if bg else 0))
+    summary.append(
+        (args.workers, base_rps, verdicts, web, statistics.median(bg) if bg else 0, floor_ratio)
+    )
 
     # Durability: every callback Yuchi answered must be an event with its outbox row, and
     # its stored reply must be the reply of the rule its text matches.
@@ -1119,7 +1177,34 @@ def _bench(
     print(f"yuchi up stopped (exit code {code})")
     code = procs.stop("baseline")
     print(f"baseline stopped (exit code {code})")
+    if "floor" in procs.started:
+        code = procs.stop("floor")
+        print(f"floor stopped (exit code {code})")
+        _drop_floor_table(settings)
     return not ok
+
+
+def _floor_env(settings: Settings, var_dir: Path) -> dict[str, str]:
+    """Where bench/floor_app.py writes: its own SQLite file beside Yuchi's (WAL,
+    synchronous=FULL), or its own table in Yuchi's PostgreSQL; and Yuchi's Redis."""
+    from bot.core.embedded_redis import embedded_socket_url
+
+    sqlite = settings.database_url.startswith("sqlite")
+    return {
+        "FLOOR_DATABASE": str(var_dir / "floor.sqlite3") if sqlite else settings.database_url,
+        "FLOOR_REDIS_URL": settings.redis_url or embedded_socket_url(settings.embedded_redis_path),
+    }
+
+
+def _drop_floor_table(settings: Settings) -> None:
+    if settings.database_url.startswith("sqlite"):
+        return  # its file goes with the var dir
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS bench_floor_event"))
+    engine.dispose()
 
 
 if __name__ == "__main__":
