@@ -306,11 +306,29 @@ def wake_due(due_by: float | None = None) -> dict[str, int]:
 
     settings = load_settings()
     try:  # bulk deliveries give way while it runs (see give_way)
-        return journey_wakes.wake_due(
-            settings, due_by=due_by, on_batch=lambda: queue.note_waking(settings)
-        )
+        return journey_wakes.wake_due(settings, due_by=due_by, on_batch=wake_gives_way(settings))
     finally:
         queue.note_waking(settings, running=False)
+
+
+WAKE_YIELD_STEP, WAKE_YIELD_MAX = 0.02, 0.3  # s
+
+
+def wake_gives_way(
+    settings: Settings, sleep: Callable[[float], object] = time.sleep
+) -> Callable[[], None]:
+    """Before each batch of a wake job: say it runs (bulk deliveries pause), and while answers
+    to contacts are behind (queue.note_lag) sleep in steps of WAKE_YIELD_STEP, up to
+    WAKE_YIELD_MAX, so the CPU and the database go to the drain a person waits on. A wave of
+    waits has seconds of slack (its target is 2 s at p99); an answer has one."""
+
+    def before_batch() -> None:
+        for _ in range(round(WAKE_YIELD_MAX / WAKE_YIELD_STEP)):
+            if not queue.note_waking(settings):
+                return
+            sleep(WAKE_YIELD_STEP)
+
+    return before_batch
 
 
 def wake_enrollment(enrollment_id: int) -> str:

@@ -168,17 +168,22 @@ def note_lag(settings: Settings, seconds: float) -> None:
 WAKING = "yuchi:wakes:running"
 
 
-def note_waking(settings: Settings, running: bool = True) -> None:
+def note_waking(settings: Settings, running: bool = True) -> bool:
     """A wake job is working through a batch (for the next second), or (``running=False``)
-    has finished: bulk deliveries pause meanwhile (see ``waiting``). A hint only."""
+    has finished: bulk deliveries pause meanwhile (see ``waiting``). A hint only. Returns
+    whether answers to contacts are behind (see note_lag), read in the same round trip."""
     try:
         conn = get_redis(settings)
-        if running:
-            conn.set(WAKING, "1", px=1000)
-        else:
+        if not running:
             conn.delete(WAKING)
+            return False
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.set(WAKING, "1", px=1000)
+            pipe.exists(BEHIND)
+            return bool(pipe.execute()[1])
     except REDIS_ERRORS as exc:
         log.warning("could not flag a running wake (%s)", exc)
+        return False
 
 
 class Waiting(NamedTuple):

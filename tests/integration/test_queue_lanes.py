@@ -211,6 +211,26 @@ def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
     assert not queue.waiting(clean).waking  # cleared when it returns
 
 
+def test_a_wake_job_gives_way_while_answers_are_behind(clean):
+    slept: list[float] = []
+    before_batch = jobs.wake_gives_way(clean, sleep=slept.append)
+    before_batch()
+    assert slept == [] and queue.waiting(clean).waking  # nobody waits: straight on
+    queue.get_redis(clean).set(queue.BEHIND, "1")
+    before_batch()
+    assert slept == [jobs.WAKE_YIELD_STEP] * round(jobs.WAKE_YIELD_MAX / jobs.WAKE_YIELD_STEP)
+    assert queue.waiting(clean).waking  # still flagged running: bulk deliveries keep pausing
+    slept.clear()
+
+    def drain_catches_up(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            queue.get_redis(clean).delete(queue.BEHIND)
+
+    jobs.wake_gives_way(clean, sleep=drain_catches_up)()
+    assert len(slept) == 3  # on again as soon as the answers are no longer behind
+
+
 def test_a_lingering_drain_takes_a_row_stored_meanwhile_without_a_new_job(
     clean, client, oa, monkeypatch
 ):
