@@ -57,7 +57,6 @@ def create_table() -> None:
         f"CREATE TABLE IF NOT EXISTS {TABLE} (id {serial} PRIMARY KEY, "
         "dedupe_key TEXT NOT NULL UNIQUE, openid TEXT NOT NULL, content TEXT, reply TEXT)"
     )
-    conn.commit()
     conn.close()
 
 
@@ -65,10 +64,15 @@ def _connect():  # noqa: ANN202 - a DB-API connection of either driver
     if POSTGRES:
         import psycopg
 
-        return psycopg.connect(DATABASE.replace("postgresql+psycopg://", "postgresql://"))
+        # autocommit: the one statement is its own transaction, one round trip (no BEGIN
+        # and COMMIT of their own), committed durably before the driver returns
+        return psycopg.connect(
+            DATABASE.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
     import sqlite3
 
-    conn = sqlite3.connect(DATABASE, timeout=10)
+    # isolation_level None: the INSERT is its own transaction (no BEGIN and COMMIT statements)
+    conn = sqlite3.connect(DATABASE, timeout=10, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     # FLOOR_SQLITE_SYNC=NORMAL (a diagnostic, not the floor): the same without the fsync
     conn.execute(f"PRAGMA synchronous={os.environ.get('FLOOR_SQLITE_SYNC', 'FULL')}")
@@ -111,10 +115,8 @@ def callback() -> Response:
         return Response("forbidden\n", status=403, mimetype="text/plain")
     message = parse_message(plaintext)
     reply = TextReply(message=message, content=REPLY).render()
-    conn = _db()
-    conn.cursor().execute(
+    _db().cursor().execute(  # committed when it returns (autocommit)
         INSERT, (f"oa:{message.id}", message.source, getattr(message, "content", None), REPLY)
     )
-    conn.commit()
     _kick()
     return Response(crypto.encrypt_message(reply, nonce), mimetype="application/xml")

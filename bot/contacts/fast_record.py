@@ -43,10 +43,15 @@ Kick = Callable[[int], tuple[Hashable, Callable[[], object]]]
 
 
 def record_known(
-    url: str, ev: IncomingEvent, early: Callable[[bool], Any], grouped: Kick | None = None
+    url: str,
+    ev: IncomingEvent,
+    early: Callable[[bool], Any],
+    grouped: Kick | None = None,
+    asking_matters: bool = True,
 ) -> Recorded | None:
     """Store ``ev`` of a known contact with the reply ``early(asking)`` decides, or None
-    (nothing written) when this is not the common case. ``early`` returns LATER to decline.
+    (nothing written) when this is not the common case. ``early`` returns LATER to decline;
+    ``asking_matters``: its answer may depend on ``asking`` (a journey's question).
 
     ``grouped``: commit through the process's writer thread (bot.core.group_commit), which
     runs ``grouped(contact_id)``'s (key, action) once per batch and key after the commit (the
@@ -57,6 +62,8 @@ def record_known(
         raw = rawdb.connection(url)
     except rawdb.Error:
         return None
+    if not raw.sqlite and grouped is None:
+        return _at_once(raw, url, ev, early, asking_matters)
     try:
         who = {"kind": ev.identity_kind, "app_id": ev.app_id, "value": ev.identity_value}
         found = raw.row(_statement(raw, "find"), who)
@@ -101,6 +108,43 @@ def record_known(
     return Recorded(
         added[1], contact_id, added[0], reply, duplicate=False, kicked=grouped is not None
     )
+
+
+def _at_once(
+    raw: rawdb.Raw,
+    url: str,
+    ev: IncomingEvent,
+    early: Callable[[bool], Any],
+    asking_matters: bool,
+) -> Recorded | None:
+    """PostgreSQL: the reply decided first (as for a contact no journey asks), then the
+    identity, the event and its outbox row in one statement run as its own transaction: one
+    round trip where the read-then-write takes four (BEGIN, read, write, COMMIT). A contact
+    that is unknown, merged away or (when it matters) asked something, or an event stored
+    already, writes nothing: None, and record.record takes it."""
+    reply = early(False)
+    if reply is LATER:
+        return None
+    now = utcnow()
+    params = event_params(ev, None, reply, now)
+    del params["contact_id"]  # the identity's, in the statement
+    params.update(
+        kind=ev.identity_kind,
+        app_id=ev.app_id,
+        value=ev.identity_value,
+        gate=asking_matters,
+        priority=int(ev.source == "bot"),
+        interacted_at=ev.received_at or ev.occurred_at,
+    )
+    try:
+        added = raw.once(_statement(raw, "known_event_outbox"), params)
+    except rawdb.Error:
+        rawdb.discard(url)
+        return None
+    if added is None:
+        return None
+    outbox_id, event_id, contact_id = added
+    return Recorded(event_id, contact_id, outbox_id, reply, duplicate=False, kicked=False)
 
 
 def append_unowned(

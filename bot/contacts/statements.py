@@ -176,8 +176,64 @@ def _with_outbox(event_insert: Any) -> Any:
     )
 
 
+def _known_event_outbox(dialect: str) -> Any:
+    """PostgreSQL: a known contact's event and its outbox row in one statement, found by its
+    identity: nothing is inserted (no row comes back) when the identity is unknown, its
+    contact merged away, the event stored already, or ``gate`` and the contact asking (a
+    journey's question decides that reply). The contact row is share-locked, as in
+    _new_event_guarded: a merge waits for this statement, or went first (then the merged
+    contact's row no longer qualifies). Returns (outbox id, event id, contact id)."""
+    ident, contact, event, outbox = (
+        Identity.__table__,
+        Contact.__table__,
+        Event.__table__,
+        Outbox.__table__,
+    )
+    who = (
+        sa.select(ident.c.contact_id)
+        .join(contact, contact.c.id == ident.c.contact_id)
+        .where(
+            ident.c.kind == sa.bindparam("kind"),
+            ident.c.app_id == sa.bindparam("app_id"),
+            ident.c.value == sa.bindparam("value"),
+            contact.c.merged_into_id.is_(None),
+            sa.not_(sa.and_(sa.bindparam("gate", type_=sa.Boolean), contact.c.asking)),
+        )
+        .with_for_update(read=True, of=contact)
+        .cte("who")
+    )
+    values = {**_event_values(), "contact_id": who.c.contact_id}
+    added = (
+        _insert_for(dialect)(event)
+        .from_select(list(values), sa.select(*values.values()).select_from(who))
+        .on_conflict_do_nothing()
+        .returning(event.c.id, event.c.contact_id)
+        .cte("added")
+    )
+    queued = (
+        sa.insert(outbox)
+        .from_select(
+            ["event_id", "status", "priority", "attempts", "created_at", "interacted_at"],
+            sa.select(
+                added.c.id,
+                sa.literal("pending"),
+                sa.bindparam("priority"),
+                sa.literal(0),
+                _now_param(),
+                sa.bindparam("interacted_at", type_=UTCDateTime()),
+            ),
+        )
+        .returning(outbox.c.id, outbox.c.event_id)
+        .cte("queued")
+    )
+    return sa.select(queued.c.id, queued.c.event_id, added.c.contact_id).join_from(
+        queued, added, added.c.id == queued.c.event_id
+    )
+
+
 _BUILDERS = {
     "find": _find,
+    "known_event_outbox": _known_event_outbox,
     "contact": _new_contact,
     "identity": _new_identity,
     "event": _new_event,

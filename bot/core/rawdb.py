@@ -71,6 +71,20 @@ class Raw:
         self._run(self._cursor.execute, statement.sql, bound)
         return self._cursor.fetchone()
 
+    def once(self, statement: Prepared, params: dict[str, Any]) -> tuple | None:
+        """One statement as a transaction of its own, committed (durably) when it returns.
+        On PostgreSQL it runs in autocommit: one round trip, not BEGIN, it and COMMIT."""
+        if self.sqlite:
+            with self.writing():
+                return self.row(statement, params)
+        dbapi = self._conn.dbapi_connection
+        self._run(setattr, dbapi, "autocommit", True)  # refused inside a transaction
+        try:
+            return self.row(statement, params)
+        finally:
+            with contextlib.suppress(Exception):  # a broken connection is discarded anyway
+                dbapi.autocommit = False
+
     def end(self) -> None:
         """Close a read's transaction (PostgreSQL opens one at the first statement)."""
         self._rollback()

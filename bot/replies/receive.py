@@ -15,7 +15,7 @@ from bot.contacts.record import IncomingEvent, record
 from bot.core import queue
 from bot.core.config import Settings
 from bot.core.db import get_engine
-from bot.replies.decide import Reply, Trigger, decide, decide_early
+from bot.replies.decide import ANSWERS, Reply, Trigger, decide, decide_early
 
 __all__ = ["Received", "Reply", "Trigger", "receive"]
 
@@ -54,7 +54,13 @@ def receive(settings: Settings, event: IncomingEvent, trigger: Trigger | None) -
                 session.close()  # a reload of the rules read through it: let go of it now
 
         grouped = _kick_after_commit(settings) if settings.group_commit else None
-        result = fast_record.record_known(settings.database_url, event, early_known, grouped)
+        result = fast_record.record_known(
+            settings.database_url,
+            event,
+            early_known,
+            grouped,
+            asking_matters=trigger is not None and trigger.kind in ANSWERS,
+        )
         if result is None:
             result = record(session, event, on_insert=on_insert, early=early)
     if result.outbox_id is not None and not result.kicked:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from bot.contacts import fast_record
 from bot.contacts.record import LATER, IncomingEvent, record
 from bot.core import db, rawdb
-from bot.core.models import Event, Outbox, utcnow
+from bot.core.models import Contact, Event, Outbox, utcnow
 
 
 def _event(key: str, value: str = "oFast", **kw) -> IncomingEvent:
@@ -70,7 +70,11 @@ def test_the_raw_path_writes_the_rows_the_ordinary_path_writes(clean):
 def test_the_raw_path_declines_what_it_does_not_handle(clean):
     url = clean.database_url
     never = lambda asking: (_ for _ in ()).throw(AssertionError("not asked"))  # noqa: E731
-    assert fast_record.record_known(url, _event("new", "oNobody"), never) is None  # new follower
+    asked: list[bool] = []
+    new = fast_record.record_known(url, _event("new", "oNobody"), lambda a: asked.append(a))
+    assert new is None  # a new follower
+    # SQLite reads the identity first; PostgreSQL decides the reply before its one statement
+    assert asked == ([] if url.startswith("sqlite") else [False])
     _known(url)
     follow = dataclasses.replace(_event("sub"), type="oa.subscribe", subscribed=True)
     assert fast_record.record_known(url, follow, never) is None  # touches the contact now
@@ -81,6 +85,40 @@ def test_the_raw_path_declines_what_it_does_not_handle(clean):
         events = s.execute(sa.select(sa.func.count()).select_from(Event)).scalar()
         outbox = s.execute(sa.select(sa.func.count()).select_from(Outbox)).scalar()
     assert events == outbox == 2  # the first sight and "once": nothing else was written
+
+
+def test_on_postgresql_a_known_contacts_event_is_one_statement_in_autocommit(clean):
+    url = clean.database_url
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite reads first, then writes the event and its outbox row")
+    _known(url)
+    seen: list[str] = []
+    rawdb.observers.append(lambda sql, _params: seen.append(sql))
+    try:
+        got = fast_record.record_known(url, _event("one"), lambda a: '{"r": 1}')
+    finally:
+        rawdb.observers.pop()
+    assert got is not None and len(seen) == 1  # no BEGIN, no COMMIT: the statement is both
+    raw = rawdb.connection(url)
+    assert not raw._conn.dbapi_connection.autocommit  # set back for the next write
+    ev, ob = _stored(url, "one")
+    assert (got.event_id, got.outbox_id, got.contact_id) == (ev["id"], ob["id"], ev["contact_id"])
+    assert ev["reply"] == '{"r": 1}' and ob["status"] == "pending"
+    # a contact a journey asks something: declined when its question may decide the reply
+    with db.session_scope(url) as s:
+        s.execute(sa.update(Contact).where(Contact.id == got.contact_id).values(asking=True))
+    asked = _event("asked")
+    assert fast_record.record_known(url, asked, lambda a: None, asking_matters=True) is None
+    assert fast_record.record_known(url, asked, lambda a: None, asking_matters=False) is not None
+    # merged away: declined, nothing written
+    with db.session_scope(url) as s:
+        other = record(s, _event("first-oOther", "oOther")).contact_id
+        s.execute(
+            sa.update(Contact).where(Contact.id == got.contact_id).values(merged_into_id=other)
+        )
+    before = _count(url, Event)
+    assert fast_record.record_known(url, _event("merged"), lambda a: None) is None
+    assert _count(url, Event) == before
 
 
 def test_a_broken_raw_connection_falls_back_to_the_ordinary_path(clean, client, oa):
