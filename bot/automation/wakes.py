@@ -29,6 +29,9 @@ WAKE_BATCH = 500
 EARLY_START = 1.5  # seconds: rq's scheduler may run a job this much before its time, at most
 WAKE_SLICE = 2.0  # seconds of waking before a job hands the rest to a fresh one
 IDLE_WAIT = 1.0  # a job with nothing due waits for a wake this close, rather than return
+# ... and then for the wakes due in the GATHER after it too: waits spread over the minute come
+# due a few ms apart, and a batch of one each means a delivery job (and its fixed costs) each.
+GATHER = 0.1
 
 
 def _next_wake_in(session: Session, now: datetime) -> float | None:
@@ -87,11 +90,13 @@ def wake_due(
     batch: int = WAKE_BATCH,
     due_by: float | None = None,
     on_batch: Callable[[], object] | None = None,
+    on_idle: Callable[[], object] | None = None,
 ) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
     is left. ``due_by``: the second this job was scheduled for; rq may start it a little early,
-    so it waits for that second first. ``on_batch`` runs before each batch. Idempotent: a row
-    already advanced is no longer due."""
+    so it waits for that second first. ``on_batch`` runs before each batch, ``on_idle`` before
+    it waits for a wake less than IDLE_WAIT away. Idempotent: a row already advanced is no
+    longer due."""
     out = {"batches": 0, "woken": 0}
     early = (due_by - time.time()) if due_by is not None else 0.0
     if 0 < early <= EARLY_START:
@@ -113,7 +118,9 @@ def wake_due(
             left = WAKE_SLICE - (time.monotonic() - started)
             if idle is None or idle > min(IDLE_WAIT, left):
                 return out
-            time.sleep(idle + 0.005)
+            if on_idle is not None:
+                on_idle()
+            time.sleep(max(idle, GATHER) + 0.005)
             continue
         for action in after:
             action()

@@ -305,8 +305,13 @@ def wake_due(due_by: float | None = None) -> dict[str, int]:
     from bot.automation import wakes as journey_wakes
 
     settings = load_settings()
-    try:  # bulk deliveries give way while it runs (see give_way)
-        return journey_wakes.wake_due(settings, due_by=due_by, on_batch=wake_gives_way(settings))
+    try:  # bulk deliveries give way while it works a batch (see give_way), not while it waits
+        return journey_wakes.wake_due(
+            settings,
+            due_by=due_by,
+            on_batch=wake_gives_way(settings),
+            on_idle=lambda: queue.note_waking(settings, running=False),
+        )
     finally:
         queue.note_waking(settings, running=False)
 

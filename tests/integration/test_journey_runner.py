@@ -4,7 +4,7 @@ unfollow ending the journey, and the /api/journeys endpoints."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -248,8 +248,12 @@ def test_a_wake_job_with_nothing_due_waits_for_a_wake_under_a_second_away(
         for e in s.execute(sa.select(Enrollment)).scalars():
             e.wake_at = soon
             e.state = {**e.state, "wake_at": soon.isoformat()}
-    # the job finds nothing due, sees the wake coming, and takes it itself
-    assert journey_wakes.wake_due(sim_settings) == {"batches": 1, "woken": 1}
+    # the job finds nothing due, sees the wake coming, and takes it itself; while it waits
+    # it says so (on_idle: bulk deliveries need not pause for a job that only waits)
+    idle: list[datetime] = []
+    got = journey_wakes.wake_due(sim_settings, on_idle=lambda: idle.append(utcnow()))
+    assert got == {"batches": 1, "woken": 1}
+    assert len(idle) == 1 and idle[0] < soon
     assert utcnow() >= soon
     [e] = enrollments(sim_settings, contact_of(sim_settings, "oSoon"))
     assert e.step == "wait_day5"

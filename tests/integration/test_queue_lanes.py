@@ -199,15 +199,19 @@ def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
 
     seen: list[bool] = []
 
-    def wake_due(settings, due_by=None, on_batch=None):
+    def wake_due(settings, due_by=None, on_batch=None, on_idle=None):
         for _ in range(2):
             on_batch()
             seen.append(queue.waiting(clean).waking)
-        return {"batches": 2, "woken": 0}
+            on_idle()  # waits for the next wake: deliveries need not pause for that
+            seen.append(queue.waiting(clean).waking)
+        on_batch()
+        seen.append(queue.waiting(clean).waking)
+        return {"batches": 3, "woken": 0}
 
     monkeypatch.setattr(journey_wakes, "wake_due", wake_due)
-    assert jobs.wake_due() == {"batches": 2, "woken": 0}
-    assert seen == [True, True]
+    assert jobs.wake_due() == {"batches": 3, "woken": 0}
+    assert seen == [True, False, True, False, True]
     assert not queue.waiting(clean).waking  # cleared when it returns
 
 
