@@ -40,9 +40,13 @@ def _next_wake_in(session: Session, now: datetime) -> float | None:
     soonest = session.execute(live_waits(sa.func.min(en.wake_at))).scalar()
     if soonest is None:
         return None
-    if soonest.tzinfo is None:  # SQLite hands back naive UTC
-        soonest = soonest.replace(tzinfo=now.tzinfo)
-    return max((soonest - now).total_seconds(), 0.0)
+    return max(-_seconds_since(soonest, now), 0.0)
+
+
+def _seconds_since(at: datetime, now: datetime) -> float:
+    if at.tzinfo is None:  # SQLite hands back naive UTC
+        at = at.replace(tzinfo=now.tzinfo)
+    return (now - at).total_seconds()
 
 
 def _due_batch(session: Session, now: datetime, limit: int) -> list[Enrollment]:
@@ -89,37 +93,37 @@ def wake_due(
     settings: Settings,
     batch: int = WAKE_BATCH,
     due_by: float | None = None,
-    on_batch: Callable[[], object] | None = None,
-    on_idle: Callable[[], object] | None = None,
+    on_batch: Callable[[float], object] | None = None,
 ) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
     is left. ``due_by``: the second this job was scheduled for; rq may start it a little early,
-    so it waits for that second first. ``on_batch`` runs before each batch, ``on_idle`` before
-    it waits for a wake less than IDLE_WAIT away. Idempotent: a row already advanced is no
-    longer due."""
+    so it waits for that second first. ``on_batch(late)`` runs before each batch: how many
+    seconds after its time the previous batch's first wait ran (0 before the first).
+    Idempotent: a row already advanced is no longer due."""
     out = {"batches": 0, "woken": 0}
     early = (due_by - time.time()) if due_by is not None else 0.0
     if 0 < early <= EARLY_START:
         time.sleep(early + 0.01)
     started = time.monotonic()
+    late = 0.0
     while True:
         if on_batch is not None:
-            on_batch()
+            on_batch(late)
         after: After = []
         now = utcnow()
         with session_scope(settings.database_url) as session:
             rows = _due_batch(session, now, batch)
             idle = None if rows else _next_wake_in(session, now)
             if rows:
+                late = _seconds_since(rows[0].wake_at, now)  # the batch's oldest
                 later = _wake_batch(Tx(settings, session, now, after), rows)
         if not rows:
+            late = 0.0
             # The next second's job would be scheduled, started and connected only after its
             # time: when that wake is this close and the slice allows, wait for it here.
             left = WAKE_SLICE - (time.monotonic() - started)
             if idle is None or idle > min(IDLE_WAIT, left):
                 return out
-            if on_idle is not None:
-                on_idle()
             time.sleep(max(idle, GATHER) + 0.005)
             continue
         for action in after:

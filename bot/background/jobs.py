@@ -230,7 +230,7 @@ def give_way(
     settings: Settings, sleep: Callable[[float], object] = time.sleep
 ) -> Callable[[], bool]:
     """Between two messages of a batch (see queue.waiting): while answers to contacts are
-    behind or a wake runs, sleep in steps of YIELD_STEP, up to YIELD_MAX; when a wake is
+    behind or wakes run late, sleep in steps of YIELD_STEP, up to YIELD_MAX; when a wake is
     queued, say stop (False), so the batch hands the rest on and this worker takes the wake.
     Redis is asked at most every YIELD_CHECK."""
     last: float | None = None
@@ -241,7 +241,7 @@ def give_way(
             return True
         waited = 0.0
         w = queue.waiting(settings)
-        while (w.behind or w.waking) and not w.wakes_queued and waited < YIELD_MAX:
+        while (w.behind or w.wakes_late) and not w.wakes_queued and waited < YIELD_MAX:
             sleep(YIELD_STEP)
             waited += YIELD_STEP
             w = queue.waiting(settings)
@@ -305,15 +305,8 @@ def wake_due(due_by: float | None = None) -> dict[str, int]:
     from bot.automation import wakes as journey_wakes
 
     settings = load_settings()
-    try:  # bulk deliveries give way while it works a batch (see give_way), not while it waits
-        return journey_wakes.wake_due(
-            settings,
-            due_by=due_by,
-            on_batch=wake_gives_way(settings),
-            on_idle=lambda: queue.note_waking(settings, running=False),
-        )
-    finally:
-        queue.note_waking(settings, running=False)
+    # bulk deliveries give way while its batches run late (see give_way)
+    return journey_wakes.wake_due(settings, due_by=due_by, on_batch=wake_gives_way(settings))
 
 
 WAKE_YIELD_STEP, WAKE_YIELD_MAX = 0.02, 0.3  # s
@@ -321,15 +314,16 @@ WAKE_YIELD_STEP, WAKE_YIELD_MAX = 0.02, 0.3  # s
 
 def wake_gives_way(
     settings: Settings, sleep: Callable[[float], object] = time.sleep
-) -> Callable[[], None]:
-    """Before each batch of a wake job: say it runs (bulk deliveries pause), and while answers
-    to contacts are behind (queue.note_lag) sleep in steps of WAKE_YIELD_STEP, up to
-    WAKE_YIELD_MAX, so the CPU and the database go to the drain a person waits on. A wave of
-    waits has seconds of slack (its target is 2 s at p99); an answer has one."""
+) -> Callable[[float], None]:
+    """Before each batch of a wake job, told how late its previous batch ran: say so when
+    late (bulk deliveries pause, see queue.note_waking), and while answers to contacts are
+    behind (queue.note_lag) sleep in steps of WAKE_YIELD_STEP, up to WAKE_YIELD_MAX, so the
+    CPU and the database go to the drain a person waits on. A wave of waits has seconds of
+    slack (its target is 2 s at p99); an answer has one."""
 
-    def before_batch() -> None:
+    def before_batch(late: float) -> None:
         for _ in range(round(WAKE_YIELD_MAX / WAKE_YIELD_STEP)):
-            if not queue.note_waking(settings):
+            if not queue.note_waking(settings, late):
                 return
             sleep(WAKE_YIELD_STEP)
 

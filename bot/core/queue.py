@@ -165,48 +165,49 @@ def note_lag(settings: Settings, seconds: float) -> None:
             log.warning("could not flag the urgent lane behind (%s)", exc)
 
 
-WAKING = "yuchi:wakes:running"
+WAKES_LATE = "yuchi:wakes:late"
+WAKE_LATE = 0.5  # s: a wake batch whose first wait came due this long ago means "late"
 
 
-def note_waking(settings: Settings, running: bool = True) -> bool:
-    """A wake job is working through a batch (for the next second), or (``running=False``)
-    has finished: bulk deliveries pause meanwhile (see ``waiting``). A hint only. Returns
-    whether answers to contacts are behind (see note_lag), read in the same round trip."""
+def note_waking(settings: Settings, late: float) -> bool:
+    """A wake job starts a batch; its previous batch's first wait ran ``late`` seconds after
+    its time. Past WAKE_LATE, flag the wakes late for a second (bulk deliveries pause
+    meanwhile, see ``waiting``); a wave that keeps its time holds no one up. A hint only.
+    Returns whether answers to contacts are behind (see note_lag), in the same round trip."""
     try:
         conn = get_redis(settings)
-        if not running:
-            conn.delete(WAKING)
-            return False
+        if late <= WAKE_LATE:
+            return bool(conn.exists(BEHIND))
         with conn.pipeline(transaction=False) as pipe:
-            pipe.set(WAKING, "1", px=1000)
+            pipe.set(WAKES_LATE, "1", px=1000)
             pipe.exists(BEHIND)
             return bool(pipe.execute()[1])
     except REDIS_ERRORS as exc:
-        log.warning("could not flag a running wake (%s)", exc)
+        log.warning("could not flag the wakes late (%s)", exc)
         return False
 
 
 class Waiting(NamedTuple):
     behind: bool  # answers to contacts are falling behind (see note_lag)
-    waking: bool  # a journey wake job is running (see note_waking)
+    wakes_late: bool  # journey wakes run late (see note_waking)
     wakes_queued: bool  # a journey wake job waits for a worker
 
 
 def waiting(settings: Settings) -> Waiting:
     """What bulk work should give way to, in one round trip. A delivery batch checks it
-    between messages: it pauses while answers are behind or a wake runs, like PostgreSQL's
+    between messages: it pauses while answers or wakes are late, like PostgreSQL's
     autovacuum cost delay, so on a saturated machine the CPU and the database go to what a
     person is waiting for, or is due; it ends its slice when a wake is queued, so this worker
     takes it. All False when Redis cannot say."""
     try:
         with get_redis(settings).pipeline(transaction=False) as pipe:
             pipe.exists(BEHIND)
-            pipe.exists(WAKING)
+            pipe.exists(WAKES_LATE)
             pipe.llen(get_queue(settings, WAKES).key)
-            behind, waking, queued = pipe.execute()
+            behind, late, queued = pipe.execute()
     except REDIS_ERRORS:
         return Waiting(False, False, False)
-    return Waiting(bool(behind), bool(waking), bool(queued))
+    return Waiting(bool(behind), bool(late), bool(queued))
 
 
 # The queues of the long-running worker in this process (set by bot.background.worker.run;

@@ -161,9 +161,9 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
     expected = [jobs.YIELD_STEP] * round(jobs.YIELD_MAX / jobs.YIELD_STEP)
     assert slept == expected  # bounded
     assert go_on() and len(slept) == round(jobs.YIELD_MAX / jobs.YIELD_STEP)  # asked later
-    # a wake job running: the same pause
+    # wakes running late: the same pause
     conn.delete(queue.BEHIND)
-    conn.set(queue.WAKING, "1")
+    conn.set(queue.WAKES_LATE, "1")
     slept.clear()
     assert jobs.give_way(clean, sleep=slept.append)() and len(slept) == len(expected)
     # a wake is queued: stop at once, no pause (the wake needs this worker, not its sleep)
@@ -194,36 +194,32 @@ def test_bulk_deliveries_pause_while_the_urgent_lane_is_behind(clean, client, oa
     assert job.args == (ids[1:],)
 
 
-def test_a_wake_job_says_it_is_running_while_it_works(clean, monkeypatch):
+def test_a_wake_job_flags_the_wakes_late_only_when_its_batches_run_late(clean, monkeypatch):
+    """Bulk deliveries pause for wakes that are late, not for a wave that keeps its time."""
     from bot.automation import wakes as journey_wakes
 
     seen: list[bool] = []
 
-    def wake_due(settings, due_by=None, on_batch=None, on_idle=None):
-        for _ in range(2):
-            on_batch()
-            seen.append(queue.waiting(clean).waking)
-            on_idle()  # waits for the next wake: deliveries need not pause for that
-            seen.append(queue.waiting(clean).waking)
-        on_batch()
-        seen.append(queue.waiting(clean).waking)
+    def wake_due(settings, due_by=None, on_batch=None):
+        for late in (0.0, 0.1, queue.WAKE_LATE + 0.5):
+            on_batch(late)
+            seen.append(queue.waiting(clean).wakes_late)
         return {"batches": 3, "woken": 0}
 
     monkeypatch.setattr(journey_wakes, "wake_due", wake_due)
     assert jobs.wake_due() == {"batches": 3, "woken": 0}
-    assert seen == [True, False, True, False, True]
-    assert not queue.waiting(clean).waking  # cleared when it returns
+    assert seen == [False, False, True]
+    assert 0 < queue.get_redis(clean).pttl(queue.WAKES_LATE) <= 1000  # gone a second later
 
 
 def test_a_wake_job_gives_way_while_answers_are_behind(clean):
     slept: list[float] = []
     before_batch = jobs.wake_gives_way(clean, sleep=slept.append)
-    before_batch()
-    assert slept == [] and queue.waiting(clean).waking  # nobody waits: straight on
+    before_batch(0.0)
+    assert slept == []  # nobody waits: straight on
     queue.get_redis(clean).set(queue.BEHIND, "1")
-    before_batch()
+    before_batch(0.0)
     assert slept == [jobs.WAKE_YIELD_STEP] * round(jobs.WAKE_YIELD_MAX / jobs.WAKE_YIELD_STEP)
-    assert queue.waiting(clean).waking  # still flagged running: bulk deliveries keep pausing
     slept.clear()
 
     def drain_catches_up(seconds: float) -> None:
@@ -231,7 +227,7 @@ def test_a_wake_job_gives_way_while_answers_are_behind(clean):
         if len(slept) == 3:
             queue.get_redis(clean).delete(queue.BEHIND)
 
-    jobs.wake_gives_way(clean, sleep=drain_catches_up)()
+    jobs.wake_gives_way(clean, sleep=drain_catches_up)(0.0)
     assert len(slept) == 3  # on again as soon as the answers are no longer behind
 
 
