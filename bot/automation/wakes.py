@@ -94,12 +94,14 @@ def wake_due(
     batch: int = WAKE_BATCH,
     due_by: float | None = None,
     on_batch: Callable[[float], object] | None = None,
+    may_wait: Callable[[float], bool] | None = None,
 ) -> dict[str, int]:
     """Advance every enrollment whose wake_at has come, ``batch`` per transaction, until none
     is left. ``due_by``: the second this job was scheduled for; rq may start it a little early,
     so it waits for that second first. ``on_batch(late)`` runs before each batch: how many
     seconds after its time the previous batch's first wait ran (0 before the first).
-    Idempotent: a row already advanced is no longer due."""
+    ``may_wait(seconds)``: asked before waiting for the next wake; False returns instead
+    (another job waits already). Idempotent: a row already advanced is no longer due."""
     out = {"batches": 0, "woken": 0}
     early = (due_by - time.time()) if due_by is not None else 0.0
     if 0 < early <= EARLY_START:
@@ -124,7 +126,10 @@ def wake_due(
             left = WAKE_SLICE - (time.monotonic() - started)
             if idle is None or idle > min(IDLE_WAIT, left):
                 return out
-            time.sleep(max(idle, GATHER) + 0.005)
+            pause = max(idle, GATHER) + 0.005
+            if may_wait is not None and not may_wait(pause):
+                return out
+            time.sleep(pause)
             continue
         for action in after:
             action()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -305,8 +306,18 @@ def wake_due(due_by: float | None = None) -> dict[str, int]:
     from bot.automation import wakes as journey_wakes
 
     settings = load_settings()
-    # bulk deliveries give way while its batches run late (see give_way)
-    return journey_wakes.wake_due(settings, due_by=due_by, on_batch=wake_gives_way(settings))
+    # bulk deliveries give way while its batches run late (see give_way); of the wake jobs
+    # with nothing due, one waits for the next wake, the others free their workers
+    token = uuid.uuid4().hex
+    try:
+        return journey_wakes.wake_due(
+            settings,
+            due_by=due_by,
+            on_batch=wake_gives_way(settings),
+            may_wait=lambda seconds: queue.claim_wake_idler(settings, token, seconds),
+        )
+    finally:
+        queue.let_go_wake_idler(settings, token)
 
 
 WAKE_YIELD_STEP, WAKE_YIELD_MAX = 0.02, 0.3  # s

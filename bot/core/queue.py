@@ -4,6 +4,7 @@ job never ran. The database is the truth; Redis only carries the work."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -185,6 +186,35 @@ def note_waking(settings: Settings, late: float) -> bool:
     except REDIS_ERRORS as exc:
         log.warning("could not flag the wakes late (%s)", exc)
         return False
+
+
+WAKE_IDLER = "yuchi:wakes:idler"
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_LET_GO = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+def claim_wake_idler(settings: Settings, token: str, seconds: float) -> bool:
+    """May the wake job ``token``, with nothing due, wait ``seconds`` for the next wake? Only
+    one job at a time (the others return and free their workers for deliveries); the claim
+    lapses shortly after the wait. True when Redis cannot say (the job then waits, as before)."""
+    try:
+        conn = get_redis(settings)
+        return bool(conn.eval(_CLAIM, 1, WAKE_IDLER, token, int((seconds + 0.3) * 1000)))
+    except REDIS_ERRORS:
+        return True
+
+
+def let_go_wake_idler(settings: Settings, token: str) -> None:
+    with contextlib.suppress(*REDIS_ERRORS):
+        get_redis(settings).eval(_LET_GO, 1, WAKE_IDLER, token)
 
 
 class Waiting(NamedTuple):

@@ -250,6 +250,10 @@ def test_a_wake_job_with_nothing_due_waits_for_a_wake_under_a_second_away(
         for e in s.execute(sa.select(Enrollment)).scalars():
             e.wake_at = soon
             e.state = {**e.state, "wake_at": soon.isoformat()}
+    # another job waits for it already: this one returns at once, its worker free
+    asked: list[float] = []
+    got = journey_wakes.wake_due(sim_settings, may_wait=lambda s: asked.append(s) or False)
+    assert got == {"batches": 0, "woken": 0} and 0.1 < asked[0] <= 0.45 and utcnow() < soon
     # the job finds nothing due, sees the wake coming, and takes it itself
     assert journey_wakes.wake_due(sim_settings) == {"batches": 1, "woken": 1}
     assert utcnow() >= soon

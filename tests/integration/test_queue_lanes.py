@@ -200,7 +200,7 @@ def test_a_wake_job_flags_the_wakes_late_only_when_its_batches_run_late(clean, m
 
     seen: list[bool] = []
 
-    def wake_due(settings, due_by=None, on_batch=None):
+    def wake_due(settings, due_by=None, on_batch=None, may_wait=None):
         for late in (0.0, 0.1, queue.WAKE_LATE + 0.5):
             on_batch(late)
             seen.append(queue.waiting(clean).wakes_late)
@@ -229,6 +229,19 @@ def test_a_wake_job_gives_way_while_answers_are_behind(clean):
 
     jobs.wake_gives_way(clean, sleep=drain_catches_up)(0.0)
     assert len(slept) == 3  # on again as soon as the answers are no longer behind
+
+
+def test_one_wake_job_at_a_time_waits_for_the_next_wake(clean):
+    """Of the wake jobs with nothing due, one waits; the others return and free their workers
+    (for deliveries); once it lets go, the next may."""
+    assert queue.claim_wake_idler(clean, "a", 0.5)
+    assert queue.claim_wake_idler(clean, "a", 0.5)  # its own claim, renewed
+    assert not queue.claim_wake_idler(clean, "b", 0.5)
+    queue.let_go_wake_idler(clean, "b")  # not b's to let go
+    assert not queue.claim_wake_idler(clean, "b", 0.5)
+    queue.let_go_wake_idler(clean, "a")
+    assert queue.claim_wake_idler(clean, "b", 0.5)
+    assert 0 < queue.get_redis(clean).pttl(queue.WAKE_IDLER) <= 800  # lapses after its wait
 
 
 def test_a_lingering_drain_takes_a_row_stored_meanwhile_without_a_new_job(
