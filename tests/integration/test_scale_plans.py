@@ -98,12 +98,13 @@ def nodes(plan: dict) -> Iterator[dict]:
 def reads(
     settings, seen: list[tuple[str, Any]], table: str, mentioning: str | None = None
 ) -> list[dict]:
-    """The plan nodes reading ``table`` in the captured SELECTs that mention ``mentioning``
-    (default: the table)."""
+    """The plan nodes reading ``table`` in the captured SELECTs (and WITH statements: a
+    callback's one statement on PostgreSQL; EXPLAIN does not run them) that mention
+    ``mentioning`` (default: the table)."""
     found = []
     for statement, parameters in seen:
         if (
-            statement.lstrip().upper().startswith("SELECT")
+            statement.lstrip().upper().startswith(("SELECT", "WITH"))
             and (mentioning or f"{table}.") in statement
         ):
             plan = plan_of(settings, statement, parameters)
