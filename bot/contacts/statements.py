@@ -154,11 +154,9 @@ def _touch(interaction: bool, subscribed: bool | None, returning: bool = True) -
     return update.returning(c.merged_into_id, c.asking) if returning else update
 
 
-def _with_outbox(event_insert: Any) -> Any:
-    """PostgreSQL: the event and its outbox row in one statement (one round trip): the row
-    is added only when the event was (``RETURNING`` is empty for a duplicate)."""
+def _outbox_for(added: Any) -> Any:
+    """The pending outbox row of each event the CTE ``added`` inserted."""
     outbox = Outbox.__table__
-    added = event_insert.cte("added")
     return (
         sa.insert(outbox)
         .from_select(
@@ -176,6 +174,12 @@ def _with_outbox(event_insert: Any) -> Any:
     )
 
 
+def _with_outbox(event_insert: Any) -> Any:
+    """PostgreSQL: the event and its outbox row in one statement (one round trip): the row
+    is added only when the event was (``RETURNING`` is empty for a duplicate)."""
+    return _outbox_for(event_insert.cte("added"))
+
+
 def _known_event_outbox(dialect: str) -> Any:
     """PostgreSQL: a known contact's event and its outbox row in one statement, found by its
     identity: nothing is inserted (no row comes back) when the identity is unknown, its
@@ -183,12 +187,7 @@ def _known_event_outbox(dialect: str) -> Any:
     journey's question decides that reply). The contact row is share-locked, as in
     _new_event_guarded: a merge waits for this statement, or went first (then the merged
     contact's row no longer qualifies). Returns (outbox id, event id, contact id)."""
-    ident, contact, event, outbox = (
-        Identity.__table__,
-        Contact.__table__,
-        Event.__table__,
-        Outbox.__table__,
-    )
+    ident, contact, event = Identity.__table__, Contact.__table__, Event.__table__
     who = (
         sa.select(ident.c.contact_id)
         .join(contact, contact.c.id == ident.c.contact_id)
@@ -210,22 +209,7 @@ def _known_event_outbox(dialect: str) -> Any:
         .returning(event.c.id, event.c.contact_id)
         .cte("added")
     )
-    queued = (
-        sa.insert(outbox)
-        .from_select(
-            ["event_id", "status", "priority", "attempts", "created_at", "interacted_at"],
-            sa.select(
-                added.c.id,
-                sa.literal("pending"),
-                sa.bindparam("priority"),
-                sa.literal(0),
-                _now_param(),
-                sa.bindparam("interacted_at", type_=UTCDateTime()),
-            ),
-        )
-        .returning(outbox.c.id, outbox.c.event_id)
-        .cte("queued")
-    )
+    queued = _outbox_for(added).cte("queued")
     return sa.select(queued.c.id, queued.c.event_id, added.c.contact_id).join_from(
         queued, added, added.c.id == queued.c.event_id
     )

@@ -151,13 +151,9 @@ def test_bandit_split_learns_and_logs(sim, sim_settings, sim_client, auth, env_t
         "weights"
     ]["ab"]
     first = {cid: arm for cid, arm in assignments(sim_settings).items() if cid in cids}
-    would_move = [
-        cid for cid in cids if bandit.arm_for(bandit.draw(d.id, "ab", cid), weights) != first[cid]
-    ]
-    # Usually some (``would_move``) would get the other arm if drawn afresh; with 12 contacts,
-    # about one id set in five has no draw between the old split and the new one (the ids
-    # depend on what ran before in this database), and then the check below holds trivially.
-    del would_move
+    # Usually some of them would get the other arm if drawn afresh under ``weights``; with 12
+    # contacts about one id set in five has no draw between the old split and the new one
+    # (the ids depend on what ran before in this database), so that is not asserted.
     for o in openids:
         assert sim.unfollow(o).status == 200
         assert sim.follow(o).status == 200
