@@ -25,6 +25,7 @@ from bot.core.models import (
     MassSend,
     Media,
     Message,
+    Outbox,
     PlatformTag,
     utcnow,
 )
@@ -128,15 +129,22 @@ def outcome(m: Message) -> str:
 
 
 def wait_finished(sim, settings, kind: str, n: int = 1) -> None:
-    """Wait for the platform's job reports, then process them."""
+    """Wait for the platform's job reports and process them. The server kicks the drain just
+    after its commit, so a report can be visible before its drain is queued: the worker runs
+    until the reports' outbox rows are done, not once."""
 
-    def arrived() -> bool:
+    def processed() -> bool:
+        run_worker(settings)
         with db.session_scope(settings.database_url) as s:
-            got = s.execute(sa.select(sa.func.count()).where(Event.type == kind)).scalar_one()
-        return got >= n
+            done = s.execute(
+                sa.select(sa.func.count())
+                .select_from(Event)
+                .join(Outbox, Outbox.event_id == Event.id)
+                .where(Event.type == kind, Outbox.status == "done")
+            ).scalar_one()
+        return done >= n
 
-    assert sim.wait_for(arrived, timeout=30.0), f"no {kind}"  # a loaded machine is slow
-    run_worker(settings)
+    assert sim.wait_for(processed, timeout=30.0), f"no {kind}"  # a loaded machine is slow
 
 
 def broadcast(client, body: dict) -> int:
