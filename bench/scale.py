@@ -220,13 +220,12 @@ def vacuum(url: str) -> None:
 
 def _bulk_worker(env: dict[str, str]) -> None:
     os.environ.update(env)
-    from rq import SimpleWorker
-
+    from bot.background.worker import BurstWorker
     from bot.core import queue
     from bot.core.config import load_settings
 
     settings = load_settings()
-    worker = SimpleWorker(
+    worker = BurstWorker(
         [queue.get_queue(settings, queue.BULK)], connection=queue.get_redis(settings)
     )
     worker.work(burst=True, logging_level="ERROR")

@@ -350,9 +350,8 @@ def add_sample(url: str, contacts: int, count: int, now: datetime) -> tuple[int,
 def _worker(env: dict[str, str], ready, go, out: str) -> None:  # noqa: ANN001
     """One rq SimpleWorker process (burst), each pipeline step timed."""
     os.environ.update(env)
-    from rq import SimpleWorker
-
     from bot.background import pipeline
+    from bot.background.worker import BurstWorker
     from bot.core import queue
     from bot.core.config import load_settings
 
@@ -374,7 +373,7 @@ def _worker(env: dict[str, str], ready, go, out: str) -> None:  # noqa: ANN001
 
     pipeline.STEPS[:] = [timed(s) for s in pipeline.STEPS]
     settings = load_settings()
-    worker = SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings))
+    worker = BurstWorker(queue.all_queues(settings), connection=queue.get_redis(settings))
     ready.set()
     go.wait()
     logging.getLogger("bot").setLevel(logging.ERROR)  # "no active rep" for every new MQL

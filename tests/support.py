@@ -46,10 +46,10 @@ def event(oa: OAPlatform, openid: str, name: str, create_time: int | None = None
 
 
 def run_worker(settings: Settings) -> None:
-    """Process everything queued, in this process (rq's SimpleWorker, burst mode)."""
-    from rq import SimpleWorker
+    """Process everything queued, in this process (an rq SimpleWorker, burst mode)."""
+    from bot.background.worker import BurstWorker
 
-    SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
+    BurstWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
         burst=True, logging_level="WARNING"
     )
 

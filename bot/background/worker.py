@@ -77,7 +77,36 @@ class Scheduler(RQScheduler):
                 backoff.wait()
 
 
-class Liveness:
+class PromptUnsubscribe:
+    """rq's teardown, without a 60 s hang. rq listens for commands on a pub/sub thread that
+    reads with a 60 s timeout, and at teardown unsubscribes, then stops the thread. When the
+    thread handles the unsubscribe reply before the stop, it loops and waits up to 60 s for a
+    new subscription, and redis-py 8's ``stop()`` joins it: every so often a burst worker (a
+    test, a ``yuchi worker --burst``) or a stopping worker took a minute to return, most often
+    on a busy machine. Stop first, then unsubscribe: the reply ends the thread's read, and it
+    sees the stop."""
+
+    pubsub: Any
+    pubsub_thread: Any
+
+    def unsubscribe(self) -> None:
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        try:
+            thread.stop(timeout=0)  # redis-py 8: clear the flag, do not wait yet
+        except TypeError:  # redis-py < 8: stop() clears the flag and does not wait
+            thread.stop()
+        self.pubsub.unsubscribe()
+        thread.join(timeout=1)
+        self.pubsub.close()
+
+
+class BurstWorker(PromptUnsubscribe, SimpleWorker):
+    """rq's SimpleWorker for processing what is queued in this process (tests, benches)."""
+
+
+class Liveness(PromptUnsubscribe):
     """What both worker classes add to rq's: a short heartbeat for the running job, a stop
     request that the reconnect loop sees, and our scheduler."""
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from rq import SimpleWorker
 from rq.job import Job
 from standardwebhooks import Webhook
 from support import run_worker
@@ -21,6 +20,7 @@ from support import run_worker
 from bot.app import create_app
 from bot.automation import event_webhooks
 from bot.automation import webhooks as delivery
+from bot.background.worker import BurstWorker
 from bot.core import db, queue
 from bot.core.models import Event, Identity, WebhookDelivery
 from journeys.webhook_urls import Allow
@@ -278,7 +278,7 @@ def test_a_deleted_endpoint_gets_nothing(sim, allowed, auth, receiver):
     sim.follow("oGone")
     # the event drained (its delivery row written), the webhook's job still queued
     lanes = [queue.get_queue(allowed, name) for name in (queue.URGENT, queue.WAKES)]
-    SimpleWorker(lanes, connection=queue.get_redis(allowed)).work(burst=True)
+    BurstWorker(lanes, connection=queue.get_redis(allowed)).work(burst=True)
     [row] = deliveries(allowed)
     assert row.status == "pending"
     assert client.delete(f"/api/webhooks/{hook['id']}", headers=auth).status_code == 204
@@ -293,7 +293,7 @@ def test_the_sweeper_requeues_a_subscription_whose_job_was_lost(sim, allowed, au
     hook = subscribe(client, auth, f"{receiver.base}/hook", "oa.subscribe")
     sim.follow("oLost")
     lanes = [queue.get_queue(allowed, name) for name in (queue.URGENT, queue.WAKES)]
-    SimpleWorker(lanes, connection=queue.get_redis(allowed)).work(burst=True)
+    BurstWorker(lanes, connection=queue.get_redis(allowed)).work(burst=True)
     [row] = deliveries(allowed)
     Job.fetch(delivery.job_id(row.key), connection=queue.get_redis(allowed)).delete()  # lost
     run_worker(allowed)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from rq import SimpleWorker
 from support import run_worker
 
 from bot.automation import wake_jobs as journey_wake_jobs
 from bot.automation import wakes as journey_wakes
+from bot.background.worker import BurstWorker
 from bot.contacts import record as events
 from bot.core import db, queue
 from bot.core.models import (
@@ -152,7 +152,7 @@ def wake_later(settings, e: Enrollment) -> str:
 
 def run_due(settings) -> None:
     """The worker with rq's scheduler: due ``enqueue_at`` jobs (wakes) run too."""
-    SimpleWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
+    BurstWorker(queue.all_queues(settings), connection=queue.get_redis(settings)).work(
         burst=True, with_scheduler=True, logging_level="WARNING"
     )
 

@@ -22,7 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from rq import SimpleWorker
 from rq.job import Job
 from standardwebhooks import Webhook
 from support import run_worker
@@ -30,6 +29,7 @@ from support import run_worker
 from bot.app import create_app
 from bot.automation import webhook_http
 from bot.automation import webhooks as journey_webhooks
+from bot.background.worker import BurstWorker
 from bot.core import db, queue
 from bot.core.models import Event, Identity, WebhookDelivery
 from journeys.webhook_urls import Allow
@@ -141,7 +141,7 @@ def follow(sim, settings, openid: str, queues: list[str] | None = None) -> int:
         run_worker(settings)
     else:  # only these lanes: the webhook job stays queued
         qs = [queue.get_queue(settings, name) for name in queues]
-        SimpleWorker(qs, connection=queue.get_redis(settings)).work(burst=True)
+        BurstWorker(qs, connection=queue.get_redis(settings)).work(burst=True)
     with db.session_scope(settings.database_url) as s:
         return s.execute(
             sa.select(Identity.contact_id).where(Identity.value == openid)

@@ -133,18 +133,24 @@ def wait_finished(sim, settings, kind: str, n: int = 1) -> None:
     after its commit, so a report can be visible before its drain is queued: the worker runs
     until the reports' outbox rows are done, not once."""
 
+    def outbox() -> list[str | None]:
+        """The status of each report's outbox row (None: stored without one)."""
+        with db.session_scope(settings.database_url) as s:
+            return list(
+                s.execute(
+                    sa.select(Outbox.status)
+                    .select_from(Event)
+                    .outerjoin(Outbox, Outbox.event_id == Event.id)
+                    .where(Event.type == kind)
+                ).scalars()
+            )
+
     def processed() -> bool:
         run_worker(settings)
-        with db.session_scope(settings.database_url) as s:
-            done = s.execute(
-                sa.select(sa.func.count())
-                .select_from(Event)
-                .join(Outbox, Outbox.event_id == Event.id)
-                .where(Event.type == kind, Outbox.status == "done")
-            ).scalar_one()
-        return done >= n
+        return outbox().count("done") >= n
 
-    assert sim.wait_for(processed, timeout=30.0), f"no {kind}"  # a loaded machine is slow
+    # a loaded machine is slow
+    assert sim.wait_for(processed, timeout=30.0), f"{kind}: outbox rows {outbox()}"
 
 
 def broadcast(client, body: dict) -> int:
