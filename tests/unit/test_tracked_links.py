@@ -24,6 +24,17 @@ def test_codes_round_trip_and_refuse_tampering():
         assert links.read_code(S, junk) is None
 
 
+def test_a_code_is_refused_when_only_the_unused_bits_of_its_last_character_change():
+    """A 32-byte signature is 43 base64 characters, the last carrying 2 bits the decoder
+    ignores: flipped, the signature decodes the same, and must still be refused."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for message_id in range(1, 40):
+        code = links.code_for(S, message_id, 0)
+        twin = code[:-1] + alphabet[alphabet.index(code[-1]) ^ 1]
+        assert links.read_code(S, code) == (message_id, 0)
+        assert links.read_code(S, twin) is None
+
+
 def test_text_links_are_found_without_the_chinese_punctuation_around_them():
     text = "看这里https://a.example.com/p?x=1&y=2，还有 http://b.example.com/q。最后 https://c.example.com/r."
     assert links.links_in("text", {"content": text}) == [
