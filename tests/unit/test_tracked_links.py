@@ -20,7 +20,7 @@ def test_codes_round_trip_and_refuse_tampering():
     assert links.read_code(S, f"1e241-2.{sig}") is None  # another message, same signature
     other = SimpleNamespace(secret_key="x" * 32, public_url=S.public_url)
     assert links.read_code(other, code) is None
-    for junk in ("", "abc", "a.b.c", "z" * 500, "zz-1." + sig):
+    for junk in ("", "abc", "a.b.c", "z" * 500, "zz-1." + sig, "码-1." + sig, f"+{code}"):
         assert links.read_code(S, junk) is None
 
 
