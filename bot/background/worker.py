@@ -5,6 +5,7 @@ with it, even when it is SIGKILLed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -97,8 +98,12 @@ class PromptUnsubscribe:
             thread.stop(timeout=0)  # redis-py 8: clear the flag, do not wait yet
         except TypeError:  # redis-py < 8: stop() clears the flag and does not wait
             thread.stop()
-        self.pubsub.unsubscribe()
-        thread.join(timeout=1)
+        if thread.is_alive():
+            # A message read meanwhile may end the thread first; it closes the connection
+            # then, and the unsubscribe has nothing left to say.
+            with contextlib.suppress(*queue.REDIS_ERRORS):
+                self.pubsub.unsubscribe()
+            thread.join(timeout=1)
         self.pubsub.close()
 
 

@@ -5,9 +5,11 @@ worker taking a minute to return, now and then (bot.background.worker.PromptUnsu
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
+import redis
 from rq import SimpleWorker
 
 from bot.background.worker import BurstWorker, InProcessWorker
@@ -45,11 +47,30 @@ def test_our_workers_unsubscribe_at_once_when_their_thread_reads_the_reply_first
     assert ends(InProcessWorker, clean)
 
 
+def test_a_worker_whose_thread_ends_during_the_unsubscribe_tears_down_quietly(clean):
+    """Between the stop and the unsubscribe the thread can read a message, see the stop, end
+    and close its connection: the unsubscribe then fails on the closed socket (seen once on
+    CI as a broken pipe), and the teardown must go on."""
+    worker = BurstWorker(queue.all_queues(clean), connection=queue.get_redis(clean))
+    worker.subscribe()
+    thread = worker.pubsub_thread
+
+    def unsubscribe_on_a_closed_socket(*args):
+        payload = json.dumps({"command": "none"})  # a command rq ignores: it wakes the read
+        worker.connection.publish(worker.pubsub_channel_name, payload)
+        thread.join(timeout=5)
+        assert not thread.is_alive()  # it saw the stop and closed the connection
+        raise redis.exceptions.ConnectionError("Error 32 while writing to socket. Broken pipe.")
+
+    worker.pubsub.unsubscribe = unsubscribe_on_a_closed_socket
+    worker.unsubscribe()  # nothing raised
+    assert not thread.is_alive()
+
+
 def test_rqs_own_order_is_what_hung(clean):
     """The case above is the one that hangs rq's SimpleWorker with this redis-py: when a newer
     rq or redis-py fixes it, this fails, and PromptUnsubscribe can go."""
     import pytest
-    import redis
 
     if int(redis.__version__.split(".")[0]) < 8:
         pytest.skip("older redis-py's stop() does not wait for the thread")
